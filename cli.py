@@ -1,0 +1,109 @@
+"""The `biasmon` command. Headless subcommands use only biasmon.core; the TUI is imported on demand.
+
+    biasmon [PRESET] [--presets DIR] [--record FILE] [--seed S] [--steps N]   live monitor
+    biasmon presets | record | compare | replay FILE | watch FILE|- | check FILE|-
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .core import __version__
+from .core.errors import BiasmonError
+
+SUBCOMMANDS = ("presets", "record", "compare", "replay", "watch", "check")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for any other bad input
+        raise BiasmonError(f"{self.prog}: {message}")
+
+
+def _presets_option(parser):
+    parser.add_argument("--presets", metavar="DIR", action="append", default=[],
+                        help="also load presets from this folder (repeatable)")
+
+
+def _run_parser():
+    p = _Parser(prog="biasmon", description="Live monitor: is every layer's bias learning in the right direction?",
+                epilog="subcommands: " + ", ".join(SUBCOMMANDS) + " (biasmon SUBCOMMAND --help)")
+    p.add_argument("preset", nargs="?", help="preset name or .toml file (default: gradient)")
+    _presets_option(p)
+    p.add_argument("--record", metavar="FILE", help="record the live session to FILE (JSON Lines)")
+    p.add_argument("--seed", type=int, help="override the preset's seed")
+    p.add_argument("--steps", type=int, help="override the preset's number of steps")
+    p.add_argument("--version", action="version", version=f"biasmon {__version__}")
+    return p
+
+
+def _sub_parser(name):
+    p = _Parser(prog=f"biasmon {name}")
+    if name == "presets":
+        p.description = "List the presets with their descriptions."
+        _presets_option(p)
+    elif name == "record":
+        p.description = "Train a preset with no UI and write the record stream."
+        p.add_argument("preset")
+        p.add_argument("-o", "--output", required=True, metavar="FILE")
+        p.add_argument("--steps", type=int)
+        p.add_argument("--seed", type=int)
+        _presets_option(p)
+    elif name == "compare":
+        p.description = "Run presets headless and print one comparison table (all presets by default)."
+        p.add_argument("presets_to_run", nargs="*", metavar="PRESET")
+        p.add_argument("--steps", type=int)
+        _presets_option(p)
+    elif name == "replay":
+        p.description = "Show a recording in the live panels, with pause, step and seek."
+        p.add_argument("file")
+    elif name == "watch":
+        p.description = "Follow a stream as it grows (a file, or - for standard input)."
+        p.add_argument("file")
+    elif name == "check":
+        from .core import check
+        p.description = "Headless verdict of a stream for CI: exit 0 all ok, 1 a problem found, 2 unreadable."
+        check.add_arguments(p)
+    return p
+
+
+def _positive(value, name):
+    if value is not None and value < 1:
+        raise BiasmonError(f"--{name} must be a whole number >= 1, got {value}")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except BiasmonError as exc:
+        print(f"biasmon: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("biasmon: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _dispatch(argv) -> int:
+    from .core import commands
+
+    if argv and argv[0] in SUBCOMMANDS:
+        name, args = argv[0], _sub_parser(argv[0]).parse_args(argv[1:])
+        if name == "presets":
+            return commands.list_presets(args.presets)
+        if name == "record":
+            _positive(args.steps, "steps")
+            return commands.record(args.preset, args.output, args.steps, args.seed, args.presets)
+        if name == "compare":
+            _positive(args.steps, "steps")
+            return commands.compare(args.presets_to_run, args.steps, args.presets)
+        if name == "check":
+            from .core import check
+            return check.run(args)
+        from .tui.app import run_replay, run_watch
+        return run_replay(args.file) if name == "replay" else run_watch(args.file)
+    args = _run_parser().parse_args(argv)
+    _positive(args.steps, "steps")
+    from .tui.app import run_live
+    return run_live(args.preset, args.presets, args.record, args.seed, args.steps)

@@ -1,0 +1,123 @@
+"""The headless commands: presets, record and compare. They print, and return an exit status."""
+from __future__ import annotations
+
+import sys
+import time
+
+from . import presets as preset_mod
+from .errors import BiasmonError
+from .stream import RecordWriter
+from .summary import RunSummary, fmt
+from .trainer import Trainer
+
+
+def list_presets(extra_dirs, out=sys.stdout) -> int:
+    found = preset_mod.discover(extra_dirs)
+    width = max(len(n) for n in found)
+    for i, (name, p) in enumerate(found.items(), start=1):
+        key = str(i) if i <= 9 else " "
+        default = " (default)" if name == preset_mod.DEFAULT_PRESET else ""
+        print(f"{key}  {name:<{width}}  {p.description}{default}", file=out)
+    return 0
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most 10 times a second."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.stream = total, stream
+        self.start = self.last = time.perf_counter()
+        self.enabled = stream.isatty()
+
+    def update(self, done, force=False):
+        now = time.perf_counter()
+        if not self.enabled or (not force and now - self.last < 0.1):
+            return
+        self.last = now
+        filled = int(30 * done / max(1, self.total))
+        rate = done / max(now - self.start, 1e-9)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} steps  {rate:,.0f} steps/s")
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def open_output(path):
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise BiasmonError(f"{path}: cannot write the recording ({exc.strerror or exc})") from None
+
+
+def record(preset_name, output, steps=None, seed=None, extra_dirs=(), out=sys.stdout) -> int:
+    """Train with no UI, write every record to `output`, print a summary and each layer's verdict."""
+    preset = preset_mod.resolve(preset_name, extra_dirs)
+    trainer = Trainer(preset, steps=steps, seed=seed)
+    summary = RunSummary()
+    progress = Progress(trainer.steps)
+    started = time.perf_counter()
+    with open_output(output) as handle:
+        writer = RecordWriter(handle)
+        writer.write_json(trainer.header())
+        try:
+            while not trainer.done:
+                for rec in trainer.step():
+                    writer.write(rec)
+                    summary.add(rec)
+                progress.update(trainer.step_index)
+        except KeyboardInterrupt:
+            progress.close()
+            print(f"interrupted at step {trainer.step_index}; {output} holds every step up to it", file=sys.stderr)
+            return 130
+    progress.update(trainer.step_index, force=True)
+    progress.close()
+    elapsed = time.perf_counter() - started
+    print(f"{preset.name}: {summary.steps} steps in {elapsed:.2f} s ({summary.steps / max(elapsed, 1e-9):,.0f} steps/s) "
+          f"-> {output}", file=out)
+    print_summary(summary, out)
+    return 0
+
+
+def print_summary(summary: RunSummary, out=sys.stdout) -> None:
+    print(f"train loss: final {fmt(summary.final_loss)}, best {fmt(summary.best_loss)}", file=out)
+    if summary.final_val is not None:
+        print(f"val loss:   final {fmt(summary.final_val)}, best {fmt(summary.best_val)}", file=out)
+    if summary.diverged:
+        step, layer, reason = summary.diverged
+        print(f"DIVERGED at step {step}" + (f" (first non-finite layer: {layer})" if layer else "")
+              + (f": {reason}" if reason else ""), file=out)
+    if not summary.verdicts:
+        print("no bias verdicts (the network has no biases)", file=out)
+    for layer, (verdict, cause, since) in summary.verdicts.items():
+        print(f"  {layer:<10} {verdict:<18} since step {since:<6} {cause}", file=out)
+
+
+def compare(names, steps=None, extra_dirs=(), out=sys.stdout) -> int:
+    """Run each preset headless; print one table of losses, divergence and per-layer verdicts."""
+    available = preset_mod.discover(extra_dirs)
+    chosen = [preset_mod.resolve(n, extra_dirs) for n in names] if names else list(available.values())
+    rows, layers = [], []
+    for preset in chosen:
+        summary = RunSummary()
+        for rec in Trainer(preset, steps=steps):
+            summary.add(rec)
+        rows.append((preset.name, summary))
+        layers += [name for name in summary.verdicts if name not in layers]
+    head = ["preset", "final train", "best train", "final val", "best val", "diverged"] + layers
+    table = [head]
+    for name, s in rows:
+        cells = [name, fmt(s.final_loss), fmt(s.best_loss), fmt(s.final_val), fmt(s.best_val),
+                 "-" if not s.diverged else f"step {s.diverged[0]}"]
+        for layer in layers:
+            v = s.verdicts.get(layer)
+            cells.append("no bias" if v is None else f"{v[0]} @{v[2]}")
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for i, row in enumerate(table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), file=out)
+        if i == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+    print("\nlayer cells: the verdict at the end of the run @ the step it was first seen", file=out)
+    return 0

@@ -1,0 +1,140 @@
+"""A dense MLP whose parameters live in flat vectors, with backprop kept apart from any update.
+
+Shapes: X is (n, d_in); layer l has weights W[l] of shape (d_l, d_{l+1}) and biases b[l] of shape
+(d_{l+1},). `weights` and `biases` are lists of views into the flat vectors `w_flat` and `b_flat`, so
+per-layer code reads like Nielsen's network.py while diagnostics can reduce over all layers at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+LOSSES = ("mse", "cross_entropy")
+WEIGHT_INITS = ("xavier", "he")
+
+
+def activate(name: str, z: np.ndarray) -> np.ndarray:
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    return z
+
+
+def activation_slope(name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray | float:
+    """d a / d z, from the pre-activation z and the activation a = f(z)."""
+    if name == "tanh":
+        return 1.0 - a * a
+    if name == "sigmoid":
+        return a * (1.0 - a)
+    if name == "relu":
+        return (z > 0).astype(z.dtype)
+    return 1.0
+
+
+def loss_and_output_grad(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Loss value and dL/d(out). out, y: (n, k). mse = mean of squared errors over all entries;
+    cross_entropy = mean over samples of -sum(y * log softmax(out)), y one-hot."""
+    n = out.shape[0]
+    if loss == "mse":
+        diff = out - y
+        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
+    shifted = out - out.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_p = shifted - log_z
+    value = -float(np.sum(y * log_p)) / n
+    return value, (np.exp(log_p) - y) / n
+
+
+@dataclass
+class Gradients:
+    """Per-layer gradients shaped like the parameters, plus their flat vectors."""
+
+    loss: float
+    w_flat: np.ndarray
+    b_flat: np.ndarray
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+
+
+class Network:
+    """An MLP: sizes [d_in, h1, ..., d_out], one activation per layer (the last is the output's)."""
+
+    def __init__(self, sizes, activations, loss="mse", dtype="float64", has_biases=True):
+        if len(activations) != len(sizes) - 1:
+            raise ValueError("one activation per layer is needed")
+        self.sizes = [int(s) for s in sizes]
+        self.activations = list(activations)
+        self.loss = loss
+        self.dtype = np.dtype(dtype)
+        self.has_biases = has_biases
+        self.layer_names = [f"hidden{i + 1}" for i in range(len(sizes) - 2)] + ["output"]
+        w_shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
+        self.w_offsets = np.cumsum([0] + [a * b for a, b in w_shapes])
+        self.b_offsets = np.cumsum([0] + self.sizes[1:])
+        self.w_flat = np.zeros(self.w_offsets[-1], dtype=self.dtype)
+        self.b_flat = np.zeros(self.b_offsets[-1], dtype=self.dtype)
+        self.weights = self._views(self.w_flat, self.w_offsets, w_shapes)
+        self.biases = self._views(self.b_flat, self.b_offsets, [(s,) for s in self.sizes[1:]])
+
+    @staticmethod
+    def _views(flat, offsets, shapes):
+        return [flat[offsets[i]:offsets[i + 1]].reshape(shape) for i, shape in enumerate(shapes)]
+
+    def initialise(self, rng: np.random.Generator, weight_init="xavier", bias_init=0.0) -> None:
+        """Xavier (uniform, Glorot) or He (normal) weights; every bias set to the constant bias_init."""
+        for w in self.weights:
+            fan_in, fan_out = w.shape
+            if weight_init == "he":
+                w[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=w.shape)
+            else:
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                w[...] = rng.uniform(-limit, limit, size=w.shape)
+        self.b_flat[...] = bias_init if self.has_biases else 0.0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The output (n, d_out) before any softmax."""
+        a = x
+        for w, b, act in zip(self.weights, self.biases, self.activations):
+            a = activate(act, a @ w + b)
+        return a
+
+    def loss_at(self, x: np.ndarray, y: np.ndarray, b_flat: np.ndarray | None = None) -> float:
+        """The loss at the current weights, and at the biases b_flat if given (the network is unchanged)."""
+        if b_flat is None:
+            return loss_and_output_grad(self.loss, self.forward(x), y)[0]
+        saved = self.b_flat.copy()
+        self.b_flat[...] = b_flat
+        try:
+            return loss_and_output_grad(self.loss, self.forward(x), y)[0]
+        finally:
+            self.b_flat[...] = saved
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> Gradients:
+        """Backprop: the loss and dL/dW, dL/db for every layer. Nothing is updated."""
+        zs, acts = [], [x]
+        a = x
+        for w, b, act in zip(self.weights, self.biases, self.activations):
+            z = a @ w + b
+            a = activate(act, z)
+            zs.append(z)
+            acts.append(a)
+        loss, d_out = loss_and_output_grad(self.loss, a, y)
+        gw = np.empty_like(self.w_flat)
+        gb = np.empty_like(self.b_flat)
+        gws = self._views(gw, self.w_offsets, [w.shape for w in self.weights])
+        gbs = self._views(gb, self.b_offsets, [b.shape for b in self.biases])
+        delta = d_out * activation_slope(self.activations[-1], zs[-1], acts[-1])
+        for layer in range(len(self.weights) - 1, -1, -1):
+            np.matmul(acts[layer].T, delta, out=gws[layer])
+            np.sum(delta, axis=0, out=gbs[layer])
+            if layer:
+                delta = (delta @ self.weights[layer].T) * activation_slope(
+                    self.activations[layer - 1], zs[layer - 1], acts[layer])
+        if not self.has_biases:
+            gb[...] = 0.0
+        return Gradients(loss, gw, gb, gws, gbs)

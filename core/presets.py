@@ -1,0 +1,201 @@
+"""Presets: TOML files naming a network, data, optimizer, bias strategy and diagnostics schedule.
+
+The schema is checked key by key: an unknown key, a wrong type or an out-of-range value is a
+PresetError naming the file, the key and what is allowed.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import strategies
+from .data import GENERATORS
+from .errors import PresetError
+from .network import ACTIVATIONS, LOSSES, WEIGHT_INITS
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "presets"
+DEFAULT_PRESET = "gradient"
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# key -> (check, allowed (for messages), default); a missing default means required.
+NUMBER, INT, BOOL, STR = "a number", "a whole number", "true or false", "a string"
+_REQUIRED = object()
+
+
+def _spec(check, allowed, default=_REQUIRED):
+    return check, allowed, default
+
+
+SCHEMA = {
+    "": {
+        "description": _spec(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+        "order": _spec(_is_int, INT, 1000),
+    },
+    "network": {
+        "layers": _spec(lambda v: isinstance(v, list) and len(v) >= 2 and all(_is_int(n) and n >= 1 for n in v),
+                        "a list of at least 2 whole numbers >= 1, inputs first", [2, 16, 16, 1]),
+        "activation": _spec(lambda v: v in ACTIVATIONS, " | ".join(ACTIVATIONS), "tanh"),
+        "output": _spec(lambda v: v in ACTIVATIONS, " | ".join(ACTIVATIONS), "identity"),
+        "loss": _spec(lambda v: v in LOSSES, " | ".join(LOSSES), "mse"),
+        "dtype": _spec(lambda v: v in ("float64", "float32"), "float64 | float32", "float64"),
+        "weight_init": _spec(lambda v: v in WEIGHT_INITS, " | ".join(WEIGHT_INITS), "xavier"),
+        "bias_init": _spec(_is_number, NUMBER, 0.0),
+    },
+    "data": {
+        "set": _spec(lambda v: v in GENERATORS, " | ".join(GENERATORS), None),
+        "path": _spec(lambda v: isinstance(v, str) and v != "", "a path to a .csv or .npz file", None),
+        "targets": _spec(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+                         "a list of CSV column names", None),
+        "features": _spec(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+                          "a list of CSV column names", None),
+        "samples": _spec(lambda v: _is_int(v) and v >= 2, "a whole number >= 2", 16),
+        "noise": _spec(lambda v: _is_number(v) and v >= 0, "a number >= 0", 0.05),
+        "val_fraction": _spec(lambda v: _is_number(v) and 0 <= v < 1, "a number with 0 <= x < 1", 0.25),
+        "seed": _spec(lambda v: _is_int(v) and v >= 0, "a whole number >= 0", 0),
+    },
+    "train": {
+        "seed": _spec(lambda v: _is_int(v) and v >= 0, "a whole number >= 0", 0),
+        "lr": _spec(lambda v: _is_number(v) and v > 0, "a number > 0", 0.1),
+        "momentum": _spec(lambda v: _is_number(v) and 0 <= v < 1, "a number with 0 <= x < 1", 0.0),
+        "weight_decay": _spec(lambda v: _is_number(v) and v >= 0, "a number >= 0", 0.0),
+        "steps": _spec(lambda v: _is_int(v) and v >= 1, "a whole number >= 1", 2000),
+    },
+    "bias": {
+        "strategy": _spec(lambda v: v in strategies.REGISTRY, " | ".join(strategies.REGISTRY), "gradient"),
+        "flip_sign": _spec(lambda v: isinstance(v, bool), BOOL, False),
+        "from_step": _spec(lambda v: _is_int(v) and v >= 0, "a whole number >= 0", 0),
+    },
+    "diagnostics": {
+        "grad_check_every": _spec(lambda v: _is_int(v) and v >= 0, "a whole number >= 0 (0: only on demand)", 100),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A validated preset. Sections are plain dicts of checked values with defaults filled in."""
+
+    name: str
+    description: str
+    network: dict
+    data: dict
+    train: dict
+    bias: dict
+    bias_params: dict
+    diagnostics: dict
+    source: str = ""
+    order: int = 1000
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def with_overrides(self, steps=None, seed=None, samples=None) -> "Preset":
+        train = dict(self.train, **({"steps": steps} if steps is not None else {}),
+                     **({"seed": seed} if seed is not None else {}))
+        data = dict(self.data, **({"samples": samples} if samples is not None else {}))
+        return replace(self, train=train, data=data)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "description": self.description, "network": self.network, "data": self.data,
+                "train": self.train, "bias": dict(self.bias, **self.bias_params), "diagnostics": self.diagnostics}
+
+
+def _check_section(source, section, table, schema, extra=None):
+    extra = extra or {}
+    allowed = {**schema, **extra}
+    out = {}
+    where = f"{section}." if section else ""
+    for key, value in table.items():
+        if section == "" and key in SCHEMA and key:
+            continue
+        if key not in allowed:
+            names = ", ".join(list(allowed) + ([f"[{k}]" for k in SCHEMA if k] if not section else []))
+            raise PresetError(f"{source}: unknown key '{where}{key}'; allowed here: {names}")
+        check, text, _ = allowed[key]
+        if not check(value):
+            raise PresetError(f"{source}: key '{where}{key}' must be {text}, got {value!r}")
+        out[key] = value
+    for key, (_, text, default) in allowed.items():
+        if key not in out:
+            if default is _REQUIRED:
+                raise PresetError(f"{source}: missing key '{where}{key}' ({text})")
+            out[key] = default
+    return out
+
+
+def parse(table: dict, name: str, source: str) -> Preset:
+    """Validate a TOML table as a preset."""
+    for key, value in table.items():
+        if key in SCHEMA and key and not isinstance(value, dict):
+            raise PresetError(f"{source}: '{key}' must be a table ([{key}]), got {value!r}")
+    top = _check_section(source, "", table, SCHEMA[""])
+    strategy_name = table.get("bias", {}).get("strategy", "gradient") if isinstance(table.get("bias"), dict) else "gradient"
+    if strategy_name not in strategies.REGISTRY:
+        raise PresetError(f"{source}: key 'bias.strategy' is '{strategy_name}', not a strategy; "
+                          f"valid: {', '.join(strategies.REGISTRY)}")
+    strategy = strategies.REGISTRY[strategy_name]
+    param_spec = {k: _spec(check, text, default) for k, (default, text, check) in strategy.params.items()}
+    sections = {s: _check_section(source, s, table.get(s, {}), SCHEMA[s], param_spec if s == "bias" else None)
+                for s in ("network", "data", "train", "bias", "diagnostics")}
+    bias = sections["bias"]
+    bias_params = {k: bias.pop(k) for k in list(bias) if k in strategy.params}
+    data, network = sections["data"], sections["network"]
+    if (data["set"] is None) == (data["path"] is None):
+        raise PresetError(f"{source}: [data] needs exactly one of 'set' (one of {', '.join(GENERATORS)}) or 'path'")
+    if data["path"] is not None and Path(data["path"]).suffix.lower() == ".csv" and not data["targets"]:
+        raise PresetError(f"{source}: key 'data.targets' is required with a CSV path (the target column names)")
+    if data["path"] is not None and not Path(data["path"]).is_absolute() and source:
+        data["path"] = str((Path(source).parent / data["path"]))
+    if network["loss"] == "cross_entropy" and network["output"] != "identity":
+        raise PresetError(f"{source}: key 'network.output' must be identity with loss cross_entropy "
+                          "(softmax is part of the loss)")
+    return Preset(name=name, description=top["description"].strip(), order=top["order"], source=source,
+                  raw=table, bias_params=bias_params, **sections)
+
+
+def load(path) -> Preset:
+    """Read and validate one preset file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PresetError(f"{path}: cannot read the preset ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise PresetError(f"{path}: not a UTF-8 text file") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: invalid TOML: {exc}") from None
+    return parse(table, path.stem, str(path))
+
+
+def discover(extra_dirs=()) -> dict[str, Preset]:
+    """Built-in presets plus those in extra_dirs (a later folder's preset replaces a same-named one),
+    ordered by their `order` key, then name."""
+    found = {}
+    for folder in [BUILTIN_DIR, *map(Path, extra_dirs)]:
+        if not folder.is_dir():
+            raise PresetError(f"{folder}: no such preset folder")
+        for path in sorted(folder.glob("*.toml")):
+            found[path.stem] = load(path)
+    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def resolve(name_or_path, extra_dirs=()) -> Preset:
+    """A preset by name (built-in or from extra_dirs) or by path to a .toml file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.is_file():
+        if not candidate.is_file():
+            raise PresetError(f"{candidate}: no such preset file")
+        return load(candidate)
+    presets = discover(extra_dirs)
+    if name_or_path not in presets:
+        raise PresetError(f"unknown preset '{name_or_path}'; available: {', '.join(presets)}")
+    return presets[name_or_path]

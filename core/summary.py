@@ -1,0 +1,48 @@
+"""What a finished (or interrupted) run amounts to: losses, divergence, each layer's verdict."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .records import Event, StepRecord
+
+
+@dataclass
+class RunSummary:
+    """Folds records into the figures `record`, `compare` and `check` print."""
+
+    steps: int = 0
+    last_step: int | None = None
+    final_loss: float | None = None
+    best_loss: float | None = None
+    final_val: float | None = None
+    best_val: float | None = None
+    diverged: tuple | None = None            # (step, layer, reason)
+    verdicts: dict = field(default_factory=dict)   # layer -> (verdict, cause, since)
+    problems_seen: dict = field(default_factory=dict)  # layer -> {verdict: first step}
+
+    def add(self, record) -> None:
+        if isinstance(record, StepRecord):
+            self.steps += 1
+            self.last_step = record.step
+            if record.loss is not None and math.isfinite(record.loss):
+                self.final_loss = record.loss
+                self.best_loss = record.loss if self.best_loss is None else min(self.best_loss, record.loss)
+            if record.val_loss is not None and math.isfinite(record.val_loss):
+                self.final_val = record.val_loss
+                self.best_val = record.val_loss if self.best_val is None else min(self.best_val, record.val_loss)
+            for layer, diag in (record.diag or {}).items():
+                verdict = diag.get("verdict")
+                if verdict is None:
+                    continue
+                self.verdicts[layer] = (verdict, diag.get("cause", ""), diag.get("since", record.step))
+        elif isinstance(record, Event):
+            if record.kind == "diverged" and self.diverged is None:
+                self.diverged = (record.step, record.data.get("layer"), record.data.get("reason"))
+            elif record.kind == "verdict":
+                seen = self.problems_seen.setdefault(record.data.get("layer"), {})
+                seen.setdefault(record.data.get("verdict"), record.step)
+
+
+def fmt(value, spec=".4g"):
+    return "-" if value is None else format(value, spec)
