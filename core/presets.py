@@ -70,7 +70,7 @@ SCHEMA = {
         "steps": _spec(lambda v: _is_int(v) and v >= 1, "a whole number >= 1", 2000),
     },
     "bias": {
-        "strategy": _spec(lambda v: v in strategies.REGISTRY, " | ".join(strategies.REGISTRY), "gradient"),
+        "strategy": _spec(lambda v: isinstance(v, str) and v in strategies.REGISTRY, " | ".join(strategies.REGISTRY), "gradient"),
         "flip_sign": _spec(lambda v: isinstance(v, bool), BOOL, False),
         "from_step": _spec(lambda v: _is_int(v) and v >= 0, "a whole number >= 0", 0),
     },
@@ -137,8 +137,8 @@ def parse(table: dict, name: str, source: str) -> Preset:
             raise PresetError(f"{source}: '{key}' must be a table ([{key}]), got {value!r}")
     top = _check_section(source, "", table, SCHEMA[""])
     strategy_name = table.get("bias", {}).get("strategy", "gradient") if isinstance(table.get("bias"), dict) else "gradient"
-    if strategy_name not in strategies.REGISTRY:
-        raise PresetError(f"{source}: key 'bias.strategy' is '{strategy_name}', not a strategy; "
+    if not isinstance(strategy_name, str) or strategy_name not in strategies.REGISTRY:
+        raise PresetError(f"{source}: key 'bias.strategy' is {strategy_name!r}, not a strategy; "
                           f"valid: {', '.join(strategies.REGISTRY)}")
     strategy = strategies.REGISTRY[strategy_name]
     param_spec = {k: _spec(check, text, default) for k, (default, text, check) in strategy.params.items()}
