@@ -103,13 +103,18 @@ def generate(name, samples, noise, outputs, seed, val_fraction, dtype="float64")
 def _read_csv(path: Path, targets, features):
     try:
         with path.open(newline="") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+            reader = csv.reader(handle)
+            numbered = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file") from None
-    if not rows:
+    if not numbered:
         raise DataError(f"{path}: the file is empty")
+    line_nos = [n for n, _ in numbered]
+    rows = [row for _, row in numbered]
     header = [cell.strip() for cell in rows[0]]
     try:
         [float(cell) for cell in header]
@@ -126,12 +131,12 @@ def _read_csv(path: Path, targets, features):
     if not feature_names:
         raise DataError(f"{path}: no feature columns left besides the targets")
     table = np.empty((len(rows) - 1, len(header)))
-    for line_no, row in enumerate(rows[1:], start=2):
+    for i, (line_no, row) in enumerate(zip(line_nos[1:], rows[1:])):
         if len(row) != len(header):
             raise DataError(f"{path}:{line_no}: {len(row)} cells, the header has {len(header)}")
         for col, cell in enumerate(row):
             try:
-                table[line_no - 2, col] = float(cell)
+                table[i, col] = float(cell)
             except ValueError:
                 raise DataError(f"{path}:{line_no}: column '{header[col]}' is not a number: {cell!r}") from None
     if len(table) == 0:
