@@ -1,0 +1,156 @@
+"""The headless CLI in a subprocess (python -m biasmon), a recording cut at random bytes, and core's
+independence from Textual checked in a fresh interpreter."""
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import biasmon
+from biasmon.core import presets
+from biasmon.core.stream import read_all
+from biasmon.core.records import StepRecord
+
+CORE_DIR = Path(biasmon.core.__file__).resolve().parent
+
+
+def biasmon_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "biasmon", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+# --- errors ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ["record", "nope", "-o", "f.jsonl"],
+    ["record", "gradient", "-o", "f.jsonl", "--steps", "0"],
+    ["record", "gradient"],                              # -o missing
+    ["compare", "gradient", "nope"],
+    ["record", "missing.toml", "-o", "f.jsonl"],
+])
+def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, args):
+    result = biasmon_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("biasmon")
+    if "nope" in args:
+        assert "'nope'" in lines[0]
+
+
+def test_record_with_a_bad_preset_file_names_the_file(tmp_path):
+    (tmp_path / "bad.toml").write_text('description = "x"\n[train]\nlr = -1\n')
+    result = biasmon_cli("record", "bad.toml", "-o", "out.jsonl", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "bad.toml" in result.stderr and "'train.lr'" in result.stderr
+
+
+# --- presets / compare / record ----------------------------------------------------------------------
+def test_presets_lists_every_preset_with_its_description():
+    result = biasmon_cli("presets")
+    assert result.returncode == 0, result.stderr
+    found = presets.discover()
+    assert len(found) >= 13
+    for name, p in found.items():
+        line = next((ln for ln in result.stdout.splitlines() if re.search(rf"\s{re.escape(name)}\s", ln)), None)
+        assert line is not None, name
+        assert p.description in line
+
+
+def test_compare_names_uphill_for_the_story_and_ok_for_gradient():
+    result = biasmon_cli("compare", "gradient", "story-scaled", "--steps", "200")
+    assert result.returncode == 0, result.stderr
+    rows = {ln.split()[0]: ln for ln in result.stdout.splitlines() if ln.strip()}
+    header = rows["preset"]
+    for column in ("final train", "best train", "diverged", "hidden1", "hidden2", "output"):
+        assert column in header
+    assert rows["story-scaled"].count("uphill") == 3
+    assert "uphill" not in rows["gradient"] and rows["gradient"].count("ok") == 3
+
+
+def test_record_writes_a_stream_and_prints_the_verdicts(tmp_path):
+    out = tmp_path / "run.jsonl"
+    result = biasmon_cli("record", "story-scaled", "--steps", "60", "--seed", "3", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "uphill" in result.stdout and "hidden1" in result.stdout
+    lines = out.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["format"] == "biasmon-stream" and header["version"] == 1
+    assert header["preset"]["train"]["seed"] == 3 and [la["name"] for la in header["layers"]] == [
+        "hidden1", "hidden2", "output"]
+    steps = [json.loads(ln) for ln in lines[1:] if '"event"' not in ln]
+    assert [s["step"] for s in steps] == list(range(60))
+    for key in ("step", "loss", "val_loss", "biases", "bias_grads"):
+        assert key in steps[0]
+    records, reader = read_all(out)
+    assert sum(isinstance(r, StepRecord) for r in records) == 60 and not reader.problems
+
+
+def test_recording_cut_at_random_bytes_reads_back_every_complete_line(tmp_path):
+    full = tmp_path / "full.jsonl"
+    result = biasmon_cli("record", "gradient", "--steps", "40", "-o", str(full))
+    assert result.returncode == 0, result.stderr
+    data = full.read_bytes()
+    # where each step line ends (its last byte before the newline)
+    ends, pos = [], 0
+    for line in data.split(b"\n")[:-1]:
+        pos += len(line) + 1
+        if line.startswith(b"{") and b'"event"' not in line and b'"format"' not in line:
+            ends.append(pos - 1)
+    assert len(ends) == 40
+    rng = random.Random(20240601)
+    cuts = sorted(rng.sample(range(1, len(data)), 12)) + [0, len(data) - 1, len(data)]
+    cuts += [e for e in ends[5:7]] + [e - 1 for e in ends[5:7]] + [data.index(b"}", ends[8] - 200) + 1]  # just after an inner }
+    for cut in cuts:
+        part = tmp_path / f"cut-{cut}.jsonl"
+        part.write_bytes(data[:cut])
+        records, reader = read_all(part)
+        complete = sum(end <= cut for end in ends)
+        steps = [r.step for r in records if isinstance(r, StepRecord)]
+        assert steps == list(range(complete)), cut
+        line_start = data.rfind(b"\n", 0, cut) + 1
+        line_end = data.find(b"\n", cut) if data.find(b"\n", cut) >= 0 else len(data)
+        mid_line = cut not in (line_start, line_end)  # the last line lost some of its bytes
+        assert len(reader.problems) == (1 if mid_line else 0), (cut, reader.problems)
+
+
+# --- core never imports textual ----------------------------------------------------------------------
+def core_modules():
+    return sorted(p.stem for p in CORE_DIR.glob("*.py") if p.stem != "__init__")
+
+
+def test_core_never_imports_textual_in_a_fresh_interpreter():
+    modules = ["biasmon", "biasmon.core"] + [f"biasmon.core.{m}" for m in core_modules()]
+    assert {"biasmon.core.trainer", "biasmon.core.network", "biasmon.core.stream"} <= set(modules)
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+            "print('LOADED', len(sys.modules), bad)\n"
+            "assert not bad, bad\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED" in result.stdout
+
+
+def test_headless_commands_do_not_import_textual():
+    code = ("import sys, io, contextlib\n"
+            "from biasmon import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert cli.main(['presets']) == 0\n"
+            "    assert cli.main(['compare', 'gradient', '--steps', '3']) == 0\n"
+            "assert 'textual' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_core_source_never_mentions_textual_imports():
+    pattern = re.compile(r"^\s*(import|from)\s+textual\b|import_module\(\s*['\"]textual|__import__\(\s*['\"]textual",
+                         re.M)
+    sources = sorted(CORE_DIR.glob("*.py"))
+    assert len(sources) >= 10
+    for path in sources:
+        text = path.read_text()
+        assert not pattern.search(text), path
+        assert "textual" not in text, f"{path} mentions 'textual'"
