@@ -22,20 +22,45 @@ class Thresholds:
 
     window: int = 20            # steps over which the descent cosine is averaged
     min_steps: int = 5          # defined cosines needed before uphill can be called
-    uphill_cos: float = -0.2    # mean cos(u, -g) over the window below this: uphill
-    unrelated_cos: float = 0.1  # |mean cos| below this ...
-    unrelated_steps: int = 200  # ... for this many steps in a row: unrelated to the gradient
+    uphill_cos: float = -0.2    # mean cos(u, -d) over the window, d the direction u follows most: below this, uphill
+    unrelated_cos: float = 0.1  # best |mean cos| below this over unrelated_steps steps ...
+    unrelated_steps: int = 200  # ... (a full window of them): update unrelated to the gradient
     frozen_steps: int = 10      # steps in a row with u = 0 while g != 0: frozen
+    frozen_grad_frac: float = 1e-3  # ... where g != 0 means rms(g) >= this times the largest rms(g) seen
     grad_eps: float = 1e-10     # rms(g) at or below this is a zero gradient
-    explode_norm: float = 1e3   # |b| above this times max(1, first |b|): exploding
-    explode_growth: float = 10.0  # or |b| > 10 and grown this factor within one window
-    vanish_grad: float = 1e-8   # rms(g) below this while the loss is above converged_loss: vanishing
+    explode_norm: float = 1e3   # |b| above this times max(1, first |b|), the loss not falling: exploding
+    explode_growth: float = 10.0  # or |b| > 10 and grown this factor within one window, the loss not falling
+    vanish_grad: float = 1e-8   # rms(g) below this while the loss is above converged_loss ...
+    vanish_ratio: float = 1e-4  # ... and below this times the largest layer's rms(g): vanishing
     converged_loss: float = 1e-6
     fd_tolerance: float = 1e-3  # largest relative finite-difference error above this: gradient mismatch
+    momentum_betas: tuple = (0.9, 0.99)  # the update may follow these running averages of g too
 
     @classmethod
     def names(cls):
         return [f.name for f in fields(cls)]
+
+
+HELP = {
+    "window": "steps over which the descent cosine is averaged for 'uphill'",
+    "min_steps": "steps with a defined cosine needed before 'uphill' can be called",
+    "uphill_cos": "'uphill' when the window's mean cos(update, -d) is below this, d the gradient or the "
+                  "running average of it that the update follows most closely",
+    "unrelated_cos": "'unrelated' when |mean cos| stays below this over unrelated-steps steps",
+    "unrelated_steps": "length of the stretch (steps with a defined cosine) that 'unrelated' needs",
+    "frozen_steps": "'frozen' after this many steps in a row with a zero update and a non-zero gradient",
+    "frozen_grad_frac": "a gradient counts as non-zero for 'frozen' if rms(g) >= this times the largest rms(g) "
+                        "seen in the layer",
+    "grad_eps": "rms(g) at or below this is a zero gradient",
+    "explode_norm": "'exploding' when |b| exceeds this times max(1, first |b|) and the loss has not fallen",
+    "explode_growth": "... or when |b| > 10 grew by this factor within one window and the loss has not fallen",
+    "vanish_grad": "'vanishing' when rms(g) is below this, the loss above converged-loss ...",
+    "vanish_ratio": "... and rms(g) below this times the largest layer's rms(g)",
+    "converged_loss": "a loss at or below this counts as converged (no 'vanishing')",
+    "fd_tolerance": "'gradient mismatch' when a finite-difference check's relative error exceeds this",
+    "momentum_betas": "running averages (momentum factors) of the gradient that the update may follow "
+                      "(comma-separated; empty: only the raw gradient)",
+}
 
 
 @dataclass(frozen=True)
@@ -73,37 +98,92 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-class _LayerState:
-    """Running window of one layer's descent cosines and bias norms."""
+class _Running:
+    """A running mean over the last `n` values."""
 
-    def __init__(self, window):
-        self.cos = deque(maxlen=window)
+    __slots__ = ("values", "total")
+
+    def __init__(self, n):
+        self.values = deque(maxlen=n)
+        self.total = 0.0
+
+    def add(self, x):
+        if len(self.values) == self.values.maxlen:
+            self.total -= self.values[0]
+        self.values.append(x)
+        self.total += x
+
+    def mean(self):
+        return self.total / len(self.values) if self.values else math.nan
+
+    def full(self):
+        return len(self.values) == self.values.maxlen
+
+    def clear(self):
+        self.values.clear()
+        self.total = 0.0
+
+    def __len__(self):
+        return len(self.values)
+
+
+def _best(runnings):
+    """The mean of largest magnitude among the running means (the direction the update follows most)."""
+    best = math.nan
+    for r in runnings:
+        m = r.mean()
+        if m == m and not abs(m) <= abs(best):
+            best = m
+    return best
+
+
+class _LayerState:
+    """Running windows of one layer's descent cosines (against g and each running average of g) and norms."""
+
+    def __init__(self, window, long_window, n_directions):
+        self.cos = [_Running(window) for _ in range(n_directions)]
+        self.cos_long = [_Running(long_window) for _ in range(n_directions)]
         self.norms = deque(maxlen=window)
+        self.losses = deque(maxlen=window)
         self.first_norm = None
+        self.max_g_rms = 0.0
         self.frozen_run = 0
-        self.unrelated_run = 0
         self.fd_error = None
         self.verdict = "pending"
         self.since = 0
 
+    def clear_cos(self):
+        for r in self.cos + self.cos_long:
+            r.clear()
+
 
 class Diagnoser:
-    """Feed it one step at a time; it returns that step's per-layer diagnostics and verdict changes."""
+    """Feed it one step at a time; it returns that step's per-layer diagnostics and verdict changes.
+
+    The descent cosine of a layer is cos(u, -d) for d the gradient g and for running averages of g
+    (momentum_betas): SGD follows g, heavy-ball momentum and Adam follow a running average of it, and a
+    positive factor (learning rate, loss, schedule) or Adam's per-coordinate scaling changes neither sign.
+    Over a window, the direction the update follows most closely (largest |mean cosine|) decides: uphill
+    when the update climbs along it, unrelated when it follows none of them."""
 
     def __init__(self, layout: Layout, thresholds: Thresholds | None = None):
         self.layout = layout
         self.t = thresholds or Thresholds()
         self.starts = layout.starts
         self.sizes = np.asarray(layout.sizes)
-        self.layers = [_LayerState(self.t.window) for _ in layout.names]
+        self.betas = tuple(float(b) for b in self.t.momentum_betas)
+        n_dir = 1 + len(self.betas)
+        self.layers = [_LayerState(self.t.window, self.t.unrelated_steps, n_dir) for _ in layout.names]
         self.prev_loss = None
         self.prev_pred = None
+        self._avg = None  # running averages of g, one row per beta
 
     def record_gradient_check(self, errors: dict) -> None:
         """Largest relative finite-difference error per layer name, from a gradient check."""
         for name, state in zip(self.layout.names, self.layers):
-            if name in errors and errors[name] is not None:
-                state.fd_error = float(errors[name])
+            value = errors.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                state.fd_error = float(value) if math.isfinite(value) else math.inf
 
     def observe(self, step, loss, b, g, u, trained=True, untrained_cause="", extra_pred=0.0):
         """Diagnostics for one step. b, g, u: flat (n_biases,) arrays or None where unknown
@@ -114,18 +194,38 @@ class Diagnoser:
         zero = np.zeros_like(b)
         gg = zero if g is None else g
         uu = zero if u is None else u
-        sig = np.abs(gg) > 1e-8 * (np.abs(gg).max() + 1e-300)
-        stacked = np.stack([b * b, gg * gg, uu * uu, uu * gg, sig, sig & (uu * gg < 0)])
-        sums = np.add.reduceat(stacked, self.starts, axis=1).T.tolist()
+        with np.errstate(all="ignore"):
+            rows = [b * b, gg * gg, uu * uu, uu * gg]
+            absg = np.abs(gg)
+            sig = absg > 1e-8 * (absg.max() + 1e-300)
+            rows += [sig, sig & (uu * gg < 0)]
+            if g is not None and trained and self.betas:
+                if self._avg is None:
+                    self._avg = np.zeros((len(self.betas), g.size))
+                for i, beta in enumerate(self.betas):
+                    self._avg[i] *= beta
+                    self._avg[i] += (1.0 - beta) * g
+                for avg in self._avg:
+                    rows += [avg * avg, uu * avg]
+            elif not trained:
+                self._avg = None
+            sums = np.add.reduceat(np.stack(rows), self.starts, axis=1).T.tolist()
         loss_change = None
         if self.prev_pred is not None and self.prev_loss is not None:
             loss_change = {"predicted": self.prev_pred, "actual": loss - self.prev_loss}
         pred_total = extra_pred
         out, events = {}, []
-        for name, size, state, (bb, g2, u2, ug, n_sig, n_agree) in zip(
-                self.layout.names, self.layout.sizes, self.layers, sums):
+        have_gu = g is not None and u is not None
+        g_rms_all = [math.sqrt(row[1] / size) for row, size in zip(sums, self.layout.sizes)]
+        g_rms_max = max(g_rms_all) if g_rms_all else 0.0
+        for name, size, state, row, g_rms in zip(self.layout.names, self.layout.sizes, self.layers, sums, g_rms_all):
+            bb, g2, u2, ug, n_sig, n_agree = row[:6]
             b_norm, g_norm, u_norm = math.sqrt(bb), math.sqrt(g2), math.sqrt(u2)
-            cos = -ug / (u_norm * g_norm) if (g is not None and u is not None and u_norm > 0 and g_norm > 0) else math.nan
+            cos = -ug / (u_norm * g_norm) if (have_gu and u_norm > 0 and g_norm > 0) else math.nan
+            cosines = [cos]
+            if have_gu and len(row) > 6:
+                for a2, ua in zip(row[6::2], row[7::2]):
+                    cosines.append(-ua / (u_norm * math.sqrt(a2)) if (u_norm > 0 and a2 > 0) else math.nan)
             diag = {
                 "b_norm": b_norm,
                 "g_norm": g_norm if g is not None else None,
@@ -133,12 +233,12 @@ class Diagnoser:
                 "ratio": _finite_or_none(u_norm / b_norm) if (u is not None and b_norm > 0) else None,
                 "cos": _finite_or_none(cos),
                 "sign_agree": (n_agree / n_sig) if (n_sig and u is not None and u_norm > 0) else None,
-                "pred_dloss": ug if (g is not None and u is not None) else None,
+                "pred_dloss": ug if have_gu else None,
                 "fd_error": state.fd_error,
             }
-            if g is not None and u is not None:
+            if have_gu:
                 pred_total += ug
-            verdict = self._verdict(state, step, loss, b_norm, g_norm / math.sqrt(size), u_norm, cos,
+            verdict = self._verdict(state, step, loss, b_norm, g_rms, g_rms_max, u_norm, cosines,
                                     g is not None, u is not None, trained)
             cause = untrained_cause if verdict == "off" else CAUSES.get(verdict, "")
             if verdict != state.verdict:
@@ -150,44 +250,52 @@ class Diagnoser:
         self.prev_pred = pred_total if u is not None else None
         return out, loss_change, events
 
-    def _verdict(self, s, step, loss, b_norm, g_rms, u_norm, cos, has_g, has_u, trained):
+    def _verdict(self, s, step, loss, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained):
         t = self.t
         if s.first_norm is None:
             s.first_norm = b_norm
         s.norms.append(b_norm)
+        s.losses.append(loss)
         if not trained:
-            s.cos.clear()
-            s.frozen_run = s.unrelated_run = 0
+            s.clear_cos()
+            s.frozen_run = 0
             return "off"
         if not has_u:
             return s.verdict
         if not has_g:
             return self._explodes(s, b_norm) or "no gradients"
-        if math.isfinite(cos):
-            s.cos.append(cos)
+        for short, long_, c in zip(s.cos, s.cos_long, cosines):
+            if c == c:  # defined (not NaN)
+                short.add(c)
+                long_.add(c)
+        if g_rms > s.max_g_rms:
+            s.max_g_rms = g_rms
         moving = u_norm > 1e-12 * max(1.0, b_norm)
-        s.frozen_run = 0 if (moving or g_rms <= t.grad_eps) else s.frozen_run + 1
-        mean_cos = sum(s.cos) / len(s.cos) if s.cos else math.nan
-        s.unrelated_run = s.unrelated_run + 1 if (len(s.cos) >= t.min_steps and abs(mean_cos) < t.unrelated_cos) else 0
+        gradient_on = g_rms > t.grad_eps and g_rms >= t.frozen_grad_frac * s.max_g_rms
+        s.frozen_run = 0 if (moving or not gradient_on) else s.frozen_run + 1
         if s.fd_error is not None and s.fd_error > t.fd_tolerance:
             return "gradient mismatch"
-        if len(s.cos) >= t.min_steps and mean_cos < t.uphill_cos:
+        n_cos = len(s.cos[0])
+        if n_cos >= t.min_steps and _best(s.cos) < t.uphill_cos:
             return "uphill"
         exploding = self._explodes(s, b_norm)
         if exploding:
             return exploding
         if s.frozen_run >= t.frozen_steps:
             return "frozen"
-        if g_rms < t.vanish_grad and g_rms > 0 and loss > t.converged_loss:
+        if 0 < g_rms < t.vanish_grad and g_rms < t.vanish_ratio * g_rms_max and loss > t.converged_loss:
             return "vanishing"
-        if s.unrelated_run >= t.unrelated_steps:
+        if s.cos_long[0].full() and max(abs(r.mean()) for r in s.cos_long) < t.unrelated_cos:
             return "unrelated"
-        if len(s.cos) >= t.min_steps or (s.verdict not in ("pending", "off") and len(s.cos)):
+        if n_cos >= t.min_steps or (s.verdict not in ("pending", "off") and n_cos):
             return "ok"
         return s.verdict if s.verdict != "off" else "pending"
 
     def _explodes(self, s, b_norm):
+        """The bias norm blows up while the loss does not fall (a norm growing as the loss falls is learning)."""
         t = self.t
+        if not (s.losses[-1] >= s.losses[0] or not math.isfinite(s.losses[-1])):
+            return None
         if b_norm > t.explode_norm * max(1.0, s.first_norm):
             return "exploding"
         if len(s.norms) == s.norms.maxlen and b_norm > 10 and b_norm > t.explode_growth * max(s.norms[0], 1e-300):
