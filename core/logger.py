@@ -1,0 +1,187 @@
+"""StreamWriter: log a step of your own trainer as a biasmon stream line (docs/stream-format.md).
+
+    from biasmon import StreamWriter
+
+    with StreamWriter("run.jsonl") as log:
+        for step in range(steps):
+            ...                                  # forward, backward: loss, grads at the current biases
+            log.step(step, loss, biases={"hidden": b1, "out": b2}, bias_grads={"hidden": g1, "out": g2})
+            ...                                  # then update the biases
+
+`biases` are the bias vectors at which `loss` and `bias_grads` were computed (before this step's update);
+biasmon derives the update from consecutive steps unless `bias_updates` is given. Every line is flushed,
+so `biasmon watch run.jsonl` can follow the run and a crash loses at most the line being written.
+
+With `loss_at` (a function of a {layer: bias vector} dict returning the loss at those biases, all else
+held fixed) it also runs the finite-difference gradient check every `check_every` steps and writes a
+`gradient_check` event, so a trainer whose gradient itself is wrong is flagged `gradient mismatch`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import uuid
+
+import numpy as np
+
+from . import __version__
+from .diagnostics import Layout, Thresholds, finite_difference_errors
+from .errors import BiasmonError
+from .stream import FORMAT, VERSION, RecordWriter
+
+
+def _flat(name, key, value):
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BiasmonError(f"StreamWriter: {key}[{name!r}] must be a vector of numbers, "
+                           f"got {type(value).__name__}") from None
+    return arr.reshape(-1)
+
+
+def _json_vector(arr):
+    """A list for JSON: non-finite entries become null (JSON has no NaN); the reader reads them as non-finite."""
+    if np.all(np.isfinite(arr)):
+        return arr.tolist()
+    return [v if math.isfinite(v) else None for v in arr.tolist()]
+
+
+def _json_number(x):
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+class StreamWriter:
+    """Writes a biasmon stream: a header line, then one flushed JSON line per `step()` call.
+
+    target: a path (opened for writing, truncated) or an open text file (left open by close()).
+    loss_at: optional f({layer: ndarray}) -> float, the loss at the given biases; with it a
+        finite-difference gradient check runs at step 0 and every `check_every` steps (0: never).
+    run_id, meta: optional identification written into the header.
+    """
+
+    def __init__(self, target, *, loss_at=None, check_every=100, fd_tolerance=None, run_id=None, meta=None):
+        if isinstance(target, (str, os.PathLike)):
+            try:
+                self._handle = open(target, "w", encoding="utf-8")
+            except OSError as exc:
+                raise BiasmonError(f"{target}: cannot write the stream ({exc.strerror or exc})") from None
+            self._owns = True
+        else:
+            self._handle, self._owns = target, False
+        if check_every is None or check_every < 0:
+            raise BiasmonError(f"StreamWriter: check_every must be a whole number >= 0, got {check_every!r}")
+        self._writer = RecordWriter(self._handle)
+        self.loss_at = loss_at
+        self.check_every = int(check_every)
+        self.fd_tolerance = Thresholds().fd_tolerance if fd_tolerance is None else float(fd_tolerance)
+        self.run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
+        self.meta = meta
+        self.layout = None
+        self.last_check = None   # the last gradient check's {layer: relative error}
+        self._header_written = False
+        self._last_step = None
+        self.closed = False
+
+    # --- public ----------------------------------------------------------------------------------
+    def step(self, step, loss, biases, bias_grads=None, val_loss=None, bias_updates=None) -> None:
+        """Log one step. biases/bias_grads/bias_updates: {layer: vector}, the same layers every step."""
+        if self.closed:
+            raise BiasmonError("StreamWriter: step() after close()")
+        if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
+            raise BiasmonError(f"StreamWriter: step must be a whole number >= 0, got {step!r}")
+        step = int(step)
+        if self._last_step is not None and step <= self._last_step:
+            raise BiasmonError(f"StreamWriter: step {step} does not follow step {self._last_step}")
+        if not isinstance(biases, dict):
+            raise BiasmonError("StreamWriter: biases must be a dict of layer name -> vector")
+        b = {str(name): _flat(name, "biases", v) for name, v in biases.items()}
+        layout = Layout(tuple(b), tuple(v.size for v in b.values()))
+        if self.layout is None:
+            self.layout = layout
+        elif layout != self.layout:
+            raise BiasmonError(f"StreamWriter: step {step}: layers changed from {_describe(self.layout)} "
+                               f"to {_describe(layout)}")
+        g = self._same_layout("bias_grads", bias_grads, step)
+        u = self._same_layout("bias_updates", bias_updates, step)
+        self._ensure_header()
+        if self.loss_at is not None and g is not None and self.check_every and (
+                self.last_check is None or step % self.check_every == 0):
+            self._gradient_check(step, b, g)
+        line = {"step": step, "loss": _json_number(loss)}
+        if val_loss is not None:
+            line["val_loss"] = _json_number(val_loss)
+        line["biases"] = {n: _json_vector(v) for n, v in b.items()}
+        if g is not None:
+            line["bias_grads"] = {n: _json_vector(v) for n, v in g.items()}
+        if u is not None:
+            line["bias_updates"] = {n: _json_vector(v) for n, v in u.items()}
+        self._writer.write_json(line)
+        self._last_step = step
+
+    def event(self, kind: str, step: int, **data) -> None:
+        """Write an event line, e.g. event("diverged", 120, reason="loss is NaN")."""
+        self._ensure_header()
+        self._writer.write_json({"event": str(kind), "step": int(step), **data})
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._ensure_header()
+        self.closed = True
+        if self._owns:
+            self._handle.close()
+        else:
+            self._handle.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # --- internals -------------------------------------------------------------------------------
+    def _same_layout(self, key, vectors, step):
+        if vectors is None:
+            return None
+        if not isinstance(vectors, dict):
+            raise BiasmonError(f"StreamWriter: {key} must be a dict of layer name -> vector")
+        out = {str(name): _flat(name, key, v) for name, v in vectors.items()}
+        if Layout(tuple(out), tuple(v.size for v in out.values())) != self.layout:
+            raise BiasmonError(f"StreamWriter: step {step}: {key} must have the layers of biases: "
+                               f"{_describe(self.layout)}")
+        return out
+
+    def _ensure_header(self):
+        if self._header_written:
+            return
+        header = {"format": FORMAT, "version": VERSION, "run_id": self.run_id, "biasmon": __version__,
+                  "writer": "biasmon.StreamWriter"}
+        if self.layout is not None:
+            header["layers"] = [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]
+        if self.meta:
+            header["meta"] = self.meta
+        self._writer.write_json(header)
+        self._header_written = True
+
+    def _gradient_check(self, step, b, g):
+        layout = self.layout
+
+        def loss_flat(flat):
+            return float(self.loss_at({n: v.copy() for n, v in layout.split(flat).items()}))
+
+        b_flat = np.concatenate(list(b.values())) if b else np.zeros(0)
+        g_flat = np.concatenate(list(g.values())) if g else np.zeros(0)
+        if not (np.all(np.isfinite(b_flat)) and np.all(np.isfinite(g_flat))):
+            return
+        errors = finite_difference_errors(loss_flat, b_flat, g_flat, layout, tolerance=self.fd_tolerance)
+        self.last_check = errors
+        self._writer.write_json({"event": "gradient_check", "step": step,
+                                 "errors": {n: _json_number(e) for n, e in errors.items()}})
+
+
+def _describe(layout):
+    return ", ".join(f"{n}[{s}]" for n, s in zip(layout.names, layout.sizes)) or "no layers"
