@@ -50,6 +50,64 @@ def loss_and_output_grad(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[flo
     return value, (np.exp(log_p) - y) / n
 
 
+def _activate_inplace(name: str, z: np.ndarray) -> np.ndarray:
+    """activate(name, z), written over z (a fresh pre-activation nobody else holds)."""
+    if name == "tanh":
+        return np.tanh(z, out=z)
+    if name == "sigmoid":
+        z *= 0.5
+        np.tanh(z, out=z)
+        z += 1.0
+        z *= 0.5
+        return z
+    if name == "relu":
+        return np.maximum(z, 0.0, out=z)
+    return z
+
+
+def _times_slope(name: str, delta: np.ndarray, a: np.ndarray) -> None:
+    """delta *= d a / d z, in place, from the activation a alone (relu: a > 0 exactly when z > 0)."""
+    if name == "tanh":
+        slope = a * a
+        np.subtract(1.0, slope, out=slope)
+        delta *= slope
+    elif name == "sigmoid":
+        slope = 1.0 - a
+        slope *= a
+        delta *= slope
+    elif name == "relu":
+        delta *= np.sign(a)  # a >= 0: sign is the 0/1 step, and float * float beats a bool mask
+
+
+def _loss_value(loss: str, out: np.ndarray, y: np.ndarray) -> float:
+    """loss_and_output_grad(...)[0] without the gradient."""
+    if loss == "mse":
+        diff = (out - y).ravel()
+        return float(diff @ diff) / diff.size
+    shifted = out - out.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -float(np.vdot(y, shifted - log_z)) / out.shape[0]
+
+
+def _loss_and_grad_inplace(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """loss_and_output_grad, computing the gradient in a fresh array with as few passes as possible."""
+    if loss == "mse":
+        diff = out - y
+        flat = diff.ravel()
+        value = float(flat @ flat) / flat.size
+        diff *= 2.0 / flat.size
+        return value, diff
+    n = out.shape[0]
+    shifted = out - out.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    shifted -= log_z  # log softmax
+    value = -float(np.vdot(y, shifted)) / n
+    np.exp(shifted, out=shifted)
+    shifted -= y
+    shifted *= 1.0 / n
+    return value, shifted
+
+
 @dataclass
 class Gradients:
     """Per-layer gradients shaped like the parameters, plus their flat vectors."""
@@ -78,6 +136,10 @@ class Network:
         self.b_offsets = np.cumsum([0] + self.sizes[1:])
         self.w_flat = np.zeros(self.w_offsets[-1], dtype=self.dtype)
         self.b_flat = np.zeros(self.b_offsets[-1], dtype=self.dtype)
+        self._w_layout = [(slice(int(self.w_offsets[i]), int(self.w_offsets[i + 1])), shape)
+                          for i, shape in enumerate(w_shapes)]
+        self._b_layout = [slice(int(self.b_offsets[i]), int(self.b_offsets[i + 1])) for i in range(len(w_shapes))]
+        self._ones_cache = None
         self.weights = self._views(self.w_flat, self.w_offsets, w_shapes)
         self.biases = self._views(self.b_flat, self.b_offsets, [(s,) for s in self.sizes[1:]])
 
@@ -100,41 +162,51 @@ class Network:
         """The output (n, d_out) before any softmax."""
         a = x
         for w, b, act in zip(self.weights, self.biases, self.activations):
-            a = activate(act, a @ w + b)
+            z = a @ w
+            z += b
+            a = _activate_inplace(act, z)
         return a
 
     def loss_at(self, x: np.ndarray, y: np.ndarray, b_flat: np.ndarray | None = None) -> float:
         """The loss at the current weights, and at the biases b_flat if given (the network is unchanged)."""
         if b_flat is None:
-            return loss_and_output_grad(self.loss, self.forward(x), y)[0]
+            return _loss_value(self.loss, self.forward(x), y)
         saved = self.b_flat.copy()
         self.b_flat[...] = b_flat
         try:
-            return loss_and_output_grad(self.loss, self.forward(x), y)[0]
+            return _loss_value(self.loss, self.forward(x), y)
         finally:
             self.b_flat[...] = saved
 
+    def _ones(self, n, dtype):
+        cached = self._ones_cache
+        if cached is None or cached.shape[0] != n or cached.dtype != dtype:
+            cached = self._ones_cache = np.ones(n, dtype=dtype)
+        return cached
+
     def gradients(self, x: np.ndarray, y: np.ndarray) -> Gradients:
         """Backprop: the loss and dL/dW, dL/db for every layer. Nothing is updated."""
-        zs, acts = [], [x]
+        acts = [x]
         a = x
         for w, b, act in zip(self.weights, self.biases, self.activations):
-            z = a @ w + b
-            a = activate(act, z)
-            zs.append(z)
+            z = a @ w
+            z += b
+            a = _activate_inplace(act, z)
             acts.append(a)
-        loss, d_out = loss_and_output_grad(self.loss, a, y)
+        loss, delta = _loss_and_grad_inplace(self.loss, a, y)
         gw = np.empty_like(self.w_flat)
         gb = np.empty_like(self.b_flat)
-        gws = self._views(gw, self.w_offsets, [w.shape for w in self.weights])
-        gbs = self._views(gb, self.b_offsets, [b.shape for b in self.biases])
-        delta = d_out * activation_slope(self.activations[-1], zs[-1], acts[-1])
+        gws = [gw[part].reshape(shape) for part, shape in self._w_layout]
+        gbs = [gb[part] for part in self._b_layout]
+        ones = self._ones(len(x), delta.dtype)
+        _times_slope(self.activations[-1], delta, a)
         for layer in range(len(self.weights) - 1, -1, -1):
             np.matmul(acts[layer].T, delta, out=gws[layer])
-            np.sum(delta, axis=0, out=gbs[layer])
+            if self.has_biases:
+                np.matmul(ones, delta, out=gbs[layer])  # column sums; BLAS beats add.reduce here
             if layer:
-                delta = (delta @ self.weights[layer].T) * activation_slope(
-                    self.activations[layer - 1], zs[layer - 1], acts[layer])
+                delta = delta @ self.weights[layer].T
+                _times_slope(self.activations[layer - 1], delta, acts[layer])
         if not self.has_biases:
             gb[...] = 0.0
         return Gradients(loss, gw, gb, gws, gbs)
