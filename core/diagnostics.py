@@ -35,6 +35,7 @@ class Thresholds:
     converged_loss: float = 1e-6
     fd_tolerance: float = 1e-3  # largest relative finite-difference error above this: gradient mismatch
     momentum_betas: tuple = (0.9, 0.99)  # the update may follow these running averages of g too
+    diverge_loss: float = 1e6   # a loss above this times max(1, first loss) is divergence (as the trainer's)
 
     @classmethod
     def names(cls):
@@ -60,6 +61,7 @@ HELP = {
     "fd_tolerance": "'gradient mismatch' when a finite-difference check's relative error exceeds this",
     "momentum_betas": "running averages (momentum factors) of the gradient that the update may follow "
                       "(comma-separated; empty: only the raw gradient)",
+    "diverge_loss": "a loss above this times max(1, the first loss) counts as divergence",
 }
 
 
@@ -99,50 +101,37 @@ def _finite_or_none(value):
 
 
 class _Running:
-    """A running mean over the last `n` values."""
+    """Running means of the last k values, for any k up to `keep`, from a list of cumulative sums (O(1) each)."""
 
-    __slots__ = ("values", "total")
+    __slots__ = ("cum", "sums", "n", "keep")
 
-    def __init__(self, n):
-        self.values = deque(maxlen=n)
-        self.total = 0.0
+    def __init__(self, keep):
+        self.keep = keep
+        self.clear()
 
     def add(self, x):
-        if len(self.values) == self.values.maxlen:
-            self.total -= self.values[0]
-        self.values.append(x)
-        self.total += x
+        self.cum += x
+        self.sums.append(self.cum)
+        self.n += 1
+        if len(self.sums) > 2 * self.keep + 64:
+            del self.sums[:len(self.sums) - self.keep - 1]
 
-    def mean(self):
-        return self.total / len(self.values) if self.values else math.nan
-
-    def full(self):
-        return len(self.values) == self.values.maxlen
+    def mean(self, k):
+        """Mean of the last min(k, n) values (NaN if none)."""
+        m = k if k < self.n else self.n
+        return (self.sums[-1] - self.sums[-1 - m]) / m if m else math.nan
 
     def clear(self):
-        self.values.clear()
-        self.total = 0.0
-
-    def __len__(self):
-        return len(self.values)
-
-
-def _best(runnings):
-    """The mean of largest magnitude among the running means (the direction the update follows most)."""
-    best = math.nan
-    for r in runnings:
-        m = r.mean()
-        if m == m and not abs(m) <= abs(best):
-            best = m
-    return best
+        self.cum = 0.0
+        self.sums = [0.0]
+        self.n = 0
 
 
 class _LayerState:
-    """Running windows of one layer's descent cosines (against g and each running average of g) and norms."""
+    """One layer's descent cosines (against g and each running average of g), bias norms and losses."""
 
     def __init__(self, window, long_window, n_directions):
-        self.cos = [_Running(window) for _ in range(n_directions)]
-        self.cos_long = [_Running(long_window) for _ in range(n_directions)]
+        self.cos = [_Running(max(window, long_window)) for _ in range(n_directions)]
         self.norms = deque(maxlen=window)
         self.losses = deque(maxlen=window)
         self.first_norm = None
@@ -153,7 +142,7 @@ class _LayerState:
         self.since = 0
 
     def clear_cos(self):
-        for r in self.cos + self.cos_long:
+        for r in self.cos:
             r.clear()
 
 
@@ -171,12 +160,17 @@ class Diagnoser:
         self.t = thresholds or Thresholds()
         self.starts = layout.starts
         self.sizes = np.asarray(layout.sizes)
-        self.betas = tuple(float(b) for b in self.t.momentum_betas)
+        self.betas = np.asarray(tuple(float(b) for b in self.t.momentum_betas), dtype=np.float64)
         n_dir = 1 + len(self.betas)
         self.layers = [_LayerState(self.t.window, self.t.unrelated_steps, n_dir) for _ in layout.names]
         self.prev_loss = None
         self.prev_pred = None
-        self._avg = None  # running averages of g, one row per beta
+        n, k = int(sum(layout.sizes)), len(self.betas)
+        self._avg = np.zeros((k, n))          # running averages of g, one row per beta
+        self._avg_on = False
+        self._buf = np.zeros((6 + 2 * k, n))  # per-entry terms, summed per layer by reduceat
+        self._zero = np.zeros(n)
+        self._sqrt_sizes = [math.sqrt(size) for size in layout.sizes]
 
     def record_gradient_check(self, errors: dict) -> None:
         """Largest relative finite-difference error per layer name, from a gradient check."""
@@ -191,66 +185,75 @@ class Diagnoser:
         Returns (per-layer dict, loss-change dict or None, list of verdict-change events)."""
         if not self.layers:
             return {}, None, []
-        zero = np.zeros_like(b)
-        gg = zero if g is None else g
-        uu = zero if u is None else u
+        gg = self._zero if g is None else g
+        uu = self._zero if u is None else u
+        buf, k = self._buf, len(self.betas)
+        use_avg = g is not None and trained and k > 0
         with np.errstate(all="ignore"):
-            rows = [b * b, gg * gg, uu * uu, uu * gg]
+            np.multiply(b, b, out=buf[0])
+            np.multiply(gg, gg, out=buf[1])
+            np.multiply(uu, uu, out=buf[2])
+            np.multiply(uu, gg, out=buf[3])
             absg = np.abs(gg)
-            sig = absg > 1e-8 * (absg.max() + 1e-300)
-            rows += [sig, sig & (uu * gg < 0)]
-            if g is not None and trained and self.betas:
-                if self._avg is None:
-                    self._avg = np.zeros((len(self.betas), g.size))
-                for i, beta in enumerate(self.betas):
-                    self._avg[i] *= beta
-                    self._avg[i] += (1.0 - beta) * g
-                for avg in self._avg:
-                    rows += [avg * avg, uu * avg]
-            elif not trained:
-                self._avg = None
-            sums = np.add.reduceat(np.stack(rows), self.starts, axis=1).T.tolist()
+            np.greater(absg, 1e-8 * (absg.max() + 1e-300), out=buf[4])
+            np.less(buf[3], 0.0, out=buf[5])
+            buf[5] *= buf[4]
+            if use_avg:
+                avg = self._avg
+                if not self._avg_on:
+                    avg[:] = 0.0
+                    self._avg_on = True
+                avg *= self.betas[:, None]
+                avg += np.multiply.outer(1.0 - self.betas, g)
+                np.multiply(avg, avg, out=buf[6:6 + k])
+                np.multiply(avg, uu, out=buf[6 + k:])
+                rows = buf
+            else:
+                if not trained:
+                    self._avg_on = False
+                rows = buf[:6]
+            sums = np.add.reduceat(rows, self.starts, axis=1).T.tolist()
         loss_change = None
         if self.prev_pred is not None and self.prev_loss is not None:
             loss_change = {"predicted": self.prev_pred, "actual": loss - self.prev_loss}
         pred_total = extra_pred
         out, events = {}, []
-        have_gu = g is not None and u is not None
-        g_rms_all = [math.sqrt(row[1] / size) for row, size in zip(sums, self.layout.sizes)]
-        g_rms_max = max(g_rms_all) if g_rms_all else 0.0
-        for name, size, state, row, g_rms in zip(self.layout.names, self.layout.sizes, self.layers, sums, g_rms_all):
+        has_g, has_u = g is not None, u is not None
+        have_gu = has_g and has_u
+        g_rms_all = [math.sqrt(row[1]) / sq for row, sq in zip(sums, self._sqrt_sizes)]
+        g_rms_max = max(g_rms_all)
+        for name, state, row, g_rms in zip(self.layout.names, self.layers, sums, g_rms_all):
             bb, g2, u2, ug, n_sig, n_agree = row[:6]
             b_norm, g_norm, u_norm = math.sqrt(bb), math.sqrt(g2), math.sqrt(u2)
             cos = -ug / (u_norm * g_norm) if (have_gu and u_norm > 0 and g_norm > 0) else math.nan
             cosines = [cos]
-            if have_gu and len(row) > 6:
-                for a2, ua in zip(row[6::2], row[7::2]):
+            if use_avg and has_u:
+                for a2, ua in zip(row[6:6 + k], row[6 + k:]):
                     cosines.append(-ua / (u_norm * math.sqrt(a2)) if (u_norm > 0 and a2 > 0) else math.nan)
             diag = {
                 "b_norm": b_norm,
-                "g_norm": g_norm if g is not None else None,
-                "u_norm": u_norm if u is not None else None,
-                "ratio": _finite_or_none(u_norm / b_norm) if (u is not None and b_norm > 0) else None,
+                "g_norm": g_norm if has_g else None,
+                "u_norm": u_norm if has_u else None,
+                "ratio": _finite_or_none(u_norm / b_norm) if (has_u and b_norm > 0) else None,
                 "cos": _finite_or_none(cos),
-                "sign_agree": (n_agree / n_sig) if (n_sig and u is not None and u_norm > 0) else None,
+                "sign_agree": (n_agree / n_sig) if (n_sig and has_u and u_norm > 0) else None,
                 "pred_dloss": ug if have_gu else None,
                 "fd_error": state.fd_error,
             }
             if have_gu:
                 pred_total += ug
-            verdict = self._verdict(state, step, loss, b_norm, g_rms, g_rms_max, u_norm, cosines,
-                                    g is not None, u is not None, trained)
+            verdict = self._verdict(state, loss, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained)
             cause = untrained_cause if verdict == "off" else CAUSES.get(verdict, "")
             if verdict != state.verdict:
                 state.verdict, state.since = verdict, step
                 events.append({"event": "verdict", "step": step, "layer": name, "verdict": verdict, "cause": cause})
-            diag.update(verdict=verdict, cause=cause, since=state.since)
+            diag["verdict"], diag["cause"], diag["since"] = verdict, cause, state.since
             out[name] = diag
         self.prev_loss = loss
-        self.prev_pred = pred_total if u is not None else None
+        self.prev_pred = pred_total if has_u else None
         return out, loss_change, events
 
-    def _verdict(self, s, step, loss, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained):
+    def _verdict(self, s, loss, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained):
         t = self.t
         if s.first_norm is None:
             s.first_norm = b_norm
@@ -264,10 +267,13 @@ class Diagnoser:
             return s.verdict
         if not has_g:
             return self._explodes(s, b_norm) or "no gradients"
-        for short, long_, c in zip(s.cos, s.cos_long, cosines):
-            if c == c:  # defined (not NaN)
-                short.add(c)
-                long_.add(c)
+        for running, c in zip(s.cos, cosines):
+            if c == c:  # defined (not NaN): inline _Running.add
+                running.cum += c
+                running.sums.append(running.cum)
+                running.n += 1
+                if len(running.sums) > 2 * running.keep + 64:
+                    del running.sums[:len(running.sums) - running.keep - 1]
         if g_rms > s.max_g_rms:
             s.max_g_rms = g_rms
         moving = u_norm > 1e-12 * max(1.0, b_norm)
@@ -275,8 +281,8 @@ class Diagnoser:
         s.frozen_run = 0 if (moving or not gradient_on) else s.frozen_run + 1
         if s.fd_error is not None and s.fd_error > t.fd_tolerance:
             return "gradient mismatch"
-        n_cos = len(s.cos[0])
-        if n_cos >= t.min_steps and _best(s.cos) < t.uphill_cos:
+        n_cos = s.cos[0].n
+        if n_cos >= t.min_steps and _best(s.cos, t.window) < t.uphill_cos:
             return "uphill"
         exploding = self._explodes(s, b_norm)
         if exploding:
@@ -285,7 +291,7 @@ class Diagnoser:
             return "frozen"
         if 0 < g_rms < t.vanish_grad and g_rms < t.vanish_ratio * g_rms_max and loss > t.converged_loss:
             return "vanishing"
-        if s.cos_long[0].full() and max(abs(r.mean()) for r in s.cos_long) < t.unrelated_cos:
+        if n_cos >= t.unrelated_steps and abs(_best(s.cos, t.unrelated_steps)) < t.unrelated_cos:
             return "unrelated"
         if n_cos >= t.min_steps or (s.verdict not in ("pending", "off") and n_cos):
             return "ok"
@@ -305,6 +311,20 @@ class Diagnoser:
     def verdicts(self) -> dict:
         """Each layer's current verdict: {name: (verdict, cause, since)}."""
         return {name: (s.verdict, CAUSES.get(s.verdict, ""), s.since) for name, s in zip(self.layout.names, self.layers)}
+
+
+def _best(runnings, k):
+    """Of the running means over the last k values, the one of largest magnitude (the direction the update
+    follows most closely); NaN if none is defined."""
+    best, size = math.nan, 0.0
+    for r in runnings:
+        m = k if k < r.n else r.n
+        if m:
+            sums = r.sums
+            mean = (sums[-1] - sums[-1 - m]) / m
+            if best != best or abs(mean) > size:
+                best, size = mean, abs(mean)
+    return best
 
 
 def finite_difference_errors(loss_at, b, g, layout: Layout, steps=(1e-6, 1e-7, 1e-5), tolerance=1e-3) -> dict:

@@ -44,31 +44,69 @@ class LineProblem:
         return f"line {self.line}: {self.message}"
 
 
-def _vectors(obj, key, line_no):
+def _vectors(obj, key, strict_types=False):
+    """obj[key] as (layer names, sizes, flat read-only float64 array), or None if absent.
+
+    A null entry stands for a non-finite value (JSON has no NaN) and reads as NaN. The fast path lets
+    NumPy convert the numbers; anything it cannot take as plain floats (null, strings, nested lists,
+    huge integers, or true/false anywhere on the line: strict_types) goes through the entry-by-entry check."""
     value = obj.get(key)
     if value is None:
         return None
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise ValueError(f"'{key}' must be an object of layer name -> list of numbers")
-    out = {}
+    flat, sizes = [], []
     for name, vec in value.items():
-        if not isinstance(vec, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vec):
-            raise ValueError(f"'{key}.{name}' must be a list of numbers")
-        arr = np.asarray(vec, dtype=np.float64)
-        arr.flags.writeable = False
-        out[name] = arr
-    return out
+        if type(vec) is not list:
+            raise ValueError(f"'{key}.{name}' must be a list of numbers, got {type(vec).__name__}")
+        if not vec:
+            raise ValueError(f"'{key}.{name}' is empty: a layer needs at least one bias")
+        flat += vec
+        sizes.append(len(vec))
+    arr = None
+    if not strict_types:
+        try:
+            arr = np.array(flat)
+        except (ValueError, TypeError, OverflowError):
+            arr = None
+    if arr is None or arr.dtype.kind != "f" or arr.ndim != 1:
+        arr = _checked_numbers(key, value)
+    arr.flags.writeable = False
+    return tuple(value), tuple(sizes), arr
+
+
+def _checked_numbers(key, value):
+    out = []
+    for name, vec in value.items():
+        for i, v in enumerate(vec):
+            if v is None:
+                out.append(math.nan)
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"'{key}.{name}[{i}]' must be a number (or null for a non-finite value), "
+                                 f"got {json.dumps(v)[:40]}")
+            else:
+                try:
+                    out.append(float(v))
+                except OverflowError:
+                    out.append(math.inf if v > 0 else -math.inf)
+    return np.asarray(out, dtype=np.float64)
 
 
 def _number(obj, key, required=False):
-    value = obj.get(key)
-    if value is None:
+    """obj[key] as a float; None if absent (or, if required, a ValueError); null reads as NaN."""
+    if key not in obj:
         if required:
             raise ValueError(f"'{key}' is missing")
         return None
+    value = obj[key]
+    if value is None:
+        return math.nan
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError(f"'{key}' must be a number, got {value!r}")
-    return float(value)
+        raise ValueError(f"'{key}' must be a number (or null for a non-finite value), got {json.dumps(value)[:40]}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 class StreamReader:
@@ -94,6 +132,7 @@ class StreamReader:
         self.diagnoser = None
         self._pending = None
         self._pending_grad_check = None
+        self._first_loss = None
 
     def _problem(self, message):
         self.problems.append(LineProblem(self.line_no, message))
@@ -116,7 +155,7 @@ class StreamReader:
         if "event" in obj:
             return self._read_event(obj)
         try:
-            return self._read_step(obj)
+            return self._read_step(obj, "true" in text or "false" in text)
         except ValueError as exc:
             return self._problem(str(exc))
 
@@ -156,51 +195,73 @@ class StreamReader:
             return out  # verdicts are re-derived from the step lines
         return out + [Event(kind, step, data)]
 
-    def _read_step(self, obj):
+    def _read_step(self, obj, strict_types=False):
         step = obj.get("step")
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise ValueError(f"'step' must be a whole number >= 0, got {step!r}")
-        loss = _number(obj, "loss")
+        if type(step) is not int or step < 0:
+            raise ValueError(f"'step' must be a whole number >= 0, got {json.dumps(step)[:40]}")
+        loss = _number(obj, "loss", required=True)
         val_loss = _number(obj, "val_loss")
-        biases = _vectors(obj, "biases", self.line_no)
+        biases = _vectors(obj, "biases", strict_types)
         if biases is None:
-            raise ValueError("'biases' is missing")
-        grads = _vectors(obj, "bias_grads", self.line_no)
-        updates = _vectors(obj, "bias_updates", self.line_no)
-        layout = Layout(tuple(biases), tuple(len(v) for v in biases.values()))
+            raise ValueError("'biases' is missing (an object of layer name -> list of numbers)")
+        grads = _vectors(obj, "bias_grads", strict_types)
+        updates = _vectors(obj, "bias_updates", strict_types)
+        names, sizes, b = biases
         if self.layout is None:
-            self.layout = layout
-            self.diagnoser = Diagnoser(layout, self.thresholds)
-        elif layout != self.layout:
-            raise ValueError(f"layers changed: expected {self._describe(self.layout)}, got {self._describe(layout)}")
+            self.layout = Layout(names, sizes)
+            self.diagnoser = Diagnoser(self.layout, self.thresholds)
+        elif names != self.layout.names or sizes != self.layout.sizes:
+            raise ValueError(f"layers changed: expected {self._describe(self.layout)}, "
+                             f"got {self._describe(Layout(names, sizes))}")
         for key, vecs in (("bias_grads", grads), ("bias_updates", updates)):
-            if vecs is not None and Layout(tuple(vecs), tuple(len(v) for v in vecs.values())) != layout:
-                raise ValueError(f"'{key}' layers must match 'biases': {self._describe(layout)}")
+            if vecs is not None and (vecs[0] != names or vecs[1] != sizes):
+                raise ValueError(f"'{key}' layers must match 'biases': {self._describe(self.layout)}, "
+                                 f"got {self._describe(Layout(vecs[0], vecs[1]))}")
         if self._pending is not None and step <= self._pending["step"]:
             raise ValueError(f"step {step} does not follow step {self._pending['step']}")
-        nonfinite = loss is None or not math.isfinite(loss) or any(
-            not np.all(np.isfinite(v)) for v in biases.values())
+        trained = obj.get("bias_trained", True)
+        if type(trained) is not bool:
+            raise ValueError(f"'bias_trained' must be true or false, got {json.dumps(trained)[:40]}")
+        g = None if grads is None else grads[2]
+        u = None if updates is None else updates[2]
+        nonfinite = [key for key, ok in (
+            ("loss", math.isfinite(loss)), ("biases", np.isfinite(b).all()),
+            ("bias_grads", g is None or np.isfinite(g).all()),
+            ("bias_updates", u is None or np.isfinite(u).all())) if not ok]
+        if val_loss is not None and not math.isfinite(val_loss):
+            self.problems.append(LineProblem(self.line_no, "'val_loss' is not finite: ignored"))
+            val_loss = None
         self.steps_read += 1
         if self.has_grads is None:
             self.has_grads = grads is not None
-        line = {"step": step, "loss": loss, "val_loss": val_loss, "biases": biases, "grads": grads,
-                "updates": updates, "diag": obj.get("diag"), "loss_change": obj.get("loss_change"),
-                "trained": obj.get("bias_trained", True) is not False, "grad_check": self._pending_grad_check}
-        self._pending_grad_check = None
-        b_next = np.concatenate(list(biases.values())) if biases else np.zeros(0)
-        out = self._flush_pending(b_next, step)
         if nonfinite:
-            self.problems.append(LineProblem(self.line_no, "non-finite or missing loss/bias: read as divergence"))
-            layer = next((n for n, v in biases.items() if not np.all(np.isfinite(v))), None)
-            if self.diverged is None:
-                self.diverged = (step, layer, "loss or biases not finite")
-                out.append(Event("diverged", step, {"layer": layer, "reason": "loss or biases not finite"}))
+            out = self._flush_pending(None, None)
+            where = ", ".join(f"'{k}'" for k in nonfinite)
+            self.problems.append(LineProblem(self.line_no, f"non-finite value in {where}: read as divergence"))
+            parts = self.layout.split(b)
+            layer = next((n for n in self.layout.names if not np.isfinite(parts[n]).all()), None)
+            self._diverge(out, step, layer, f"{' and '.join(nonfinite)} not finite")
             return out
-        if updates is not None:
-            out += self._emit(line, np.concatenate(list(updates.values())) if updates else np.zeros(0), 1)
+        out = []
+        if self._first_loss is None:
+            self._first_loss = loss
+        elif loss > self.thresholds.diverge_loss * max(1.0, self._first_loss):
+            self._diverge(out, step, None, f"loss blew up to {loss:.3g}")
+        line = {"step": step, "loss": loss, "val_loss": val_loss, "b": b, "g": g,
+                "diag": obj.get("diag"), "loss_change": obj.get("loss_change"),
+                "trained": trained, "grad_check": self._pending_grad_check}
+        self._pending_grad_check = None
+        out += self._flush_pending(b, step)
+        if u is not None:
+            out += self._emit(line, u, 1)
         else:
             self._pending = line
         return out
+
+    def _diverge(self, out, step, layer, reason):
+        if self.diverged is None:
+            self.diverged = (step, layer, reason)
+            out.append(Event("diverged", step, {"layer": layer, "reason": reason}))
 
     @staticmethod
     def _describe(layout):
@@ -212,31 +273,31 @@ class StreamReader:
             return []
         if b_next is None:
             return self._emit(line, None, 1)
-        b = np.concatenate(list(line["biases"].values())) if line["biases"] else np.zeros(0)
         span = step_next - line["step"]
-        self.max_span = max(self.max_span, span)
-        return self._emit(line, b_next - b, span)
+        if span > self.max_span:
+            self.max_span = span
+        return self._emit(line, b_next - line["b"], span)
 
     def _emit(self, line, u, span):
         """The StepRecord (with diagnostics) and verdict events for one line whose update u is known."""
-        b = np.concatenate(list(line["biases"].values())) if line["biases"] else np.zeros(0)
-        g = np.concatenate(list(line["grads"].values())) if line["grads"] else (None if line["grads"] is None else np.zeros(0))
         if line["grad_check"] is not None:
             self.diagnoser.record_gradient_check(line["grad_check"])
         diag, loss_change, changes = self.diagnoser.observe(
-            line["step"], line["loss"], b, g, u, trained=line["trained"], untrained_cause="not trained at this step")
+            line["step"], line["loss"], line["b"], line["g"], u, trained=line["trained"],
+            untrained_cause="not trained at this step")
         events = []
         if line["diag"] is not None and not self.recompute:
             diag, loss_change = line["diag"], line["loss_change"]
-        else:
+        elif changes:
             events = [Event("verdict", e["step"], {k: v for k, v in e.items() if k not in ("event", "step")})
                       for e in changes]
+        split = self.layout.split
         updates = None
         if u is not None:
-            u = u.copy()
             u.flags.writeable = False
-            updates = self.layout.split(u)
-        record = StepRecord(line["step"], line["loss"], line["val_loss"], line["biases"], line["grads"], updates,
+            updates = split(u)
+        record = StepRecord(line["step"], line["loss"], line["val_loss"], split(line["b"]),
+                            None if line["g"] is None else split(line["g"]), updates,
                             diag, loss_change, bias_trained=line["trained"], span=span)
         return [record] + events
 
