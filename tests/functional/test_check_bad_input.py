@@ -1,0 +1,182 @@
+"""`biasmon check` on bad input: malformed lines are counted and named by line number and never crash;
+unreadable input (missing file, unknown version, nothing to check) exits 2 with one line, no traceback."""
+import json
+
+import pytest
+
+LAYERS = {"hidden": 3, "out": 1}
+
+
+def step_line(t, scale=1.0, **override):
+    """A correct SGD step of a tiny quadratic: b -> b - 0.1 * g with g = b - target."""
+    target = {"hidden": [0.5, -0.2, 0.1], "out": [0.3]}
+    b = {k: [tv + (0.9 ** t) * (1.0 + i) * scale for i, tv in enumerate(v)] for k, v in target.items()}
+    g = {k: [bv - tv for bv, tv in zip(b[k], target[k])] for k in b}
+    line = {"step": t, "loss": 0.5 * sum(x * x for v in g.values() for x in v) + 0.01, "biases": b, "bias_grads": g}
+    line.update(override)
+    return json.dumps(line)
+
+
+def good_lines(n=60):
+    return [step_line(t) for t in range(n)]
+
+
+def write(tmp_path, lines, name="run.jsonl", end="\n"):
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + end)
+    return path
+
+
+def one_error_line(proc):
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("biasmon: error: ")
+    return lines[0]
+
+
+def test_a_clean_stream_is_ok(tmp_path, biasmon_cli):
+    proc = biasmon_cli("check", write(tmp_path, good_lines()))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+
+
+def test_malformed_lines_are_counted_with_their_line_numbers_and_never_crash(tmp_path, biasmon_cli):
+    lines = good_lines()
+    bad = {
+        5: "this is not json",
+        9: json.dumps([1, 2, 3]),
+        12: step_line(11, biases="not an object"),
+        15: step_line(14, biases={"hidden": [1, "x", 3], "out": [0.1]}),
+        18: step_line(17, biases={"hidden": [1.0, 2.0], "out": [0.1]}),            # a layer changed size
+        21: step_line(20, bias_grads={"hidden": [True, 0.0, 0.0], "out": [0.0]}),  # a boolean is not a number
+        24: step_line(23, step="24"),
+        27: step_line(26, loss="low"),
+        30: json.dumps({"step": 29, "biases": {"hidden": [0.1, 0.2, 0.3], "out": [0.1]}}),  # no loss
+        33: step_line(32, biases={"hidden": [], "out": [0.1]}),
+    }
+    for line_no, text in bad.items():
+        lines[line_no - 1] = text
+    proc = biasmon_cli("check", "--json", write(tmp_path, lines))
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["malformed"]["count"] == len(bad)
+    assert result["malformed"]["lines"] == sorted(bad)
+    warnings = proc.stderr.strip().splitlines()
+    assert len(warnings) == len(bad)
+    for warning, line_no in zip(warnings, sorted(bad)):
+        assert warning.startswith(f"biasmon: warning: {tmp_path / 'run.jsonl'}: line {line_no}: ")
+    text = proc.stderr
+    assert "line 18: layers changed: expected hidden[3], out[1], got hidden[2], out[1]" in text
+    assert "'bias_grads.hidden[0]' must be a number" in text
+    assert "'biases.hidden[1]' must be a number" in text
+    assert "'loss' is missing" in text
+    assert "'biases.hidden' is empty" in text
+    assert result["steps"] == 60 - len(bad)
+
+
+def test_the_table_lists_malformed_lines_compactly_and_strict_makes_them_fatal(tmp_path, biasmon_cli):
+    lines = good_lines()
+    for i in (10, 11, 12, 40):
+        lines[i - 1] = "{broken"
+    path = write(tmp_path, lines)
+    proc = biasmon_cli("check", path)
+    assert proc.returncode == 0
+    assert "malformed or non-finite lines: 4 (line 10-12, 40)" in proc.stdout
+    strict = biasmon_cli("check", "--strict", path)
+    assert strict.returncode == 2
+    assert "4 malformed line(s) (--strict); first: line 10: not JSON" in strict.stderr.splitlines()[-1]
+
+
+def test_many_malformed_lines_are_listed_ten_then_counted(tmp_path, biasmon_cli):
+    lines = good_lines(80)
+    for i in range(20, 45):
+        lines[i] = "nope"
+    proc = biasmon_cli("check", write(tmp_path, lines))
+    warnings = proc.stderr.strip().splitlines()
+    assert len(warnings) == 11 and warnings[-1].endswith("15 more malformed line(s) skipped")
+
+
+def test_non_finite_numbers_read_as_divergence(tmp_path, biasmon_cli):
+    lines = good_lines()
+    lines[40] = step_line(40, bias_grads={"hidden": [None, 0.0, 0.0], "out": [0.0]})
+    lines[41] = step_line(41, loss=None)
+    lines[42] = lines[42].replace('"loss": ', '"loss": NaN, "x": ', 1)
+    proc = biasmon_cli("check", "--json", write(tmp_path, lines))
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert result["diverged"]["step"] == 40 and "bias_grads" in result["diverged"]["reason"]
+    assert result["malformed"]["lines"] == [41, 42, 43]
+    assert "line 41: non-finite value in 'bias_grads': read as divergence" in proc.stderr
+
+
+def test_a_truncated_last_line_is_skipped_with_a_warning(tmp_path, biasmon_cli):
+    lines = good_lines()
+    lines.append(step_line(60)[:37])
+    proc = biasmon_cli("check", write(tmp_path, lines, end=""))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == f"biasmon: warning: {tmp_path / 'run.jsonl'}: line 61: not JSON (truncated or malformed line)"
+
+
+def test_an_unknown_format_version_is_unreadable(tmp_path, biasmon_cli):
+    header = json.dumps({"format": "biasmon-stream", "version": 99})
+    proc = biasmon_cli("check", write(tmp_path, [header] + good_lines()))
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "line 1: stream format version 99 is not supported; this biasmon reads version 1" in line
+    assert str(tmp_path / "run.jsonl") in line
+
+
+def test_a_known_header_is_accepted(tmp_path, biasmon_cli):
+    header = json.dumps({"format": "biasmon-stream", "version": 1, "run_id": "x"})
+    assert biasmon_cli("check", write(tmp_path, [header] + good_lines())).returncode == 0
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "no step lines to check (empty stream)"),
+    ("\n\n", "no step lines to check (2 line(s), none a readable step line)"),
+    ("garbage\n{\"a\": 1}\n", "no step lines to check (2 line(s), none a readable step line); first problem: "
+                              "line 1: not JSON (truncated or malformed line)"),
+])
+def test_nothing_to_check_is_unreadable(tmp_path, biasmon_cli, content, message):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content)
+    proc = biasmon_cli("check", path)
+    assert proc.returncode == 2
+    assert one_error_line(proc) == f"biasmon: error: {path}: {message}"
+
+
+def test_a_missing_file_is_unreadable(tmp_path, biasmon_cli):
+    proc = biasmon_cli("check", tmp_path / "nope.jsonl")
+    assert proc.returncode == 2
+    assert one_error_line(proc) == f"biasmon: error: {tmp_path / 'nope.jsonl'}: cannot read (No such file or directory)"
+
+
+def test_a_directory_is_unreadable(tmp_path, biasmon_cli):
+    proc = biasmon_cli("check", tmp_path)
+    assert proc.returncode == 2
+    assert f"{tmp_path}: cannot read" in one_error_line(proc)
+
+
+def test_binary_garbage_never_crashes(tmp_path, biasmon_cli):
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b"\xff\xfe\x00garbage\n" + "\n".join(good_lines()).encode() + b"\n\x80\x81\n")
+    proc = biasmon_cli("check", path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "line 1: not JSON" in proc.stderr and "line 62: not JSON" in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--window", "0"], "--window must be a whole number >= 1, got 0"),
+    (["--uphill-cos", "nan"], "--uphill-cos must be a finite number, got nan"),
+    (["--uphill-cos", "-3"], "--uphill-cos must be between -1 and 1, got -3.0"),
+    (["--explode-norm", "-1"], "--explode-norm must be >= 0, got -1.0"),
+    (["--sustain", "0"], "--sustain must be a whole number >= 1, got 0"),
+    (["--momentum-betas", "0.9,2"], "each momentum factor must be in [0, 1)"),
+    (["--frozen-steps", "many"], "invalid int value: 'many'"),
+])
+def test_bad_options_exit_2_with_one_line(tmp_path, biasmon_cli, args, message):
+    proc = biasmon_cli("check", write(tmp_path, good_lines()), *args)
+    assert proc.returncode == 2
+    assert message in one_error_line(proc)
