@@ -168,7 +168,7 @@ class Trainer:
         return events
 
     def _gradient_check(self, t, b, g_b):
-        self._check_requested = False
+        requested, self._check_requested = self._check_requested, False
         net, x, y = self.net, self.data.x_train, self.data.y_train
         if net.dtype != np.float64:
             ref = Network(net.sizes, net.activations, net.loss, "float64", net.has_biases)
@@ -179,7 +179,7 @@ class Trainer:
         errors = finite_difference_errors(lambda bb: ref.loss_at(x, y, bb), b, g_b, self.layout,
                                           tolerance=self.thresholds.fd_tolerance)
         self.diagnoser.record_gradient_check(errors)
-        return Event("gradient_check", t, {"errors": errors})
+        return Event("gradient_check", t, {"errors": errors, **({"requested": True} if requested else {})})
 
     def _diverged(self, t, loss):
         """The diverged event: the first layer (in forward order) whose parameters went non-finite."""

@@ -1,0 +1,172 @@
+"""Pilot tests: every key of the live monitor does what the footer says."""
+import asyncio
+import json
+
+import pytest
+from textual import events
+
+from biasmon.tui.app import create_live_app
+from biasmon.tui.events_panel import EventsPanel
+from biasmon.tui.status_line import StatusLine
+
+SIZE = (140, 40)
+
+
+async def wait_for(pilot, condition, timeout=10.0):
+    """Let the app run until condition() holds (the trainer runs in a thread)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def status_text(app):
+    return str(app.query_one(StatusLine).render())
+
+
+def event_lines(app):
+    return "\n".join(line.text for line in app.query_one(EventsPanel).lines)
+
+
+async def test_space_pauses_and_resumes():
+    app = create_live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: (app.current.last_step or 0) > 50)
+        await pilot.press("space")
+        assert app.paused and "paused" in status_text(app)
+        await pilot.pause(0.4)
+        frozen = app.current.last_step
+        await pilot.pause(0.4)
+        assert app.current.last_step == frozen
+        await pilot.press("space")
+        assert "running" in status_text(app)
+        await wait_for(pilot, lambda: app.current.last_step > frozen + 10)
+
+
+async def test_n_takes_exactly_one_step_while_paused():
+    app = create_live_app(pause_at=20)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.last_step == 19 and app.state == "paused")
+        for expected in (20, 21, 22):
+            await pilot.press("n")
+            await wait_for(pilot, lambda: app.current.last_step == expected)
+        await pilot.pause(0.3)
+        assert app.current.last_step == 22
+
+
+async def test_r_restarts_from_step_zero_with_a_new_run():
+    app = create_live_app(pause_at=300)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.last_step == 299)
+        first_run = app.current.run_id
+        app.pause_at = 10
+        app.paused = False
+        await pilot.press("r")
+        assert app.current.run_id != first_run
+        await wait_for(pilot, lambda: app.current.last_step == 9 and app.paused)
+        assert app.previous.run_id == first_run  # kept faint for comparison
+
+
+async def test_f_flips_the_sign_and_the_verdict_turns_uphill_then_back():
+    app = create_live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.diag.get("output", {}).get("verdict") == "ok")
+        await pilot.press("f")
+        assert app.trainer.flip_sign and "flip_sign ON" in status_text(app)
+        await wait_for(pilot, lambda: all(d["verdict"] == "uphill" for d in app.current.diag.values()))
+        assert "flip_sign ON" in event_lines(app)
+        await pilot.press("f")
+        assert not app.trainer.flip_sign
+        if app.current.diverged is None:
+            await wait_for(pilot, lambda: all(d["verdict"] == "ok" for d in app.current.diag.values()))
+
+
+async def test_g_runs_a_gradient_check_now():
+    app = create_live_app(pause_at=7)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.last_step == 6)
+        assert "gradient check" not in event_lines(app)  # the scheduled one at step 0 passed quietly
+        await pilot.press("g", "n")
+        await wait_for(pilot, lambda: "gradient check" in event_lines(app))
+        assert "step      7  gradient check" in event_lines(app)
+
+
+async def test_brackets_halve_and_double_the_bias_learning_rate():
+    app = create_live_app(pause_at=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.last_step == 4)
+        await pilot.press("[", "[")
+        assert app.trainer.bias_lr_scale == 0.25 and "bias lr x0.25" in status_text(app)
+        await pilot.press("]")
+        assert app.trainer.bias_lr_scale == 0.5
+        await pilot.press("n")
+        await wait_for(pilot, lambda: "bias lr multiplier x0.5" in event_lines(app))
+        d = app.current.diag["output"]
+        assert d["u_norm"] == pytest.approx(0.05 * 0.5 * d["g_norm"], rel=1e-9)
+
+
+async def test_number_keys_and_the_list_switch_presets():
+    app = create_live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        assert app.preset_name == "none" and app.trainer.preset.name == "none"
+        await wait_for(pilot, lambda: (app.current.last_step or 0) > 5)
+        assert app.current.diag == {}  # no biases
+        await pilot.press("3")
+        assert app.preset_name == "frozen"
+        await wait_for(pilot, lambda: app.current.diag.get("output", {}).get("verdict") == "frozen")
+
+
+async def test_s_saves_an_svg_screenshot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = create_live_app(pause_at=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.last_step == 2)
+        await pilot.press("s")
+        await pilot.pause()
+    shots = list(tmp_path.glob("*.svg"))
+    assert len(shots) == 1 and "<svg" in shots[0].read_text()
+
+
+async def test_q_quits_and_ends_the_worker():
+    app = create_live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: (app.current.last_step or 0) > 100)
+        assert app.running_loops == 1
+        await pilot.press("q")
+    for _ in range(100):
+        if app.running_loops == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert app.running_loops == 0
+    assert app.return_code in (0, None)
+
+
+async def test_switching_presets_100_times_leaves_one_worker_and_only_the_last_runs_data():
+    app = create_live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        keys = [str(1 + (7 * i) % 9) for i in range(100)]
+        for key in keys:  # straight into the app's queue, as fast as a key repeat can go
+            app.post_message(events.Key(key, key))
+        last = list(app.presets)[int(keys[-1]) - 1]
+        await wait_for(pilot, lambda: app.preset_name == last)
+        await wait_for(pilot, lambda: (app.current.last_step or 0) > 20)
+        await pilot.pause(0.3)
+        assert app.running_loops == 1
+        assert app.trainer.run_id == app.current.run_id
+        # the panels' series hold exactly the steps of this run: one value per step, from step 0
+        assert app.current.loss.count == app.current.last_step + 1
+        x, _ = app.current.loss.view(10**6)
+        assert x[0] < app.current.loss.width  # the first bucket holds step 0
+
+
+async def test_replay_and_watch_hide_the_live_only_keys(tmp_path):
+    app = create_live_app()
+    assert app.check_action("flip", ()) is True
+    from biasmon.tui.app import BiasmonApp, REPLAY
+    replay = BiasmonApp(REPLAY, records=[], source_name="x")
+    for action in ("flip", "preset", "restart", "grad_check", "bias_lr"):
+        assert replay.check_action(action, ()) is False
+    assert replay.check_action("seek", ()) is True

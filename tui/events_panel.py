@@ -1,0 +1,51 @@
+"""Events log: divergence, verdict changes, gradient checks, preset switches, each with its step."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from ..core.records import Event
+from .sign_panel import VERDICT_STYLES
+
+
+def describe(event: Event) -> Text:
+    d, step = event.data, f"step {event.step:>6}  "
+    if event.kind == "verdict":
+        verdict = d.get("verdict", "?")
+        return Text.assemble(step, (f"{d.get('layer')}: ", "bold"), (verdict, VERDICT_STYLES.get(verdict, "")),
+                             f"  {d.get('cause', '')}")
+    if event.kind == "diverged":
+        where = f" (first non-finite layer: {d['layer']})" if d.get("layer") else ""
+        return Text.assemble(step, ("DIVERGED", "bold white on red"), f"{where} {d.get('reason') or ''}")
+    if event.kind == "gradient_check":
+        errors = d.get("errors") or {}
+        worst = max(errors.values(), default=0.0) if errors else 0.0
+        body = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+        return Text.assemble(step, ("gradient check ", "bold"), f"max rel. error {worst:.1e}: {body}")
+    if event.kind == "flip_sign":
+        on = d.get("flip_sign")
+        return Text.assemble(step, ("flip_sign ", "bold"), ("ON: bias moves along +gradient", "bold red") if on
+                             else ("off: bias moves along -gradient", "green"))
+    if event.kind == "bias_lr_scale":
+        return Text.assemble(step, ("bias lr multiplier ", "bold"), f"x{d.get('bias_lr_scale')}")
+    if event.kind in ("preset_switched", "restarted"):
+        return Text.assemble(step, (event.kind.replace("_", " ") + " ", "bold"), str(d.get("preset", "")),
+                             f"  run {d.get('run_id', '')}")
+    return Text.assemble(step, (event.kind, "bold"), f" {d}" if d else "")
+
+
+class EventsPanel(RichLog):
+    def __init__(self, **kwargs):
+        super().__init__(max_lines=1000, wrap=False, markup=False, **kwargs)
+        self.border_title = "events"
+
+    def add(self, event: Event, fd_tolerance: float = 1e-3) -> None:
+        """Log the event; a scheduled gradient check is logged only when asked for or when it fails."""
+        if event.kind == "gradient_check" and not event.data.get("requested"):
+            errors = event.data.get("errors") or {}
+            if max(errors.values(), default=0.0) <= fd_tolerance:
+                return
+        self.write(describe(event))
+
+    def note(self, text: str, style: str = "") -> None:
+        self.write(Text(text, style=style))

@@ -1,0 +1,22 @@
+"""Loss panel: train and validation loss on a log axis; the previous run faint behind the current one."""
+from __future__ import annotations
+
+from .history import RunHistory
+from .plot import Line, PlotextPlot
+
+
+class LossPanel(PlotextPlot):
+    def __init__(self, **kwargs):
+        super().__init__(title="loss (log)", log_y=True, **kwargs)
+
+    def show(self, current: RunHistory | None, previous: RunHistory | None) -> None:
+        n = self.points_wanted()
+        lines = []
+        if previous is not None:
+            lines.append(Line(f"prev {previous.label} train", *previous.loss.view(n), "gray", "dim"))
+            lines.append(Line(f"prev {previous.label} val", *previous.val_loss.view(n), "gray", "dim"))
+        if current is not None:
+            lines.append(Line("train", *current.loss.view(n), "cyan+", "bold"))
+            if current.val_loss.has_values:
+                lines.append(Line("val", *current.val_loss.view(n), "orange+", "bold"))
+        self.set_lines(lines)

@@ -1,0 +1,21 @@
+"""Bias-norm panel: |b| per layer over steps, one line per layer, legend with the layer names."""
+from __future__ import annotations
+
+from .history import RunHistory
+from .plot import Line, PlotextPlot
+
+LAYER_COLOURS = ("green+", "magenta+", "blue+", "yellow", "cyan", "red+", "white")
+
+
+class NormPanel(PlotextPlot):
+    def __init__(self, **kwargs):
+        super().__init__(title="bias norm |b| per layer", log_y=False, **kwargs)
+        self.empty_text = "no biases in this network"
+
+    def show(self, current: RunHistory | None) -> None:
+        if current is None:
+            self.set_lines([])
+            return
+        n = self.points_wanted()
+        self.set_lines([Line(name, *series.view(n), LAYER_COLOURS[i % len(LAYER_COLOURS)])
+                        for i, (name, series) in enumerate(current.norms.items())])

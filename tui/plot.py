@@ -1,0 +1,112 @@
+"""A thin plotext 6 widget: each instance owns its own figure (plotext's global one is not thread-safe).
+
+Series are downsampled to about the widget's width before plotting; NaN/inf never reach plotext (a NaN
+aborts the process there). A log axis is drawn as log10 of the values on a linear axis with our own
+decade labels, so it never hits plotext's log-scale errors (constant series, single points).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import plotext as plt
+from plotext._kernel.terminal import terminal as _PlotextTerminal
+from rich.text import Text
+from textual.widget import Widget
+
+RICH_COLOURS = {"cyan+": "bright_cyan", "orange+": "dark_orange", "gray": "grey50", "green+": "bright_green",
+                "magenta+": "bright_magenta", "blue+": "bright_blue", "yellow": "yellow", "cyan": "cyan",
+                "red+": "bright_red", "white": "white"}
+
+
+@dataclass
+class Line:
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    color: str = "cyan+"
+    style: str | None = None  # "bold" for the current run, "dim" for a faded previous one
+
+
+def _log_ticks(lo: float, hi: float):
+    """Tick positions (log10 units) and labels for a log axis spanning 10**lo .. 10**hi."""
+    first, last = math.floor(lo), math.ceil(hi)
+    stride = max(1, (last - first) // 5)
+    ticks = [p for p in range(first, last + 1, stride) if lo - 1e-9 <= p <= hi + 1e-9]
+    if len(ticks) < 2:
+        ticks = list(np.linspace(lo, hi, 3))
+    return ticks, [f"{10 ** t:.2g}" if abs(t - round(t)) > 1e-9 else f"1e{int(round(t))}" for t in ticks]
+
+
+class PlotextPlot(Widget):
+    """Draws `lines` with plotext; `set_lines` replaces them and repaints. Legend in the border subtitle."""
+
+    DEFAULT_CSS = "PlotextPlot { height: 1fr; min-height: 5; }"
+
+    def __init__(self, title="", log_y=False, **kwargs):
+        super().__init__(**kwargs)
+        terminal = _PlotextTerminal()
+        terminal.limit(False, False)  # never clamp to the real terminal's size
+        self._fig = terminal._master
+        self.log_y = log_y
+        self.lines: list[Line] = []
+        self.empty_text = "waiting for data..."
+        self._cache = None
+        self.border_title = title
+
+    def set_lines(self, lines: list[Line]) -> None:
+        self.lines = lines
+        self._cache = None
+        legend = [f"[{RICH_COLOURS.get(l.color, 'white')}{' dim' if l.style == 'dim' else ''}]━ {l.label}[/]"
+                  for l in lines if len(l.y)]
+        self.border_subtitle = "  ".join(legend)
+        self.refresh()
+
+    def points_wanted(self) -> int:
+        return max(16, 2 * self.content_size.width)
+
+    def render(self):
+        width, height = self.content_size
+        if width < 12 or height < 4:
+            return Text("(too small to plot)", style="dim")
+        key = (width, height)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        lines = []
+        for line in self.lines:
+            x, y = np.asarray(line.x, dtype=float), np.asarray(line.y, dtype=float)
+            keep = np.isfinite(y) & np.isfinite(x)
+            if self.log_y:
+                keep &= y > 0
+            if keep.any():
+                y = np.log10(y[keep]) if self.log_y else y[keep]
+                lines.append((line, x[keep], y))
+        text = Text.from_ansi(self._build(lines, width, height)) if lines else Text(self.empty_text, style="dim")
+        self._cache = (key, text)
+        return text
+
+    def _build(self, lines, width, height) -> str:
+        fig = self._fig
+        fig.clear()
+        fig.theme("simple")
+        fig.canvas("default")
+        fig.plot_size(width, height)
+        lo = min(float(y.min()) for _, _, y in lines)
+        hi = max(float(y.max()) for _, _, y in lines)
+        if hi - lo < 1e-12:
+            lo, hi = lo - 0.5, hi + 0.5
+        fig.ruler("y").lim(lo, hi)
+        if self.log_y:
+            fig.ruler("y").ticks(*_log_ticks(lo, hi))
+        for line, x, y in lines:
+            if len(x) == 1:  # plotext needs two points for a line
+                x, y = np.repeat(x, 2), np.repeat(y, 2)
+            style = plt.pixel(line.color, None, line.style) if line.style else plt.pixel(line.color)
+            signal = fig.signal(x, y, marker=plt.marker("braille", style))
+            signal.lines()
+            fig.draw(signal)
+        try:
+            return fig.build().string()
+        except (ValueError, ZeroDivisionError, OverflowError, IndexError) as exc:
+            return f"(cannot draw these values: {exc})"

@@ -1,0 +1,25 @@
+"""Preset list: every preset with its description; the active one marked."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+
+class PresetList(OptionList):
+    def __init__(self, presets: dict, active: str, **kwargs):
+        self.names = list(presets)
+        self.presets = presets
+        super().__init__(*[Option(self._prompt(i, name, name == active), id=name)
+                           for i, name in enumerate(self.names)], **kwargs)
+        self.border_title = "presets (1-9 or enter)"
+
+    def _prompt(self, index, name, active):
+        key = str(index + 1) if index < 9 else " "
+        return Text.assemble(("> " if active else "  ", "bold green"), (f"{key} ", "dim"),
+                             (name, "bold green" if active else "bold"), "\n",
+                             (self.presets[name].description, "dim"))
+
+    def mark_active(self, active: str) -> None:
+        for i, name in enumerate(self.names):
+            self.replace_option_prompt_at_index(i, self._prompt(i, name, name == active))

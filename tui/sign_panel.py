@@ -1,0 +1,67 @@
+"""Gradient-sign panel: per layer, is the bias update pointing down the gradient? Verdicts coloured."""
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+VERDICT_STYLES = {
+    "ok": "bold green",
+    "uphill": "bold white on red",
+    "gradient mismatch": "bold magenta",
+    "frozen": "bold cyan",
+    "exploding": "bold red",
+    "vanishing": "bold yellow",
+    "unrelated": "bold yellow",
+    "no gradients": "dim",
+    "off": "dim",
+    "pending": "dim",
+}
+
+
+def _num(value, spec="+.3f"):
+    return "-" if value is None else format(value, spec)
+
+
+class SignPanel(Static):
+    """One row per layer: cos(u,-g), sign agreement, |u|/|b|, last finite-difference error, verdict."""
+
+    def __init__(self, **kwargs):
+        super().__init__("waiting for the first steps...", **kwargs)
+        self.border_title = "gradient sign: is each bias update going downhill?"
+
+    def show(self, diag: dict, loss_change: dict | None, span: int = 1, has_biases: bool = True) -> None:
+        if not diag:
+            self.update(Text("this network has no biases" if not has_biases else "waiting for the first steps...",
+                             style="dim"))
+            return
+        table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+        table.add_column("layer")
+        table.add_column("cos(u,-g)", justify="right")
+        table.add_column("sign agree", justify="right")
+        table.add_column("|u|/|b|", justify="right")
+        table.add_column("FD err", justify="right")
+        table.add_column("verdict")
+        table.add_column("since", justify="right")
+        for name, d in diag.items():
+            verdict = d.get("verdict") or "-"
+            agree = d.get("sign_agree")
+            table.add_row(name, _num(d.get("cos")), "-" if agree is None else f"{100 * agree:.0f}%",
+                          _num(d.get("ratio"), ".2e"), _num(d.get("fd_error"), ".1e"),
+                          Text(verdict, style=VERDICT_STYLES.get(verdict, "")), str(d.get("since", "-")))
+        notes = []
+        if loss_change and loss_change.get("predicted") is not None and loss_change.get("actual") is not None:
+            notes.append(f"last step: loss change predicted {loss_change['predicted']:+.2e}, seen {loss_change['actual']:+.2e}")
+        if span > 1:
+            notes.append(f"steps are logged every {span}: each update spans {span} steps")
+        problems = [d.get("cause") for d in diag.values() if d.get("verdict") not in ("ok", "pending", "off")]
+        if problems:
+            notes.append(f"cause: {problems[0]}")
+        if notes:
+            grid = Table.grid(expand=True)
+            grid.add_row(table)
+            for note in notes:
+                grid.add_row(Text(note, style="dim" if not note.startswith("cause") else "bold"))
+            self.update(grid)
+        else:
+            self.update(table)
