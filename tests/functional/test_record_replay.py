@@ -1,0 +1,124 @@
+"""Recording a live session, replaying it, and replaying bad files."""
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+from textual import events
+
+from biasmon.core.errors import BiasmonError
+from biasmon.tui.app import create_live_app, create_replay_app
+from biasmon.tui.events_panel import EventsPanel
+
+SIZE = (140, 40)
+
+
+async def wait_for(pilot, condition, timeout=15.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_recorded_session_matches_the_keys_and_replays_to_the_same_final_values(tmp_path):
+    path = tmp_path / "session.jsonl"
+    app = create_live_app("gradient", record_path=str(path), pause_at=60)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.last_step == 59)
+        await pilot.press("f")           # the sign bug, on the running network
+        app.pause_at = 90
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.current.last_step == 89)
+        await pilot.press("2")           # switch to 'none' (paused: it waits)
+        app.pause_at = 30
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.preset_name == "none" and app.current.last_step == 29)
+        await pilot.press("3")
+        app.pause_at = 40
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.preset_name == "frozen" and app.current.last_step == 39)
+        live = app.current
+        await pilot.press("q")
+    lines = read_lines(path)
+    assert lines[0]["format"] == "biasmon-stream" and lines[0]["preset"]["name"] == "gradient"
+    evts = [(l["event"], l["step"], l.get("preset", l.get("flip_sign"))) for l in lines if "event" in l
+            and l["event"] in ("flip_sign", "preset_switched")]
+    assert evts == [("flip_sign", 60, True), ("preset_switched", 90, "none"), ("preset_switched", 30, "frozen")]
+
+    replay = create_replay_app(path)
+    async with replay.run_test(size=SIZE) as pilot:
+        for _ in range(11):
+            await pilot.press("right")
+        await wait_for(pilot, lambda: replay.position == len(replay.records))
+        assert replay.current.label == "frozen"
+        assert replay.previous.label == "none"
+        assert replay.current.last_step == live.last_step == 39
+        assert replay.current.loss.last == live.loss.last
+        assert replay.current.diag == live.diag
+        assert {k: s.last for k, s in replay.current.norms.items()} == {k: s.last for k, s in live.norms.items()}
+
+
+async def test_replay_pause_step_and_seek(tmp_path):
+    path = tmp_path / "r.jsonl"
+    subprocess.run([sys.executable, "-m", "biasmon", "record", "story-scaled", "--steps", "300", "-o", str(path)],
+                   check=True, capture_output=True)
+    app = create_replay_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("space")
+        position = app.position
+        await pilot.pause(0.5)
+        assert app.position == position and app.paused
+        await pilot.press("n")
+        assert app.position == position + 1
+        await pilot.press("right", "right", "right")
+        assert app.position == min(len(app.records), position + 1 + 3 * int(0.1 * len(app.records)))
+        middle = app.position
+        await pilot.press("left")
+        assert app.position == middle - int(0.1 * len(app.records))
+        steps = [r.step for r in app.records[:app.position] if hasattr(r, "loss")]
+        assert app.current.last_step == steps[-1]
+        assert app.current.loss.count == len(steps)  # rebuilt from the start, nothing counted twice
+
+
+async def test_replay_of_a_truncated_or_corrupted_file_says_what_it_skipped(tmp_path):
+    good = tmp_path / "good.jsonl"
+    subprocess.run([sys.executable, "-m", "biasmon", "record", "gradient", "--steps", "50", "-o", str(good)],
+                   check=True, capture_output=True)
+    lines = good.read_text().splitlines(keepends=True)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(lines[:5]) + "{not json\n" + "".join(lines[5:20]) + lines[20][: len(lines[20]) // 2])
+    app = create_replay_app(bad)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        text = "\n".join(line.text for line in app.query_one(EventsPanel).lines)
+        assert "skipped 2 unreadable line(s): 6, 22" in text
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "no step records to replay"),
+    ("garbage\nmore garbage\n", "no step records to replay (2 unreadable line(s), first: line 1"),
+    ('{"format": "biasmon-stream", "version": 9}\n', "format version 9 is not supported"),
+])
+def test_replay_of_an_unusable_file_exits_2_with_one_line(tmp_path, content, message):
+    path = tmp_path / "x.jsonl"
+    path.write_text(content)
+    with pytest.raises(BiasmonError) as info:
+        create_replay_app(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+    run = subprocess.run([sys.executable, "-m", "biasmon", "replay", str(path)], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert message in run.stderr
+
+
+def test_replay_of_a_missing_file_exits_2(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "biasmon", "replay", str(tmp_path / "nope.jsonl")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "nope.jsonl" in run.stderr

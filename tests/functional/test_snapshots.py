@@ -1,0 +1,35 @@
+"""Snapshot tests (pytest-textual-snapshot): plain `def`, a fixed seed, paused at a fixed step."""
+import asyncio
+
+from biasmon.tui.app import create_live_app
+
+PAUSE_AT = 200
+
+
+async def paused_at_fixed_step(pilot):
+    app = pilot.app
+    for _ in range(600):
+        if app.current is not None and app.current.last_step == PAUSE_AT - 1 and app.state == "paused":
+            break
+        await asyncio.sleep(0.02)
+    await pilot.pause()
+
+
+def test_main_layout(snap_compare):
+    app = create_live_app("gradient", seed=0, pause_at=PAUSE_AT)
+    assert snap_compare(app, terminal_size=(140, 40), run_before=paused_at_fixed_step)
+
+
+def test_main_layout_with_the_sign_bug(snap_compare):
+    app = create_live_app("story-scaled", seed=0, pause_at=PAUSE_AT)
+    assert snap_compare(app, terminal_size=(140, 40), run_before=paused_at_fixed_step)
+
+
+def test_compact_layout(snap_compare):
+    app = create_live_app("gradient", seed=0, pause_at=PAUSE_AT)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=paused_at_fixed_step)
+
+
+def test_terminal_too_small(snap_compare):
+    app = create_live_app("gradient", seed=0, pause_at=PAUSE_AT)
+    assert snap_compare(app, terminal_size=(40, 12), run_before=paused_at_fixed_step)

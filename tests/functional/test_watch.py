@@ -1,0 +1,81 @@
+"""`biasmon watch`: following a file another process is still writing, and a pipe."""
+import asyncio
+import subprocess
+import sys
+import textwrap
+
+from biasmon.tui.app import WATCH, BiasmonApp, _PipeStream, create_watch_app
+from biasmon.tui.events_panel import EventsPanel
+
+SIZE = (140, 40)
+
+# A trainer in plain Python: gradient descent on b for L = |b - 1|^2 / 2, one JSON line per step,
+# with one malformed line at step 10; it dies mid-line at the end when asked to.
+TRAINER = textwrap.dedent("""
+    import json, sys, time
+    n, delay, die = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "die"
+    b = [0.0, 0.0]
+    for step in range(n):
+        g = [x - 1.0 for x in b]
+        loss = sum(v * v for v in g) / 2
+        print(json.dumps({"step": step, "loss": loss, "biases": {"out": b}, "bias_grads": {"out": g}}), flush=True)
+        if step == 10:
+            print("{this is not json", flush=True)
+        b = [x - 0.1 * gx for x, gx in zip(b, g)]
+        time.sleep(delay)
+    if die:
+        sys.stdout.write('{"step": %d, "loss": 0.1, "bia' % n)
+        sys.stdout.flush()
+        import os; os._exit(1)
+""")
+
+
+async def wait_for(pilot, condition, timeout=20.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def event_text(app):
+    return "\n".join(line.text for line in app.query_one(EventsPanel).lines)
+
+
+async def test_watch_follows_a_file_still_being_written(tmp_path):
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER)
+    path = tmp_path / "run.jsonl"
+    with path.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(script), "60", "0.02", "die"], stdout=out)
+        app = create_watch_app(str(path))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.current is not None and (app.current.last_step or 0) >= 5)
+            first_seen = app.current.last_step
+            assert proc.poll() is None  # the trainer is still writing
+            await wait_for(pilot, lambda: proc.poll() is not None)
+            await wait_for(pilot, lambda: app.current.last_step == 58)  # step 59 waits for its update
+            assert first_seen < 58
+            assert app.current.diag["out"]["verdict"] == "ok"
+            assert "skipped line 12: not JSON" in event_text(app)
+            assert app.check_action("flip", ()) is False and app.check_action("preset", ()) is False
+
+
+async def test_watch_reads_a_pipe_to_its_end():
+    script_text = TRAINER
+    proc = subprocess.Popen([sys.executable, "-c", script_text, "40", "0", "die"], stdout=subprocess.PIPE, text=True)
+    app = BiasmonApp(WATCH, stream=_PipeStream(proc.stdout), source_name="stdin")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "end of stream")
+        assert app.current.last_step == 39
+        assert app.current.loss.count == 40
+        text = event_text(app)
+        assert "skipped line 12: not JSON" in text and "skipped line 42: not JSON" in text
+    proc.wait()
+
+
+def test_watch_of_a_missing_file_exits_2(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "biasmon", "watch", str(tmp_path / "none.jsonl")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "none.jsonl" in run.stderr and "Traceback" not in run.stderr
