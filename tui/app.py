@@ -34,7 +34,7 @@ from .preset_list import PresetList
 from .sign_panel import SignPanel
 from .status_line import StatusLine
 
-BATCH_SECONDS = 0.2   # how often a worker hands the UI what it has
+BATCH_SECONDS = 0.25  # how often a worker hands the UI what it has (4 per second)
 UNLIMITED = 10**12    # live runs train until paused or quit, unless --steps is given
 LIVE, REPLAY, WATCH = "live", "replay", "watch"
 LIVE_ONLY = {"preset", "restart", "flip", "grad_check", "bias_lr"}
