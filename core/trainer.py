@@ -48,7 +48,10 @@ class Trainer:
     def __init__(self, preset: Preset, *, seed=None, steps=None, diagnostics=True, thresholds=None):
         self.preset = preset.with_overrides(steps=steps, seed=seed)
         self.diagnostics = diagnostics
-        self.thresholds = thresholds or Thresholds()
+        momentum = self.preset.train["momentum"]
+        # The trainer knows its optimizer: SGD follows g, heavy-ball momentum a running average of g
+        # with beta = momentum. The diagnoser need not try other averages (as it must for a stream).
+        self.thresholds = thresholds or Thresholds(momentum_betas=(momentum,) if momentum else ())
         self.data = load_data(self.preset)
         self.reset()
 
@@ -66,6 +69,7 @@ class Trainer:
         self.step_index = 0
         self.done = False
         self.first_loss = None
+        self._initial_norms = self._layer_norms()
         self._vel_w = np.zeros_like(self.net.w_flat)
         self._vel_b = np.zeros_like(self.net.b_flat)
         self._check_requested = False
@@ -100,9 +104,10 @@ class Trainer:
         p, net, t = self.preset, self.net, self.step_index
         out = self._setting_events(t)
         x, y = self.data.x_train, self.data.y_train
-        grads = net.gradients(x, y)
+        with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
+            grads = net.gradients(x, y)
+            val_loss = net.loss_at(self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
         loss = grads.loss
-        val_loss = net.loss_at(self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
         if self.first_loss is None:
             self.first_loss = loss
         if not math.isfinite(loss) or loss > BLOWUP_FACTOR * max(1.0, self.first_loss):
@@ -142,13 +147,14 @@ class Trainer:
                 untrained_cause=cause, extra_pred=float(grads.w_flat @ u_w))
         record = StepRecord(t, loss, val_loss, self._split(b), self._split(g_b), self._split(u_b),
                             diag, loss_change, bias_trained=trained)
-        net.w_flat += u_w
-        net.b_flat += u_b
+        with np.errstate(all="ignore"):
+            net.w_flat += u_w
+            net.b_flat += u_b
         self.step_index = t + 1
         out.append(record)
         out.extend(Event("verdict", e["step"], {k: v for k, v in e.items() if k not in ("event", "step")})
                    for e in verdict_events)
-        if not (np.all(np.isfinite(net.w_flat)) and np.all(np.isfinite(net.b_flat))):
+        if not (math.isfinite(float(net.w_flat @ net.w_flat)) and math.isfinite(float(net.b_flat @ net.b_flat))):
             self.done = True
             out.append(self._diverged(t + 1, math.nan))
         elif self.step_index >= self.steps:
@@ -181,13 +187,23 @@ class Trainer:
         self.diagnoser.record_gradient_check(errors)
         return Event("gradient_check", t, {"errors": errors, **({"requested": True} if requested else {})})
 
+    def _layer_norms(self):
+        return [math.sqrt(float(w.ravel() @ w.ravel()) + float(b @ b)) for w, b in zip(self.net.weights, self.net.biases)]
+
     def _diverged(self, t, loss):
-        """The diverged event: the first layer (in forward order) whose parameters went non-finite."""
+        """The diverged event: the first layer (in forward order) whose parameters went non-finite, or,
+        when the loss blew up first, the layer whose parameters grew the most since step 0."""
         layer = None
         for name, w, b in zip(self.net.layer_names, self.net.weights, self.net.biases):
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
                 layer = name
                 break
-        reason = "parameters became non-finite" if layer else (
-            "loss is not finite" if not math.isfinite(loss) else f"loss blew up to {loss:.3g}")
-        return Event("diverged", t, {"layer": layer, "reason": reason})
+        data = {"layer": layer}
+        if layer:
+            data["reason"] = "parameters became non-finite"
+        else:
+            with np.errstate(all="ignore"):
+                growth = [now / max(first, 1e-12) for now, first in zip(self._layer_norms(), self._initial_norms)]
+            data["grew_most"] = self.net.layer_names[int(np.nanargmax(growth))] if not np.all(np.isnan(growth)) else None
+            data["reason"] = "loss is not finite" if not math.isfinite(loss) else f"loss blew up to {loss:.3g}"
+        return Event("diverged", t, data)

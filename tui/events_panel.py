@@ -15,7 +15,8 @@ def describe(event: Event) -> Text:
         return Text.assemble(step, (f"{d.get('layer')}: ", "bold"), (verdict, VERDICT_STYLES.get(verdict, "")),
                              f"  {d.get('cause', '')}")
     if event.kind == "diverged":
-        where = f" (first non-finite layer: {d['layer']})" if d.get("layer") else ""
+        where = f" (first non-finite layer: {d['layer']})" if d.get("layer") else (
+            f" (parameters grew most in {d['grew_most']})" if d.get("grew_most") else "")
         return Text.assemble(step, ("DIVERGED", "bold white on red"), f"{where} {d.get('reason') or ''}")
     if event.kind == "gradient_check":
         errors = d.get("errors") or {}
