@@ -72,7 +72,7 @@ def thresholds_from(args) -> Thresholds:
     for name, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise BiasmonError(f"{_option(name)} must be a finite number, got {value}")
-    for name in ("unrelated_cos", "frozen_grad_frac", "grad_eps", "explode_norm", "explode_growth",
+    for name in ("unrelated_cos", "quiet_grad_frac", "grad_eps", "explode_norm", "explode_growth",
                  "vanish_grad", "vanish_ratio", "converged_loss", "fd_tolerance", "diverge_loss"):
         if values[name] < 0:
             raise BiasmonError(f"{_option(name)} must be >= 0, got {values[name]}")

@@ -26,12 +26,12 @@ class Thresholds:
     unrelated_cos: float = 0.1  # best |mean cos| below this over unrelated_steps steps ...
     unrelated_steps: int = 200  # ... (a full window of them): update unrelated to the gradient
     frozen_steps: int = 10      # steps in a row with u = 0 while g != 0: frozen
-    frozen_grad_frac: float = 1e-3  # ... where g != 0 means rms(g) >= this times the largest rms(g) seen
+    quiet_grad_frac: float = 1e-3  # rms(g) below this times the layer's largest rms(g): converged, no frozen/uphill
     grad_eps: float = 1e-10     # rms(g) at or below this is a zero gradient
     explode_norm: float = 1e3   # |b| above this times max(1, first |b|), the loss not falling: exploding
     explode_growth: float = 10.0  # or |b| > 10 and grown this factor within one window, the loss not falling
     vanish_grad: float = 1e-8   # rms(g) below this while the loss is above converged_loss ...
-    vanish_ratio: float = 1e-4  # ... and below this times the largest layer's rms(g): vanishing
+    vanish_ratio: float = 1e-4  # ... and never above this times the largest layer's rms(g) now: vanishing
     converged_loss: float = 1e-6
     fd_tolerance: float = 1e-3  # largest relative finite-difference error above this: gradient mismatch
     momentum_betas: tuple = (0.9, 0.99)  # the update may follow these running averages of g too
@@ -50,13 +50,15 @@ HELP = {
     "unrelated_cos": "'unrelated' when |mean cos| stays below this over unrelated-steps steps",
     "unrelated_steps": "length of the stretch (steps with a defined cosine) that 'unrelated' needs",
     "frozen_steps": "'frozen' after this many steps in a row with a zero update and a non-zero gradient",
-    "frozen_grad_frac": "a gradient counts as non-zero for 'frozen' if rms(g) >= this times the largest rms(g) "
-                        "seen in the layer",
+    "quiet_grad_frac": "a layer whose rms(g) fell below this times its largest rms(g) has converged: its "
+                       "tiny steps may round away or jitter, so neither 'frozen' nor 'uphill' is called "
+                       "(an 'uphill' already called is held)",
     "grad_eps": "rms(g) at or below this is a zero gradient",
     "explode_norm": "'exploding' when |b| exceeds this times max(1, first |b|) and the loss has not fallen",
     "explode_growth": "... or when |b| > 10 grew by this factor within one window and the loss has not fallen",
     "vanish_grad": "'vanishing' when rms(g) is below this, the loss above converged-loss ...",
-    "vanish_ratio": "... and rms(g) below this times the largest layer's rms(g)",
+    "vanish_ratio": "... and the layer's rms(g) has never been above this times the largest layer's rms(g) now "
+                    "(a layer that converged first is not vanishing)",
     "converged_loss": "a loss at or below this counts as converged (no 'vanishing')",
     "fd_tolerance": "'gradient mismatch' when a finite-difference check's relative error exceeds this",
     "momentum_betas": "running averages (momentum factors) of the gradient that the update may follow "
@@ -267,6 +269,8 @@ class Diagnoser:
             return s.verdict
         if not has_g:
             return self._explodes(s, b_norm) or "no gradients"
+        if not (b_norm < math.inf and g_rms < math.inf and u_norm < math.inf):
+            return self._explodes(s, b_norm) or s.verdict  # non-finite input: divergence, reported elsewhere
         for running, c in zip(s.cos, cosines):
             if c == c:  # defined (not NaN): inline _Running.add
                 running.cum += c
@@ -277,19 +281,22 @@ class Diagnoser:
         if g_rms > s.max_g_rms:
             s.max_g_rms = g_rms
         moving = u_norm > 1e-12 * max(1.0, b_norm)
-        gradient_on = g_rms > t.grad_eps and g_rms >= t.frozen_grad_frac * s.max_g_rms
+        gradient_on = g_rms > t.grad_eps and g_rms >= t.quiet_grad_frac * s.max_g_rms
         s.frozen_run = 0 if (moving or not gradient_on) else s.frozen_run + 1
         if s.fd_error is not None and s.fd_error > t.fd_tolerance:
             return "gradient mismatch"
         n_cos = s.cos[0].n
-        if n_cos >= t.min_steps and _best(s.cos, t.window) < t.uphill_cos:
-            return "uphill"
+        if gradient_on:
+            if n_cos >= t.min_steps and _best(s.cos, t.window) < t.uphill_cos:
+                return "uphill"
+        elif s.verdict == "uphill":
+            return "uphill"  # too quiet a gradient to judge the direction: neither called nor cleared
         exploding = self._explodes(s, b_norm)
         if exploding:
             return exploding
         if s.frozen_run >= t.frozen_steps:
             return "frozen"
-        if 0 < g_rms < t.vanish_grad and g_rms < t.vanish_ratio * g_rms_max and loss > t.converged_loss:
+        if 0 < g_rms < t.vanish_grad and s.max_g_rms < t.vanish_ratio * g_rms_max and loss > t.converged_loss:
             return "vanishing"
         if n_cos >= t.unrelated_steps and abs(_best(s.cos, t.unrelated_steps)) < t.unrelated_cos:
             return "unrelated"
