@@ -23,7 +23,7 @@ class Thresholds:
     window: int = 20            # steps over which the descent cosine is averaged
     min_steps: int = 5          # defined cosines needed before uphill can be called
     uphill_cos: float = -0.2    # mean cos(u, -d) over the window, d the direction u follows most: below this, uphill
-    unrelated_cos: float = 0.1  # best |mean cos| below this over unrelated_steps steps ...
+    unrelated_cos: float = 0.1  # best |mean cos| below this over unrelated_steps steps (and 2x this over the window) ...
     unrelated_steps: int = 200  # ... (a full window of them): update unrelated to the gradient
     frozen_steps: int = 10      # steps in a row with u = 0 while g != 0: frozen
     quiet_grad_frac: float = 1e-3  # rms(g) below this times the layer's largest rms(g): converged, no frozen/uphill
@@ -47,7 +47,9 @@ HELP = {
     "min_steps": "steps with a defined cosine needed before 'uphill' can be called",
     "uphill_cos": "'uphill' when the window's mean cos(update, -d) is below this, d the gradient or the "
                   "running average of it that the update follows most closely",
-    "unrelated_cos": "'unrelated' when |mean cos| stays below this over unrelated-steps steps",
+    "unrelated_cos": "'unrelated' when |mean cos| is below this over the last unrelated-steps steps and below twice "
+                     "this over the last window (an update that switched between following and climbing the "
+                     "gradient averages to 0 too, but not in every window)",
     "unrelated_steps": "length of the stretch (steps with a defined cosine) that 'unrelated' needs",
     "frozen_steps": "'frozen' after this many steps in a row with a zero update and a non-zero gradient",
     "quiet_grad_frac": "a layer whose rms(g) fell below this times its largest rms(g) has converged: its "
@@ -298,7 +300,8 @@ class Diagnoser:
             return "frozen"
         if 0 < g_rms < t.vanish_grad and s.max_g_rms < t.vanish_ratio * g_rms_max and loss > t.converged_loss:
             return "vanishing"
-        if n_cos >= t.unrelated_steps and abs(_best(s.cos, t.unrelated_steps)) < t.unrelated_cos:
+        if (n_cos >= t.unrelated_steps and abs(_best(s.cos, t.unrelated_steps)) < t.unrelated_cos
+                and abs(_best(s.cos, t.window)) < 2 * t.unrelated_cos):
             return "unrelated"
         if n_cos >= t.min_steps or (s.verdict not in ("pending", "off") and n_cos):
             return "ok"

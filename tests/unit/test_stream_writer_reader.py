@@ -1,0 +1,218 @@
+"""StreamWriter -> StreamReader round trip, the reader's rules for external streams, and check's policy
+for transient versus sustained problems."""
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from biasmon import StreamWriter
+from biasmon.core.check import Check, check_stream
+from biasmon.core.diagnostics import Layout, Thresholds, finite_difference_errors
+from biasmon.core.errors import BiasmonError
+from biasmon.core.records import Event, StepRecord
+from biasmon.core.stream import StreamReader, read_all
+
+
+def read_text(text, **kw):
+    reader = StreamReader(recompute=True, **kw)
+    out = []
+    for line in text.splitlines():
+        out += reader.feed(line)
+    out += reader.finish()
+    return [r for r in out if isinstance(r, StepRecord)], [r for r in out if isinstance(r, Event)], reader
+
+
+def sgd_lines(writer, steps=30, sign=1.0, start=0, every=1):
+    b = np.array([1.0, -2.0, 0.5])
+    for t in range(start, start + steps):
+        g = b - np.array([0.2, 0.1, -0.3])
+        if t % every == 0:
+            writer.step(t, float(g @ g), biases={"h": b[:2], "o": b[2:]}, bias_grads={"h": g[:2], "o": g[2:]},
+                        val_loss=float(g @ g) * 1.1)
+        b = b - sign * 0.1 * g
+
+
+def test_writer_writes_a_header_then_one_flushed_line_per_step(tmp_path):
+    path = tmp_path / "run.jsonl"
+    with StreamWriter(path, run_id="r1", meta={"lr": 0.1}) as log:
+        sgd_lines(log, steps=2)
+        assert len(path.read_text().splitlines()) == 3   # flushed before close
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["format"] == "biasmon-stream" and lines[0]["version"] == 1 and lines[0]["run_id"] == "r1"
+    assert lines[0]["layers"] == [{"name": "h", "size": 2}, {"name": "o", "size": 1}] and lines[0]["meta"] == {"lr": 0.1}
+    assert set(lines[1]) == {"step", "loss", "val_loss", "biases", "bias_grads"}
+    assert lines[1]["biases"] == {"h": [1.0, -2.0], "o": [0.5]}
+
+
+def test_round_trip_derives_the_update_from_consecutive_biases(tmp_path):
+    path = tmp_path / "run.jsonl"
+    with StreamWriter(path) as log:
+        sgd_lines(log, steps=20)
+    records, reader = read_all(path, recompute=True)
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    assert len(steps) == 20 and reader.problems == [] and reader.max_span == 1
+    np.testing.assert_allclose(steps[0].bias_updates["h"], -0.1 * steps[0].bias_grads["h"])
+    assert steps[-1].bias_updates is None            # the last step's update is not known
+    assert steps[-2].diag["h"]["verdict"] == "ok" and steps[-2].diag["h"]["cos"] == pytest.approx(1.0)
+
+
+def test_sparse_steps_span_k_steps(tmp_path):
+    path = tmp_path / "run.jsonl"
+    with StreamWriter(path) as log:
+        sgd_lines(log, steps=40, every=4)
+    records, reader = read_all(path, recompute=True)
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    assert reader.max_span == 4 and steps[0].span == 4
+    assert steps[-2].diag["h"]["verdict"] == "ok"
+
+
+def test_explicit_bias_updates_are_used_as_given():
+    text = "\n".join(json.dumps({"step": t, "loss": 1.0, "biases": {"a": [0.0, 0.0]}, "bias_grads": {"a": [1.0, 1.0]},
+                                 "bias_updates": {"a": [0.1, 0.1]}}) for t in range(8))   # b never changes!
+    steps, _, reader = read_text(text)
+    assert steps[-1].bias_updates["a"].tolist() == [0.1, 0.1]    # not derived (that would be 0)
+    assert steps[-1].diag["a"]["verdict"] == "uphill"
+
+
+def test_the_writer_rejects_what_the_reader_would_skip(tmp_path):
+    log = StreamWriter(io.StringIO())
+    log.step(0, 1.0, biases={"a": [1.0, 2.0]})
+    with pytest.raises(BiasmonError, match="layers changed from a\\[2\\] to a\\[3\\]"):
+        log.step(1, 1.0, biases={"a": [1.0, 2.0, 3.0]})
+    with pytest.raises(BiasmonError, match="step 0 does not follow step 0"):
+        log.step(0, 1.0, biases={"a": [1.0, 2.0]})
+    with pytest.raises(BiasmonError, match="bias_grads must have the layers of biases"):
+        log.step(2, 1.0, biases={"a": [1.0, 2.0]}, bias_grads={"b": [0.0, 0.0]})
+    with pytest.raises(BiasmonError, match="biases\\['a'\\] must be a vector of numbers"):
+        log.step(3, 1.0, biases={"a": ["x", "y"]})
+
+
+def test_non_finite_values_are_written_as_null_and_read_as_divergence():
+    handle = io.StringIO()
+    log = StreamWriter(handle)
+    log.step(0, 1.0, biases={"a": [1.0]}, bias_grads={"a": [0.5]})
+    log.step(1, math.nan, biases={"a": [math.inf]}, bias_grads={"a": [0.5]})
+    line = json.loads(handle.getvalue().splitlines()[-1])
+    assert line["loss"] is None and line["biases"] == {"a": [None]}
+    _, events, reader = read_text(handle.getvalue())
+    assert reader.diverged[0] == 1 and reader.diverged[1] == "a"
+    assert [e.kind for e in events] == ["diverged"]
+
+
+def test_a_loss_blowing_up_is_divergence():
+    text = "\n".join(json.dumps({"step": t, "loss": 10.0 ** (2 * t), "biases": {"a": [float(t)]}}) for t in range(6))
+    _, events, reader = read_text(text)
+    assert reader.diverged == (4, None, "loss blew up to 1e+08")
+
+
+def test_the_reader_rejects_malformed_step_lines_with_the_key_and_what_is_allowed():
+    lines = [
+        {"step": 0, "loss": 1.0, "biases": {"a": [1.0, 2.0]}},
+        {"step": 1, "loss": 1.0, "biases": {"a": [1.0, [2.0]]}},
+        {"step": 2, "loss": 1.0, "biases": {"a": [1.0, 2.0]}, "bias_trained": "yes"},
+        {"step": 3, "loss": True, "biases": {"a": [1.0, 2.0]}},
+        {"step": -1, "loss": 1.0, "biases": {"a": [1.0, 2.0]}},
+        {"step": 4, "loss": 1.0, "biases": {"a": [1.0, 2.0]}, "bias_grads": {"a": [1.0]}},
+        {"step": 0, "loss": 1.0, "biases": {"a": [1.0, 2.0]}},
+        {"event": "verdict"},
+        {"step": 5, "loss": 1.0, "biases": {"a": [1e400, 2.0]}},
+    ]
+    _, _, reader = read_text("\n".join(json.dumps(x) if not isinstance(x, str) else x for x in lines)
+                             .replace("1e+400", "1e400").replace("Infinity", "1e400"))
+    messages = [str(p) for p in reader.problems]
+    assert messages[0] == "line 2: 'biases.a[1]' must be a number (or null for a non-finite value), got [2.0]"
+    assert messages[1] == "line 3: 'bias_trained' must be true or false, got \"yes\""
+    assert messages[2] == "line 4: 'loss' must be a number (or null for a non-finite value), got true"
+    assert messages[3] == "line 5: 'step' must be a whole number >= 0, got -1"
+    assert messages[4] == "line 6: 'bias_grads' layers must match 'biases': a[2], got a[1]"
+    assert messages[5] == "line 7: step 0 does not follow step 0"
+    assert messages[6] == "line 8: an event line needs a string 'event' and a whole-number 'step'"
+    assert messages[7] == "line 9: non-finite value in 'biases': read as divergence"
+    assert reader.steps_read == 2   # lines 1 and 9
+
+
+def test_gradient_check_events_flag_a_wrong_gradient():
+    target = np.array([0.3, -0.2, 0.1])
+
+    def loss_at(biases):
+        b = np.concatenate([biases["h"], biases["o"]])
+        return float(0.5 * np.sum((b - target) ** 2))
+
+    for wrong, expected in ((False, "ok"), (True, "gradient mismatch")):
+        handle = io.StringIO()
+        log = StreamWriter(handle, loss_at=loss_at, check_every=5)
+        b = np.array([1.0, 2.0, 3.0])
+        for t in range(12):
+            g = (b - target) * (2.0 if wrong else 1.0)
+            log.step(t, loss_at({"h": b[:2], "o": b[2:]}), biases={"h": b[:2], "o": b[2:]},
+                     bias_grads={"h": g[:2], "o": g[2:]})
+            b = b - 0.1 * g
+        events = [json.loads(x) for x in handle.getvalue().splitlines() if '"gradient_check"' in x]
+        assert [e["step"] for e in events] == [0, 5, 10]
+        assert (max(events[0]["errors"].values()) > 0.1) == wrong
+        steps, _, _ = read_text(handle.getvalue())
+        assert steps[-2].diag["h"]["verdict"] == expected and steps[-2].diag["o"]["verdict"] == expected
+
+
+def test_finite_difference_errors_match_the_loggers_check():
+    layout = Layout(("h",), (2,))
+    errors = finite_difference_errors(lambda b: float(b @ b), np.array([1.0, 2.0]), np.array([2.0, 4.0]), layout)
+    assert errors["h"] < 1e-6
+
+
+def check_of(lines, sustain=50):
+    check = Check(Thresholds(), sustain)
+    for line in lines:
+        check.feed(json.dumps(line))
+    check.finish()
+    return check.result()
+
+
+def sign_stretch_lines(steps, flipped):
+    """SGD on one bias layer, with the sign flipped during `flipped` (a range of steps)."""
+    out, b = [], np.array([2.0, -1.0])
+    for t in range(steps):
+        g = b.copy()
+        out.append({"step": t, "loss": float(g @ g) / 2 + 0.1, "biases": {"a": b.tolist()}, "bias_grads": {"a": g.tolist()}})
+        b = b + (0.02 if t in flipped else -0.02) * g
+    return out
+
+
+def test_a_transient_problem_is_reported_but_does_not_fail_the_check():
+    result = check_of(sign_stretch_lines(300, range(100, 120)))
+    layer = result["layers"]["a"]
+    assert layer["verdict"] == "ok" and result["exit"] == 0
+    (problem,) = layer["problems"]
+    assert problem["verdict"] == "uphill" and 100 <= problem["first_step"] <= 115
+    assert 0 < problem["longest_steps"] < 50 and problem["counts"] is False
+
+
+def test_a_sustained_problem_fails_the_check_even_if_it_ends():
+    result = check_of(sign_stretch_lines(400, range(100, 200)))
+    layer = result["layers"]["a"]
+    assert layer["verdict"] == "ok" and result["exit"] == 1
+    uphill = next(p for p in layer["problems"] if p["verdict"] == "uphill")
+    assert uphill["counts"] is True and uphill["longest_steps"] >= 90 and result["failing"] == ["a uphill"]
+    assert check_of(sign_stretch_lines(400, range(100, 200)), sustain=500)["exit"] == 0
+
+
+def test_a_final_problem_always_fails_the_check():
+    result = check_of(sign_stretch_lines(130, range(105, 130)), sustain=1000)
+    assert result["layers"]["a"]["verdict"] == "uphill" and result["exit"] == 1
+
+
+def test_check_stream_raises_on_a_missing_file(tmp_path):
+    with pytest.raises(BiasmonError, match="nope.jsonl: cannot read"):
+        check_stream(tmp_path / "nope.jsonl")
+
+
+def test_every_threshold_is_a_check_option():
+    from biasmon.cli import _sub_parser
+    args = _sub_parser("check").parse_args(["x.jsonl"])
+    for name in Thresholds.names():
+        assert getattr(args, name) == getattr(Thresholds(), name)
+    args = _sub_parser("check").parse_args(["x.jsonl", "--uphill-cos", "-0.5", "--momentum-betas", "0.8,0.95",
+                                            "--unrelated-steps", "300"])
+    assert (args.uphill_cos, args.momentum_betas, args.unrelated_steps) == (-0.5, (0.8, 0.95), 300)
