@@ -75,6 +75,13 @@ def _vectors(obj, key, strict_types=False):
     return tuple(value), tuple(sizes), arr
 
 
+def _all_finite(arr):
+    """True if every entry is finite: one sum (inf/NaN propagate; a sum of finite entries overflowing
+    means entries near 1e307, so it is checked entry by entry then)."""
+    total = float(arr.sum())
+    return math.isfinite(total) or bool(np.isfinite(arr).all())
+
+
 def _checked_numbers(key, value):
     out = []
     for name, vec in value.items():
@@ -224,10 +231,10 @@ class StreamReader:
             raise ValueError(f"'bias_trained' must be true or false, got {json.dumps(trained)[:40]}")
         g = None if grads is None else grads[2]
         u = None if updates is None else updates[2]
-        nonfinite = [key for key, ok in (
-            ("loss", math.isfinite(loss)), ("biases", np.isfinite(b).all()),
-            ("bias_grads", g is None or np.isfinite(g).all()),
-            ("bias_updates", u is None or np.isfinite(u).all())) if not ok]
+        nonfinite = () if (math.isfinite(loss) and _all_finite(b) and (g is None or _all_finite(g))
+                           and (u is None or _all_finite(u))) else \
+            [key for key, v in (("loss", loss), ("biases", b), ("bias_grads", g), ("bias_updates", u))
+             if v is not None and not np.isfinite(v).all()]
         if val_loss is not None and not math.isfinite(val_loss):
             self.problems.append(LineProblem(self.line_no, "'val_loss' is not finite: ignored"))
             val_loss = None
