@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import fields
 
@@ -213,13 +214,58 @@ def _lines(path):
             raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def check_stream(path, thresholds=None, sustain=DEFAULT_SUSTAIN) -> dict:
-    """The check's result for a stream file ('-': standard input). Raises StreamError if unreadable."""
+PARALLEL_MIN_BYTES = 4_000_000   # below this a second process costs more than it saves
+CHUNK_LINES = 2000
+
+
+def check_stream(path, thresholds=None, sustain=DEFAULT_SUSTAIN, parallel=None) -> dict:
+    """The check's result for a stream file ('-': standard input). Raises StreamError if unreadable.
+
+    parallel: parse the JSON in a second process while this one diagnoses (None: for files of
+    PARALLEL_MIN_BYTES or more, where the platform can fork). The result is the same either way."""
     check = Check(thresholds or Thresholds(), sustain, source="<stdin>" if path == "-" else str(path))
-    for text in _lines(path):
-        check.feed(text)
+    pool = _parse_pool(path) if parallel is None else (_fork_pool() if parallel and path != "-" else None)
+    if pool is None:
+        for text in _lines(path):
+            check.feed(text)
+    else:
+        from .stream import feed_prepared, prepare_lines
+        with pool:
+            for items in pool.imap(prepare_lines, _chunks(_lines(path), CHUNK_LINES)):
+                check._add(feed_prepared(check.reader, items))
     check.finish()
     return check.result()
+
+
+def _parse_pool(path):
+    if path == "-":
+        return None
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None  # _lines raises the one-line error
+    return _fork_pool() if size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1 else None
+
+
+def _fork_pool():
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    try:
+        return multiprocessing.get_context("fork").Pool(1)
+    except OSError:
+        return None
+
+
+def _chunks(lines, size):
+    chunk = []
+    for text in lines:
+        chunk.append(text)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _compact(numbers):

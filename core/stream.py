@@ -116,6 +116,70 @@ def _number(obj, key, required=False):
         return math.inf if value > 0 else -math.inf
 
 
+def parse_step(obj, strict_types=False):
+    """The fields of a step line (a dict), checked for types but not against the stream so far.
+    strict_types: check entry by entry (the line holds true/false somewhere). Raises ValueError."""
+    step = obj.get("step")
+    if type(step) is not int or step < 0:
+        raise ValueError(f"'step' must be a whole number >= 0, got {json.dumps(step)[:40]}")
+    loss = _number(obj, "loss", required=True)
+    val_loss = _number(obj, "val_loss")
+    biases = _vectors(obj, "biases", strict_types)
+    if biases is None:
+        raise ValueError("'biases' is missing (an object of layer name -> list of numbers)")
+    grads = _vectors(obj, "bias_grads", strict_types)
+    updates = _vectors(obj, "bias_updates", strict_types)
+    trained = obj.get("bias_trained", True)
+    if type(trained) is not bool:
+        raise ValueError(f"'bias_trained' must be true or false, got {json.dumps(trained)[:40]}")
+    return step, loss, val_loss, biases, grads, updates, trained, obj.get("diag"), obj.get("loss_change")
+
+
+def _packed(vectors):
+    return None if vectors is None else (vectors[0], vectors[1], vectors[2].tobytes())
+
+
+def _unpacked(vectors):
+    return None if vectors is None else (vectors[0], vectors[1], np.frombuffer(vectors[2], dtype=np.float64))
+
+
+def prepare_lines(lines):
+    """Parse lines ahead of a StreamReader, e.g. in another process: a list of ("step", packed fields) for
+    well-formed step lines (vectors as bytes, cheap to pass between processes) and ("text", line) for
+    anything else (header, event, blank or bad line), which the reader then reads itself."""
+    out = []
+    for text in lines:
+        stripped = text.strip()
+        try:
+            obj = json.loads(stripped) if stripped.startswith("{") else None
+        except (json.JSONDecodeError, RecursionError):
+            obj = None
+        if type(obj) is not dict or "format" in obj or "event" in obj:
+            out.append(("text", text))
+            continue
+        try:
+            step, loss, val_loss, b, g, u, trained, diag, change = parse_step(
+                obj, "true" in stripped or "false" in stripped)
+        except ValueError:
+            out.append(("text", text))
+            continue
+        out.append(("step", (step, loss, val_loss, _packed(b), _packed(g), _packed(u), trained, diag, change)))
+    return out
+
+
+def feed_prepared(reader, items) -> list:
+    """Feed `prepare_lines` output to a StreamReader; the records, as feeding the lines would give."""
+    out = []
+    for kind, value in items:
+        if kind == "text":
+            out += reader.feed(value)
+        else:
+            step, loss, val_loss, b, g, u, trained, diag, change = value
+            out += reader.feed_parsed((step, loss, val_loss, _unpacked(b), _unpacked(g), _unpacked(u),
+                                       trained, diag, change))
+    return out
+
+
 class StreamReader:
     """Feed it lines; it returns records (StepRecord, Event). Problems are kept in `problems`.
 
@@ -203,16 +267,17 @@ class StreamReader:
         return out + [Event(kind, step, data)]
 
     def _read_step(self, obj, strict_types=False):
-        step = obj.get("step")
-        if type(step) is not int or step < 0:
-            raise ValueError(f"'step' must be a whole number >= 0, got {json.dumps(step)[:40]}")
-        loss = _number(obj, "loss", required=True)
-        val_loss = _number(obj, "val_loss")
-        biases = _vectors(obj, "biases", strict_types)
-        if biases is None:
-            raise ValueError("'biases' is missing (an object of layer name -> list of numbers)")
-        grads = _vectors(obj, "bias_grads", strict_types)
-        updates = _vectors(obj, "bias_updates", strict_types)
+        return self._accept_step(*parse_step(obj, strict_types))
+
+    def feed_parsed(self, fields) -> list:
+        """One step line already parsed by `prepare_lines` (in another process): same as feed(text)."""
+        self.line_no += 1
+        try:
+            return self._accept_step(*fields)
+        except ValueError as exc:
+            return self._problem(str(exc))
+
+    def _accept_step(self, step, loss, val_loss, biases, grads, updates, trained, diag, loss_change):
         names, sizes, b = biases
         if self.layout is None:
             self.layout = Layout(names, sizes)
@@ -226,9 +291,6 @@ class StreamReader:
                                  f"got {self._describe(Layout(vecs[0], vecs[1]))}")
         if self._pending is not None and step <= self._pending["step"]:
             raise ValueError(f"step {step} does not follow step {self._pending['step']}")
-        trained = obj.get("bias_trained", True)
-        if type(trained) is not bool:
-            raise ValueError(f"'bias_trained' must be true or false, got {json.dumps(trained)[:40]}")
         g = None if grads is None else grads[2]
         u = None if updates is None else updates[2]
         nonfinite = () if (math.isfinite(loss) and _all_finite(b) and (g is None or _all_finite(g))
@@ -255,7 +317,7 @@ class StreamReader:
         elif loss > self.thresholds.diverge_loss * max(1.0, self._first_loss):
             self._diverge(out, step, None, f"loss blew up to {loss:.3g}")
         line = {"step": step, "loss": loss, "val_loss": val_loss, "b": b, "g": g,
-                "diag": obj.get("diag"), "loss_change": obj.get("loss_change"),
+                "diag": diag, "loss_change": loss_change,
                 "trained": trained, "grad_check": self._pending_grad_check}
         self._pending_grad_check = None
         out += self._flush_pending(b, step)

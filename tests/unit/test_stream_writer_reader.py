@@ -216,3 +216,21 @@ def test_every_threshold_is_a_check_option():
     args = _sub_parser("check").parse_args(["x.jsonl", "--uphill-cos", "-0.5", "--momentum-betas", "0.8,0.95",
                                             "--unrelated-steps", "300"])
     assert (args.uphill_cos, args.momentum_betas, args.unrelated_steps) == (-0.5, (0.8, 0.95), 300)
+
+
+def test_parsing_in_a_second_process_gives_the_same_result(tmp_path, monkeypatch):
+    monkeypatch.setattr("biasmon.core.check.CHUNK_LINES", 7)   # many chunks, boundaries inside runs
+    path = tmp_path / "mixed.jsonl"
+    with StreamWriter(path) as log:
+        sgd_lines(log, steps=40)
+        log.event("flip_sign", 40, flip_sign=True)
+        sgd_lines(log, steps=30, sign=-1.0, start=40)
+    lines = path.read_text().splitlines()
+    lines[5] = "not json"
+    lines[9] = lines[9].replace('"loss":', '"loss": true, "x":')
+    lines[12] = lines[12].replace("[", "[null, ", 1)
+    lines.insert(20, json.dumps({"event": "gradient_check", "step": 19, "errors": {"h": 0.5, "o": 1e-9}}))
+    path.write_text("\n".join(lines) + "\n{\"step\": 99, \"loss\"")
+    sequential = check_stream(path, parallel=False)
+    assert sequential["malformed"]["count"] >= 4 and sequential["exit"] == 1
+    assert check_stream(path, parallel=True) == sequential
