@@ -137,8 +137,10 @@ def test_a_sign_bug_on_one_layer_only_flags_that_layer(layer, factor):
     other = next(name for name in LAYOUT.names if name != layer)
     assert seen[layer].index("uphill") <= 10
     assert set(seen[layer][seen[layer].index("uphill"):]) <= {"uphill", "exploding"}
-    # the other layer is never uphill (scaled by a loss that the bug blows up, its steps may explode too)
-    assert "uphill" not in seen[other] and seen[other][4] == "ok"
+    # the other layer is never uphill; scaled by a loss that the bug blows up, its own steps explode too
+    assert "uphill" not in seen[other]
+    if factor != "loss":
+        assert set(seen[other][4:]) == {"ok"}
 
 
 def test_biases_that_never_move_with_a_non_zero_gradient_are_frozen():
