@@ -301,7 +301,7 @@ def print_report(result, out=sys.stdout) -> None:
             rows.append(("", f"earlier: {p['verdict']}", str(p["first_step"]), str(p["longest_steps"]),
                          "yes" if p["counts"] else f"no (< {result['sustain']} steps)", p["cause"]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows if len(rows) > 1 else []):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1], file=out)
         if i == 0:
             print("  ".join("-" * w for w in widths) + "  " + "-" * 5, file=out)
