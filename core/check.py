@@ -222,7 +222,7 @@ def check_stream(path, thresholds=None, sustain=DEFAULT_SUSTAIN, parallel=None) 
     """The check's result for a stream file ('-': standard input). Raises StreamError if unreadable.
 
     parallel: parse the JSON in a second process while this one diagnoses (None: for files of
-    PARALLEL_MIN_BYTES or more, where the platform can fork). The result is the same either way."""
+    PARALLEL_MIN_BYTES or more, where the platform can fork and a core is idle). Same result either way."""
     check = Check(thresholds or Thresholds(), sustain, source="<stdin>" if path == "-" else str(path))
     pool = _parse_pool(path) if parallel is None else (_fork_pool() if parallel and path != "-" else None)
     if pool is None:
@@ -244,7 +244,19 @@ def _parse_pool(path):
         size = os.path.getsize(path)
     except OSError:
         return None  # _lines raises the one-line error
-    return _fork_pool() if size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1 else None
+    if size < PARALLEL_MIN_BYTES or not _idle_core():
+        return None
+    return _fork_pool()
+
+
+def _idle_core():
+    """A second process only pays when a core is idle (on a busy machine it slows the check down)."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return cores > 1 and load <= cores - 1
 
 
 def _fork_pool():
