@@ -189,70 +189,83 @@ class Diagnoser:
         Returns (per-layer dict, loss-change dict or None, list of verdict-change events)."""
         if not self.layers:
             return {}, None, []
-        gg = self._zero if g is None else g
-        uu = self._zero if u is None else u
+        has_g, has_u = g is not None, u is not None
+        gg = g if has_g else self._zero
+        uu = u if has_u else self._zero
+        with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
+            sums = self._layer_sums(b, gg, uu, g, trained)
+        return self._judge(step, loss, sums, has_g, has_u, trained, untrained_cause, extra_pred)
+
+    def _layer_sums(self, b, gg, uu, g, trained):
+        """Per layer: [|b|^2, |g|^2, |u|^2, u.g, #significant g, #agreeing signs, |avg|^2..., avg.u...]."""
         buf, k = self._buf, len(self.betas)
         use_avg = g is not None and trained and k > 0
-        with np.errstate(all="ignore"):
-            np.multiply(b, b, out=buf[0])
-            np.multiply(gg, gg, out=buf[1])
-            np.multiply(uu, uu, out=buf[2])
-            np.multiply(uu, gg, out=buf[3])
-            absg = np.abs(gg)
-            np.greater(absg, 1e-8 * (absg.max() + 1e-300), out=buf[4])
-            np.less(buf[3], 0.0, out=buf[5])
-            buf[5] *= buf[4]
-            if use_avg:
-                avg = self._avg
-                if not self._avg_on:
-                    avg[:] = 0.0
-                    self._avg_on = True
-                avg *= self.betas[:, None]
-                avg += np.multiply.outer(1.0 - self.betas, g)
-                np.multiply(avg, avg, out=buf[6:6 + k])
-                np.multiply(avg, uu, out=buf[6 + k:])
-                rows = buf
-            else:
-                if not trained:
-                    self._avg_on = False
-                rows = buf[:6]
-            sums = np.add.reduceat(rows, self.starts, axis=1).T.tolist()
+        np.multiply(b, b, out=buf[0])
+        np.multiply(gg, gg, out=buf[1])
+        np.multiply(uu, uu, out=buf[2])
+        np.multiply(uu, gg, out=buf[3])
+        np.greater(buf[1], 1e-16 * float(buf[1].max()) + 1e-300, out=buf[4])  # |g| > 1e-8 max|g|
+        np.less(buf[3], 0.0, out=buf[5])
+        buf[5] *= buf[4]
+        if use_avg:
+            avg = self._avg
+            if not self._avg_on:
+                avg[:] = 0.0
+                self._avg_on = True
+            avg *= self.betas[:, None]
+            avg += np.multiply.outer(1.0 - self.betas, g)
+            np.multiply(avg, avg, out=buf[6:6 + k])
+            np.multiply(avg, uu, out=buf[6 + k:])
+            rows = buf
+        else:
+            if not trained:
+                self._avg_on = False
+            rows = buf[:6]
+        return np.add.reduceat(rows, self.starts, axis=1).T.tolist()
+
+    def _judge(self, step, loss, sums, has_g, has_u, trained, untrained_cause, extra_pred):
+        k = len(self.betas)
+        use_avg = has_g and trained and k > 0
         loss_change = None
         if self.prev_pred is not None and self.prev_loss is not None:
             loss_change = {"predicted": self.prev_pred, "actual": loss - self.prev_loss}
         pred_total = extra_pred
         out, events = {}, []
-        has_g, has_u = g is not None, u is not None
         have_gu = has_g and has_u
-        g_rms_all = [math.sqrt(row[1]) / sq for row, sq in zip(sums, self._sqrt_sizes)]
+        sqrt, nan = math.sqrt, math.nan
+        g_rms_all = [sqrt(row[1]) / sq for row, sq in zip(sums, self._sqrt_sizes)]
         g_rms_max = max(g_rms_all)
+        verdict_of, causes = self._verdict, CAUSES
         for name, state, row, g_rms in zip(self.layout.names, self.layers, sums, g_rms_all):
             bb, g2, u2, ug, n_sig, n_agree = row[:6]
-            b_norm, g_norm, u_norm = math.sqrt(bb), math.sqrt(g2), math.sqrt(u2)
-            cos = -ug / (u_norm * g_norm) if (have_gu and u_norm > 0 and g_norm > 0) else math.nan
-            cosines = [cos]
+            b_norm, g_norm, u_norm = sqrt(bb), sqrt(g2), sqrt(u2)
+            cos = -ug / (u_norm * g_norm) if (have_gu and u_norm > 0 and g_norm > 0) else nan
             if use_avg and has_u:
-                for a2, ua in zip(row[6:6 + k], row[6 + k:]):
-                    cosines.append(-ua / (u_norm * math.sqrt(a2)) if (u_norm > 0 and a2 > 0) else math.nan)
-            diag = {
-                "b_norm": b_norm,
-                "g_norm": g_norm if has_g else None,
-                "u_norm": u_norm if has_u else None,
-                "ratio": _finite_or_none(u_norm / b_norm) if (has_u and b_norm > 0) else None,
-                "cos": _finite_or_none(cos),
-                "sign_agree": (n_agree / n_sig) if (n_sig and has_u and u_norm > 0) else None,
-                "pred_dloss": ug if have_gu else None,
-                "fd_error": state.fd_error,
-            }
+                cosines = [cos] + [-ua / (u_norm * sqrt(a2)) if (u_norm > 0 and a2 > 0) else nan
+                                   for a2, ua in zip(row[6:6 + k], row[6 + k:])]
+            else:
+                cosines = (cos,)
             if have_gu:
                 pred_total += ug
-            verdict = self._verdict(state, loss, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained)
-            cause = untrained_cause if verdict == "off" else CAUSES.get(verdict, "")
+            verdict = verdict_of(state, loss, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained)
+            cause = untrained_cause if verdict == "off" else causes.get(verdict, "")
             if verdict != state.verdict:
                 state.verdict, state.since = verdict, step
                 events.append({"event": "verdict", "step": step, "layer": name, "verdict": verdict, "cause": cause})
-            diag["verdict"], diag["cause"], diag["since"] = verdict, cause, state.since
-            out[name] = diag
+            ratio = u_norm / b_norm if (has_u and b_norm > 0) else None
+            out[name] = {
+                "b_norm": b_norm,
+                "g_norm": g_norm if has_g else None,
+                "u_norm": u_norm if has_u else None,
+                "ratio": ratio if ratio is None or ratio < math.inf else None,
+                "cos": None if cos != cos or abs(cos) == math.inf else cos,
+                "sign_agree": (n_agree / n_sig) if (n_sig and has_u and u_norm > 0) else None,
+                "pred_dloss": ug if have_gu else None,
+                "fd_error": state.fd_error,
+                "verdict": verdict,
+                "cause": cause,
+                "since": state.since,
+            }
         self.prev_loss = loss
         self.prev_pred = pred_total if has_u else None
         return out, loss_change, events

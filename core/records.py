@@ -5,7 +5,35 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+
+class LayerVectors(Mapping):
+    """{layer name: (n_l,) read-only view} over one flat vector, sliced only when read."""
+
+    __slots__ = ("flat", "layout")
+
+    def __init__(self, flat, layout):
+        flat.flags.writeable = False
+        self.flat, self.layout = flat, layout
+
+    def __getitem__(self, name):
+        i = self.layout.names.index(name)
+        start = sum(self.layout.sizes[:i])
+        return self.flat[start:start + self.layout.sizes[i]]
+
+    def __iter__(self):
+        return iter(self.layout.names)
+
+    def __len__(self):
+        return len(self.layout.names)
+
+    def items(self):
+        return self.layout.split(self.flat).items()
+
+    def values(self):
+        return self.layout.split(self.flat).values()
 
 
 def _num(x):

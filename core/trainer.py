@@ -16,7 +16,7 @@ from .data import load_file, generate
 from .diagnostics import Diagnoser, Layout, Thresholds, finite_difference_errors
 from .network import Network
 from .presets import Preset
-from .records import Event, StepRecord
+from .records import Event, LayerVectors, StepRecord
 
 BLOWUP_FACTOR = 1e6  # a loss this many times the first step's (or 1.0, if larger) counts as diverged
 _run_counter = itertools.count(1)
@@ -75,6 +75,9 @@ class Trainer:
         self._check_requested = False
         self._announced = {"flip_sign": self.flip_sign, "bias_lr_scale": 1.0}
         self.diagnoser = Diagnoser(self.layout, self.thresholds) if self.diagnostics else None
+        self._untrained_cause = "network has no biases" if not self.strategy.has_biases else (
+            f"bias training starts at step {p.bias['from_step']}" if self.strategy.trains_biases
+            else "strategy 'frozen' never moves the biases")
         self._last_val = None
 
     @property
@@ -139,12 +142,9 @@ class Trainer:
             every = p.diagnostics["grad_check_every"]
             if self.layout.names and (self._check_requested or (every and t % every == 0)):
                 out.append(self._gradient_check(t, b, g_b))
-            cause = "network has no biases" if not self.strategy.has_biases else (
-                f"bias training starts at step {p.bias['from_step']}" if self.strategy.trains_biases
-                else "strategy 'frozen' never moves the biases")
             diag, loss_change, verdict_events = self.diagnoser.observe(
                 t, loss, b, g_b, u_b, trained=trained or self.strategy.name == "frozen",
-                untrained_cause=cause, extra_pred=float(grads.w_flat @ u_w))
+                untrained_cause=self._untrained_cause, extra_pred=float(grads.w_flat @ u_w))
         record = StepRecord(t, loss, val_loss, self._split(b), self._split(g_b), self._split(u_b),
                             diag, loss_change, bias_trained=trained)
         with np.errstate(all="ignore"):
@@ -162,8 +162,7 @@ class Trainer:
         return out
 
     def _split(self, flat):
-        flat.flags.writeable = False
-        return self.layout.split(flat)
+        return LayerVectors(flat, self.layout)
 
     def _setting_events(self, t):
         events = []
