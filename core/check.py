@@ -77,8 +77,9 @@ def thresholds_from(args) -> Thresholds:
                  "vanish_grad", "vanish_ratio", "converged_loss", "fd_tolerance", "diverge_loss"):
         if values[name] < 0:
             raise BiasmonError(f"{_option(name)} must be >= 0, got {values[name]}")
-    if not -1.0 <= values["uphill_cos"] <= 1.0:
-        raise BiasmonError(f"--uphill-cos must be between -1 and 1, got {values['uphill_cos']}")
+    for name in ("uphill_cos", "quiet_uphill_cos"):
+        if not -1.0 <= values[name] <= 1.0:
+            raise BiasmonError(f"{_option(name)} must be between -1 and 1, got {values[name]}")
     return Thresholds(**values)
 
 

@@ -26,7 +26,8 @@ class Thresholds:
     unrelated_cos: float = 0.1  # best |mean cos| below this over unrelated_steps steps (and 2x this over the window) ...
     unrelated_steps: int = 200  # ... (a full window of them): update unrelated to the gradient
     frozen_steps: int = 10      # steps in a row with u = 0 while g != 0: frozen
-    quiet_grad_frac: float = 1e-3  # rms(g) below this times the layer's largest rms(g): converged, no frozen/uphill
+    quiet_grad_frac: float = 1e-3  # rms(g) below this times the layer's largest rms(g): converged, no frozen ...
+    quiet_uphill_cos: float = -0.9  # ... and uphill only when the window's mean cos(u, -g) is below this
     grad_eps: float = 1e-10     # rms(g) at or below this is a zero gradient
     explode_norm: float = 1e3   # |b| above this times max(1, first |b|), the loss not falling: exploding
     explode_growth: float = 10.0  # or |b| > 10 and grown this factor within one window, the loss not falling
@@ -55,6 +56,9 @@ HELP = {
     "quiet_grad_frac": "a layer whose rms(g) fell below this times its largest rms(g) has converged: its "
                        "tiny steps may round away or jitter, so neither 'frozen' nor 'uphill' is called "
                        "(an 'uphill' already called is held)",
+    "quiet_uphill_cos": "on a quiet (converged) gradient, 'uphill' only when the window's mean cos(update, -g) is "
+                        "below this "
+                        "(a clear climb, as a sign bug gives at any scale; Adam's jitter near a minimum does not)",
     "grad_eps": "rms(g) at or below this is a zero gradient",
     "explode_norm": "'exploding' when |b| exceeds this times max(1, first |b|) and the loss has not fallen",
     "explode_growth": "... or when |b| > 10 grew by this factor within one window and the loss has not fallen",
@@ -301,11 +305,16 @@ class Diagnoser:
         if s.fd_error is not None and s.fd_error > t.fd_tolerance:
             return "gradient mismatch"
         n_cos = s.cos[0].n
-        if gradient_on:
-            if n_cos >= t.min_steps and _best(s.cos, t.window) < t.uphill_cos:
+        if n_cos >= t.min_steps:
+            # On a quiet (converged) gradient momentum and Adam jitter, and the running averages hold stale
+            # signs: only a clear climb along the raw gradient counts there, as plain SGD with the sign bug
+            # gives (cos -1 however small the gradient or its scale).
+            if gradient_on and _best(s.cos, t.window) < t.uphill_cos:
                 return "uphill"
-        elif s.verdict == "uphill":
-            return "uphill"  # too quiet a gradient to judge the direction: neither called nor cleared
+            if not gradient_on and _best(s.cos[:1], t.window) < t.quiet_uphill_cos:
+                return "uphill"
+        if not gradient_on and s.verdict == "uphill":
+            return "uphill"  # too quiet a gradient to clear a climb seen before
         exploding = self._explodes(s, b_norm)
         if exploding:
             return exploding
