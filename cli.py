@@ -1,6 +1,6 @@
 """The `biasmon` command. Headless subcommands use only biasmon.core; the TUI is imported on demand.
 
-    biasmon [PRESET] [--presets DIR] [--record FILE] [--seed S] [--steps N]   live monitor
+    biasmon [PRESET] [--presets DIR] [--record FILE] [--seed S] [--steps N] [--rate N]   live monitor
     biasmon presets | record | compare | replay FILE | watch FILE|- | check FILE|-
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ def _run_parser():
     _presets_option(p)
     p.add_argument("--record", metavar="FILE", help="record the live session to FILE (JSON Lines)")
     p.add_argument("--seed", type=int, help="override the preset's seed")
-    p.add_argument("--steps", type=int, help="override the preset's number of steps")
+    p.add_argument("--steps", type=int, help="stop after N steps (default: train until paused or quit)")
+    p.add_argument("--rate", type=int, metavar="N", help="at most N steps per second (slow motion; keys - and +)")
     p.add_argument("--version", action="version", version=f"biasmon {__version__}")
     return p
 
@@ -105,5 +106,6 @@ def _dispatch(argv) -> int:
         return run_replay(args.file) if name == "replay" else run_watch(args.file)
     args = _run_parser().parse_args(argv)
     _positive(args.steps, "steps")
+    _positive(args.rate, "rate")
     from .tui.app import run_live
-    return run_live(args.preset, args.presets, args.record, args.seed, args.steps)
+    return run_live(args.preset, args.presets, args.record, args.seed, args.steps, args.rate)

@@ -35,9 +35,13 @@ from .sign_panel import SignPanel
 from .status_line import StatusLine
 
 BATCH_SECONDS = 0.25  # how often a worker hands the UI what it has (4 per second)
+CHUNK_STEPS = 16          # steps per turn of the training loop (one lock, one clock read)
+PLOT_SECONDS = 0.5        # plots are rebuilt at most twice a second while training runs
+SWITCH_INTERVAL = 0.0002  # seconds a thread may hold the GIL while another waits (Python's default: 0.005)
 UNLIMITED = 10**12    # live runs train until paused or quit, unless --steps is given
 LIVE, REPLAY, WATCH = "live", "replay", "watch"
-LIVE_ONLY = {"preset", "restart", "flip", "grad_check", "bias_lr"}
+LIVE_ONLY = {"preset", "restart", "flip", "grad_check", "bias_lr", "rate"}
+RATE_LEVELS = [2 ** k for k in range(2, 14)]  # steps/s caps offered by - and + (4 .. 8192); None: full speed
 REPLAY_ONLY = {"seek"}
 
 
@@ -47,22 +51,25 @@ class BiasmonApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (50, "-narrow"), (80, "-medium"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-tiny-h"), (16, "-short"), (30, "-tall")]
     BINDINGS = [
-        Binding("space", "toggle_pause", "pause/resume"),
+        Binding("space", "toggle_pause", "pause"),
         Binding("n", "step", "step"),
         Binding("r", "restart", "restart"),
-        Binding("f", "flip", "flip sign"),
-        Binding("g", "grad_check", "grad check"),
-        Binding("[", "bias_lr(0.5)", "bias lr /2"),
-        Binding("]", "bias_lr(2)", "bias lr x2"),
+        Binding("f", "flip", "flip"),
+        Binding("g", "grad_check", "check"),
+        Binding("[", "bias_lr(0.5)", "lr/2"),
+        Binding("]", "bias_lr(2)", "lr×2"),
         Binding("left", "seek(-0.1)", "back 10%"),
         Binding("right", "seek(0.1)", "fwd 10%"),
-        Binding("s", "svg", "screenshot"),
+        Binding("minus", "rate(0.5)", "slower"),
+        Binding("plus,equals_sign", "rate(2)", "faster"),
+        Binding("s", "svg", "svg"),
         Binding("q", "quit", "quit"),
         *[Binding(str(i), f"preset({i})", f"preset {i}", show=False) for i in range(1, 10)],
     ]
 
     def __init__(self, mode, *, presets=None, preset_name=None, seed=None, steps=None, record_path=None,
-                 records=None, reader=None, stream=None, source_name="", autostart=True, pause_at=None):
+                 records=None, reader=None, stream=None, source_name="", autostart=True, pause_at=None,
+                 max_rate=None):
         super().__init__()
         self.mode = mode
         self.presets = presets or {}
@@ -72,6 +79,7 @@ class BiasmonApp(App):
         self.source_name = source_name
         self.autostart = autostart
         self.pause_at = pause_at  # live: pause by itself once this many steps are done (tests, demos)
+        self.max_rate = max_rate  # live: at most this many steps per second (None: as fast as it goes)
         self.current: RunHistory | None = None
         self.previous: RunHistory | None = None
         self.trainer: Trainer | None = None
@@ -82,6 +90,7 @@ class BiasmonApp(App):
         self._loops_lock = threading.Lock()
         self.running_loops = 0               # training loops still running (a cancelled one ends at its next step)
         self._step_requests = threading.Semaphore(0)
+        self._plotted = 0.0
         self._recorder = None
         self._record_handle = None
         self._run_reason = None
@@ -107,9 +116,12 @@ class BiasmonApp(App):
             if self.mode == LIVE:
                 yield PresetList(self.presets, self.preset_name, id="side")
         yield Static("terminal too small for biasmon: make it at least 50 columns by 16 rows", id="too-small")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        # The trainer thread holds the GIL between switches; the UI, input and output threads each wait up to
+        # one switch interval per hand-over. 5 ms (the default) made a key press take seconds to show.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.query_one(EventsPanel).can_focus = False
         if self.mode == LIVE:
             if self.record_path:
@@ -151,6 +163,9 @@ class BiasmonApp(App):
         self.preset_name = name
         self.trainer = trainer
         self.current = RunHistory(trainer.run_id, name)
+        if reason is not None and self.is_mounted:
+            what = "restarted" if reason == "restarted" else f"switched at step {old_step}"
+            self.query_one(EventsPanel).note(f"── new run: {name} ({what}) ──", "bold")
         self.state = "paused" if self.paused else "running"
         self.rate = 0.0
         if self.mode == LIVE and self.is_mounted:
@@ -179,21 +194,28 @@ class BiasmonApp(App):
             if worker.is_cancelled:
                 return
             self._record_start(trainer, reason, old_step)
-        last_post = time.monotonic()
+        last_post = next_due = time.monotonic()
         steps_since = 0
         while not worker.is_cancelled and not trainer.done:
             if self.paused and not self._step_requests.acquire(timeout=0.05):
                 if not builder.empty:
                     self.post_message(BatchReady(builder.take(), 0.0, False))
                 continue
-            with self._io_lock:
-                if worker.is_cancelled:
-                    return
-                for record in trainer.step():
-                    builder.add(record)
-                    if self._recorder is not None:
-                        self._write(record)
-            steps_since += 1
+            rate = self.max_rate
+            if rate:
+                time.sleep(max(0.0, next_due - time.monotonic()))
+                next_due = max(next_due, time.monotonic() - 0.1) + 1.0 / rate
+            with self._io_lock:  # a chunk of steps per lock; cancellation is checked before each step
+                for _ in range(1 if (self.paused or rate) else CHUNK_STEPS):
+                    if worker.is_cancelled:
+                        return
+                    for record in trainer.step():
+                        builder.add(record)
+                        if self._recorder is not None:
+                            self._write(record)
+                    steps_since += 1
+                    if trainer.done or (self.pause_at is not None and trainer.step_index >= self.pause_at):
+                        break
             if self.pause_at is not None and trainer.step_index >= self.pause_at and not self.paused:
                 self.paused = True  # the batch posted below brings the status line up to date
             now = time.monotonic()
@@ -241,7 +263,7 @@ class BiasmonApp(App):
             self.state = f"diverged at step {self.current.diverged.step}"
         elif message.done:
             self.state = "finished"
-        self._refresh_panels()
+        self._refresh_panels(force_plots=message.done or self.paused or self.current.diverged is not None)
         self._show_status()
 
     def on_source_failed(self, message: SourceFailed) -> None:
@@ -251,10 +273,14 @@ class BiasmonApp(App):
         self.notify(message.message, severity="error", timeout=8)
 
     # --- panels ----------------------------------------------------------------------------------
-    def _refresh_panels(self):
+    def _refresh_panels(self, force_plots=True):
+        """Update the panels; the plots (the costly part) at most PLOT_SECONDS apart unless forced."""
         cur = self.current
-        self.query_one(LossPanel).show(cur, self.previous)
-        self.query_one(NormPanel).show(cur)
+        now = time.monotonic()
+        if force_plots or now - self._plotted >= PLOT_SECONDS:
+            self._plotted = now
+            self.query_one(LossPanel).show(cur, self.previous)
+            self.query_one(NormPanel).show(cur)
         has_biases = True
         if self.trainer is not None:
             has_biases = bool(self.trainer.layout.names)
@@ -272,7 +298,7 @@ class BiasmonApp(App):
                 mode="LIVE", source=self.preset_name or "", step=step, total=self.steps,
                 rate=self.rate if self.state == "running" else 0, state=self.state,
                 flip=t.flip_sign if t else None, lr_scale=t.bias_lr_scale if t else None,
-                recording=self.record_path if self._recorder is not None else "")
+                recording=self.record_path if self._recorder is not None else "", max_rate=self.max_rate)
         elif self.mode == REPLAY:
             self.query_one(StatusLine).show(
                 mode="REPLAY", source=f"{self.source_name} ({cur.label if cur else ''})", step=step, total=None,
@@ -297,6 +323,9 @@ class BiasmonApp(App):
         return True
 
     def action_toggle_pause(self) -> None:
+        if self.mode == LIVE and self.trainer is not None and self.trainer.done:
+            self.notify("this run has ended: r restarts it, 1-9 picks a preset", timeout=4)
+            return
         self.paused = not self.paused
         if self.state in ("running", "paused", "playing", "following", "frozen"):
             self.state = {LIVE: ("paused", "running"), REPLAY: ("paused", "playing"),
@@ -304,6 +333,9 @@ class BiasmonApp(App):
         self._show_status()
 
     def action_step(self) -> None:
+        if self.mode == LIVE and self.trainer is not None and self.trainer.done:
+            self.notify("this run has ended: r restarts it, 1-9 picks a preset", timeout=4)
+            return
         if not self.paused:
             self.action_toggle_pause()
         if self.mode == LIVE:
@@ -347,6 +379,15 @@ class BiasmonApp(App):
         self.trainer.bias_lr_scale = min(1024.0, max(1 / 1024, self.trainer.bias_lr_scale * factor))
         self._show_status()
 
+    def action_rate(self, factor: float) -> None:
+        """Cap the training speed (slow motion to watch a sign bug develop), or lift the cap."""
+        if self.max_rate is None:
+            self.max_rate = RATE_LEVELS[-1] if factor < 1 else None
+        else:
+            wanted = self.max_rate * factor
+            self.max_rate = None if wanted > RATE_LEVELS[-1] else max(RATE_LEVELS[0], int(wanted))
+        self._show_status()
+
     def action_svg(self) -> None:
         path = self.save_screenshot(path=os.getcwd())
         self.notify(f"saved {path}", title="screenshot", timeout=4)
@@ -355,14 +396,17 @@ class BiasmonApp(App):
         self._replay_to(self.position + int(fraction * len(self.records)))
 
     def get_system_commands(self, screen):
-        yield from super().get_system_commands(screen)
+        # Textual's own "Screenshot" saves elsewhere than `s` does: offer only ours
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Screenshot")
         commands = [("Pause / resume", "space", self.action_toggle_pause), ("One step", "n", self.action_step)]
         if self.mode == LIVE:
             commands += [("Restart the run", "r", self.action_restart),
                          ("Flip the bias update sign (the bug)", "f", self.action_flip),
                          ("Gradient check now", "g", self.action_grad_check),
                          ("Halve the bias learning rate", "[", lambda: self.action_bias_lr(0.5)),
-                         ("Double the bias learning rate", "]", lambda: self.action_bias_lr(2))]
+                         ("Double the bias learning rate", "]", lambda: self.action_bias_lr(2)),
+                         ("Slower: cap the steps per second", "-", lambda: self.action_rate(0.5)),
+                         ("Faster: raise or lift the steps-per-second cap", "+", lambda: self.action_rate(2))]
             commands += [(f"Preset: {name}", p.description, lambda n=name: self.switch_preset(n))
                          for name, p in self.presets.items()]
         commands.append(("Save an SVG screenshot", "s", self.action_svg))
@@ -418,6 +462,8 @@ class BiasmonApp(App):
                 self.current.apply(builder.take())
                 self.previous = self.current
                 self.current = RunHistory(str(record.data.get("run_id", "")), str(record.data.get("preset", "run")))
+                events.note(f"── new run: {self.current.label} ({record.kind.replace('_', ' ')} "
+                            f"at step {record.step}) ──", "bold")
                 builder = BatchBuilder(self.current.run_id)
             builder.add(record)
             if isinstance(record, Event):
@@ -486,7 +532,7 @@ class BiasmonApp(App):
 
 # --- factories shared by the CLI and the tests --------------------------------------------------------
 def create_live_app(preset=None, preset_dirs=(), record_path=None, seed=None, steps=None, autostart=True,
-                    pause_at=None):
+                    pause_at=None, max_rate=None):
     presets = preset_mod.discover(preset_dirs)
     name = preset or preset_mod.DEFAULT_PRESET
     if name not in presets:
@@ -494,7 +540,7 @@ def create_live_app(preset=None, preset_dirs=(), record_path=None, seed=None, st
         presets = {extra.name: extra, **{k: v for k, v in presets.items() if k != extra.name}}
         name = extra.name
     return BiasmonApp(LIVE, presets=presets, preset_name=name, seed=seed, steps=steps, record_path=record_path,
-                      autostart=autostart, pause_at=pause_at)
+                      autostart=autostart, pause_at=pause_at, max_rate=max_rate)
 
 
 def create_replay_app(path):
@@ -548,8 +594,8 @@ def _run(app) -> int:
     return 0 if result is None else int(result)
 
 
-def run_live(preset, preset_dirs, record_path, seed, steps) -> int:
-    return _run(create_live_app(preset, preset_dirs, record_path, seed, steps))
+def run_live(preset, preset_dirs, record_path, seed, steps, max_rate=None) -> int:
+    return _run(create_live_app(preset, preset_dirs, record_path, seed, steps, max_rate=max_rate))
 
 
 def run_replay(path) -> int:

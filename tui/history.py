@@ -102,21 +102,22 @@ class BatchBuilder:
 
     def add(self, record) -> None:
         b = self.batch
-        if isinstance(record, StepRecord):
+        if type(record) is StepRecord:
             b.steps.append(record.step)
             b.loss.append(record.loss)
             b.val_loss.append(record.val_loss)
-            for name, vec in record.biases.items():
-                if record.diag and name in record.diag:
-                    norm = record.diag[name].get("b_norm")
-                else:
-                    norm = float(np.sqrt(np.dot(vec, vec)))
-                b.norms.setdefault(name, []).append(norm)
-            if record.diag is not None:
-                b.diag = record.diag
+            diag, norms = record.diag, b.norms
+            if diag:
+                for name, d in diag.items():
+                    norms.setdefault(name, []).append(d["b_norm"])
+                b.diag = diag
+            else:
+                for name, vec in record.biases.items():
+                    norms.setdefault(name, []).append(float(np.sqrt(np.dot(vec, vec))))
             if record.loss_change is not None:
                 b.loss_change = record.loss_change
-            b.span = max(b.span, record.span)
+            if record.span > b.span:
+                b.span = record.span
             b.last_step = record.step
         elif isinstance(record, Event):
             b.events.append(record)

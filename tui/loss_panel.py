@@ -12,11 +12,16 @@ class LossPanel(PlotextPlot):
     def show(self, current: RunHistory | None, previous: RunHistory | None) -> None:
         n = self.points_wanted()
         lines = []
-        if previous is not None:
-            lines.append(Line(f"prev {previous.label} train", *previous.loss.view(n), "gray", "dim"))
-            lines.append(Line(f"prev {previous.label} val", *previous.val_loss.view(n), "gray", "dim"))
+        if previous is not None:  # drawn first, so the current run lies on top
+            lines.append(Line("prev train", *previous.loss.view(n), "gray", "dim"))
+            if previous.val_loss.has_values:
+                lines.append(Line("prev val", *previous.val_loss.view(n), "gray", "dim"))
         if current is not None:
             lines.append(Line("train", *current.loss.view(n), "cyan+", "bold"))
             if current.val_loss.has_values:
                 lines.append(Line("val", *current.val_loss.view(n), "orange+", "bold"))
         self.set_lines(lines)
+        if previous is not None:
+            self.border_title = f"loss (log)  faint: {previous.label}"
+        else:
+            self.border_title = "loss (log)"

@@ -58,9 +58,10 @@ class PlotextPlot(Widget):
     def set_lines(self, lines: list[Line]) -> None:
         self.lines = lines
         self._cache = None
-        legend = [f"[{RICH_COLOURS.get(l.color, 'white')}{' dim' if l.style == 'dim' else ''}]━ {l.label}[/]"
-                  for l in lines if len(l.y)]
-        self.border_subtitle = "  ".join(legend)
+        shown = [l for l in lines if len(l.y)]
+        shown.sort(key=lambda l: l.style == "dim")  # the current run's entries first: they must not be cut
+        self.border_subtitle = "  ".join(
+            f"[{RICH_COLOURS.get(l.color, 'white')}{' dim' if l.style == 'dim' else ''}]━ {l.label}[/]" for l in shown)
         self.refresh()
 
     def points_wanted(self) -> int:

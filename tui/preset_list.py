@@ -10,6 +10,7 @@ class PresetList(OptionList):
     def __init__(self, presets: dict, active: str, **kwargs):
         self.names = list(presets)
         self.presets = presets
+        self.active = active
         super().__init__(*[Option(self._prompt(i, name, name == active), id=name)
                            for i, name in enumerate(self.names)], **kwargs)
         self.border_title = "presets (1-9 or enter)"
@@ -20,6 +21,12 @@ class PresetList(OptionList):
                              (name, "bold green" if active else "bold"), "\n",
                              (self.presets[name].description, "dim"))
 
+    def on_mount(self) -> None:
+        self.highlighted = self.names.index(self.active) if self.active in self.names else None
+
     def mark_active(self, active: str) -> None:
+        """Mark `active` and move the cursor to it."""
+        self.active = active
         for i, name in enumerate(self.names):
             self.replace_option_prompt_at_index(i, self._prompt(i, name, name == active))
+        self.highlighted = self.names.index(active)

@@ -35,20 +35,31 @@ class SignPanel(Static):
             self.update(Text("this network has no biases" if not has_biases else "waiting for the first steps...",
                              style="dim"))
             return
+        width = self.content_size.width or 100
         table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-        table.add_column("layer")
-        table.add_column("cos(u,-g)", justify="right")
-        table.add_column("sign agree", justify="right")
-        table.add_column("|u|/|b|", justify="right")
-        table.add_column("FD err", justify="right")
-        table.add_column("verdict")
-        table.add_column("since", justify="right")
+        table.add_column("layer", no_wrap=True)
+        table.add_column("cos(u,-g)" if width >= 60 else "cos", justify="right", no_wrap=True)
+        table.add_column("sign agree" if width >= 60 else "agree", justify="right", no_wrap=True)
+        wide, medium = width >= 76, width >= 58
+        if medium:
+            table.add_column("|u|/|b|", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("FD err", justify="right", no_wrap=True)
+        table.add_column("verdict", no_wrap=True)
+        if wide:
+            table.add_column("since", justify="right", no_wrap=True)
         for name, d in diag.items():
             verdict = d.get("verdict") or "-"
             agree = d.get("sign_agree")
-            table.add_row(name, _num(d.get("cos")), "-" if agree is None else f"{100 * agree:.0f}%",
-                          _num(d.get("ratio"), ".2e"), _num(d.get("fd_error"), ".1e"),
-                          Text(verdict, style=VERDICT_STYLES.get(verdict, "")), str(d.get("since", "-")))
+            cells = [name, _num(d.get("cos")), "-" if agree is None else f"{100 * agree:.0f}%"]
+            if medium:
+                cells.append(_num(d.get("ratio"), ".2e"))
+            if wide:
+                cells.append(_num(d.get("fd_error"), ".1e"))
+            cells.append(Text(verdict, style=VERDICT_STYLES.get(verdict, "")))
+            if wide:
+                cells.append(str(d.get("since", "-")))
+            table.add_row(*cells)
         notes = []
         if loss_change and loss_change.get("predicted") is not None and loss_change.get("actual") is not None:
             notes.append(f"last step: loss change predicted {loss_change['predicted']:+.2e}, seen {loss_change['actual']:+.2e}")

@@ -6,10 +6,13 @@ from textual.widgets import Static
 
 
 class StatusLine(Static):
-    def show(self, *, mode, source, step, total, rate, state, flip=None, lr_scale=None, recording=None) -> None:
+    def show(self, *, mode, source, step, total, rate, state, flip=None, lr_scale=None, recording=None,
+             max_rate=None) -> None:
         parts = [(f" {mode} ", "bold reverse"), " ", (source, "bold"),
                  f"  step {'-' if step is None else step}" + (f"/{total}" if total else ""),
                  f"  {rate:,.0f} steps/s" if rate else ""]
+        if max_rate:
+            parts += [("  (max " + f"{max_rate:,}" + "/s)", "yellow")]
         state_style = {"running": "bold green", "paused": "bold yellow", "finished": "bold blue",
                        "diverged": "bold white on red"}.get(state.split()[0] if state else "", "bold")
         parts += ["  ", (state, state_style)]

@@ -150,8 +150,10 @@ async def test_switching_presets_100_times_leaves_one_worker_and_only_the_last_r
         keys = [str(1 + (7 * i) % 9) for i in range(100)]
         for key in keys:  # straight into the app's queue, as fast as a key repeat can go
             app.post_message(events.Key(key, key))
+        app.post_message(events.Key("left_square_bracket", "["))  # queued after them: marks the last run
         last = list(app.presets)[int(keys[-1]) - 1]
-        await wait_for(pilot, lambda: app.preset_name == last)
+        await wait_for(pilot, lambda: app.trainer.bias_lr_scale == 0.5)
+        assert app.preset_name == last
         await wait_for(pilot, lambda: (app.current.last_step or 0) > 20)
         await pilot.pause(0.3)
         assert app.running_loops == 1
@@ -170,3 +172,37 @@ async def test_replay_and_watch_hide_the_live_only_keys(tmp_path):
     for action in ("flip", "preset", "restart", "grad_check", "bias_lr"):
         assert replay.check_action(action, ()) is False
     assert replay.check_action("seek", ()) is True
+
+
+async def test_minus_and_plus_cap_and_lift_the_speed():
+    app = create_live_app(pause_at=5)  # paused: the pilot's key presses need an idle app to be quick
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        await pilot.press("minus")
+        assert app.max_rate == 8192 and "(max 8,192/s)" in status_text(app)
+        for _ in range(20):
+            await pilot.press("minus")
+        assert app.max_rate == 4  # the slowest level
+        await pilot.press("plus", "equals_sign")
+        assert app.max_rate == 16
+        for _ in range(12):
+            await pilot.press("plus")
+        assert app.max_rate is None and "max" not in status_text(app)
+
+
+async def test_capped_run_pauses_and_steps_like_any_other():
+    app = create_live_app(max_rate=50, pause_at=10)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.last_step == 9 and app.state == "paused")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.current.last_step == 10)
+
+
+async def test_a_new_run_is_marked_in_the_events_log_and_an_ended_run_says_how_to_go_on():
+    app = create_live_app(steps=30)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "finished")
+        await pilot.press("space")
+        assert not app.paused  # nothing to pause: a notice says r restarts
+        await pilot.press("2")
+        await wait_for(pilot, lambda: "── new run: none (switched at step 30) ──" in event_lines(app))
