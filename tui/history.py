@@ -109,7 +109,7 @@ class BatchBuilder:
             diag, norms = record.diag, b.norms
             if diag:
                 for name, d in diag.items():
-                    norms.setdefault(name, []).append(d["b_norm"])
+                    norms.setdefault(name, []).append(d.get("b_norm"))
                 b.diag = diag
             else:
                 for name, vec in record.biases.items():
