@@ -20,7 +20,7 @@ from dataclasses import fields
 from .diagnostics import CAUSES, HELP, PROBLEMS, Thresholds
 from .errors import BiasmonError, StreamError
 from .records import Event, StepRecord
-from .stream import StreamReader
+from .stream import BLOCK, StreamReader
 from .summary import RunSummary, fmt
 
 NEED_GRADIENTS = ("uphill", "unrelated", "frozen", "vanishing", "gradient mismatch")
@@ -113,7 +113,7 @@ class Check:
         self.thresholds = thresholds
         self.sustain = sustain
         self.source = source
-        self.reader = StreamReader(thresholds, recompute=True, source=source)
+        self.reader = StreamReader(thresholds, recompute=True, source=source, block=BLOCK)
         self.summary = RunSummary()
         self.history: dict[str, LayerHistory] = {}
         self.first_step = None

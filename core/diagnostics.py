@@ -227,9 +227,56 @@ class Diagnoser:
             rows = buf[:6]
         return np.add.reduceat(rows, self.starts, axis=1).T.tolist()
 
+    def observe_block(self, rows) -> list:
+        """observe() for many consecutive steps at once, with the same results: the per-entry sums of the
+        whole block are taken in a few NumPy calls. rows: (step, loss, b, g, u, trained, untrained_cause,
+        fd_errors) with u known (not None) and g given in every row or in none; fd_errors (or None) is
+        a gradient check to record just before that row. Returns one observe() result per row."""
+        if not rows:
+            return []
+        if not self.layers:
+            return [({}, None, [])] * len(rows)
+        has_g = rows[0][3] is not None
+        m, k = len(rows), len(self.betas)
+        b = np.stack([r[2] for r in rows])
+        u = np.stack([r[4] for r in rows])
+        g = np.stack([r[3] for r in rows]) if has_g else np.zeros_like(b)
+        with np.errstate(all="ignore"):
+            gg, ug = g * g, u * g
+            sig = gg > 1e-16 * gg.max(axis=1, keepdims=True) + 1e-300
+            parts = [b * b, gg, u * u, ug, sig, (ug < 0.0) & sig]
+            use_avg = np.zeros(m, dtype=bool)
+            if k:
+                avgs = np.zeros((m, k, g.shape[1]))
+                avg = self._avg
+                for i, row in enumerate(rows):
+                    trained = row[5]
+                    if has_g and trained:
+                        if not self._avg_on:
+                            avg[:] = 0.0
+                            self._avg_on = True
+                        avg *= self.betas[:, None]
+                        avg += np.multiply.outer(1.0 - self.betas, g[i])
+                        avgs[i] = avg
+                        use_avg[i] = True
+                    elif not trained:
+                        self._avg_on = False
+                parts += list(np.moveaxis(avgs * avgs, 1, 0)) + list(np.moveaxis(avgs * u[:, None, :], 1, 0))
+            stacked = np.stack(parts, axis=2)                       # (m, n, rows)
+            sums = np.add.reduceat(stacked, self.starts, axis=1)    # (m, layers, rows)
+        results = []
+        for i, (step, loss, _, _, _, trained, cause, fd_errors) in enumerate(rows):
+            if fd_errors is not None:
+                self.record_gradient_check(fd_errors)
+            per_layer = sums[i].tolist()
+            if not use_avg[i]:
+                per_layer = [r[:6] for r in per_layer]
+            results.append(self._judge(step, loss, per_layer, has_g, True, trained, cause, 0.0))
+        return results
+
     def _judge(self, step, loss, sums, has_g, has_u, trained, untrained_cause, extra_pred):
         k = len(self.betas)
-        use_avg = has_g and trained and k > 0
+        use_avg = has_g and trained and k > 0 and len(sums[0]) > 6
         loss_change = None
         if self.prev_pred is not None and self.prev_loss is not None:
             loss_change = {"predicted": self.prev_pred, "actual": loss - self.prev_loss}

@@ -19,6 +19,7 @@ from .records import Event, StepRecord
 FORMAT = "biasmon-stream"
 VERSION = 1
 RESET_EVENTS = ("preset_switched", "restarted")
+BLOCK = 256  # steps diagnosed together when a whole file is read
 
 
 class RecordWriter:
@@ -185,7 +186,11 @@ class StreamReader:
 
     recompute=True ignores diagnostics stored in the lines and derives them with `thresholds`."""
 
-    def __init__(self, thresholds: Thresholds | None = None, recompute=False, source="<stream>"):
+    def __init__(self, thresholds: Thresholds | None = None, recompute=False, source="<stream>", block=1):
+        """block > 1: diagnose that many steps at once (faster; records then come out in bursts, and
+        finish() returns the rest). 1: every step's record comes out of the feed() that completes it."""
+        self.block = block
+        self._queue = []
         self.thresholds = thresholds or Thresholds()
         self.recompute = recompute
         self.source = source
@@ -231,11 +236,14 @@ class StreamReader:
             return self._problem(str(exc))
 
     def finish(self) -> list:
-        """At end of input: the last pending step, with its update unknown."""
-        return self._flush_pending(None, None)
+        """At end of input: the last pending step, with its update unknown (and any queued steps)."""
+        out = self._drain()
+        return out + self._flush_pending(None, None)
 
     # --- lines -----------------------------------------------------------------------------------
     def _read_header(self, obj):
+        if self._queue:
+            return self._drain() + self._read_header(obj)
         if obj.get("format") != FORMAT:
             return self._problem(f"header names format {obj.get('format')!r}, expected {FORMAT!r}")
         if obj.get("version") != VERSION:
@@ -250,6 +258,8 @@ class StreamReader:
         return out
 
     def _read_event(self, obj):
+        if self._queue:  # records come out in the order of the lines
+            return self._drain() + self._read_event(obj)
         kind, step = obj.get("event"), obj.get("step")
         if not isinstance(kind, str) or not isinstance(step, int) or isinstance(step, bool):
             return self._problem("an event line needs a string 'event' and a whole-number 'step'")
@@ -328,6 +338,7 @@ class StreamReader:
         return out
 
     def _diverge(self, out, step, layer, reason):
+        out += self._drain()
         if self.diverged is None:
             self.diverged = (step, layer, reason)
             out.append(Event("diverged", step, {"layer": layer, "reason": reason}))
@@ -348,12 +359,36 @@ class StreamReader:
         return self._emit(line, b_next - line["b"], span)
 
     def _emit(self, line, u, span):
-        """The StepRecord (with diagnostics) and verdict events for one line whose update u is known."""
+        """The StepRecord (with diagnostics) and verdict events for one line whose update u is known
+        (queued, in block mode, until the block is full)."""
+        if self.block > 1 and u is not None and (line["g"] is not None) == bool(self.has_grads):
+            self._queue.append((line, u, span))
+            return self._drain() if len(self._queue) >= self.block else []
+        out = self._drain()
+        return out + self._emit_one(line, u, span)
+
+    def _drain(self) -> list:
+        """Diagnose the queued steps together; their records, in order."""
+        queue, self._queue = self._queue, []
+        if not queue:
+            return []
+        results = self.diagnoser.observe_block(
+            [(line["step"], line["loss"], line["b"], line["g"], u, line["trained"], "not trained at this step",
+              line["grad_check"]) for line, u, _ in queue])
+        out = []
+        for (line, u, span), result in zip(queue, results):
+            out += self._record(line, u, span, *result)
+        return out
+
+    def _emit_one(self, line, u, span):
         if line["grad_check"] is not None:
             self.diagnoser.record_gradient_check(line["grad_check"])
         diag, loss_change, changes = self.diagnoser.observe(
             line["step"], line["loss"], line["b"], line["g"], u, trained=line["trained"],
             untrained_cause="not trained at this step")
+        return self._record(line, u, span, diag, loss_change, changes)
+
+    def _record(self, line, u, span, diag, loss_change, changes):
         events = []
         if line["diag"] is not None and not self.recompute:
             diag, loss_change = line["diag"], line["loss_change"]
@@ -373,7 +408,7 @@ class StreamReader:
 
 def read_all(path, thresholds=None, recompute=False):
     """Every record of a finished stream file, and the reader (problems, header, divergence)."""
-    reader = StreamReader(thresholds, recompute, source=str(path))
+    reader = StreamReader(thresholds, recompute, source=str(path), block=BLOCK)
     records = []
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
