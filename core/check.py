@@ -19,7 +19,7 @@ from dataclasses import fields
 
 from .diagnostics import CAUSES, HELP, PROBLEMS, Thresholds
 from .errors import BiasmonError, StreamError
-from .records import Event, StepRecord
+from .records import StepRecord
 from .stream import BLOCK, StreamReader
 from .summary import RunSummary, fmt
 

@@ -1,33 +1,11 @@
 """Pilot tests: every key of the live monitor does what the footer says."""
 import asyncio
-import json
 
 import pytest
 from textual import events
 
 from biasmon.tui.app import create_live_app
-from biasmon.tui.events_panel import EventsPanel
-from biasmon.tui.status_line import StatusLine
-
-SIZE = (140, 40)
-
-
-async def wait_for(pilot, condition, timeout=10.0):
-    """Let the app run until condition() holds (the trainer runs in a thread)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
-
-
-def status_text(app):
-    return str(app.query_one(StatusLine).render())
-
-
-def event_lines(app):
-    return "\n".join(line.text for line in app.query_one(EventsPanel).lines)
+from pilot_helpers import SIZE, event_lines, status_text, wait_for
 
 
 async def test_space_pauses_and_resumes():

@@ -1,26 +1,14 @@
 """Recording a live session, replaying it, and replaying bad files."""
-import asyncio
 import json
 import subprocess
 import sys
 
 import pytest
-from textual import events
 
 from biasmon.core.errors import BiasmonError
 from biasmon.tui.app import create_live_app, create_replay_app
 from biasmon.tui.events_panel import EventsPanel
-
-SIZE = (140, 40)
-
-
-async def wait_for(pilot, condition, timeout=15.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
+from pilot_helpers import SIZE, wait_for
 
 
 def read_lines(path):

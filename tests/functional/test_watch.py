@@ -1,13 +1,11 @@
 """`biasmon watch`: following a file another process is still writing, and a pipe."""
-import asyncio
 import subprocess
 import sys
 import textwrap
 
 from biasmon.tui.app import WATCH, BiasmonApp, _PipeStream, create_watch_app
-from biasmon.tui.events_panel import EventsPanel
+from pilot_helpers import SIZE, event_lines, wait_for
 
-SIZE = (140, 40)
 
 # A trainer in plain Python: gradient descent on b for L = |b - 1|^2 / 2, one JSON line per step,
 # with one malformed line at step 10; it dies mid-line at the end when asked to.
@@ -30,19 +28,6 @@ TRAINER = textwrap.dedent("""
 """)
 
 
-async def wait_for(pilot, condition, timeout=20.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
-
-
-def event_text(app):
-    return "\n".join(line.text for line in app.query_one(EventsPanel).lines)
-
-
 async def test_watch_follows_a_file_still_being_written(tmp_path):
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER)
@@ -58,7 +43,7 @@ async def test_watch_follows_a_file_still_being_written(tmp_path):
             await wait_for(pilot, lambda: app.current.last_step == 58)  # step 59 waits for its update
             assert first_seen < 58
             assert app.current.diag["out"]["verdict"] == "ok"
-            assert "skipped line 12: not JSON" in event_text(app)
+            assert "skipped line 12: not JSON" in event_lines(app)
             assert app.check_action("flip", ()) is False and app.check_action("preset", ()) is False
 
 
@@ -70,7 +55,7 @@ async def test_watch_reads_a_pipe_to_its_end():
         await wait_for(pilot, lambda: app.state == "end of stream")
         assert app.current.last_step == 39
         assert app.current.loss.count == 40
-        text = event_text(app)
+        text = event_lines(app)
         assert "skipped line 12: not JSON" in text and "skipped line 42: not JSON" in text
     proc.wait()
 
