@@ -6,6 +6,7 @@ shared by the CLI and the tests.
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -38,6 +39,7 @@ BATCH_SECONDS = 0.25  # how often a worker hands the UI what it has (4 per secon
 CHUNK_STEPS = 16          # steps per turn of the training loop (one lock, one clock read)
 PLOT_SECONDS = 0.5        # plots are rebuilt at most twice a second while training runs
 SWITCH_INTERVAL = 0.0002  # seconds a thread may hold the GIL while another waits (Python's default: 0.005)
+YIELD_SECONDS = 0.0005   # the trainer steps aside this long when the UI has messages waiting
 UNLIMITED = 10**12    # live runs train until paused or quit, unless --steps is given
 LIVE, REPLAY, WATCH = "live", "replay", "watch"
 LIVE_ONLY = {"preset", "restart", "flip", "grad_check", "bias_lr", "rate"}
@@ -91,9 +93,10 @@ class BiasmonApp(App):
         self.running_loops = 0               # training loops still running (a cancelled one ends at its next step)
         self._step_requests = threading.Semaphore(0)
         self._plotted = 0.0
+        self._plot_turn = False
         self._recorder = None
         self._record_handle = None
-        self._run_reason = None
+        self._switch_interval = sys.getswitchinterval()
         # replay
         self.records = records or []
         self.reader = reader
@@ -122,6 +125,7 @@ class BiasmonApp(App):
         # The trainer thread holds the GIL between switches; the UI, input and output threads each wait up to
         # one switch interval per hand-over. 5 ms (the default) made a key press take seconds to show.
         sys.setswitchinterval(SWITCH_INTERVAL)
+        gc.freeze()  # the widgets live as long as the app: keep them out of the collector's full passes
         self.query_one(EventsPanel).can_focus = False
         if self.mode == LIVE:
             if self.record_path:
@@ -139,6 +143,10 @@ class BiasmonApp(App):
             self.state = "following"
             self._follow(self.stream)
             self._show_status()
+
+    def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
+        gc.unfreeze()
 
     # --- live runs -------------------------------------------------------------------------------
     def _open_recording(self):
@@ -201,12 +209,12 @@ class BiasmonApp(App):
                 if not builder.empty:
                     self.post_message(BatchReady(builder.take(), 0.0, False))
                 continue
-            rate = self.max_rate
-            if rate:
+            cap = self.max_rate
+            if cap:  # slow motion: one step per 1/cap seconds (sleeping frees the GIL for the UI)
                 time.sleep(max(0.0, next_due - time.monotonic()))
-                next_due = max(next_due, time.monotonic() - 0.1) + 1.0 / rate
+                next_due = max(next_due, time.monotonic() - 0.1) + 1.0 / cap
             with self._io_lock:  # a chunk of steps per lock; cancellation is checked before each step
-                for _ in range(1 if (self.paused or rate) else CHUNK_STEPS):
+                for _ in range(1 if (self.paused or cap) else CHUNK_STEPS):
                     if worker.is_cancelled:
                         return
                     for record in trainer.step():
@@ -216,6 +224,8 @@ class BiasmonApp(App):
                     steps_since += 1
                     if trainer.done or (self.pause_at is not None and trainer.step_index >= self.pause_at):
                         break
+            if self._message_queue.qsize() or self._screen_dirty():  # the UI has work waiting: let it have the GIL
+                time.sleep(YIELD_SECONDS)
             if self.pause_at is not None and trainer.step_index >= self.pause_at and not self.paused:
                 self.paused = True  # the batch posted below brings the status line up to date
             now = time.monotonic()
@@ -225,6 +235,13 @@ class BiasmonApp(App):
                 last_post, steps_since = now, 0
         if not worker.is_cancelled:
             self.post_message(BatchReady(builder.take(), 0.0, True))
+
+    def _screen_dirty(self) -> bool:
+        """Whether the screen has widgets waiting to be drawn (read from the trainer thread: a hint only)."""
+        try:
+            return bool(self.screen._dirty_widgets)
+        except Exception:  # no screen yet, or it is being replaced
+            return False
 
     def _record_start(self, trainer, reason, old_step):
         if self._recorder is None:
@@ -277,10 +294,15 @@ class BiasmonApp(App):
         """Update the panels; the plots (the costly part) at most PLOT_SECONDS apart unless forced."""
         cur = self.current
         now = time.monotonic()
-        if force_plots or now - self._plotted >= PLOT_SECONDS:
+        if force_plots or now - self._plotted >= PLOT_SECONDS / 2:
+            # one plot per turn while training, so no single screen update carries both (a key pressed then
+            # would wait for it); each plot still refreshes every PLOT_SECONDS
             self._plotted = now
-            self.query_one(LossPanel).show(cur, self.previous)
-            self.query_one(NormPanel).show(cur)
+            self._plot_turn = not self._plot_turn
+            if force_plots or self._plot_turn:
+                self.query_one(LossPanel).show(cur, self.previous)
+            if force_plots or not self._plot_turn:
+                self.query_one(NormPanel).show(cur)
         has_biases = True
         if self.trainer is not None:
             has_biases = bool(self.trainer.layout.names)
@@ -362,9 +384,7 @@ class BiasmonApp(App):
         if self.trainer is None:
             return
         self.trainer.flip_sign = not self.trainer.flip_sign
-        self._show_status()
-        self.notify("bias updates now move along +gradient (the sign bug)" if self.trainer.flip_sign
-                    else "bias updates move along -gradient again", title="flip_sign", timeout=3)
+        self._show_status()  # the status line shows it now; the events log at the next step
 
     def action_grad_check(self) -> None:
         if self.trainer is None:

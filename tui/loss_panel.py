@@ -17,9 +17,9 @@ class LossPanel(PlotextPlot):
             if previous.val_loss.has_values:
                 lines.append(Line("prev val", *previous.val_loss.view(n), "gray", "dim"))
         if current is not None:
-            lines.append(Line("train", *current.loss.view(n), "cyan+", "bold"))
+            lines.append(Line("train", *current.loss.view(n), "cyan", "bold"))
             if current.val_loss.has_values:
-                lines.append(Line("val", *current.val_loss.view(n), "orange+", "bold"))
+                lines.append(Line("val", *current.val_loss.view(n), "orange", "bold"))
         self.set_lines(lines)
         if previous is not None:
             self.border_title = f"loss (log)  faint: {previous.label}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .history import RunHistory
 from .plot import Line, PlotextPlot
 
-LAYER_COLOURS = ("green+", "magenta+", "blue+", "yellow", "cyan", "red+", "white")
+LAYER_COLOURS = ("green", "magenta", "blue", "yellow", "teal", "red", "white")
 
 
 class NormPanel(PlotextPlot):

@@ -15,9 +15,15 @@ from plotext._kernel.terminal import terminal as _PlotextTerminal
 from rich.text import Text
 from textual.widget import Widget
 
-RICH_COLOURS = {"cyan+": "bright_cyan", "orange+": "dark_orange", "gray": "grey50", "green+": "bright_green",
-                "magenta+": "bright_magenta", "blue+": "bright_blue", "yellow": "yellow", "cyan": "cyan",
-                "red+": "bright_red", "white": "white"}
+# One RGB colour per name, used by plotext for the line and by the legend (hex in Textual markup), so the
+# two always match whatever the terminal's palette.
+COLOURS = {"cyan": (95, 215, 255), "orange": (255, 135, 0), "gray": (128, 128, 128), "green": (135, 255, 95),
+           "magenta": (255, 95, 255), "blue": (95, 135, 255), "yellow": (215, 215, 0), "teal": (0, 175, 175),
+           "red": (255, 95, 95), "white": (255, 255, 255)}
+
+
+def _hex(name):
+    return "#%02x%02x%02x" % COLOURS.get(name, COLOURS["white"])
 
 
 @dataclass
@@ -25,7 +31,7 @@ class Line:
     label: str
     x: np.ndarray
     y: np.ndarray
-    color: str = "cyan+"
+    color: str = "cyan"  # a COLOURS name
     style: str | None = None  # "bold" for the current run, "dim" for a faded previous one
 
 
@@ -61,11 +67,12 @@ class PlotextPlot(Widget):
         shown = [l for l in lines if len(l.y)]
         shown.sort(key=lambda l: l.style == "dim")  # the current run's entries first: they must not be cut
         self.border_subtitle = "  ".join(
-            f"[{RICH_COLOURS.get(l.color, 'white')}{' dim' if l.style == 'dim' else ''}]━ {l.label}[/]" for l in shown)
+            f"[{_hex(l.color)}{' dim' if l.style == 'dim' else ''}]━ {l.label}[/]" for l in shown)
         self.refresh()
 
     def points_wanted(self) -> int:
-        return max(16, 2 * self.content_size.width)
+        """About one point per column (min/max pairs): plotext's cost grows with points, not with detail."""
+        return max(16, self.content_size.width)
 
     def render(self):
         width, height = self.content_size
@@ -103,7 +110,8 @@ class PlotextPlot(Widget):
         for line, x, y in lines:
             if len(x) == 1:  # plotext needs two points for a line
                 x, y = np.repeat(x, 2), np.repeat(y, 2)
-            style = plt.pixel(line.color, None, line.style) if line.style else plt.pixel(line.color)
+            rgb = COLOURS.get(line.color, COLOURS["white"])
+            style = plt.pixel(rgb, None, line.style) if line.style else plt.pixel(rgb)
             signal = fig.signal(x, y, marker=plt.marker("braille", style))
             signal.lines()
             fig.draw(signal)

@@ -28,10 +28,12 @@ class SignPanel(Static):
 
     def __init__(self, **kwargs):
         super().__init__("waiting for the first steps...", **kwargs)
+        self._shape = None
         self.border_title = "gradient sign: is each bias update going downhill?"
 
     def show(self, diag: dict, loss_change: dict | None, span: int = 1, has_biases: bool = True) -> None:
         if not diag:
+            self._shape = None
             self.update(Text("this network has no biases" if not has_biases else "waiting for the first steps...",
                              style="dim"))
             return
@@ -68,11 +70,12 @@ class SignPanel(Static):
         problems = [d.get("cause") for d in diag.values() if d.get("verdict") not in ("ok", "pending", "off")]
         if problems:
             notes.append(f"cause: {problems[0]}")
+        content = table
         if notes:
-            grid = Table.grid(expand=True)
-            grid.add_row(table)
+            content = Table.grid(expand=True)
+            content.add_row(table)
             for note in notes:
-                grid.add_row(Text(note, style="dim" if not note.startswith("cause") else "bold"))
-            self.update(grid)
-        else:
-            self.update(table)
+                content.add_row(Text(note, style="dim" if not note.startswith("cause") else "bold"))
+        shape = (len(diag), len(notes), width)  # the screen is laid out again only when the height may change
+        self.update(content, layout=shape != self._shape)
+        self._shape = shape

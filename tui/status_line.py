@@ -22,4 +22,4 @@ class StatusLine(Static):
             parts += [f"  bias lr x{lr_scale:g}"]
         if recording is not None:
             parts += ["  rec ", (f"on: {recording}", "bold red") if recording else ("off", "dim")]
-        self.update(Text.assemble(*parts))
+        self.update(Text.assemble(*parts), layout=False)  # always one row: no need to lay out the screen
