@@ -352,11 +352,12 @@ class Diagnoser:
         if s.fd_error is not None and s.fd_error > t.fd_tolerance:
             return "gradient mismatch"
         n_cos = s.cos[0].n
+        best_w = _best(s.cos, t.window) if n_cos >= t.min_steps else math.nan
         if n_cos >= t.min_steps:
             # On a quiet (converged) gradient momentum and Adam jitter, and the running averages hold stale
             # signs: only a clear climb along the raw gradient counts there, as plain SGD with the sign bug
             # gives (cos -1 however small the gradient or its scale).
-            if gradient_on and _best(s.cos, t.window) < t.uphill_cos:
+            if gradient_on and best_w < t.uphill_cos:
                 return "uphill"
             if not gradient_on and _best(s.cos[:1], t.window) < t.quiet_uphill_cos:
                 return "uphill"
@@ -369,8 +370,8 @@ class Diagnoser:
             return "frozen"
         if 0 < g_rms < t.vanish_grad and s.max_g_rms < t.vanish_ratio * g_rms_max and loss > t.converged_loss:
             return "vanishing"
-        if (n_cos >= t.unrelated_steps and abs(_best(s.cos, t.unrelated_steps)) < t.unrelated_cos
-                and abs(_best(s.cos, t.window)) < 2 * t.unrelated_cos):
+        if (n_cos >= t.unrelated_steps and abs(best_w) < 2 * t.unrelated_cos
+                and abs(_best(s.cos, t.unrelated_steps)) < t.unrelated_cos):
             return "unrelated"
         if n_cos >= t.min_steps or (s.verdict not in ("pending", "off") and n_cos):
             return "ok"

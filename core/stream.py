@@ -14,7 +14,7 @@ import numpy as np
 
 from .diagnostics import Diagnoser, Layout, Thresholds
 from .errors import StreamError
-from .records import Event, StepRecord
+from .records import Event, LayerVectors, StepRecord
 
 FORMAT = "biasmon-stream"
 VERSION = 1
@@ -395,13 +395,10 @@ class StreamReader:
         elif changes:
             events = [Event("verdict", e["step"], {k: v for k, v in e.items() if k not in ("event", "step")})
                       for e in changes]
-        split = self.layout.split
-        updates = None
-        if u is not None:
-            u.flags.writeable = False
-            updates = split(u)
-        record = StepRecord(line["step"], line["loss"], line["val_loss"], split(line["b"]),
-                            None if line["g"] is None else split(line["g"]), updates,
+        layout = self.layout
+        record = StepRecord(line["step"], line["loss"], line["val_loss"], LayerVectors(line["b"], layout),
+                            None if line["g"] is None else LayerVectors(line["g"], layout),
+                            None if u is None else LayerVectors(u, layout),
                             diag, loss_change, bias_trained=line["trained"], span=span)
         return [record] + events
 
