@@ -19,7 +19,6 @@ class RunSummary:
     best_val: float | None = None
     diverged: tuple | None = None            # (step, layer, reason)
     verdicts: dict = field(default_factory=dict)   # layer -> (verdict, cause, since)
-    problems_seen: dict = field(default_factory=dict)  # layer -> {verdict: first step}
 
     def add(self, record) -> None:
         if isinstance(record, StepRecord):
@@ -39,9 +38,6 @@ class RunSummary:
         elif isinstance(record, Event):
             if record.kind == "diverged" and self.diverged is None:
                 self.diverged = (record.step, record.data.get("layer"), record.data.get("reason"))
-            elif record.kind == "verdict":
-                seen = self.problems_seen.setdefault(record.data.get("layer"), {})
-                seen.setdefault(record.data.get("verdict"), record.step)
 
 
 def fmt(value, spec=".4g"):
