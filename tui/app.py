@@ -473,9 +473,9 @@ class BiasmonApp(App):
         """Apply records from a recording or a stream: a preset switch or restart starts a new run."""
         events = self.query_one(EventsPanel)
         if self.current is None:
-            header = self.reader.header if self.reader is not None else None
-            label = (header or {}).get("preset", {}).get("name", "") if isinstance((header or {}).get("preset"), dict) else ""
-            self.current = RunHistory("stream", label or "run")
+            preset = (self.reader.header or {}).get("preset") if self.reader is not None else None
+            label = preset.get("name") if isinstance(preset, dict) else None
+            self.current = RunHistory("stream", str(label or "run"))
         builder = BatchBuilder(self.current.run_id)
         for record in records:
             if isinstance(record, Event) and record.kind in RESET_EVENTS:
