@@ -39,10 +39,10 @@ async def test_r_restarts_from_step_zero_with_a_new_run():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.current.last_step == 299)
         first_run = app.current.run_id
-        app.pause_at = 10
-        app.paused = False
-        await pilot.press("r")
+        await pilot.press("r")  # while paused: the old run is cancelled before anything else changes
         assert app.current.run_id != first_run
+        app.pause_at = 10
+        await pilot.press("space")
         await wait_for(pilot, lambda: app.current.last_step == 9 and app.paused)
         assert app.previous.run_id == first_run  # kept faint for comparison
 
