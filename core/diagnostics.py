@@ -136,12 +136,13 @@ class _Running:
 
 
 class _LayerState:
-    """One layer's descent cosines (against g and each running average of g), bias norms and losses."""
+    """One layer's descent cosines (against g and each running average of g), recent bias norms, counters."""
+
+    __slots__ = ("cos", "norms", "first_norm", "max_g_rms", "frozen_run", "fd_error", "verdict", "since")
 
     def __init__(self, window, long_window, n_directions):
         self.cos = [_Running(max(window, long_window)) for _ in range(n_directions)]
         self.norms = deque(maxlen=window)
-        self.losses = deque(maxlen=window)
         self.first_norm = None
         self.max_g_rms = 0.0
         self.frozen_run = 0
@@ -171,13 +172,14 @@ class Diagnoser:
         self.betas = np.asarray(tuple(float(b) for b in self.t.momentum_betas), dtype=np.float64)
         n_dir = 1 + len(self.betas)
         self.layers = [_LayerState(self.t.window, self.t.unrelated_steps, n_dir) for _ in layout.names]
+        self.losses = deque(maxlen=self.t.window)  # the last window's losses (all layers share them)
         self.prev_loss = None
         self.prev_pred = None
         n, k = int(sum(layout.sizes)), len(self.betas)
         self._avg = np.zeros((k, n))          # running averages of g, one row per beta
         self._avg_on = False
+        self._vec = np.zeros((3, n))          # b, g, u of the step
         self._buf = np.zeros((6 + 2 * k, n))  # per-entry terms, summed per layer by reduceat
-        self._zero = np.zeros(n)
         self._sqrt_sizes = [math.sqrt(size) for size in layout.sizes]
 
     def record_gradient_check(self, errors: dict) -> None:
@@ -191,35 +193,38 @@ class Diagnoser:
         """Diagnostics for one step. b, g, u: flat (n_biases,) arrays or None where unknown
         (g None: no gradients logged; u None: last step, update not yet known).
         Returns (per-layer dict, loss-change dict or None, list of verdict-change events)."""
+        with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
+            return self.observe_unguarded(step, loss, b, g, u, trained, untrained_cause, extra_pred)
+
+    def observe_unguarded(self, step, loss, b, g, u, trained=True, untrained_cause="", extra_pred=0.0):
+        """observe() for a caller that already ignores floating-point errors (np.errstate), as the
+        trainer's step does: entering errstate costs about a microsecond."""
         if not self.layers:
             return {}, None, []
-        has_g, has_u = g is not None, u is not None
-        gg = g if has_g else self._zero
-        uu = u if has_u else self._zero
-        with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
-            sums = self._layer_sums(b, gg, uu, g, trained)
-        return self._judge(step, loss, sums, has_g, has_u, trained, untrained_cause, extra_pred)
+        sums = self._layer_sums(b, g, u, trained)
+        return self._judge(step, loss, sums, g is not None, u is not None, trained, untrained_cause, extra_pred)
 
-    def _layer_sums(self, b, gg, uu, g, trained):
-        """Per layer: [|b|^2, |g|^2, |u|^2, u.g, #significant g, #agreeing signs, |avg|^2..., avg.u...]."""
-        buf, k = self._buf, len(self.betas)
-        use_avg = g is not None and trained and k > 0
-        np.multiply(b, b, out=buf[0])
-        np.multiply(gg, gg, out=buf[1])
-        np.multiply(uu, uu, out=buf[2])
-        np.multiply(uu, gg, out=buf[3])
-        np.greater(buf[1], 1e-16 * float(buf[1].max()) + 1e-300, out=buf[4])  # |g| > 1e-8 max|g|
+    def _layer_sums(self, b, g, u, trained):
+        """Per layer: [|b|^2, |g|^2, |u|^2, u.g, #significant g, #agreeing signs, |avg|^2..., avg.u...]
+        (the last two groups only while g is known and the biases train; g or u None count as zeros)."""
+        vec, buf, k = self._vec, self._buf, len(self.betas)
+        vec[0] = b
+        vec[1] = 0.0 if g is None else g
+        vec[2] = 0.0 if u is None else u
+        np.multiply(vec, vec, out=buf[:3])
+        np.multiply(vec[2], vec[1], out=buf[3])
+        np.greater(buf[1], 1e-16 * float(np.maximum.reduce(buf[1])) + 1e-300, out=buf[4])  # |g| > 1e-8 max|g|
         np.less(buf[3], 0.0, out=buf[5])
         buf[5] *= buf[4]
-        if use_avg:
+        if g is not None and trained and k:
             avg = self._avg
             if not self._avg_on:
                 avg[:] = 0.0
                 self._avg_on = True
             avg *= self.betas[:, None]
-            avg += np.multiply.outer(1.0 - self.betas, g)
+            avg += np.multiply.outer(1.0 - self.betas, vec[1])
             np.multiply(avg, avg, out=buf[6:6 + k])
-            np.multiply(avg, uu, out=buf[6 + k:])
+            np.multiply(avg, vec[2], out=buf[6 + k:])
             rows = buf
         else:
             if not trained:
@@ -275,30 +280,34 @@ class Diagnoser:
         return results
 
     def _judge(self, step, loss, sums, has_g, has_u, trained, untrained_cause, extra_pred):
+        """One step's per-layer diagnostics from its per-layer sums (see _layer_sums)."""
         k = len(self.betas)
-        use_avg = has_g and trained and k > 0 and len(sums[0]) > 6
+        use_avg = has_g and has_u and trained and k > 0 and len(sums[0]) > 6
         loss_change = None
         if self.prev_pred is not None and self.prev_loss is not None:
             loss_change = {"predicted": self.prev_pred, "actual": loss - self.prev_loss}
+        losses = self.losses
+        losses.append(loss)
+        rising = losses[-1] >= losses[0] or not math.isfinite(loss)  # the loss has not fallen over the window
         pred_total = extra_pred
         out, events = {}, []
         have_gu = has_g and has_u
-        sqrt, nan = math.sqrt, math.nan
+        sqrt, nan, inf = math.sqrt, math.nan, math.inf
         g_rms_all = [sqrt(row[1]) / sq for row, sq in zip(sums, self._sqrt_sizes)]
         g_rms_max = max(g_rms_all)
         verdict_of, causes = self._verdict, CAUSES
         for name, state, row, g_rms in zip(self.layout.names, self.layers, sums, g_rms_all):
             bb, g2, u2, ug, n_sig, n_agree = row[:6]
             b_norm, g_norm, u_norm = sqrt(bb), sqrt(g2), sqrt(u2)
-            cos = -ug / (u_norm * g_norm) if (have_gu and u_norm > 0 and g_norm > 0) else nan
-            if use_avg and has_u:
-                cosines = [cos] + [-ua / (u_norm * sqrt(a2)) if (u_norm > 0 and a2 > 0) else nan
-                                   for a2, ua in zip(row[6:6 + k], row[6 + k:])]
-            else:
-                cosines = (cos,)
             if have_gu:
+                cos = -ug / (u_norm * g_norm) if (u_norm > 0 and g_norm > 0) else nan
                 pred_total += ug
-            verdict = verdict_of(state, loss, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained)
+                cosines = [cos] + [-ua / (u_norm * sqrt(a2)) if (u_norm > 0 and a2 > 0) else nan
+                                   for a2, ua in zip(row[6:6 + k], row[6 + k:])] if use_avg else (cos,)
+            else:
+                cos, cosines = nan, (nan,)
+            verdict = verdict_of(state, rising, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained,
+                                 loss)
             cause = untrained_cause if verdict == "off" else causes.get(verdict, "")
             if verdict != state.verdict:
                 state.verdict, state.since = verdict, step
@@ -308,8 +317,8 @@ class Diagnoser:
                 "b_norm": b_norm,
                 "g_norm": g_norm if has_g else None,
                 "u_norm": u_norm if has_u else None,
-                "ratio": ratio if ratio is None or ratio < math.inf else None,
-                "cos": None if cos != cos or abs(cos) == math.inf else cos,
+                "ratio": ratio if ratio is None or ratio < inf else None,
+                "cos": None if cos != cos or abs(cos) == inf else cos,
                 "sign_agree": (n_agree / n_sig) if (n_sig and has_u and u_norm > 0) else None,
                 "pred_dloss": ug if have_gu else None,
                 "fd_error": state.fd_error,
@@ -321,12 +330,12 @@ class Diagnoser:
         self.prev_pred = pred_total if has_u else None
         return out, loss_change, events
 
-    def _verdict(self, s, loss, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained):
+    def _verdict(self, s, rising, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained, loss):
+        """One layer's verdict this step; `rising`: the loss has not fallen over the last window."""
         t = self.t
         if s.first_norm is None:
             s.first_norm = b_norm
         s.norms.append(b_norm)
-        s.losses.append(loss)
         if not trained:
             s.clear_cos()
             s.frozen_run = 0
@@ -334,9 +343,9 @@ class Diagnoser:
         if not has_u:
             return s.verdict
         if not has_g:
-            return self._explodes(s, b_norm) or "no gradients"
+            return self._explodes(s, rising, b_norm) or "no gradients"
         if not (b_norm < math.inf and g_rms < math.inf and u_norm < math.inf):
-            return self._explodes(s, b_norm) or s.verdict  # non-finite input: divergence, reported elsewhere
+            return self._explodes(s, rising, b_norm) or s.verdict  # non-finite input: divergence, reported elsewhere
         for running, c in zip(s.cos, cosines):
             if c == c:  # defined (not NaN): inline _Running.add
                 running.cum += c
@@ -346,26 +355,30 @@ class Diagnoser:
                     del running.sums[:len(running.sums) - running.keep - 1]
         if g_rms > s.max_g_rms:
             s.max_g_rms = g_rms
-        moving = u_norm > 1e-12 * max(1.0, b_norm)
+        moving = u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
         gradient_on = g_rms > t.grad_eps and g_rms >= t.quiet_grad_frac * s.max_g_rms
         s.frozen_run = 0 if (moving or not gradient_on) else s.frozen_run + 1
         if s.fd_error is not None and s.fd_error > t.fd_tolerance:
             return "gradient mismatch"
         n_cos = s.cos[0].n
-        best_w = _best(s.cos, t.window) if n_cos >= t.min_steps else math.nan
         if n_cos >= t.min_steps:
+            best_w = _best(s.cos, t.window)
             # On a quiet (converged) gradient momentum and Adam jitter, and the running averages hold stale
             # signs: only a clear climb along the raw gradient counts there, as plain SGD with the sign bug
             # gives (cos -1 however small the gradient or its scale).
-            if gradient_on and best_w < t.uphill_cos:
+            if gradient_on:
+                if best_w < t.uphill_cos:
+                    return "uphill"
+            elif _best(s.cos[:1], t.window) < t.quiet_uphill_cos:
                 return "uphill"
-            if not gradient_on and _best(s.cos[:1], t.window) < t.quiet_uphill_cos:
-                return "uphill"
+        else:
+            best_w = math.nan
         if not gradient_on and s.verdict == "uphill":
             return "uphill"  # too quiet a gradient to clear a climb seen before
-        exploding = self._explodes(s, b_norm)
-        if exploding:
-            return exploding
+        if rising:
+            exploding = self._explodes(s, rising, b_norm)
+            if exploding:
+                return exploding
         if s.frozen_run >= t.frozen_steps:
             return "frozen"
         if 0 < g_rms < t.vanish_grad and s.max_g_rms < t.vanish_ratio * g_rms_max and loss > t.converged_loss:
@@ -377,11 +390,11 @@ class Diagnoser:
             return "ok"
         return s.verdict if s.verdict != "off" else "pending"
 
-    def _explodes(self, s, b_norm):
+    def _explodes(self, s, rising, b_norm):
         """The bias norm blows up while the loss does not fall (a norm growing as the loss falls is learning)."""
-        t = self.t
-        if not (s.losses[-1] >= s.losses[0] or not math.isfinite(s.losses[-1])):
+        if not rising:
             return None
+        t = self.t
         if b_norm > t.explode_norm * max(1.0, s.first_norm):
             return "exploding"
         if len(s.norms) == s.norms.maxlen and b_norm > 10 and b_norm > t.explode_growth * max(s.norms[0], 1e-300):

@@ -104,12 +104,16 @@ class Trainer:
         """One training step; its records: events first, then the StepRecord, then verdict changes."""
         if self.done:
             return []
+        with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
+            return self._step()
+
+    def _step(self) -> list:
+        """step()'s work, with floating-point warnings already off."""
         p, net, t = self.preset, self.net, self.step_index
         out = self._setting_events(t)
         x, y = self.data.x_train, self.data.y_train
-        with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
-            grads = net.gradients(x, y)
-            val_loss = net.loss_at(self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
+        grads = net.gradients(x, y)
+        val_loss = net.loss_at(self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
         loss = grads.loss
         if self.first_loss is None:
             self.first_loss = loss
@@ -142,14 +146,13 @@ class Trainer:
             every = p.diagnostics["grad_check_every"]
             if self.layout.names and (self._check_requested or (every and t % every == 0)):
                 out.append(self._gradient_check(t, b, g_b))
-            diag, loss_change, verdict_events = self.diagnoser.observe(
+            diag, loss_change, verdict_events = self.diagnoser.observe_unguarded(
                 t, loss, b, g_b, u_b, trained=trained or self.strategy.name == "frozen",
                 untrained_cause=self._untrained_cause, extra_pred=float(grads.w_flat @ u_w))
         record = StepRecord(t, loss, val_loss, self._split(b), self._split(g_b), self._split(u_b),
                             diag, loss_change, bias_trained=trained)
-        with np.errstate(all="ignore"):
-            net.w_flat += u_w
-            net.b_flat += u_b
+        net.w_flat += u_w
+        net.b_flat += u_b
         self.step_index = t + 1
         out.append(record)
         out.extend(Event("verdict", e["step"], {k: v for k, v in e.items() if k not in ("event", "step")})
