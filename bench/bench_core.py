@@ -5,7 +5,9 @@
 Measures steps per second of the default preset (`gradient`, with samples=200: a 2-16-16-1 ReLU net
 on ~150 training samples, full-batch SGD):
   - core, diagnostics off   Trainer(preset, diagnostics=False)
-  - core, diagnostics on    per-step diagnostics, finite-difference gradient check on its schedule
+  - core, diagnostics on    per-step diagnostics, finite-difference gradient check on its schedule,
+                            iterating the trainer (diagnostics taken in blocks of steps, as the TUI does)
+  - the same, one step() call at a time (each step diagnosed alone)
   - torch, 1 thread and default threads, if torch is importable: the same initial weights, data, lr
     and loss, nn.Sequential + MSELoss + optim.SGD, float64 like the core, and the same per-step work
     (train forward/backward/update, validation loss, both losses read as Python floats).
@@ -32,13 +34,17 @@ from biasmon.core import presets
 from biasmon.core.trainer import Trainer, build_network, load_data
 
 
-def bench_core(preset, steps, repeats, diagnostics):
+def bench_core(preset, steps, repeats, diagnostics, one_by_one=False):
     best = float("inf")
     for _ in range(repeats):
         trainer = Trainer(preset, steps=steps, diagnostics=diagnostics)
         start = time.perf_counter()
-        for _rec in trainer:
-            pass
+        if one_by_one:
+            while not trainer.done:
+                trainer.step()
+        else:
+            for _rec in trainer:
+                pass
         best = min(best, time.perf_counter() - start)
         assert trainer.step_index == steps, "the run diverged; the benchmark needs a full run"
     return steps / best, best / steps
@@ -113,11 +119,14 @@ def main(argv=None):
     bench_core(preset, min(200, args.steps), 1, True)  # warm-up
     off_rate, t_off = bench_core(preset, args.steps, args.repeats, diagnostics=False)
     on_rate, t_on = bench_core(preset, args.steps, args.repeats, diagnostics=True)
+    single_rate, t_single = bench_core(preset, args.steps, args.repeats, diagnostics=True, one_by_one=True)
     cost = (t_on - t_off) / t_off
     print()
     print(f"core, diagnostics off : {off_rate:9,.0f} steps/s  ({t_off * 1e6:7.1f} us/step)")
     print(f"core, diagnostics on  : {on_rate:9,.0f} steps/s  ({t_on * 1e6:7.1f} us/step)")
     print(f"diag cost             : {cost:9.1%} of the step   (target <= 30%: {'met' if cost <= 0.30 else 'MISSED'})")
+    print(f"  one step() at a time: {single_rate:9,.0f} steps/s  ({t_single * 1e6:7.1f} us/step, diag cost "
+          f"{(t_single - t_off) / t_off:.1%}; iterating, the TUI and `record` diagnose blocks of steps)")
 
     try:
         import torch

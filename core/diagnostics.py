@@ -235,8 +235,8 @@ class Diagnoser:
     def observe_block(self, rows) -> list:
         """observe() for many consecutive steps at once, with the same results: the per-entry sums of the
         whole block are taken in a few NumPy calls. rows: (step, loss, b, g, u, trained, untrained_cause,
-        fd_errors) with u known (not None) and g given in every row or in none; fd_errors (or None) is
-        a gradient check to record just before that row. Returns one observe() result per row."""
+        fd_errors, extra_pred) with u known (not None) and g given in every row or in none; fd_errors (or
+        None) is a gradient check to record just before that row. Returns one observe() result per row."""
         if not rows:
             return []
         if not self.layers:
@@ -250,7 +250,7 @@ class Diagnoser:
             gg, ug = g * g, u * g
             sig = gg > 1e-16 * gg.max(axis=1, keepdims=True) + 1e-300
             parts = [b * b, gg, u * u, ug, sig, (ug < 0.0) & sig]
-            use_avg = np.zeros(m, dtype=bool)
+            use_avg = [False] * m
             if k:
                 avgs = np.zeros((m, k, g.shape[1]))
                 avg = self._avg
@@ -267,16 +267,15 @@ class Diagnoser:
                     elif not trained:
                         self._avg_on = False
                 parts += list(np.moveaxis(avgs * avgs, 1, 0)) + list(np.moveaxis(avgs * u[:, None, :], 1, 0))
-            stacked = np.stack(parts, axis=2)                       # (m, n, rows)
-            sums = np.add.reduceat(stacked, self.starts, axis=1)    # (m, layers, rows)
+            stacked = np.stack(parts, axis=2)                                # (m, n, rows)
+            sums = np.add.reduceat(stacked, self.starts, axis=1).tolist()   # (m, layers, rows)
         results = []
-        for i, (step, loss, _, _, _, trained, cause, fd_errors) in enumerate(rows):
+        for (step, loss, _, _, _, trained, cause, fd_errors, extra_pred), per_layer, avg_on in zip(rows, sums, use_avg):
             if fd_errors is not None:
                 self.record_gradient_check(fd_errors)
-            per_layer = sums[i].tolist()
-            if not use_avg[i]:
+            if k and not avg_on:
                 per_layer = [r[:6] for r in per_layer]
-            results.append(self._judge(step, loss, per_layer, has_g, True, trained, cause, 0.0))
+            results.append(self._judge(step, loss, per_layer, has_g, True, trained, cause, extra_pred))
         return results
 
     def _judge(self, step, loss, sums, has_g, has_u, trained, untrained_cause, extra_pred):

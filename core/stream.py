@@ -374,7 +374,7 @@ class StreamReader:
             return []
         results = self.diagnoser.observe_block(
             [(line["step"], line["loss"], line["b"], line["g"], u, line["trained"], "not trained at this step",
-              line["grad_check"]) for line, u, _ in queue])
+              line["grad_check"], 0.0) for line, u, _ in queue])
         out = []
         for (line, u, span), result in zip(queue, results):
             out += self._record(line, u, span, *result)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from .presets import Preset
 from .records import Event, LayerVectors, StepRecord
 
 BLOWUP_FACTOR = 1e6  # a loss this many times the first step's (or 1.0, if larger) counts as diverged
+ITER_STEPS = 32      # steps trained per block when a Trainer is iterated
 _run_counter = itertools.count(1)
 
 
@@ -97,20 +99,30 @@ class Trainer:
 
     # --- stepping --------------------------------------------------------------------------------
     def __iter__(self):
+        """Records until the run ends, trained ITER_STEPS steps at a time (see advance())."""
         while not self.done:
-            yield from self.step()
+            yield from self.advance(ITER_STEPS)
 
     def step(self) -> list:
         """One training step; its records: events first, then the StepRecord, then verdict changes."""
+        return self.advance(1)
+
+    def advance(self, n: int) -> list:
+        """Up to n training steps (fewer when the run ends): the records that n step() calls give, in order.
+        The n steps' diagnostics are taken together (Diagnoser.observe_block), which costs less per step.
+        Live settings (flip_sign, bias_lr_scale, a requested gradient check) are read before each step."""
         if self.done:
             return []
         with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
-            return self._step()
+            trained = []
+            while len(trained) < n and not self.done:
+                trained.append(self._train_step())
+            return self._records(trained)
 
-    def _step(self) -> list:
-        """step()'s work, with floating-point warnings already off."""
+    def _train_step(self) -> "_Trained":
+        """Computes the loss and gradients, then the updates, and applies them (warnings already off)."""
         p, net, t = self.preset, self.net, self.step_index
-        out = self._setting_events(t)
+        before = self._setting_events(t)
         x, y = self.data.x_train, self.data.y_train
         grads = net.gradients(x, y)
         val_loss = net.loss_at(self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
@@ -119,7 +131,7 @@ class Trainer:
             self.first_loss = loss
         if not math.isfinite(loss) or loss > BLOWUP_FACTOR * max(1.0, self.first_loss):
             self.done = True
-            return out + [self._diverged(t, loss)]
+            return _Trained(before + [self._diverged(t, loss)])
         lr, mom, wd = p.train["lr"], p.train["momentum"], p.train["weight_decay"]
         d_w = grads.w_flat + wd * net.w_flat if wd else grads.w_flat
         if mom:
@@ -140,29 +152,53 @@ class Trainer:
                 u_b = -u_b
         else:
             u_b = np.zeros_like(b)
-        diag = loss_change = None
-        verdict_events = []
+        step = _Trained(before, t, loss, val_loss, b, g_b, u_b, trained)
         if self.diagnoser is not None:
             every = p.diagnostics["grad_check_every"]
             if self.layout.names and (self._check_requested or (every and t % every == 0)):
-                out.append(self._gradient_check(t, b, g_b))
-            diag, loss_change, verdict_events = self.diagnoser.observe_unguarded(
-                t, loss, b, g_b, u_b, trained=trained or self.strategy.name == "frozen",
-                untrained_cause=self._untrained_cause, extra_pred=float(grads.w_flat @ u_w))
-        record = StepRecord(t, loss, val_loss, self._split(b), self._split(g_b), self._split(u_b),
-                            diag, loss_change, bias_trained=trained)
+                check = self._gradient_check(t, b, g_b)
+                step.before.append(check)
+                step.fd_errors = check.data["errors"]
+            step.weights_pred = float(grads.w_flat @ u_w)
         net.w_flat += u_w
         net.b_flat += u_b
         self.step_index = t + 1
-        out.append(record)
-        out.extend(Event("verdict", e["step"], {k: v for k, v in e.items() if k not in ("event", "step")})
-                   for e in verdict_events)
         if not (math.isfinite(float(net.w_flat @ net.w_flat)) and math.isfinite(float(net.b_flat @ net.b_flat))):
             self.done = True
-            out.append(self._diverged(t + 1, math.nan))
+            step.after.append(self._diverged(t + 1, math.nan))
         elif self.step_index >= self.steps:
             self.done = True
+        return step
+
+    def _records(self, trained: list) -> list:
+        """The records of steps trained in a row, with their diagnostics."""
+        observed = [s for s in trained if s.b is not None]
+        diagnosed = self._diagnose(observed)
+        out = []
+        for s in trained:
+            out += s.before
+            if s.b is not None:
+                diag, loss_change, verdict_events = next(diagnosed)
+                out.append(StepRecord(s.t, s.loss, s.val_loss, self._split(s.b), self._split(s.g), self._split(s.u),
+                                      diag, loss_change, bias_trained=s.trained))
+                out.extend(Event("verdict", e["step"], {k: v for k, v in e.items() if k not in ("event", "step")})
+                           for e in verdict_events)
+            out += s.after
         return out
+
+    def _diagnose(self, steps: list):
+        """An iterator of (diag, loss_change, verdict events) for each step."""
+        if self.diagnoser is None:
+            return iter([(None, None, [])] * len(steps))
+        frozen = self.strategy.name == "frozen"  # judged as training: its biases are meant to move
+        rows = [(s.t, s.loss, s.b, s.g, s.u, s.trained or frozen, self._untrained_cause, s.fd_errors,
+                 s.weights_pred) for s in steps]
+        if len(rows) == 1:  # one step: observe() has less set-up than a block
+            row = rows[0]
+            if row[7] is not None:
+                self.diagnoser.record_gradient_check(row[7])
+            return iter([self.diagnoser.observe_unguarded(*row[:7], extra_pred=row[8])])
+        return iter(self.diagnoser.observe_block(rows))
 
     def _split(self, flat):
         return LayerVectors(flat, self.layout)
@@ -186,7 +222,6 @@ class Trainer:
             ref = net
         errors = finite_difference_errors(lambda bb: ref.loss_at(x, y, bb), b, g_b, self.layout,
                                           tolerance=self.thresholds.fd_tolerance)
-        self.diagnoser.record_gradient_check(errors)
         return Event("gradient_check", t, {"errors": errors, **({"requested": True} if requested else {})})
 
     def _layer_norms(self):
@@ -209,3 +244,21 @@ class Trainer:
             data["grew_most"] = self.net.layer_names[int(np.nanargmax(growth))] if not np.all(np.isnan(growth)) else None
             data["reason"] = "loss is not finite" if not math.isfinite(loss) else f"loss blew up to {loss:.3g}"
         return Event("diverged", t, data)
+
+
+@dataclass
+class _Trained:
+    """One trained step, waiting for its diagnostics: b (n_biases,) at which loss and g were taken, u applied.
+    b is None when the run diverged before the update (then `before` ends with the diverged event)."""
+
+    before: list                       # events before the step's record (settings, gradient check)
+    t: int = 0
+    loss: float = math.nan
+    val_loss: float | None = None
+    b: np.ndarray | None = None
+    g: np.ndarray | None = None
+    u: np.ndarray | None = None
+    trained: bool = False
+    fd_errors: dict | None = None      # this step's gradient check
+    weights_pred: float = 0.0          # the weights' part of the first-order loss change, g_w . u_w
+    after: list = field(default_factory=list)  # a diverged event after the update

@@ -36,7 +36,7 @@ from .sign_panel import SignPanel
 from .status_line import StatusLine
 
 BATCH_SECONDS = 0.25  # how often a worker hands the UI what it has (4 per second)
-CHUNK_STEPS = 16          # steps per turn of the training loop (one lock, one clock read)
+CHUNK_STEPS = 16          # steps per turn of the training loop (one lock, one block of diagnostics)
 PLOT_SECONDS = 0.5        # plots are rebuilt at most twice a second while training runs
 SWITCH_INTERVAL = 0.0002  # seconds a thread may hold the GIL while another waits (Python's default: 0.005)
 YIELD_SECONDS = 0.0005   # the trainer steps aside this long when the UI has messages waiting
@@ -213,17 +213,18 @@ class BiasmonApp(App):
             if cap:  # slow motion: one step per 1/cap seconds (sleeping frees the GIL for the UI)
                 time.sleep(max(0.0, next_due - time.monotonic()))
                 next_due = max(next_due, time.monotonic() - 0.1) + 1.0 / cap
-            with self._io_lock:  # a chunk of steps per lock; cancellation is checked before each step
-                for _ in range(1 if (self.paused or cap) else CHUNK_STEPS):
-                    if worker.is_cancelled:
-                        return
-                    for record in trainer.step():
-                        builder.add(record)
-                        if self._recorder is not None:
-                            self._write(record)
-                    steps_since += 1
-                    if trainer.done or (self.pause_at is not None and trainer.step_index >= self.pause_at):
-                        break
+            n = 1 if (self.paused or cap) else CHUNK_STEPS
+            if self.pause_at is not None:
+                n = max(1, min(n, self.pause_at - trainer.step_index))
+            with self._io_lock:  # a chunk of steps per lock, diagnosed together
+                if worker.is_cancelled:
+                    return
+                first = trainer.step_index
+                for record in trainer.advance(n):
+                    builder.add(record)
+                    if self._recorder is not None:
+                        self._write(record)
+                steps_since += trainer.step_index - first
             if self._message_queue.qsize() or self._screen_dirty():  # the UI has work waiting: let it have the GIL
                 time.sleep(YIELD_SECONDS)
             if self.pause_at is not None and trainer.step_index >= self.pause_at and not self.paused:

@@ -64,6 +64,46 @@ def test_biases_in_a_record_are_those_before_its_update():
             np.testing.assert_allclose(cur.biases[layer], prev.biases[layer] + prev.bias_updates[layer], rtol=1e-15)
 
 
+# --- blocks ------------------------------------------------------------------------------------------
+def one_at_a_time(trainer):
+    out = []
+    while not trainer.done:
+        out += trainer.step()
+    return [r.to_json() for r in out]
+
+
+@pytest.mark.parametrize("preset, steps", [
+    pytest.param(lambda: presets.resolve("gradient"), 300, id="gradient"),
+    pytest.param(lambda: presets.resolve("story-bias-joins"), 1100, id="bias-joins-mid-block"),
+    pytest.param(lambda: presets.resolve("frozen"), 100, id="frozen"),
+    pytest.param(lambda: presets.resolve("none"), 40, id="none"),
+    pytest.param(lambda: variant("gradient", train={"momentum": 0.9}), 300, id="momentum"),
+    pytest.param(lambda: variant("gradient", diagnostics={"grad_check_every": 7}), 60, id="grad-checks"),
+    pytest.param(lambda: presets.resolve("story-error-scaled"), 3000, id="diverges-mid-block"),
+])
+@pytest.mark.parametrize("block", [5, 32])
+def test_advancing_in_blocks_gives_the_records_of_single_steps(preset, steps, block):
+    single = one_at_a_time(Trainer(preset(), steps=steps))
+    trainer = Trainer(preset(), steps=steps)
+    blocks = []
+    while not trainer.done:
+        blocks += [r.to_json() for r in trainer.advance(block)]
+    assert blocks == single
+    assert [r.to_json() for r in Trainer(preset(), steps=steps)] == single  # iterating uses blocks too
+
+
+def test_live_settings_and_requested_checks_apply_from_the_next_step_of_a_block():
+    trainer = Trainer(variant("gradient", diagnostics={"grad_check_every": 0}), steps=100)
+    trainer.advance(10)
+    trainer.flip_sign = True
+    trainer.request_gradient_check()
+    out = trainer.advance(10)
+    assert [e.step for e in events(out, "flip_sign")] == [10]
+    assert [e.step for e in events(out, "gradient_check")] == [10]
+    first = [r for r in out if isinstance(r, StepRecord)][0]
+    assert first.step == 10 and all(d["cos"] == pytest.approx(-1.0) for d in first.diag.values())
+
+
 # --- step / reset ------------------------------------------------------------------------------------
 def test_step_returns_one_step_record_per_call_and_stops_at_steps():
     trainer = Trainer(presets.resolve("gradient"), steps=3)
