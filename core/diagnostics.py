@@ -179,7 +179,7 @@ class Diagnoser:
         self._avg = np.zeros((k, n))          # running averages of g, one row per beta
         self._avg_on = False
         self._vec = np.zeros((3, n))          # b, g, u of the step
-        self._buf = np.zeros((6 + 2 * k, n))  # per-entry terms, summed per layer by reduceat
+        self._terms = np.zeros((6 + 2 * k, n))  # its per-entry terms (see _sums)
         self._sqrt_sizes = [math.sqrt(size) for size in layout.sizes]
 
     def record_gradient_check(self, errors: dict) -> None:
@@ -205,17 +205,12 @@ class Diagnoser:
         return self._judge(step, loss, sums, g is not None, u is not None, trained, untrained_cause, extra_pred)
 
     def _layer_sums(self, b, g, u, trained):
-        """Per layer: [|b|^2, |g|^2, |u|^2, u.g, #significant g, #agreeing signs, |avg|^2..., avg.u...]
-        (the last two groups only while g is known and the biases train; g or u None count as zeros)."""
-        vec, buf, k = self._vec, self._buf, len(self.betas)
+        """One step's per-layer sums (see _sums) as a list per layer (g or u None count as zeros)."""
+        vec, k = self._vec, len(self.betas)
         vec[0] = b
         vec[1] = 0.0 if g is None else g
         vec[2] = 0.0 if u is None else u
-        np.multiply(vec, vec, out=buf[:3])
-        np.multiply(vec[2], vec[1], out=buf[3])
-        np.greater(buf[1], 1e-16 * float(np.maximum.reduce(buf[1])) + 1e-300, out=buf[4])  # |g| > 1e-8 max|g|
-        np.less(buf[3], 0.0, out=buf[5])
-        buf[5] *= buf[4]
+        avg = None
         if g is not None and trained and k:
             avg = self._avg
             if not self._avg_on:
@@ -223,14 +218,29 @@ class Diagnoser:
                 self._avg_on = True
             avg *= self.betas[:, None]
             avg += np.multiply.outer(1.0 - self.betas, vec[1])
-            np.multiply(avg, avg, out=buf[6:6 + k])
-            np.multiply(avg, vec[2], out=buf[6 + k:])
-            rows = buf
-        else:
-            if not trained:
-                self._avg_on = False
-            rows = buf[:6]
-        return np.add.reduceat(rows, self.starts, axis=1).T.tolist()
+        elif not trained:
+            self._avg_on = False
+        return self._sums(vec, avg, self._terms if avg is not None else self._terms[:6]).T.tolist()
+
+    def _sums(self, vec, avg, terms=None):
+        """Per-layer sums of per-entry terms, for one step or a block alike. vec: (3, ..., n) b, g, u;
+        avg: (k, ..., n) running averages of g, or None. Returns (R, ..., layers), the R rows being
+        |b|^2, |g|^2, |u|^2, u.g, #significant g (|g| > 1e-8 max|g|), #agreeing signs, then with avg
+        |avg|^2 and avg.u for each average. Sums run along contiguous rows: a block gives bit for bit
+        the sums of its steps one at a time."""
+        k = 0 if avg is None else len(avg)
+        if terms is None:
+            terms = np.empty((6 + 2 * k,) + vec.shape[1:])
+        np.multiply(vec, vec, out=terms[:3])
+        np.multiply(vec[2], vec[1], out=terms[3])
+        top = np.maximum.reduce(terms[1], axis=-1, keepdims=True)
+        np.greater(terms[1], top * 1e-16 + 1e-300, out=terms[4])
+        np.less(terms[3], 0.0, out=terms[5])
+        terms[5] *= terms[4]
+        if k:
+            np.multiply(avg, avg, out=terms[6:6 + k])
+            np.multiply(avg, vec[2], out=terms[6 + k:])
+        return np.add.reduceat(terms, self.starts, axis=-1)
 
     def observe_block(self, rows) -> list:
         """observe() for many consecutive steps at once, with the same results: the per-entry sums of the
@@ -243,32 +253,31 @@ class Diagnoser:
             return [({}, None, [])] * len(rows)
         has_g = rows[0][3] is not None
         m, k = len(rows), len(self.betas)
-        b = np.stack([r[2] for r in rows])
-        u = np.stack([r[4] for r in rows])
-        g = np.stack([r[3] for r in rows]) if has_g else np.zeros_like(b)
+        no_g = [np.zeros(self._vec.shape[1])] * m
         with np.errstate(all="ignore"):
-            gg, ug = g * g, u * g
-            sig = gg > 1e-16 * gg.max(axis=1, keepdims=True) + 1e-300
-            parts = [b * b, gg, u * u, ug, sig, (ug < 0.0) & sig]
+            vec = np.array([[r[2] for r in rows], [r[3] for r in rows] if has_g else no_g, [r[4] for r in rows]],
+                           dtype=np.float64)                          # (3, m, n)
             use_avg = [False] * m
-            if k:
-                avgs = np.zeros((m, k, g.shape[1]))
+            avgs = None
+            if has_g and k:
+                avgs = np.zeros((k, m, vec.shape[2]))
                 avg = self._avg
                 for i, row in enumerate(rows):
-                    trained = row[5]
-                    if has_g and trained:
+                    if row[5]:
                         if not self._avg_on:
                             avg[:] = 0.0
                             self._avg_on = True
                         avg *= self.betas[:, None]
-                        avg += np.multiply.outer(1.0 - self.betas, g[i])
-                        avgs[i] = avg
+                        avg += np.multiply.outer(1.0 - self.betas, vec[1, i])
+                        avgs[:, i] = avg
                         use_avg[i] = True
-                    elif not trained:
+                    else:
                         self._avg_on = False
-                parts += list(np.moveaxis(avgs * avgs, 1, 0)) + list(np.moveaxis(avgs * u[:, None, :], 1, 0))
-            stacked = np.stack(parts, axis=2)                                # (m, n, rows)
-            sums = np.add.reduceat(stacked, self.starts, axis=1).tolist()   # (m, layers, rows)
+            elif k:
+                for row in rows:
+                    if not row[5]:
+                        self._avg_on = False
+            sums = self._sums(vec, avgs).transpose(1, 2, 0).tolist()  # (m, layers, R)
         results = []
         for (step, loss, _, _, _, trained, cause, fd_errors, extra_pred), per_layer, avg_on in zip(rows, sums, use_avg):
             if fd_errors is not None:
@@ -359,16 +368,17 @@ class Diagnoser:
         s.frozen_run = 0 if (moving or not gradient_on) else s.frozen_run + 1
         if s.fd_error is not None and s.fd_error > t.fd_tolerance:
             return "gradient mismatch"
-        n_cos = s.cos[0].n
+        raw = s.cos[0]
+        n_cos = raw.n
         if n_cos >= t.min_steps:
-            best_w = _best(s.cos, t.window)
+            best_w = _best(s.cos, t.window) if len(s.cos) > 1 else raw.mean(t.window)
             # On a quiet (converged) gradient momentum and Adam jitter, and the running averages hold stale
             # signs: only a clear climb along the raw gradient counts there, as plain SGD with the sign bug
             # gives (cos -1 however small the gradient or its scale).
             if gradient_on:
                 if best_w < t.uphill_cos:
                     return "uphill"
-            elif _best(s.cos[:1], t.window) < t.quiet_uphill_cos:
+            elif raw.mean(t.window) < t.quiet_uphill_cos:
                 return "uphill"
         else:
             best_w = math.nan
