@@ -251,12 +251,16 @@ class Diagnoser:
             return []
         if not self.layers:
             return [({}, None, [])] * len(rows)
+        if len(rows) == 1:  # one step: observe() has less set-up than a block
+            step, loss, b, g, u, trained, cause, fd_errors, extra_pred = rows[0]
+            if fd_errors is not None:
+                self.record_gradient_check(fd_errors)
+            return [self.observe(step, loss, b, g, u, trained, cause, extra_pred)]
         has_g = rows[0][3] is not None
         m, k = len(rows), len(self.betas)
-        no_g = [np.zeros(self._vec.shape[1])] * m
         with np.errstate(all="ignore"):
-            vec = np.array([[r[2] for r in rows], [r[3] for r in rows] if has_g else no_g, [r[4] for r in rows]],
-                           dtype=np.float64)                          # (3, m, n)
+            gs = [r[3] for r in rows] if has_g else [np.zeros(self._vec.shape[1])] * m
+            vec = np.array([[r[2] for r in rows], gs, [r[4] for r in rows]], dtype=np.float64)  # (3, m, n)
             use_avg = [False] * m
             avgs = None
             if has_g and k:
@@ -288,7 +292,7 @@ class Diagnoser:
         return results
 
     def _judge(self, step, loss, sums, has_g, has_u, trained, untrained_cause, extra_pred):
-        """One step's per-layer diagnostics from its per-layer sums (see _layer_sums)."""
+        """One step's per-layer diagnostics from its per-layer sums (rows of _sums, one list per layer)."""
         k = len(self.betas)
         use_avg = has_g and has_u and trained and k > 0 and len(sums[0]) > 6
         loss_change = None
@@ -314,8 +318,8 @@ class Diagnoser:
                                    for a2, ua in zip(row[6:6 + k], row[6 + k:])] if use_avg else (cos,)
             else:
                 cos, cosines = nan, (nan,)
-            verdict = verdict_of(state, rising, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained,
-                                 loss)
+            verdict = verdict_of(state, loss, rising, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u,
+                                 trained)
             cause = untrained_cause if verdict == "off" else causes.get(verdict, "")
             if verdict != state.verdict:
                 state.verdict, state.since = verdict, step
@@ -338,7 +342,7 @@ class Diagnoser:
         self.prev_pred = pred_total if has_u else None
         return out, loss_change, events
 
-    def _verdict(self, s, rising, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained, loss):
+    def _verdict(self, s, loss, rising, b_norm, g_rms, g_rms_max, u_norm, cosines, has_g, has_u, trained):
         """One layer's verdict this step; `rising`: the loss has not fallen over the last window."""
         t = self.t
         if s.first_norm is None:

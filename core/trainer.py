@@ -20,7 +20,6 @@ from .presets import Preset
 from .records import Event, LayerVectors, StepRecord
 
 BLOWUP_FACTOR = 1e6  # a loss this many times the first step's (or 1.0, if larger) counts as diverged
-ITER_STEPS = 32      # steps trained per block when a Trainer is iterated
 _run_counter = itertools.count(1)
 
 
@@ -99,9 +98,10 @@ class Trainer:
 
     # --- stepping --------------------------------------------------------------------------------
     def __iter__(self):
-        """Records until the run ends, trained ITER_STEPS steps at a time (see advance())."""
+        """Records until the run ends, one step at a time: stop reading and the trainer stops with you.
+        advance(n) is faster where a few steps' delay is fine (record, compare and the TUI use it)."""
         while not self.done:
-            yield from self.advance(ITER_STEPS)
+            yield from self.step()
 
     def step(self) -> list:
         """One training step; its records: events first, then the StepRecord, then verdict changes."""
@@ -110,7 +110,8 @@ class Trainer:
     def advance(self, n: int) -> list:
         """Up to n training steps (fewer when the run ends): the records that n step() calls give, in order.
         The n steps' diagnostics are taken together (Diagnoser.observe_block), which costs less per step.
-        Live settings (flip_sign, bias_lr_scale, a requested gradient check) are read before each step."""
+        Live settings (flip_sign, bias_lr_scale, a requested gradient check) are read before each step.
+        If a step raises, the steps this call trained before it are not reported."""
         if self.done:
             return []
         with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
@@ -193,11 +194,6 @@ class Trainer:
         frozen = self.strategy.name == "frozen"  # judged as training: its biases are meant to move
         rows = [(s.t, s.loss, s.b, s.g, s.u, s.trained or frozen, self._untrained_cause, s.fd_errors,
                  s.weights_pred) for s in steps]
-        if len(rows) == 1:  # one step: observe() has less set-up than a block
-            row = rows[0]
-            if row[7] is not None:
-                self.diagnoser.record_gradient_check(row[7])
-            return iter([self.diagnoser.observe_unguarded(*row[:7], extra_pred=row[8])])
         return iter(self.diagnoser.observe_block(rows))
 
     def _split(self, flat):

@@ -89,7 +89,16 @@ def test_advancing_in_blocks_gives_the_records_of_single_steps(preset, steps, bl
     while not trainer.done:
         blocks += [r.to_json() for r in trainer.advance(block)]
     assert blocks == single
-    assert [r.to_json() for r in Trainer(preset(), steps=steps)] == single  # iterating uses blocks too
+    assert [r.to_json() for r in Trainer(preset(), steps=steps)] == single  # and iterating
+
+
+def test_iterating_trains_no_further_than_the_records_read():
+    trainer = Trainer(presets.resolve("gradient"), steps=100)
+    for record in trainer:
+        if isinstance(record, StepRecord) and record.step == 3:
+            break
+    assert trainer.step_index == 4
+    assert [r.step for r in trainer.step() if isinstance(r, StepRecord)] == [4]
 
 
 def test_live_settings_and_requested_checks_apply_from_the_next_step_of_a_block():
