@@ -10,6 +10,8 @@ from .stream import RecordWriter
 from .summary import RunSummary, fmt
 from .trainer import Trainer
 
+BLOCK_STEPS = 32  # steps trained and diagnosed together (Trainer.advance)
+
 
 def list_presets(extra_dirs, out=sys.stdout) -> int:
     found = preset_mod.discover(extra_dirs)
@@ -63,13 +65,14 @@ def record(preset_name, output, steps=None, seed=None, extra_dirs=(), out=sys.st
         writer.write_json(trainer.header())
         try:
             while not trainer.done:
-                for rec in trainer.step():
+                for rec in trainer.advance(BLOCK_STEPS):
                     writer.write(rec)
                     summary.add(rec)
                 progress.update(trainer.step_index)
         except KeyboardInterrupt:
             progress.close()
-            print(f"interrupted at step {trainer.step_index}; {output} holds every step up to it", file=sys.stderr)
+            held = f"every step up to {summary.last_step}" if summary.last_step is not None else "no steps yet"
+            print(f"interrupted; {output} holds {held}", file=sys.stderr)
             return 130
     progress.update(trainer.step_index, force=True)
     progress.close()
@@ -100,9 +103,10 @@ def compare(names, steps=None, extra_dirs=(), out=sys.stdout) -> int:
     chosen = [preset_mod.resolve(n, extra_dirs) for n in names] if names else list(available.values())
     rows, layers = [], []
     for preset in chosen:
-        summary = RunSummary()
-        for rec in Trainer(preset, steps=steps):
-            summary.add(rec)
+        summary, trainer = RunSummary(), Trainer(preset, steps=steps)
+        while not trainer.done:
+            for rec in trainer.advance(BLOCK_STEPS):
+                summary.add(rec)
         rows.append((preset.name, summary))
         layers += [name for name in summary.verdicts if name not in layers]
     head = ["preset", "final train", "best train", "final val", "best val", "diverged"] + layers

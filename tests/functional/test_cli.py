@@ -88,6 +88,28 @@ def test_record_writes_a_stream_and_prints_the_verdicts(tmp_path):
     assert sum(isinstance(r, StepRecord) for r in records) == 60 and not reader.problems
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+def test_ctrl_c_during_record_keeps_every_step_it_names(tmp_path):
+    import signal
+    import time
+    out = tmp_path / "run.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "biasmon", "record", "gradient", "--steps", "10000000",
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    last = int(re.search(r"holds every step up to (\d+)", err).group(1))
+    records, reader = read_all(out)
+    steps = [r.step for r in records if isinstance(r, StepRecord)]
+    assert last > 0 and steps[:last + 1] == list(range(last + 1))
+    assert len(steps) <= last + 2  # the signal may land between writing a step and counting it
+    assert len(reader.problems) <= 1  # at most the last line, cut off
+
+
 def test_recording_cut_at_random_bytes_reads_back_every_complete_line(tmp_path):
     full = tmp_path / "full.jsonl"
     result = biasmon_cli("record", "gradient", "--steps", "40", "-o", str(full))
