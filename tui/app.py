@@ -165,7 +165,8 @@ class BiasmonApp(App):
             self.query_one(EventsPanel).note(f"cannot start {name}: {exc}", "bold red")
             self.notify(str(exc), title=f"cannot start {name}", severity="error")
             return
-        old_step = self.trainer.step_index if self.trainer else 0
+        previous_trainer = self.trainer
+        old_step = previous_trainer.step_index if previous_trainer else 0
         if self.current is not None and self.current.loss.count:
             self.previous = self.current
         self.preset_name = name
@@ -180,14 +181,14 @@ class BiasmonApp(App):
             self.query_one(PresetList).mark_active(name)
         self._refresh_panels()
         self._show_status()
-        self._train(trainer, reason, old_step)
+        self._train(trainer, reason, previous_trainer)
 
     @work(thread=True, exclusive=True, group="run", name="trainer")
-    def _train(self, trainer: Trainer, reason, old_step) -> None:
+    def _train(self, trainer: Trainer, reason, previous_trainer) -> None:
         with self._loops_lock:
             self.running_loops += 1
         try:
-            self._train_loop(trainer, reason, old_step)
+            self._train_loop(trainer, reason, previous_trainer)
         except Exception as exc:  # a bug must not take the session (or the recording) down with a traceback
             self.post_message(SourceFailed(f"training stopped at step {trainer.step_index}: "
                                            f"{type(exc).__name__}: {exc}"))
@@ -195,13 +196,13 @@ class BiasmonApp(App):
             with self._loops_lock:
                 self.running_loops -= 1
 
-    def _train_loop(self, trainer: Trainer, reason, old_step) -> None:
+    def _train_loop(self, trainer: Trainer, reason, previous_trainer) -> None:
         worker = get_current_worker()
         builder = BatchBuilder(trainer.run_id)
-        with self._io_lock:
+        with self._io_lock:  # the previous run's last block is written by now: its step count is final
             if worker.is_cancelled:
                 return
-            self._record_start(trainer, reason, old_step)
+            self._record_start(trainer, reason, previous_trainer.step_index if previous_trainer else 0)
         last_post = next_due = time.monotonic()
         steps_since = 0
         while not worker.is_cancelled and not trainer.done:
@@ -225,6 +226,8 @@ class BiasmonApp(App):
                     if self._recorder is not None:
                         self._write(record)
                 steps_since += trainer.step_index - first
+            if worker.is_cancelled:  # a newer run has started: this one must not pause it
+                return
             if self._message_queue.qsize() or self._screen_dirty():  # the UI has work waiting: let it have the GIL
                 time.sleep(YIELD_SECONDS)
             if self.pause_at is not None and trainer.step_index >= self.pause_at and not self.paused:
