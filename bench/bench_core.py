@@ -6,8 +6,9 @@ Measures steps per second of the default preset (`gradient`, with samples=200: a
 on ~150 training samples, full-batch SGD):
   - core, diagnostics off   Trainer(preset, diagnostics=False)
   - core, diagnostics on    per-step diagnostics, finite-difference gradient check on its schedule,
-                            iterating the trainer (diagnostics taken in blocks of steps, as the TUI does)
-  - the same, one step() call at a time (each step diagnosed alone)
+                            trained as `record` and `compare` train: Trainer.advance(32), which diagnoses
+                            32 steps as one block (the TUI: 16)
+  - the same, iterating the trainer (one step at a time, each step diagnosed alone)
   - torch, 1 thread and default threads, if torch is importable: the same initial weights, data, lr
     and loss, nn.Sequential + MSELoss + optim.SGD, float64 like the core, and the same per-step work
     (train forward/backward/update, validation loss, both losses read as Python floats).
@@ -31,6 +32,7 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from biasmon.core import presets
+from biasmon.core.commands import BLOCK_STEPS
 from biasmon.core.trainer import Trainer, build_network, load_data
 
 
@@ -40,11 +42,11 @@ def bench_core(preset, steps, repeats, diagnostics, one_by_one=False):
         trainer = Trainer(preset, steps=steps, diagnostics=diagnostics)
         start = time.perf_counter()
         if one_by_one:
-            while not trainer.done:
-                trainer.step()
-        else:
             for _rec in trainer:
                 pass
+        else:
+            while not trainer.done:
+                trainer.advance(BLOCK_STEPS)
         best = min(best, time.perf_counter() - start)
         assert trainer.step_index == steps, "the run diverged; the benchmark needs a full run"
     return steps / best, best / steps
@@ -125,8 +127,8 @@ def main(argv=None):
     print(f"core, diagnostics off : {off_rate:9,.0f} steps/s  ({t_off * 1e6:7.1f} us/step)")
     print(f"core, diagnostics on  : {on_rate:9,.0f} steps/s  ({t_on * 1e6:7.1f} us/step)")
     print(f"diag cost             : {cost:9.1%} of the step   (target <= 30%: {'met' if cost <= 0.30 else 'MISSED'})")
-    print(f"  one step() at a time: {single_rate:9,.0f} steps/s  ({t_single * 1e6:7.1f} us/step, diag cost "
-          f"{(t_single - t_off) / t_off:.1%}; iterating, the TUI and `record` diagnose blocks of steps)")
+    print(f"  one step at a time  : {single_rate:9,.0f} steps/s  ({t_single * 1e6:7.1f} us/step, diag cost "
+          f"{(t_single - t_off) / t_off:.1%}: iterating the trainer; record, compare and the TUI use blocks)")
 
     try:
         import torch

@@ -19,7 +19,7 @@ from textual import events
 
 from biasmon.core import presets
 from biasmon.core.trainer import Trainer
-from biasmon.tui.app import create_live_app
+from biasmon.tui.app import CHUNK_STEPS, create_live_app
 from biasmon.tui.status_line import StatusLine
 
 PRESET = presets.DEFAULT_PRESET
@@ -35,14 +35,12 @@ def rss_mb() -> float:
 
 def headless_rate(seconds: float) -> float:
     trainer = Trainer(presets.resolve(PRESET), steps=10**12)
-    for _ in range(200):  # warm up
-        trainer.step()
-    start, done = time.perf_counter(), 0
+    trainer.advance(200)  # warm up
+    start, first = time.perf_counter(), trainer.step_index
     while time.perf_counter() - start < seconds:
         for _ in range(100):
-            trainer.step()
-        done += 100
-    return done / (time.perf_counter() - start)
+            trainer.advance(CHUNK_STEPS)  # the live loop's blocks: the same core work
+    return (trainer.step_index - first) / (time.perf_counter() - start)
 
 
 async def wait_until(condition, timeout=30.0):
