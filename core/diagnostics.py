@@ -109,7 +109,8 @@ def _finite_or_none(value):
 
 
 class _Running:
-    """Running means of the last k values, for any k up to `keep`, from a list of cumulative sums (O(1) each)."""
+    """Running means of the last k values, for any k up to `keep`, from the last keep + 1 cumulative sums
+    (O(1) each)."""
 
     __slots__ = ("cum", "sums", "n", "keep")
 
@@ -121,8 +122,6 @@ class _Running:
         self.cum += x
         self.sums.append(self.cum)
         self.n += 1
-        if len(self.sums) > 2 * self.keep + 64:
-            del self.sums[:len(self.sums) - self.keep - 1]
 
     def mean(self, k):
         """Mean of the last min(k, n) values (NaN if none)."""
@@ -131,7 +130,7 @@ class _Running:
 
     def clear(self):
         self.cum = 0.0
-        self.sums = [0.0]
+        self.sums = deque([0.0], maxlen=self.keep + 1)
         self.n = 0
 
 
@@ -363,8 +362,6 @@ class Diagnoser:
                 running.cum += c
                 running.sums.append(running.cum)
                 running.n += 1
-                if len(running.sums) > 2 * running.keep + 64:
-                    del running.sums[:len(running.sums) - running.keep - 1]
         if g_rms > s.max_g_rms:
             s.max_g_rms = g_rms
         moving = u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
