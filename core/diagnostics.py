@@ -188,16 +188,20 @@ class Diagnoser:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 state.fd_error = float(value) if math.isfinite(value) else math.inf
 
-    def observe(self, step, loss, b, g, u, trained=True, untrained_cause="", extra_pred=0.0):
+    def observe(self, step, loss, b, g, u, trained=True, untrained_cause="", extra_pred=0.0, fd_errors=None):
         """Diagnostics for one step. b, g, u: flat (n_biases,) arrays or None where unknown
-        (g None: no gradients logged; u None: last step, update not yet known).
+        (g None: no gradients logged; u None: last step, update not yet known); fd_errors: a gradient
+        check taken at this step, or None. extra_pred: the weights' part of the predicted loss change.
         Returns (per-layer dict, loss-change dict or None, list of verdict-change events)."""
         with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
-            return self.observe_unguarded(step, loss, b, g, u, trained, untrained_cause, extra_pred)
+            return self.observe_unguarded(step, loss, b, g, u, trained, untrained_cause, extra_pred, fd_errors)
 
-    def observe_unguarded(self, step, loss, b, g, u, trained=True, untrained_cause="", extra_pred=0.0):
+    def observe_unguarded(self, step, loss, b, g, u, trained=True, untrained_cause="", extra_pred=0.0,
+                          fd_errors=None):
         """observe() for a caller that already ignores floating-point errors (np.errstate), as the
         trainer's step does: entering errstate costs about a microsecond."""
+        if fd_errors is not None:
+            self.record_gradient_check(fd_errors)
         if not self.layers:
             return {}, None, []
         sums = self._layer_sums(b, g, u, trained)
@@ -252,9 +256,7 @@ class Diagnoser:
             return [({}, None, [])] * len(rows)
         if len(rows) == 1:  # one step: observe() has less set-up than a block
             step, loss, b, g, u, trained, cause, fd_errors, extra_pred = rows[0]
-            if fd_errors is not None:
-                self.record_gradient_check(fd_errors)
-            return [self.observe(step, loss, b, g, u, trained, cause, extra_pred)]
+            return [self.observe(step, loss, b, g, u, trained, cause, extra_pred, fd_errors)]
         has_g = rows[0][3] is not None
         m, k = len(rows), len(self.betas)
         with np.errstate(all="ignore"):

@@ -381,11 +381,9 @@ class StreamReader:
         return out
 
     def _emit_one(self, line, u, span):
-        if line["grad_check"] is not None:
-            self.diagnoser.record_gradient_check(line["grad_check"])
         diag, loss_change, changes = self.diagnoser.observe(
             line["step"], line["loss"], line["b"], line["g"], u, trained=line["trained"],
-            untrained_cause="not trained at this step")
+            untrained_cause="not trained at this step", fd_errors=line["grad_check"])
         return self._record(line, u, span, diag, loss_change, changes)
 
     def _record(self, line, u, span, diag, loss_change, changes):
