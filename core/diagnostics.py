@@ -104,10 +104,6 @@ CAUSES = {
 }
 
 
-def _finite_or_none(value):
-    return value if math.isfinite(value) else None
-
-
 class _Running:
     """Running means of the last k values, for any k up to `keep`, from the last keep + 1 cumulative sums
     (O(1) each)."""

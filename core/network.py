@@ -15,43 +15,9 @@ LOSSES = ("mse", "cross_entropy")
 WEIGHT_INITS = ("xavier", "he")
 
 
-def activate(name: str, z: np.ndarray) -> np.ndarray:
-    if name == "tanh":
-        return np.tanh(z)
-    if name == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
-    if name == "relu":
-        return np.maximum(z, 0.0)
-    return z
-
-
-def activation_slope(name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray | float:
-    """d a / d z, from the pre-activation z and the activation a = f(z)."""
-    if name == "tanh":
-        return 1.0 - a * a
-    if name == "sigmoid":
-        return a * (1.0 - a)
-    if name == "relu":
-        return (z > 0).astype(z.dtype)
-    return 1.0
-
-
-def loss_and_output_grad(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Loss value and dL/d(out). out, y: (n, k). mse = mean of squared errors over all entries;
-    cross_entropy = mean over samples of -sum(y * log softmax(out)), y one-hot."""
-    n = out.shape[0]
-    if loss == "mse":
-        diff = out - y
-        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
-    shifted = out - out.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    log_p = shifted - log_z
-    value = -float(np.sum(y * log_p)) / n
-    return value, (np.exp(log_p) - y) / n
-
-
 def _activate_inplace(name: str, z: np.ndarray) -> np.ndarray:
-    """activate(name, z), written over z (a fresh pre-activation nobody else holds)."""
+    """The activation f(z), written over z (a fresh pre-activation nobody else holds); sigmoid via tanh,
+    which cannot overflow."""
     if name == "tanh":
         return np.tanh(z, out=z)
     if name == "sigmoid":
@@ -80,7 +46,8 @@ def _times_slope(name: str, delta: np.ndarray, a: np.ndarray) -> None:
 
 
 def _loss_value(loss: str, out: np.ndarray, y: np.ndarray) -> float:
-    """loss_and_output_grad(...)[0] without the gradient."""
+    """The loss of out (n, k) against y (n, k): mse is the mean of squared errors over all entries;
+    cross_entropy the mean over samples of -sum(y * log softmax(out)), y one-hot."""
     if loss == "mse":
         diff = (out - y).ravel()
         return float(diff @ diff) / diff.size
@@ -90,7 +57,7 @@ def _loss_value(loss: str, out: np.ndarray, y: np.ndarray) -> float:
 
 
 def _loss_and_grad_inplace(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """loss_and_output_grad, computing the gradient in a fresh array with as few passes as possible."""
+    """The loss (as _loss_value) and dL/d(out), the gradient in a fresh array with as few passes as possible."""
     if loss == "mse":
         diff = out - y
         flat = diff.ravel()
