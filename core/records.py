@@ -94,3 +94,8 @@ class Event:
 
     def to_json(self) -> dict:
         return {"event": self.kind, "step": self.step, **self.data}
+
+    @classmethod
+    def from_json(cls, line: dict) -> "Event":
+        """The Event of an event line {"event": kind, "step": N, ...data} (to_json's inverse)."""
+        return cls(line["event"], line["step"], {k: v for k, v in line.items() if k not in ("event", "step")})

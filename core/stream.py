@@ -263,7 +263,8 @@ class StreamReader:
         kind, step = obj.get("event"), obj.get("step")
         if not isinstance(kind, str) or not isinstance(step, int) or isinstance(step, bool):
             return self._problem("an event line needs a string 'event' and a whole-number 'step'")
-        data = {k: v for k, v in obj.items() if k not in ("event", "step")}
+        event = Event.from_json(obj)
+        data = event.data
         out = []
         if kind in RESET_EVENTS:
             out = self.finish()
@@ -274,7 +275,7 @@ class StreamReader:
             self.diverged = self.diverged or (step, data.get("layer"), data.get("reason"))
         elif kind == "verdict" and self.recompute:
             return out  # verdicts are re-derived from the step lines
-        return out + [Event(kind, step, data)]
+        return out + [event]
 
     def _read_step(self, obj, strict_types=False):
         return self._accept_step(*parse_step(obj, strict_types))
@@ -391,8 +392,7 @@ class StreamReader:
         if line["diag"] is not None and not self.recompute:
             diag, loss_change = line["diag"], line["loss_change"]
         elif changes:
-            events = [Event("verdict", e["step"], {k: v for k, v in e.items() if k not in ("event", "step")})
-                      for e in changes]
+            events = [Event.from_json(e) for e in changes]
         layout = self.layout
         record = StepRecord(line["step"], line["loss"], line["val_loss"], LayerVectors(line["b"], layout),
                             None if line["g"] is None else LayerVectors(line["g"], layout),

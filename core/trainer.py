@@ -182,8 +182,7 @@ class Trainer:
                 diag, loss_change, verdict_events = next(diagnosed)
                 out.append(StepRecord(s.t, s.loss, s.val_loss, self._split(s.b), self._split(s.g), self._split(s.u),
                                       diag, loss_change, bias_trained=s.trained))
-                out.extend(Event("verdict", e["step"], {k: v for k, v in e.items() if k not in ("event", "step")})
-                           for e in verdict_events)
+                out.extend(Event.from_json(e) for e in verdict_events)
             out += s.after
         return out
 
