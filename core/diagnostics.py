@@ -189,18 +189,12 @@ class Diagnoser:
         (g None: no gradients logged; u None: last step, update not yet known); fd_errors: a gradient
         check taken at this step, or None. extra_pred: the weights' part of the predicted loss change.
         Returns (per-layer dict, loss-change dict or None, list of verdict-change events)."""
-        with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
-            return self.observe_unguarded(step, loss, b, g, u, trained, untrained_cause, extra_pred, fd_errors)
-
-    def observe_unguarded(self, step, loss, b, g, u, trained=True, untrained_cause="", extra_pred=0.0,
-                          fd_errors=None):
-        """observe() for a caller that already ignores floating-point errors (np.errstate), as the
-        trainer's step does: entering errstate costs about a microsecond."""
         if fd_errors is not None:
             self.record_gradient_check(fd_errors)
         if not self.layers:
             return {}, None, []
-        sums = self._layer_sums(b, g, u, trained)
+        with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
+            sums = self._layer_sums(b, g, u, trained)
         return self._judge(step, loss, sums, g is not None, u is not None, trained, untrained_cause, extra_pred)
 
     def _layer_sums(self, b, g, u, trained):
@@ -356,10 +350,8 @@ class Diagnoser:
         if not (b_norm < math.inf and g_rms < math.inf and u_norm < math.inf):
             return self._explodes(s, rising, b_norm) or s.verdict  # non-finite input: divergence, reported elsewhere
         for running, c in zip(s.cos, cosines):
-            if c == c:  # defined (not NaN): inline _Running.add
-                running.cum += c
-                running.sums.append(running.cum)
-                running.n += 1
+            if c == c:  # defined (not NaN)
+                running.add(c)
         if g_rms > s.max_g_rms:
             s.max_g_rms = g_rms
         moving = u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
@@ -419,12 +411,9 @@ def _best(runnings, k):
     follows most closely); NaN if none is defined."""
     best, size = math.nan, 0.0
     for r in runnings:
-        m = k if k < r.n else r.n
-        if m:
-            sums = r.sums
-            mean = (sums[-1] - sums[-1 - m]) / m
-            if best != best or abs(mean) > size:
-                best, size = mean, abs(mean)
+        mean = r.mean(k)
+        if mean == mean and (best != best or abs(mean) > size):
+            best, size = mean, abs(mean)
     return best
 
 

@@ -193,10 +193,7 @@ class Trainer:
         frozen = self.strategy.name == "frozen"  # judged as training: its biases are meant to move
         rows = [(s.t, s.loss, s.b, s.g, s.u, s.trained or frozen, self._untrained_cause, s.fd_errors,
                  s.weights_pred) for s in steps]
-        if len(rows) == 1:  # step(): the single-step path, inside advance()'s errstate
-            step, loss, b, g, u, trained, cause, fd_errors, extra_pred = rows[0]
-            return iter([self.diagnoser.observe_unguarded(step, loss, b, g, u, trained, cause, extra_pred, fd_errors)])
-        return iter(self.diagnoser.observe_block(rows))
+        return iter(self.diagnoser.observe_block(rows))  # one row (step()) takes observe()'s single-step path
 
     def _split(self, flat):
         return LayerVectors(flat, self.layout)
