@@ -1,8 +1,8 @@
 """The biasmon app: live training, replay of a recording, or watching a stream, in the same panels.
 
-Live runs train in an exclusive thread worker that checks cancellation every step and hands the UI a
-batch a few times a second; the UI drops batches of any run it has left. One app factory per mode is
-shared by the CLI and the tests.
+Live runs train in an exclusive thread worker that checks cancellation before and after every block of
+steps and hands the UI a batch a few times a second; the UI drops batches of any run it has left. One
+app factory per mode is shared by the CLI and the tests.
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ class BiasmonApp(App):
         self.rate = 0.0
         self._io_lock = threading.Lock()     # one run at a time touches the recording
         self._loops_lock = threading.Lock()
-        self.running_loops = 0               # training loops still running (a cancelled one ends at its next step)
+        self.running_loops = 0               # training loops still running (a cancelled one ends after its block)
         self._step_requests = threading.Semaphore(0)
         self._plotted = 0.0
         self._plot_turn = False
