@@ -20,7 +20,7 @@ from dataclasses import fields
 from .diagnostics import CAUSES, HELP, PROBLEMS, Thresholds
 from .errors import BiasmonError, StreamError
 from .records import StepRecord
-from .stream import BLOCK, StreamReader
+from .stream import BLOCK, RESET_EVENTS, StreamReader
 from .summary import RunSummary, fmt
 
 NEED_GRADIENTS = ("uphill", "unrelated", "frozen", "vanishing", "gradient mismatch")
@@ -134,7 +134,7 @@ class Check:
             elif rec.kind == "verdict":
                 layer = rec.data.get("layer")
                 self.history.setdefault(layer, LayerHistory()).change(rec.data.get("verdict"), rec.step)
-            elif rec.kind in ("preset_switched", "restarted"):
+            elif rec.kind in RESET_EVENTS:
                 self.runs += 1
 
     def result(self) -> dict:

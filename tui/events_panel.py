@@ -5,6 +5,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from ..core.records import Event
+from ..core.stream import RESET_EVENTS
 from .sign_panel import VERDICT_STYLES
 
 
@@ -29,7 +30,7 @@ def describe(event: Event) -> Text:
                              else ("off: bias moves along -gradient", "green"))
     if event.kind == "bias_lr_scale":
         return Text.assemble(step, ("bias lr multiplier ", "bold"), f"x{d.get('bias_lr_scale')}")
-    if event.kind in ("preset_switched", "restarted"):
+    if event.kind in RESET_EVENTS:
         return Text.assemble(step, (event.kind.replace("_", " ") + " ", "bold"), str(d.get("preset", "")),
                              f"  run {d.get('run_id', '')}")
     return Text.assemble(step, (event.kind, "bold"), f" {d}" if d else "")
