@@ -18,7 +18,6 @@ held fixed) it also runs the finite-difference gradient check every `check_every
 """
 from __future__ import annotations
 
-import math
 import os
 import uuid
 
@@ -27,6 +26,7 @@ import numpy as np
 from . import __version__
 from .diagnostics import Layout, Thresholds, finite_difference_errors
 from .errors import BiasmonError
+from .records import StepRecord, json_number
 from .stream import FORMAT, VERSION, RecordWriter
 
 
@@ -37,20 +37,6 @@ def _flat(name, key, value):
         raise BiasmonError(f"StreamWriter: {key}[{name!r}] must be a vector of numbers, "
                            f"got {type(value).__name__}") from None
     return arr.reshape(-1)
-
-
-def _json_vector(arr):
-    """A list for JSON: non-finite entries become null (JSON has no NaN); the reader reads them as non-finite."""
-    if np.all(np.isfinite(arr)):
-        return arr.tolist()
-    return [v if math.isfinite(v) else None for v in arr.tolist()]
-
-
-def _json_number(x):
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 class StreamWriter:
@@ -110,15 +96,7 @@ class StreamWriter:
         if self.loss_at is not None and g is not None and self.check_every and (
                 self.last_check is None or step % self.check_every == 0):
             self._gradient_check(step, b, g)
-        line = {"step": step, "loss": _json_number(loss)}
-        if val_loss is not None:
-            line["val_loss"] = _json_number(val_loss)
-        line["biases"] = {n: _json_vector(v) for n, v in b.items()}
-        if g is not None:
-            line["bias_grads"] = {n: _json_vector(v) for n, v in g.items()}
-        if u is not None:
-            line["bias_updates"] = {n: _json_vector(v) for n, v in u.items()}
-        self._writer.write_json(line)
+        self._writer.write(StepRecord(step, loss, val_loss, b, g, u))
         self._last_step = step
 
     def event(self, kind: str, step: int, **data) -> None:
@@ -180,7 +158,7 @@ class StreamWriter:
         errors = finite_difference_errors(loss_flat, b_flat, g_flat, layout, tolerance=self.fd_tolerance)
         self.last_check = errors
         self._writer.write_json({"event": "gradient_check", "step": step,
-                                 "errors": {n: _json_number(e) for n, e in errors.items()}})
+                                 "errors": {n: json_number(e) for n, e in errors.items()}})
 
 
 def _describe(layout):

@@ -36,8 +36,8 @@ class LayerVectors(Mapping):
         return self.layout.split(self.flat).values()
 
 
-def _num(x):
-    """A float for JSON: non-finite values become None (JSON has no NaN)."""
+def json_number(x):
+    """A float for JSON: non-finite values become None (JSON has no NaN; a reader takes null as non-finite)."""
     if x is None:
         return None
     x = float(x)
@@ -45,7 +45,9 @@ def _num(x):
 
 
 def _vectors(d):
-    return {name: [float(v) for v in arr.tolist()] for name, arr in d.items()}
+    """{layer: vector} for JSON, non-finite entries as null."""
+    isfinite = math.isfinite
+    return {name: [v if isfinite(v) else None for v in arr.tolist()] for name, arr in d.items()}
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,9 @@ class StepRecord:
     span: int = 1           # steps the update spans (sparse logging)
 
     def to_json(self) -> dict:
-        line = {"step": self.step, "loss": _num(self.loss)}
+        line = {"step": self.step, "loss": json_number(self.loss)}
         if self.val_loss is not None:
-            line["val_loss"] = _num(self.val_loss)
+            line["val_loss"] = json_number(self.val_loss)
         line["biases"] = _vectors(self.biases)
         if self.bias_grads is not None:
             line["bias_grads"] = _vectors(self.bias_grads)
@@ -76,10 +78,10 @@ class StepRecord:
         if not self.bias_trained:
             line["bias_trained"] = False
         if self.diag is not None:
-            line["diag"] = {name: {k: (_num(v) if isinstance(v, float) else v) for k, v in d.items()}
+            line["diag"] = {name: {k: (json_number(v) if isinstance(v, float) else v) for k, v in d.items()}
                             for name, d in self.diag.items()}
         if self.loss_change is not None:
-            line["loss_change"] = {k: _num(v) for k, v in self.loss_change.items()}
+            line["loss_change"] = {k: json_number(v) for k, v in self.loss_change.items()}
         return line
 
 

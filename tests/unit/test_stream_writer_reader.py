@@ -101,6 +101,17 @@ def test_non_finite_values_are_written_as_null_and_read_as_divergence():
     assert [e.kind for e in events] == ["diverged"]
 
 
+def test_a_step_record_with_non_finite_entries_is_written_with_nulls():
+    from biasmon.core.stream import RecordWriter
+    handle = io.StringIO()
+    rec = StepRecord(3, 1.0, None, {"a": np.array([1.0, np.nan])}, {"a": np.array([np.inf, 0.5])},
+                     {"a": np.array([-np.inf, 0.0])})
+    RecordWriter(handle).write(rec)  # JSON has no NaN: this must not raise
+    line = json.loads(handle.getvalue())
+    assert line["biases"] == {"a": [1.0, None]} and line["bias_grads"] == {"a": [None, 0.5]}
+    assert line["bias_updates"] == {"a": [None, 0.0]}
+
+
 def test_a_loss_blowing_up_is_divergence():
     text = "\n".join(json.dumps({"step": t, "loss": 10.0 ** (2 * t), "biases": {"a": [float(t)]}}) for t in range(6))
     _, events, reader = read_text(text)
