@@ -84,20 +84,8 @@ def _all_finite(arr):
 
 
 def _checked_numbers(key, value):
-    out = []
-    for name, vec in value.items():
-        for i, v in enumerate(vec):
-            if v is None:
-                out.append(math.nan)
-            elif isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"'{key}.{name}[{i}]' must be a number (or null for a non-finite value), "
-                                 f"got {json.dumps(v)[:40]}")
-            else:
-                try:
-                    out.append(float(v))
-                except OverflowError:
-                    out.append(math.inf if v > 0 else -math.inf)
-    return np.asarray(out, dtype=np.float64)
+    return np.asarray([_as_float(v, f"{key}.{name}[{i}]") for name, vec in value.items() for i, v in enumerate(vec)],
+                      dtype=np.float64)
 
 
 def _number(obj, key, required=False):
@@ -106,11 +94,16 @@ def _number(obj, key, required=False):
         if required:
             raise ValueError(f"'{key}' is missing")
         return None
-    value = obj[key]
+    return _as_float(obj[key], key)
+
+
+def _as_float(value, where):
+    """A JSON value as a float: null reads as NaN, an integer too big for a float as +-inf; anything
+    else that is not a number is a ValueError naming `where`."""
     if value is None:
         return math.nan
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError(f"'{key}' must be a number (or null for a non-finite value), got {json.dumps(value)[:40]}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"'{where}' must be a number (or null for a non-finite value), got {json.dumps(value)[:40]}")
     try:
         return float(value)
     except OverflowError:
