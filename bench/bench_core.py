@@ -32,7 +32,7 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from biasmon.core import presets
-from biasmon.core.commands import BLOCK_STEPS
+from biasmon.commands import BLOCK_STEPS
 from biasmon.core.trainer import Trainer, build_network, load_data
 
 

@@ -61,9 +61,9 @@ def _sub_parser(name):
         p.description = "Follow a stream as it grows (a file, or - for standard input)."
         p.add_argument("file")
     elif name == "check":
-        from .core import check
+        from . import check_cli
         p.description = "Headless verdict of a stream for CI: exit 0 all ok, 1 a problem found, 2 unreadable."
-        check.add_arguments(p)
+        check_cli.add_arguments(p)
     return p
 
 
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
 
 def _dispatch(argv) -> int:
-    from .core import commands
+    from . import commands
 
     if argv and argv[0] in SUBCOMMANDS:
         name, args = argv[0], _sub_parser(argv[0]).parse_args(argv[1:])
@@ -100,8 +100,8 @@ def _dispatch(argv) -> int:
             _positive(args.steps, "steps")
             return commands.compare(args.presets_to_run, args.steps, args.presets)
         if name == "check":
-            from .core import check
-            return check.run(args)
+            from . import check_cli
+            return check_cli.run(args)
         from .tui.app import run_replay, run_watch
         return run_replay(args.file) if name == "replay" else run_watch(args.file)
     args = _run_parser().parse_args(argv)

@@ -1,4 +1,24 @@
-"""biasmon's core: pure NumPy (never Textual). Network, data, strategies, diagnostics, trainer,
-presets and the record stream."""
+"""biasmon's core: pure NumPy (never Textual, never the CLI). The names below are its public API; the
+TUI and the command line use only these. README's "How it is built" maps the modules."""
 
 __version__ = "0.1.0"
+
+from .diagnoser import Diagnoser, Diagnosis, Observation  # noqa: E402
+from .errors import BiasmonError, DataError, PresetError, StreamError  # noqa: E402
+from .gradcheck import finite_difference_errors  # noqa: E402
+from .layout import Layout  # noqa: E402
+from .logger import StreamWriter  # noqa: E402
+from .network import Network  # noqa: E402
+from .presets import DEFAULT_PRESET, Preset, discover as discover_presets, resolve as load_preset  # noqa: E402
+from .reader import StreamReader, read_all  # noqa: E402
+from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord  # noqa: E402
+from .stream import RESET_EVENTS, RecordWriter  # noqa: E402
+from .summary import RunSummary  # noqa: E402
+from .trainer import Trainer, build_network  # noqa: E402
+from .verdicts import CAUSES, PROBLEMS, VERDICTS, Thresholds  # noqa: E402
+
+__all__ = ["__version__", "BiasmonError", "CAUSES", "DEFAULT_PRESET", "DataError", "Diagnoser", "Diagnosis",
+           "Event", "LayerDiagnosis", "LayerVectors", "Layout", "LossChange", "Network", "Observation",
+           "PROBLEMS", "Preset", "PresetError", "RESET_EVENTS", "RecordWriter", "RunSummary", "StepRecord",
+           "StreamError", "StreamReader", "StreamWriter", "Thresholds", "Trainer", "VERDICTS", "build_network",
+           "discover_presets", "finite_difference_errors", "load_preset", "read_all"]

@@ -1,131 +1,146 @@
-"""`biasmon check FILE|-`: the headless verdict of a record stream, for CI of someone's own network code.
-
-Per layer it prints the verdict at the end of the stream, its cause and the step it was first seen, plus
-every problem verdict seen earlier (first step, longest stretch). Exit status:
-    0  every layer ok (or only transient problems, shorter than --sustain steps), no divergence
-    1  a problem: a layer's final verdict is a problem, a problem verdict lasted --sustain steps or more
+"""The headless verdict of a record stream (`biasmon check`), as data: `check_stream` returns a
+`CheckResult`; biasmon/check_cli.py prints it. Exit status in the result:
+    0  every layer ok (or only transient problems, shorter than `sustain` steps), no divergence
+    1  a problem: a layer's final verdict is a problem, a problem verdict lasted `sustain` steps or more
        at some point, or the run diverged
-    2  unreadable input: missing or unreadable file, unknown format version, no step line at all
-Malformed lines are skipped, counted and listed with their line numbers (--strict makes them exit 2).
+Unreadable input (no step line at all, an unknown format version, a missing file) raises StreamError.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
-import sys
-from dataclasses import fields
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
 
-from .diagnostics import CAUSES, HELP, PROBLEMS, Thresholds
-from .errors import BiasmonError, StreamError
-from .records import StepRecord
-from .stream import BLOCK, RESET_EVENTS, StreamReader
-from .summary import RunSummary, fmt
+from .errors import StreamError
+from .lines import prepare_lines
+from .reader import BLOCK, StreamReader
+from .records import Event, StepRecord
+from .stream import RESET_EVENTS
+from .summary import RunSummary
+from .verdicts import CAUSES, PROBLEMS, Thresholds
 
 NEED_GRADIENTS = ("uphill", "unrelated", "frozen", "vanishing", "gradient mismatch")
 DEFAULT_SUSTAIN = 50
 MAX_LISTED = 10
+PARALLEL_MIN_BYTES = 4_000_000   # below this a second process costs more than it saves
+CHUNK_LINES = 2000
 
 
-def _option(name):
-    return "--" + name.replace("_", "-")
+@dataclass(frozen=True)
+class ProblemSeen:
+    """A problem verdict a layer had at some point: where it began, its longest stretch, whether it counts."""
+
+    verdict: str
+    cause: str
+    first_step: int
+    longest_steps: int
+    final: bool      # the layer's verdict at the end of the stream
+    counts: bool     # final, or lasted `sustain` steps or more
 
 
-def _parse_betas(text):
-    text = text.strip()
-    if not text:
-        return ()
-    try:
-        betas = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1), got {text!r}") from None
-    if not all(0.0 <= b < 1.0 for b in betas):
-        raise argparse.ArgumentTypeError(f"each momentum factor must be in [0, 1), got {text!r}")
-    return betas
+@dataclass(frozen=True)
+class LayerResult:
+    verdict: str
+    cause: str
+    since: int
+    first_seen: int
+    problems: list[ProblemSeen]
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("file", help="the stream: a JSON Lines file, or - for standard input")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    parser.add_argument("--sustain", type=int, default=DEFAULT_SUSTAIN, metavar="STEPS",
-                        help="a problem verdict seen earlier fails the check if it lasted this many steps "
-                             f"(default {DEFAULT_SUSTAIN}); a layer's final verdict always counts")
-    parser.add_argument("--strict", action="store_true", help="malformed lines make the input unreadable (exit 2)")
-    group = parser.add_argument_group("thresholds (docs/stream-format.md says why each default)")
-    defaults = Thresholds()
-    for f in fields(Thresholds):
-        default = getattr(defaults, f.name)
-        if f.name == "momentum_betas":
-            group.add_argument(_option(f.name), dest=f.name, type=_parse_betas, default=default,
-                               metavar="B1,B2", help=f"{HELP[f.name]} (default {','.join(map(str, default))})")
-        else:
-            kind = int if isinstance(default, int) else float
-            group.add_argument(_option(f.name), dest=f.name, type=kind, default=default,
-                               metavar="N" if kind is int else "X", help=f"{HELP[f.name]} (default {default})")
+@dataclass(frozen=True)
+class Divergence:
+    step: int
+    layer: str | None
+    reason: str | None
 
 
-def thresholds_from(args) -> Thresholds:
-    values = {f.name: getattr(args, f.name) for f in fields(Thresholds)}
-    for name in ("window", "min_steps", "unrelated_steps", "frozen_steps"):
-        if values[name] < 1:
-            raise BiasmonError(f"{_option(name)} must be a whole number >= 1, got {values[name]}")
-    for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise BiasmonError(f"{_option(name)} must be a finite number, got {value}")
-    for name in ("unrelated_cos", "quiet_grad_frac", "grad_eps", "explode_norm", "explode_growth",
-                 "vanish_grad", "vanish_ratio", "converged_loss", "fd_tolerance", "diverge_loss"):
-        if values[name] < 0:
-            raise BiasmonError(f"{_option(name)} must be >= 0, got {values[name]}")
-    for name in ("uphill_cos", "quiet_uphill_cos"):
-        if not -1.0 <= values[name] <= 1.0:
-            raise BiasmonError(f"{_option(name)} must be between -1 and 1, got {values[name]}")
-    return Thresholds(**values)
+@dataclass(frozen=True)
+class Malformed:
+    count: int
+    lines: list[int]
+    messages: list[str]   # the first MAX_LISTED
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What `check` found; to_json() is `check --json`'s output."""
+
+    source: str
+    steps: int
+    first_step: int | None
+    last_step: int | None
+    final_loss: float | None
+    best_loss: float | None
+    final_val_loss: float | None
+    has_grads: bool
+    max_span: int
+    diverged: Divergence | None
+    layers: dict[str, LayerResult]
+    malformed: Malformed
+    notes: list[str]
+    sustain: int
+    failing: list[str]
+    status: str          # "ok" or "problem"
+    exit: int            # 0 or 1
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 class LayerHistory:
     """One layer's verdicts over the stream: where each stretch began, and the longest stretch per verdict."""
 
-    def __init__(self):
-        self.current = None      # (verdict, step it began)
-        self.first = {}          # verdict -> first step seen
-        self.longest = {}        # verdict -> longest stretch, in steps
+    def __init__(self) -> None:
+        self.current: tuple[str, int] | None = None   # (verdict, step it began)
+        self.first: dict[str, int] = {}                # verdict -> first step seen
+        self.longest: dict[str, int] = {}              # verdict -> longest stretch, in steps
 
-    def change(self, verdict, step):
+    def change(self, verdict: str, step: int) -> None:
         self._close(step)
         self.current = (verdict, step)
         self.first.setdefault(verdict, step)
 
-    def finish(self, last_step):
+    def finish(self, last_step: int) -> None:
         self._close(last_step + 1)
 
-    def _close(self, end_step):
+    def _close(self, end_step: int) -> None:
         if self.current is None:
             return
         verdict, start = self.current
         self.longest[verdict] = max(self.longest.get(verdict, 0), end_step - start)
 
+    def problems(self, final_verdict: str, sustain: int) -> list[ProblemSeen]:
+        out = []
+        for verdict, first in sorted(self.first.items(), key=lambda kv: kv[1]):
+            if verdict in PROBLEMS:
+                final = verdict == final_verdict
+                longest = self.longest.get(verdict, 0)
+                out.append(ProblemSeen(verdict, CAUSES.get(verdict, ""), first, longest, final,
+                                       final or longest >= sustain))
+        return out
+
 
 class Check:
-    """Folds a stream's records into the check's result; `result()` is the JSON-able outcome."""
+    """Folds a stream's records into the check's result."""
 
-    def __init__(self, thresholds: Thresholds, sustain=DEFAULT_SUSTAIN, source="<stream>"):
+    def __init__(self, thresholds: Thresholds, sustain: int = DEFAULT_SUSTAIN, source: str = "<stream>") -> None:
         self.thresholds = thresholds
         self.sustain = sustain
         self.source = source
         self.reader = StreamReader(thresholds, recompute=True, source=source, block=BLOCK)
         self.summary = RunSummary()
         self.history: dict[str, LayerHistory] = {}
-        self.first_step = None
+        self.first_step: int | None = None
         self.runs = 0
 
-    def feed(self, text):
-        self._add(self.reader.feed(text))
+    def feed(self, text: str) -> None:
+        self.add(self.reader.feed(text))
 
-    def finish(self):
-        self._add(self.reader.finish())
+    def finish(self) -> None:
+        self.add(self.reader.finish())
 
-    def _add(self, records):
+    def add(self, records: list[StepRecord | Event]) -> None:
         for rec in records:
             self.summary.add(rec)
             if isinstance(rec, StepRecord):
@@ -137,31 +152,32 @@ class Check:
             elif rec.kind in RESET_EVENTS:
                 self.runs += 1
 
-    def result(self) -> dict:
+    def result(self) -> CheckResult:
         s, reader = self.summary, self.reader
         if s.steps == 0:
-            what = "empty stream" if reader.line_no == 0 else (
-                f"{reader.line_no} line(s), none a readable step line")
+            what = "empty stream" if reader.line_no == 0 else f"{reader.line_no} line(s), none a readable step line"
             first = f"; first problem: {reader.problems[0]}" if reader.problems else ""
             raise StreamError(f"{self.source}: no step lines to check ({what}){first}")
         layers, failing = {}, []
-        for name, (verdict, cause, since) in s.verdicts.items():
+        for name, d in s.verdicts.items():
             hist = self.history.get(name, LayerHistory())
             hist.finish(s.last_step)
-            problems = []
-            for v, first in sorted(hist.first.items(), key=lambda kv: kv[1]):
-                if v not in PROBLEMS:
-                    continue
-                final = v == verdict
-                longest = hist.longest.get(v, 0)
-                counts = final or longest >= self.sustain
-                problems.append({"verdict": v, "cause": CAUSES.get(v, ""), "first_step": first,
-                                 "longest_steps": longest, "final": final, "counts": counts})
-                if counts:
-                    failing.append(f"{name} {v}")
-            layers[name] = {"verdict": verdict, "cause": cause, "since": since,
-                            "first_seen": hist.first.get(verdict, since), "problems": problems}
-        notes = []
+            problems = hist.problems(d.verdict, self.sustain)
+            failing += [f"{name} {p.verdict}" for p in problems if p.counts]
+            layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
+        if s.diverged:
+            failing.append(f"diverged at step {s.diverged.step}")
+        diverged = None if not s.diverged else Divergence(s.diverged.step, s.diverged.data.get("layer"),
+                                                           s.diverged.data.get("reason"))
+        problems = reader.problems
+        return CheckResult(
+            self.source, s.steps, self.first_step, s.last_step, s.final_loss, s.best_loss, s.final_val,
+            bool(reader.has_grads), reader.max_span, diverged, layers,
+            Malformed(len(problems), [p.line for p in problems], [str(p) for p in problems[:MAX_LISTED]]),
+            self._notes(), self.sustain, failing, "problem" if failing else "ok", 1 if failing else 0)
+
+    def _notes(self) -> list[str]:
+        s, reader, notes = self.summary, self.reader, []
         if reader.has_grads is False:
             notes.append("no bias_grads logged: " + ", ".join(f"'{v}'" for v in NEED_GRADIENTS)
                          + " need gradients (and 'gradient mismatch' gradient_check events); checked without "
@@ -169,38 +185,42 @@ class Check:
         if reader.max_span > 1:
             notes.append(f"sparse steps: a derived update spans up to {reader.max_span} steps "
                          "(the difference of consecutive logged biases)")
-        if any(v[0] == "pending" for v in s.verdicts.values()):
+        if any(d.verdict == "pending" for d in s.verdicts.values()):
             notes.append(f"too few steps for a verdict on some layers (uphill needs {self.thresholds.min_steps} "
                          "steps with a defined cosine, unrelated a full --unrelated-steps stretch)")
         if not s.verdicts:
             notes.append("no bias layers in the stream")
         if self.runs:
             notes.append(f"the stream holds {self.runs + 1} runs (restarted or preset switched); verdicts span all")
-        if s.diverged:
-            failing.append(f"diverged at step {s.diverged[0]}")
-        return {
-            "source": self.source,
-            "steps": s.steps, "first_step": self.first_step, "last_step": s.last_step,
-            "final_loss": s.final_loss, "best_loss": s.best_loss, "final_val_loss": s.final_val,
-            "has_grads": bool(reader.has_grads), "max_span": reader.max_span,
-            "diverged": None if not s.diverged else dict(zip(("step", "layer", "reason"), s.diverged)),
-            "layers": layers,
-            "malformed": {"count": len(reader.problems), "lines": [p.line for p in reader.problems],
-                          "messages": [str(p) for p in reader.problems[:MAX_LISTED]]},
-            "notes": notes,
-            "sustain": self.sustain,
-            "failing": failing,
-            "status": "problem" if failing else "ok",
-            "exit": 1 if failing else 0,
-        }
+        return notes
 
 
-def _lines(path):
+def check_stream(path: str | Path, thresholds: Thresholds | None = None, sustain: int = DEFAULT_SUSTAIN,
+                 parallel: bool | None = None) -> CheckResult:
+    """The check's result for a stream file ('-': standard input). Raises StreamError if unreadable.
+
+    parallel: parse the JSON in a second process while this one diagnoses (None: for files of
+    PARALLEL_MIN_BYTES or more, where the platform can fork and there are two cores). Same result."""
+    check = Check(thresholds or Thresholds(), sustain, source="<stdin>" if path == "-" else str(path))
+    pool = _parse_pool(path) if parallel is None else (_fork_pool() if parallel and path != "-" else None)
+    if pool is None:
+        for text in _lines(path):
+            check.feed(text)
+    else:
+        with pool:
+            for items in pool.imap(prepare_lines, _chunks(_lines(path), CHUNK_LINES)):
+                check.add(check.reader.feed_prepared(items))
+    check.finish()
+    return check.result()
+
+
+def _lines(path: str | Path) -> Iterator[str]:
     """The lines of `path` ('-': standard input), decoding errors replaced (they then fail as not JSON)."""
     if path == "-":
+        import io
+        import sys
         stdin = sys.stdin
         if hasattr(stdin, "buffer"):
-            import io
             stdin = io.TextIOWrapper(stdin.buffer, encoding="utf-8", errors="replace")
         yield from stdin
         return
@@ -215,46 +235,19 @@ def _lines(path):
             raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-PARALLEL_MIN_BYTES = 4_000_000   # below this a second process costs more than it saves
-CHUNK_LINES = 2000
-
-
-def check_stream(path, thresholds=None, sustain=DEFAULT_SUSTAIN, parallel=None) -> dict:
-    """The check's result for a stream file ('-': standard input). Raises StreamError if unreadable.
-
-    parallel: parse the JSON in a second process while this one diagnoses (None: for files of
-    PARALLEL_MIN_BYTES or more, where the platform can fork and a core is idle). Same result either way."""
-    check = Check(thresholds or Thresholds(), sustain, source="<stdin>" if path == "-" else str(path))
-    pool = _parse_pool(path) if parallel is None else (_fork_pool() if parallel and path != "-" else None)
-    if pool is None:
-        for text in _lines(path):
-            check.feed(text)
-    else:
-        from .stream import feed_prepared, prepare_lines
-        with pool:
-            for items in pool.imap(prepare_lines, _chunks(_lines(path), CHUNK_LINES)):
-                check._add(feed_prepared(check.reader, items))
-    check.finish()
-    return check.result()
-
-
-def _parse_pool(path):
+def _parse_pool(path: str | Path):
+    """A second process parses while this one diagnoses: for files of PARALLEL_MIN_BYTES or more on a
+    machine with two cores or more. (The load average is no guide: it trails the last minute's work. On
+    a busy machine the second process costs about 15%; on an idle one it saves a third.)"""
     if path == "-":
         return None
     try:
         size = os.path.getsize(path)
     except OSError:
         return None  # _lines raises the one-line error
-    if size < PARALLEL_MIN_BYTES or not _idle_core():
+    if size < PARALLEL_MIN_BYTES or (os.cpu_count() or 1) < 2:
         return None
     return _fork_pool()
-
-
-def _idle_core():
-    """Whether a second process can parse while this one diagnoses: a machine with two cores or more.
-    (The load average is no guide: it trails the last minute's work. On a busy machine the second
-    process costs about 15%; on an idle one it saves a third.)"""
-    return (os.cpu_count() or 1) > 1
 
 
 def _fork_pool():
@@ -267,7 +260,7 @@ def _fork_pool():
         return None
 
 
-def _chunks(lines, size):
+def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
     chunk = []
     for text in lines:
         chunk.append(text)
@@ -276,83 +269,3 @@ def _chunks(lines, size):
             chunk = []
     if chunk:
         yield chunk
-
-
-def _compact(numbers):
-    """1,2,3,7,9,10 -> '1-3, 7, 9-10'."""
-    parts, start, prev = [], None, None
-    for n in numbers:
-        if prev is not None and n == prev + 1:
-            prev = n
-            continue
-        if start is not None:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = n
-    if start is not None:
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-    return ", ".join(parts)
-
-
-def print_report(result, out=sys.stdout) -> None:
-    grads = "gradients logged" if result["has_grads"] else "no gradients"
-    print(f"{result['source']}: {result['steps']} steps ({result['first_step']}..{result['last_step']}), "
-          f"{len(result['layers'])} bias layers, {grads}; train loss final {fmt(result['final_loss'])}, "
-          f"best {fmt(result['best_loss'])}", file=out)
-    rows = [("layer", "verdict", "first step", "longest", "counts", "cause")]
-    for name, layer in result["layers"].items():
-        final_problem = next((p for p in layer["problems"] if p["final"]), None)
-        rows.append((name, layer["verdict"], str(layer["first_seen"]),
-                     f"{final_problem['longest_steps']}" if final_problem else "-",
-                     "yes" if final_problem else ("-" if layer["verdict"] not in PROBLEMS else "yes"),
-                     layer["cause"]))
-        for p in layer["problems"]:
-            if p["final"]:
-                continue
-            rows.append(("", f"earlier: {p['verdict']}", str(p["first_step"]), str(p["longest_steps"]),
-                         "yes" if p["counts"] else f"no (< {result['sustain']} steps)", p["cause"]))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for i, row in enumerate(rows if len(rows) > 1 else []):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1], file=out)
-        if i == 0:
-            print("  ".join("-" * w for w in widths) + "  " + "-" * 5, file=out)
-    if result["diverged"]:
-        d = result["diverged"]
-        print(f"DIVERGED at step {d['step']}" + (f" (first non-finite layer: {d['layer']})" if d["layer"] else "")
-              + (f": {d['reason']}" if d["reason"] else ""), file=out)
-    for note in result["notes"]:
-        print(f"note: {note}", file=out)
-    bad = result["malformed"]
-    if bad["count"]:
-        print(f"malformed or non-finite lines: {bad['count']} (line {_compact(sorted(set(bad['lines'])))})",
-              file=out)
-    if result["failing"]:
-        print(f"result: PROBLEM: {'; '.join(result['failing'])}", file=out)
-    else:
-        print("result: ok", file=out)
-
-
-def run(args) -> int:
-    thresholds = thresholds_from(args)
-    if args.sustain < 1:
-        raise BiasmonError(f"--sustain must be a whole number >= 1, got {args.sustain}")
-    result = check_stream(args.file, thresholds, args.sustain)
-    bad = result["malformed"]
-    for message in bad["messages"]:
-        print(f"biasmon: warning: {result['source']}: {message}", file=sys.stderr)
-    if bad["count"] > len(bad["messages"]):
-        print(f"biasmon: warning: {result['source']}: {bad['count'] - len(bad['messages'])} more malformed "
-              f"line(s) skipped", file=sys.stderr)
-    if args.strict and bad["count"]:
-        raise StreamError(f"{result['source']}: {bad['count']} malformed line(s) (--strict); first: "
-                          f"{bad['messages'][0]}")
-    if args.json:
-        print(json.dumps(result, indent=1, allow_nan=False, default=_json_default))
-    else:
-        print_report(result)
-    return result["exit"]
-
-
-def _json_default(value):
-    if isinstance(value, float):
-        return None
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

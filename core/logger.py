@@ -24,10 +24,12 @@ import uuid
 import numpy as np
 
 from . import __version__
-from .diagnostics import Layout, Thresholds, finite_difference_errors
 from .errors import BiasmonError
-from .records import StepRecord, json_number
-from .stream import FORMAT, VERSION, RecordWriter
+from .gradcheck import finite_difference_errors
+from .layout import Layout
+from .records import Event, StepRecord, json_number
+from .stream import RecordWriter, header
+from .verdicts import Thresholds
 
 
 def _flat(name, key, value):
@@ -88,8 +90,8 @@ class StreamWriter:
         if self.layout is None:
             self.layout = layout
         elif layout != self.layout:
-            raise BiasmonError(f"StreamWriter: step {step}: layers changed from {_describe(self.layout)} "
-                               f"to {_describe(layout)}")
+            raise BiasmonError(f"StreamWriter: step {step}: layers changed from {self.layout.describe()} "
+                               f"to {layout.describe()}")
         g = self._same_layout("bias_grads", bias_grads, step)
         u = self._same_layout("bias_updates", bias_updates, step)
         self._ensure_header()
@@ -102,7 +104,7 @@ class StreamWriter:
     def event(self, kind: str, step: int, **data) -> None:
         """Write an event line, e.g. event("diverged", 120, reason="loss is NaN")."""
         self._ensure_header()
-        self._writer.write_json({"event": str(kind), "step": int(step), **data})
+        self._writer.write(Event(str(kind), int(step), data))
 
     def close(self) -> None:
         if self.closed:
@@ -130,19 +132,18 @@ class StreamWriter:
         out = {str(name): _flat(name, key, v) for name, v in vectors.items()}
         if Layout(tuple(out), tuple(v.size for v in out.values())) != self.layout:
             raise BiasmonError(f"StreamWriter: step {step}: {key} must have the layers of biases: "
-                               f"{_describe(self.layout)}")
+                               f"{self.layout.describe()}")
         return out
 
     def _ensure_header(self):
         if self._header_written:
             return
-        header = {"format": FORMAT, "version": VERSION, "run_id": self.run_id, "biasmon": __version__,
-                  "writer": "biasmon.StreamWriter"}
+        fields = {"biasmon": __version__, "writer": "biasmon.StreamWriter"}
         if self.layout is not None:
-            header["layers"] = [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]
+            fields["layers"] = [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]
         if self.meta:
-            header["meta"] = self.meta
-        self._writer.write_json(header)
+            fields["meta"] = self.meta
+        self._writer.write_json(header(self.run_id, **fields))
         self._header_written = True
 
     def _gradient_check(self, step, b, g):
@@ -157,9 +158,4 @@ class StreamWriter:
             return
         errors = finite_difference_errors(loss_flat, b_flat, g_flat, layout, tolerance=self.fd_tolerance)
         self.last_check = errors
-        self._writer.write_json({"event": "gradient_check", "step": step,
-                                 "errors": {n: json_number(e) for n, e in errors.items()}})
-
-
-def _describe(layout):
-    return ", ".join(f"{n}[{s}]" for n, s in zip(layout.names, layout.sizes)) or "no layers"
+        self._writer.write(Event("gradient_check", step, {"errors": {n: json_number(e) for n, e in errors.items()}}))

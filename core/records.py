@@ -1,32 +1,39 @@
 """The records a run produces: one StepRecord per step, and Events (diverged, verdict, ...).
 
+One typed shape per concept, from the trainer or a stream reader to the panels and `check`:
+`StepRecord` (a step), `LayerDiagnosis` (one layer's diagnostics at a step), `LossChange`, `Event`.
 `to_json()` gives the stream line (docs/stream-format.md); arrays inside records are read-only.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .layout import Layout
 
 
 class LayerVectors(Mapping):
-    """{layer name: (n_l,) read-only view} over one flat vector, sliced only when read."""
+    """{layer name: (n_l,) read-only view} over one flat (n,) vector, sliced only when read."""
 
     __slots__ = ("flat", "layout")
 
-    def __init__(self, flat, layout):
+    def __init__(self, flat: np.ndarray, layout: Layout) -> None:
         flat.flags.writeable = False
         self.flat, self.layout = flat, layout
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> np.ndarray:
         i = self.layout.names.index(name)
         start = sum(self.layout.sizes[:i])
         return self.flat[start:start + self.layout.sizes[i]]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.layout.names)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.layout.names)
 
     def items(self):
@@ -36,7 +43,7 @@ class LayerVectors(Mapping):
         return self.layout.split(self.flat).values()
 
 
-def json_number(x):
+def json_number(x: Any) -> float | None:
     """A float for JSON: non-finite values become None (JSON has no NaN; a reader takes null as non-finite)."""
     if x is None:
         return None
@@ -44,27 +51,96 @@ def json_number(x):
     return x if math.isfinite(x) else None
 
 
-def _vectors(d):
+def _vectors(d: Mapping) -> dict:
     """{layer: vector} for JSON, non-finite entries as null."""
     isfinite = math.isfinite
     return {name: [v if isfinite(v) else None for v in arr.tolist()] for name, arr in d.items()}
 
 
-@dataclass(frozen=True)
+def _optional_float(value: Any) -> float | None:
+    """A number read from a stored line as a float; anything else (null, text, true) as None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class LayerDiagnosis:
+    """One layer's diagnostics at one step (None: not known at this step). Norms are Euclidean over the
+    layer's entries; cos is cos(u, -g); sign_agree the share of significant entries where u opposes g."""
+
+    b_norm: float | None
+    g_norm: float | None
+    u_norm: float | None
+    ratio: float | None          # u_norm / b_norm
+    cos: float | None
+    sign_agree: float | None
+    pred_dloss: float | None     # g . u, this layer's first-order loss change
+    fd_error: float | None       # the last gradient check's largest relative error
+    verdict: str
+    cause: str
+    since: int                   # the step this verdict began
+
+    def to_json(self) -> dict:
+        return {"b_norm": json_number(self.b_norm), "g_norm": json_number(self.g_norm),
+                "u_norm": json_number(self.u_norm), "ratio": json_number(self.ratio), "cos": json_number(self.cos),
+                "sign_agree": json_number(self.sign_agree), "pred_dloss": json_number(self.pred_dloss),
+                "fd_error": json_number(self.fd_error), "verdict": self.verdict, "cause": self.cause,
+                "since": self.since}
+
+    @classmethod
+    def from_json(cls, d: Any, step: int) -> "LayerDiagnosis | None":
+        """A stored line's diagnosis of one layer (what is missing or mistyped reads as None); None if
+        `d` is not an object."""
+        if type(d) is not dict:
+            return None
+        since = d.get("since")
+        verdict, cause = d.get("verdict"), d.get("cause")
+        return cls(*(_optional_float(d.get(key)) for key in _NUMBERS),
+                   verdict=verdict if isinstance(verdict, str) else "-",
+                   cause=cause if isinstance(cause, str) else "",
+                   since=since if type(since) is int else step)
+
+
+_NUMBERS = ("b_norm", "g_norm", "u_norm", "ratio", "cos", "sign_agree", "pred_dloss", "fd_error")
+
+
+@dataclass(frozen=True, slots=True)
+class LossChange:
+    """The loss change the last update predicted to first order (sum of g . u over all parameters) and
+    the change then seen."""
+
+    predicted: float | None
+    actual: float | None
+
+    def to_json(self) -> dict:
+        return {"predicted": json_number(self.predicted), "actual": json_number(self.actual)}
+
+    @classmethod
+    def from_json(cls, d: Any) -> "LossChange | None":
+        if type(d) is not dict:
+            return None
+        return cls(_optional_float(d.get("predicted")), _optional_float(d.get("actual")))
+
+
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     """One step: loss, val_loss and bias_grads are taken at `biases` (before this step's update);
-    bias_updates is what the step then added to the biases. diag is per layer (see diagnostics)."""
+    bias_updates is what the step then added to the biases. diag: each layer's diagnosis."""
 
     step: int
     loss: float
     val_loss: float | None
-    biases: dict            # layer -> (n_l,) read-only array
-    bias_grads: dict | None
-    bias_updates: dict | None
-    diag: dict | None = None
-    loss_change: dict | None = None
+    biases: Mapping                      # layer -> (n_l,) read-only array
+    bias_grads: Mapping | None
+    bias_updates: Mapping | None
+    diag: dict[str, LayerDiagnosis] | None = None
+    loss_change: LossChange | None = None
     bias_trained: bool = True
-    span: int = 1           # steps the update spans (sparse logging)
+    span: int = 1                        # steps the update spans (sparse logging)
 
     def to_json(self) -> dict:
         line = {"step": self.step, "loss": json_number(self.loss)}
@@ -78,17 +154,16 @@ class StepRecord:
         if not self.bias_trained:
             line["bias_trained"] = False
         if self.diag is not None:
-            line["diag"] = {name: {k: (json_number(v) if isinstance(v, float) else v) for k, v in d.items()}
-                            for name, d in self.diag.items()}
+            line["diag"] = {name: d.to_json() for name, d in self.diag.items()}
         if self.loss_change is not None:
-            line["loss_change"] = {k: json_number(v) for k, v in self.loss_change.items()}
+            line["loss_change"] = self.loss_change.to_json()
         return line
 
 
 @dataclass(frozen=True)
 class Event:
     """Something that happened at a step: kind is diverged, verdict, gradient_check, flip_sign,
-    bias_lr_scale, preset_switched, run_started."""
+    bias_lr_scale, preset_switched, restarted."""
 
     kind: str
     step: int
@@ -101,3 +176,8 @@ class Event:
     def from_json(cls, line: dict) -> "Event":
         """The Event of an event line {"event": kind, "step": N, ...data} (to_json's inverse)."""
         return cls(line["event"], line["step"], {k: v for k, v in line.items() if k not in ("event", "step")})
+
+    @classmethod
+    def verdict(cls, step: int, layer: str, verdict: str, cause: str) -> "Event":
+        """A layer's verdict changed at this step."""
+        return cls("verdict", step, {"layer": layer, "verdict": verdict, "cause": cause})

@@ -1,10 +1,10 @@
-"""What a finished (or interrupted) run amounts to: losses, divergence, each layer's verdict."""
+"""What a finished (or interrupted) run amounts to: losses, divergence, each layer's last diagnosis."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-from .records import Event, StepRecord
+from .records import Event, LayerDiagnosis, StepRecord
 
 
 @dataclass
@@ -17,10 +17,10 @@ class RunSummary:
     best_loss: float | None = None
     final_val: float | None = None
     best_val: float | None = None
-    diverged: tuple | None = None            # (step, layer, reason)
-    verdicts: dict = field(default_factory=dict)   # layer -> (verdict, cause, since)
+    diverged: Event | None = None                                    # the first diverged event
+    verdicts: dict[str, LayerDiagnosis] = field(default_factory=dict)  # layer -> its last diagnosis
 
-    def add(self, record) -> None:
+    def add(self, record: StepRecord | Event) -> None:
         if isinstance(record, StepRecord):
             self.steps += 1
             self.last_step = record.step
@@ -30,15 +30,7 @@ class RunSummary:
             if record.val_loss is not None and math.isfinite(record.val_loss):
                 self.final_val = record.val_loss
                 self.best_val = record.val_loss if self.best_val is None else min(self.best_val, record.val_loss)
-            for layer, diag in (record.diag or {}).items():
-                verdict = diag.get("verdict")
-                if verdict is None:
-                    continue
-                self.verdicts[layer] = (verdict, diag.get("cause", ""), diag.get("since", record.step))
-        elif isinstance(record, Event):
-            if record.kind == "diverged" and self.diverged is None:
-                self.diverged = (record.step, record.data.get("layer"), record.data.get("reason"))
-
-
-def fmt(value, spec=".4g"):
-    return "-" if value is None else format(value, spec)
+            if record.diag:
+                self.verdicts.update(record.diag)
+        elif record.kind == "diverged" and self.diverged is None:
+            self.diverged = record

@@ -1,7 +1,7 @@
 """The trainer: an iterator of immutable records, deterministic for a preset and seed.
 
-Each step computes the loss and all gradients first (network.gradients), then the updates (SGD for
-weights, the preset's strategy for biases), then applies them: gradient and update are both observed.
+Each step computes the loss and all gradients first (Network.gradients), then the updates
+(core/update.py: `UpdateRule.updates`), then applies them: gradient and update are both observed.
 """
 from __future__ import annotations
 
@@ -9,17 +9,22 @@ import itertools
 import math
 import uuid
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
-from . import strategies
-from .data import load_file, generate
-from .diagnostics import Diagnoser, Layout, Thresholds, finite_difference_errors
+from . import __version__, strategies
+from .data import DataSet, generate, load_file
+from .diagnoser import Diagnoser, Observation
+from .gradcheck import finite_difference_errors
+from .layout import Layout
 from .network import Network
 from .presets import Preset
-from .records import Event, LayerVectors, StepRecord
+from .records import Event, StepRecord
+from .stream import header
+from .update import UpdateRule
+from .verdicts import Thresholds, loss_diverged
 
-BLOWUP_FACTOR = 1e6  # a loss this many times the first step's (or 1.0, if larger) counts as diverged
 _run_counter = itertools.count(1)
 
 
@@ -34,7 +39,8 @@ def build_network(preset: Preset) -> Network:
     return net
 
 
-def load_data(preset: Preset):
+def load_data(preset: Preset) -> DataSet:
+    """The preset's data set, split into training and validation."""
     d, sizes, dtype = preset.data, preset.network["layers"], preset.network["dtype"]
     if d["path"] is not None:
         return load_file(d["path"], d["targets"], d["features"], sizes[0], sizes[-1], d["seed"],
@@ -42,11 +48,22 @@ def load_data(preset: Preset):
     return generate(d["set"], d["samples"], d["noise"], sizes[-1], d["seed"], d["val_fraction"], dtype)
 
 
+@dataclass
+class TrainedStep:
+    """One trained step, waiting for its diagnosis: the events before its record, the step itself (None
+    when the run diverged before the update), and the events after it."""
+
+    before: list[Event]
+    observation: Observation | None = None
+    after: list[Event] = field(default_factory=list)
+
+
 class Trainer:
     """Trains a preset's network step by step. `step()` returns that step's records; iterating yields
     records until `steps` are done or the run diverged. flip_sign and bias_lr_scale can change live."""
 
-    def __init__(self, preset: Preset, *, seed=None, steps=None, diagnostics=True, thresholds=None):
+    def __init__(self, preset: Preset, *, seed: int | None = None, steps: int | None = None,
+                 diagnostics: bool = True, thresholds: Thresholds | None = None) -> None:
         self.preset = preset.with_overrides(steps=steps, seed=seed)
         self.diagnostics = diagnostics
         momentum = self.preset.train["momentum"]
@@ -63,23 +80,29 @@ class Trainer:
         self.run_id = f"{p.name}-s{p.train['seed']}-{next(_run_counter)}-{uuid.uuid4().hex[:6]}"
         self.net = build_network(p)
         self.strategy = strategies.get(p.bias["strategy"])
-        self.layout = Layout(tuple(self.net.layer_names), tuple(self.net.sizes[1:])) if self.strategy.has_biases \
-            else Layout((), ())
-        self.flip_sign = bool(p.bias["flip_sign"])
-        self.bias_lr_scale = 1.0
+        has_biases = self.strategy.has_biases
+        self.layout = Layout(tuple(self.net.layer_names), tuple(self.net.sizes[1:])) if has_biases else Layout((), ())
+        self.rule = UpdateRule(p.train["lr"], p.train["momentum"], p.train["weight_decay"], self.strategy,
+                               p.bias_params, np.zeros_like(self.net.w_flat), np.zeros_like(self.net.b_flat),
+                               flip_sign=bool(p.bias["flip_sign"]))
         self.step_index = 0
         self.done = False
         self.first_loss = None
         self._initial_norms = self._layer_norms()
-        self._vel_w = np.zeros_like(self.net.w_flat)
-        self._vel_b = np.zeros_like(self.net.b_flat)
         self._check_requested = False
         self._announced = {"flip_sign": self.flip_sign, "bias_lr_scale": 1.0}
-        self.diagnoser = Diagnoser(self.layout, self.thresholds) if self.diagnostics else None
-        self._untrained_cause = "network has no biases" if not self.strategy.has_biases else (
+        off_cause = "network has no biases" if not has_biases else (
             f"bias training starts at step {p.bias['from_step']}" if self.strategy.trains_biases
             else "strategy 'frozen' never moves the biases")
-        self._last_val = None
+        # the frozen strategy is judged as training: its biases are meant to move
+        self.diagnoser = Diagnoser(self.layout, self.thresholds, off_cause, always_trained=self.strategy.name == "frozen") \
+            if self.diagnostics else None
+
+    flip_sign = property(lambda self: self.rule.flip_sign, lambda self, on: setattr(self.rule, "flip_sign", on),
+                         doc="the story's bug: biases move along +gradient from the next step on")
+    bias_lr_scale = property(lambda self: self.rule.bias_lr_scale,
+                             lambda self, x: setattr(self.rule, "bias_lr_scale", x),
+                             doc="a live multiplier of every bias update")
 
     @property
     def steps(self) -> int:
@@ -87,17 +110,15 @@ class Trainer:
 
     def header(self) -> dict:
         """The stream's first line for this run."""
-        from . import __version__
-        return {"format": "biasmon-stream", "version": 1, "run_id": self.run_id, "preset": self.preset.to_json(),
-                "layers": [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)],
-                "biasmon": __version__}
+        layers = [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]
+        return header(self.run_id, preset=self.preset.to_json(), layers=layers, biasmon=__version__)
 
     def request_gradient_check(self) -> None:
         """Run a finite-difference check of every bias entry at the next step."""
         self._check_requested = True
 
     # --- stepping --------------------------------------------------------------------------------
-    def __iter__(self):
+    def __iter__(self) -> Iterator[StepRecord | Event]:
         """Records until the run ends, one step at a time: stop reading and the trainer stops with you.
         advance(n) is faster where a few steps' delay is fine (record, compare and the TUI use it)."""
         while not self.done:
@@ -109,9 +130,9 @@ class Trainer:
 
     def advance(self, n: int) -> list:
         """Up to n training steps (fewer when the run ends): the records that n step() calls give, in order.
-        The n steps' diagnostics are taken together (Diagnoser.observe_block), which costs less per step.
-        Live settings (flip_sign, bias_lr_scale, a requested gradient check) are read before each step.
-        If a step raises, the steps this call trained before it are not reported."""
+        The n steps are diagnosed together (Diagnoser.observe), which costs less per step. Live settings
+        (flip_sign, bias_lr_scale, a requested gradient check) are read before each step. If a step
+        raises, the steps this call trained before it are not reported."""
         if self.done:
             return []
         with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
@@ -120,47 +141,27 @@ class Trainer:
                 trained.append(self._train_step())
             return self._records(trained)
 
-    def _train_step(self) -> "_Trained":
+    def _train_step(self) -> TrainedStep:
         """Computes the loss and gradients, then the updates, and applies them (warnings already off)."""
         p, net, t = self.preset, self.net, self.step_index
-        before = self._setting_events(t)
-        x, y = self.data.x_train, self.data.y_train
-        grads = net.gradients(x, y)
+        step = TrainedStep(self._setting_events(t))
+        grads = net.gradients(self.data.x_train, self.data.y_train)
         val_loss = net.loss_at(self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
         loss = grads.loss
         if self.first_loss is None:
             self.first_loss = loss
-        if not math.isfinite(loss) or loss > BLOWUP_FACTOR * max(1.0, self.first_loss):
+        if loss_diverged(loss, self.first_loss, self.thresholds):
             self.done = True
-            return _Trained(before + [self._diverged(t, loss)])
-        lr, mom, wd = p.train["lr"], p.train["momentum"], p.train["weight_decay"]
-        d_w = grads.w_flat + wd * net.w_flat if wd else grads.w_flat
-        if mom:
-            self._vel_w = mom * self._vel_w + d_w
-            d_w = self._vel_w
-        u_w = -lr * d_w
+            step.before.append(self._diverged(t, loss))
+            return step
         trained = self.strategy.trains_biases and t >= p.bias["from_step"]
         b = net.b_flat.copy()
-        g_b = grads.b_flat
-        if trained:
-            d_b = g_b + wd * b if (wd and self.strategy.decays_biases) else g_b
-            if mom:
-                self._vel_b = mom * self._vel_b + d_b
-                d_b = self._vel_b
-            ctx = strategies.Context(t, lr, loss, val_loss)
-            u_b = self.strategy.update(d_b, ctx, **p.bias_params) * self.bias_lr_scale
-            if self.flip_sign:
-                u_b = -u_b
-        else:
-            u_b = np.zeros_like(b)
-        step = _Trained(before, t, loss, val_loss, b, g_b, u_b, trained)
+        u_w, u_b = self.rule.updates(net.w_flat, b, grads.w_flat, grads.b_flat,
+                                     strategies.Context(t, p.train["lr"], loss, val_loss), trained)
+        step.observation = Observation(t, loss, val_loss, b, grads.b_flat, u_b, trained)
         if self.diagnoser is not None:
-            every = p.diagnostics["grad_check_every"]
-            if self.layout.names and (self._check_requested or (every and t % every == 0)):
-                check = self._gradient_check(t, b, g_b)
-                step.before.append(check)
-                step.fd_errors = check.data["errors"]
-            step.weights_pred = float(grads.w_flat @ u_w)
+            self._scheduled_check(step)
+            step.observation.extra_pred = float(grads.w_flat @ u_w)
         net.w_flat += u_w
         net.b_flat += u_b
         self.step_index = t + 1
@@ -171,34 +172,21 @@ class Trainer:
             self.done = True
         return step
 
-    def _records(self, trained: list) -> list:
-        """The records of steps trained in a row, with their diagnostics."""
-        observed = [s for s in trained if s.b is not None]
-        diagnosed = self._diagnose(observed)
+    def _records(self, trained: list[TrainedStep]) -> list:
+        """The records of steps trained in a row, with their diagnoses."""
+        observed = [s.observation for s in trained if s.observation is not None]
+        diagnoses = iter(self.diagnoser.observe(observed) if self.diagnoser is not None else [None] * len(observed))
         out = []
         for s in trained:
             out += s.before
-            if s.b is not None:
-                diag, loss_change, verdict_events = next(diagnosed)
-                out.append(StepRecord(s.t, s.loss, s.val_loss, self._split(s.b), self._split(s.g), self._split(s.u),
-                                      diag, loss_change, bias_trained=s.trained))
-                out.extend(Event.from_json(e) for e in verdict_events)
+            if s.observation is not None:
+                diagnosis = next(diagnoses)
+                out.append(s.observation.record(self.layout, diagnosis))
+                out += diagnosis.events if diagnosis is not None else []
             out += s.after
         return out
 
-    def _diagnose(self, steps: list):
-        """An iterator of (diag, loss_change, verdict events) for each step."""
-        if self.diagnoser is None:
-            return iter([(None, None, [])] * len(steps))
-        frozen = self.strategy.name == "frozen"  # judged as training: its biases are meant to move
-        rows = [(s.t, s.loss, s.b, s.g, s.u, s.trained or frozen, self._untrained_cause, s.fd_errors,
-                 s.weights_pred) for s in steps]
-        return iter(self.diagnoser.observe_block(rows))  # one row (step()) takes observe()'s single-step path
-
-    def _split(self, flat):
-        return LayerVectors(flat, self.layout)
-
-    def _setting_events(self, t):
+    def _setting_events(self, t: int) -> list[Event]:
         events = []
         for key, value in (("flip_sign", self.flip_sign), ("bias_lr_scale", self.bias_lr_scale)):
             if self._announced[key] != value:
@@ -206,7 +194,11 @@ class Trainer:
                 events.append(Event(key, t, {key: value}))
         return events
 
-    def _gradient_check(self, t, b, g_b):
+    def _scheduled_check(self, step: TrainedStep) -> None:
+        """The finite-difference check, when requested or due (grad_check_every), at the step's biases."""
+        o, every = step.observation, self.preset.diagnostics["grad_check_every"]
+        if not self.layout.names or not (self._check_requested or (every and o.step % every == 0)):
+            return
         requested, self._check_requested = self._check_requested, False
         net, x, y = self.net, self.data.x_train, self.data.y_train
         if net.dtype != np.float64:
@@ -215,21 +207,19 @@ class Trainer:
             x, y = x.astype(np.float64), y.astype(np.float64)
         else:
             ref = net
-        errors = finite_difference_errors(lambda bb: ref.loss_at(x, y, bb), b, g_b, self.layout,
-                                          tolerance=self.thresholds.fd_tolerance)
-        return Event("gradient_check", t, {"errors": errors, **({"requested": True} if requested else {})})
+        o.fd_errors = finite_difference_errors(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
+                                               tolerance=self.thresholds.fd_tolerance)
+        step.before.append(Event("gradient_check", o.step, {"errors": o.fd_errors,
+                                                             **({"requested": True} if requested else {})}))
 
-    def _layer_norms(self):
+    def _layer_norms(self) -> list[float]:
         return [math.sqrt(float(w.ravel() @ w.ravel()) + float(b @ b)) for w, b in zip(self.net.weights, self.net.biases)]
 
-    def _diverged(self, t, loss):
+    def _diverged(self, t: int, loss: float) -> Event:
         """The diverged event: the first layer (in forward order) whose parameters went non-finite, or,
         when the loss blew up first, the layer whose parameters grew the most since step 0."""
-        layer = None
-        for name, w, b in zip(self.net.layer_names, self.net.weights, self.net.biases):
-            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
-                layer = name
-                break
+        layer = next((name for name, w, b in zip(self.net.layer_names, self.net.weights, self.net.biases)
+                      if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b)))), None)
         data = {"layer": layer}
         if layer:
             data["reason"] = "parameters became non-finite"
@@ -239,21 +229,3 @@ class Trainer:
             data["grew_most"] = self.net.layer_names[int(np.nanargmax(growth))] if not np.all(np.isnan(growth)) else None
             data["reason"] = "loss is not finite" if not math.isfinite(loss) else f"loss blew up to {loss:.3g}"
         return Event("diverged", t, data)
-
-
-@dataclass
-class _Trained:
-    """One trained step, waiting for its diagnostics: b (n_biases,) at which loss and g were taken, u applied.
-    b is None when the run diverged before the update (then `before` ends with the diverged event)."""
-
-    before: list                       # events before the step's record (settings, gradient check)
-    t: int = 0
-    loss: float = math.nan
-    val_loss: float | None = None
-    b: np.ndarray | None = None
-    g: np.ndarray | None = None
-    u: np.ndarray | None = None
-    trained: bool = False
-    fd_errors: dict | None = None      # this step's gradient check
-    weights_pred: float = 0.0          # the weights' part of the first-order loss change, g_w . u_w
-    after: list = field(default_factory=list)  # a diverged event after the update

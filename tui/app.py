@@ -21,11 +21,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, OptionList, Static
 from textual.worker import get_current_worker
 
-from ..core import presets as preset_mod
-from ..core.errors import BiasmonError, StreamError
-from ..core.records import Event
-from ..core.stream import RESET_EVENTS, RecordWriter, StreamReader, read_all
-from ..core.trainer import Trainer
+from ..core import (DEFAULT_PRESET, RESET_EVENTS, BiasmonError, Event, RecordWriter, StreamError, StreamReader,
+                    Trainer, discover_presets, load_preset, read_all)
 from .events_panel import EventsPanel
 from .history import BatchBuilder, RunHistory
 from .loss_panel import LossPanel
@@ -557,10 +554,10 @@ class BiasmonApp(App):
 # --- factories shared by the CLI and the tests --------------------------------------------------------
 def create_live_app(preset=None, preset_dirs=(), record_path=None, seed=None, steps=None, autostart=True,
                     pause_at=None, max_rate=None):
-    presets = preset_mod.discover(preset_dirs)
-    name = preset or preset_mod.DEFAULT_PRESET
+    presets = discover_presets(preset_dirs)
+    name = preset or DEFAULT_PRESET
     if name not in presets:
-        extra = preset_mod.resolve(name, preset_dirs)  # a .toml path, or an error listing the presets
+        extra = load_preset(name, preset_dirs)  # a .toml path, or an error listing the presets
         presets = {extra.name: extra, **{k: v for k, v in presets.items() if k != extra.name}}
         name = extra.name
     return BiasmonApp(LIVE, presets=presets, preset_name=name, seed=seed, steps=steps, record_path=record_path,

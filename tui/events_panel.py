@@ -4,8 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import RichLog
 
-from ..core.records import Event
-from ..core.stream import RESET_EVENTS
+from ..core import RESET_EVENTS, Event
 from .sign_panel import VERDICT_STYLES
 
 

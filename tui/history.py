@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.records import Event, StepRecord
+from ..core import Event, StepRecord
 
 
 def _merge(x, lo, hi, factor):
@@ -109,7 +109,7 @@ class BatchBuilder:
             diag, norms = record.diag, b.norms
             if diag:
                 for name, d in diag.items():
-                    norms.setdefault(name, []).append(d.get("b_norm"))
+                    norms.setdefault(name, []).append(d.b_norm)
                 b.diag = diag
             else:
                 for name, vec in record.biases.items():

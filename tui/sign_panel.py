@@ -5,6 +5,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from ..core import LossChange
+
 VERDICT_STYLES = {
     "ok": "bold green",
     "uphill": "bold white on red",
@@ -31,7 +33,7 @@ class SignPanel(Static):
         self._shape = None
         self.border_title = "gradient sign: is each bias update going downhill?"
 
-    def show(self, diag: dict, loss_change: dict | None, span: int = 1, has_biases: bool = True) -> None:
+    def show(self, diag: dict, loss_change: LossChange | None, span: int = 1, has_biases: bool = True) -> None:
         if not diag:
             self._shape = None
             self.update(Text("this network has no biases" if not has_biases else "waiting for the first steps...",
@@ -51,23 +53,23 @@ class SignPanel(Static):
         if wide:
             table.add_column("since", justify="right", no_wrap=True)
         for name, d in diag.items():
-            verdict = d.get("verdict") or "-"
-            agree = d.get("sign_agree")
-            cells = [name, _num(d.get("cos")), "-" if agree is None else f"{100 * agree:.0f}%"]
+            verdict = d.verdict or "-"
+            agree = d.sign_agree
+            cells = [name, _num(d.cos), "-" if agree is None else f"{100 * agree:.0f}%"]
             if medium:
-                cells.append(_num(d.get("ratio"), ".2e"))
+                cells.append(_num(d.ratio, ".2e"))
             if wide:
-                cells.append(_num(d.get("fd_error"), ".1e"))
+                cells.append(_num(d.fd_error, ".1e"))
             cells.append(Text(verdict, style=VERDICT_STYLES.get(verdict, "")))
             if wide:
-                cells.append(str(d.get("since", "-")))
+                cells.append(str(d.since))
             table.add_row(*cells)
         notes = []
-        if loss_change and loss_change.get("predicted") is not None and loss_change.get("actual") is not None:
-            notes.append(f"last step: loss change predicted {loss_change['predicted']:+.2e}, seen {loss_change['actual']:+.2e}")
+        if loss_change and loss_change.predicted is not None and loss_change.actual is not None:
+            notes.append(f"last step: loss change predicted {loss_change.predicted:+.2e}, seen {loss_change.actual:+.2e}")
         if span > 1:
             notes.append(f"steps are logged every {span}: each update spans {span} steps")
-        problems = [d.get("cause") for d in diag.values() if d.get("verdict") not in ("ok", "pending", "off")]
+        problems = [d.cause for d in diag.values() if d.verdict not in ("ok", "pending", "off")]
         if problems:
             notes.append(f"cause: {problems[0]}")
         content = table

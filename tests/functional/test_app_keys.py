@@ -50,15 +50,15 @@ async def test_r_restarts_from_step_zero_with_a_new_run():
 async def test_f_flips_the_sign_and_the_verdict_turns_uphill_then_back():
     app = create_live_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.current.diag.get("output", {}).get("verdict") == "ok")
+        await wait_for(pilot, lambda: "output" in app.current.diag and app.current.diag["output"].verdict == "ok")
         await pilot.press("f")
         assert app.trainer.flip_sign and "flip_sign ON" in status_text(app)
-        await wait_for(pilot, lambda: all(d["verdict"] == "uphill" for d in app.current.diag.values()))
+        await wait_for(pilot, lambda: all(d.verdict == "uphill" for d in app.current.diag.values()))
         assert "flip_sign ON" in event_lines(app)
         await pilot.press("f")
         assert not app.trainer.flip_sign
         if app.current.diverged is None:
-            await wait_for(pilot, lambda: all(d["verdict"] == "ok" for d in app.current.diag.values()))
+            await wait_for(pilot, lambda: all(d.verdict == "ok" for d in app.current.diag.values()))
 
 
 async def test_g_runs_a_gradient_check_now():
@@ -82,7 +82,7 @@ async def test_brackets_halve_and_double_the_bias_learning_rate():
         await pilot.press("n")
         await wait_for(pilot, lambda: "bias lr multiplier x0.5" in event_lines(app))
         d = app.current.diag["output"]
-        assert d["u_norm"] == pytest.approx(0.05 * 0.5 * d["g_norm"], rel=1e-9)
+        assert d.u_norm == pytest.approx(0.05 * 0.5 * d.g_norm, rel=1e-9)
 
 
 async def test_number_keys_and_the_list_switch_presets():
@@ -94,7 +94,7 @@ async def test_number_keys_and_the_list_switch_presets():
         assert app.current.diag == {}  # no biases
         await pilot.press("3")
         assert app.preset_name == "frozen"
-        await wait_for(pilot, lambda: app.current.diag.get("output", {}).get("verdict") == "frozen")
+        await wait_for(pilot, lambda: "output" in app.current.diag and app.current.diag["output"].verdict == "frozen")
 
 
 async def test_s_saves_an_svg_screenshot(tmp_path, monkeypatch):

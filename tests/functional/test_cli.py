@@ -11,7 +11,7 @@ import pytest
 
 import biasmon
 from biasmon.core import presets
-from biasmon.core.stream import read_all
+from biasmon.core import read_all
 from biasmon.core.records import StepRecord
 
 CORE_DIR = Path(biasmon.core.__file__).resolve().parent
@@ -145,7 +145,7 @@ def core_modules():
 
 def test_core_never_imports_textual_in_a_fresh_interpreter():
     modules = ["biasmon", "biasmon.core"] + [f"biasmon.core.{m}" for m in core_modules()]
-    assert {"biasmon.core.trainer", "biasmon.core.network", "biasmon.core.stream"} <= set(modules)
+    assert {"biasmon.core.trainer", "biasmon.core.network", "biasmon.core.reader"} <= set(modules)
     code = ("import importlib, sys\n"
             f"for m in {modules!r}: importlib.import_module(m)\n"
             "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"

@@ -42,7 +42,7 @@ async def test_watch_follows_a_file_still_being_written(tmp_path):
             await wait_for(pilot, lambda: proc.poll() is not None)
             await wait_for(pilot, lambda: app.current.last_step == 58)  # step 59 waits for its update
             assert first_seen < 58
-            assert app.current.diag["out"]["verdict"] == "ok"
+            assert app.current.diag["out"].verdict == "ok"
             assert "skipped line 12: not JSON" in event_lines(app)
             assert app.check_action("flip", ()) is False and app.check_action("preset", ()) is False
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from biasmon.core.diagnostics import Thresholds
-from biasmon.core.stream import StreamReader
+from biasmon.core import StreamReader, Thresholds
 
 TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "numpy_mlp.py"
 

@@ -119,14 +119,14 @@ def test_flip_sign_points_uphill_within_20_steps(name):
     defined = 0
     for rec in steps:
         for layer, d in rec.diag.items():
-            if d["cos"] is not None:  # undefined when u = 0 (gap_scaled with no gap)
+            if d.cos is not None:  # undefined when u = 0 (gap_scaled with no gap)
                 defined += 1
-                assert d["cos"] == pytest.approx(-1.0, abs=1e-9), (rec.step, layer)
+                assert d.cos == pytest.approx(-1.0, abs=1e-9), (rec.step, layer)
     assert defined >= 5 * len(layers)
     uphill = {e.data["layer"]: e.step for e in verdict_events(records) if e.data["verdict"] == "uphill"}
     assert set(uphill) == set(layers)
     assert max(uphill.values()) < 20
-    assert all(d["verdict"] == "uphill" for d in steps[-1].diag.values())
+    assert all(d.verdict == "uphill" for d in steps[-1].diag.values())
 
 
 @pytest.mark.parametrize("name", MOVING)
@@ -141,8 +141,8 @@ def test_unflipped_strategy_descends_and_settles_on_ok(name):
     steps = steps_of(records)
     for rec in steps:
         for d in rec.diag.values():
-            assert d["cos"] is None or d["cos"] == pytest.approx(1.0, abs=1e-9)
-    assert {layer: d["verdict"] for layer, d in steps[-1].diag.items()} == dict.fromkeys(steps[-1].diag, "ok")
+            assert d.cos is None or d.cos == pytest.approx(1.0, abs=1e-9)
+    assert {layer: d.verdict for layer, d in steps[-1].diag.items()} == dict.fromkeys(steps[-1].diag, "ok")
     seen = {e.data["verdict"] for e in verdict_events(records)}
     assert "uphill" not in seen
     assert seen - {"ok", "pending"} <= ({"frozen"} if name == "gap_scaled" else set())
@@ -157,7 +157,7 @@ def test_frozen_biases_never_move_and_are_called_frozen():
         for layer, b in rec.biases.items():
             np.testing.assert_array_equal(b, first[layer])
             assert not rec.bias_updates[layer].any()
-    assert all(d["verdict"] == "frozen" for d in steps[-1].diag.values())
+    assert all(d.verdict == "frozen" for d in steps[-1].diag.values())
     assert any(np.abs(g).max() > 0 for g in steps[-1].bias_grads.values())
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from biasmon import StreamWriter
+from biasmon.core import Layout, Thresholds, finite_difference_errors
 from biasmon.core.check import Check, check_stream
-from biasmon.core.diagnostics import Layout, Thresholds, finite_difference_errors
 from biasmon.core.errors import BiasmonError
 from biasmon.core.records import Event, StepRecord
-from biasmon.core.stream import StreamReader, read_all
+from biasmon.core import StreamReader, read_all
 
 
 def read_text(text, **kw):
@@ -55,7 +55,7 @@ def test_round_trip_derives_the_update_from_consecutive_biases(tmp_path):
     assert len(steps) == 20 and reader.problems == [] and reader.max_span == 1
     np.testing.assert_allclose(steps[0].bias_updates["h"], -0.1 * steps[0].bias_grads["h"])
     assert steps[-1].bias_updates is None            # the last step's update is not known
-    assert steps[-2].diag["h"]["verdict"] == "ok" and steps[-2].diag["h"]["cos"] == pytest.approx(1.0)
+    assert steps[-2].diag["h"].verdict == "ok" and steps[-2].diag["h"].cos == pytest.approx(1.0)
 
 
 def test_sparse_steps_span_k_steps(tmp_path):
@@ -65,7 +65,7 @@ def test_sparse_steps_span_k_steps(tmp_path):
     records, reader = read_all(path, recompute=True)
     steps = [r for r in records if isinstance(r, StepRecord)]
     assert reader.max_span == 4 and steps[0].span == 4
-    assert steps[-2].diag["h"]["verdict"] == "ok"
+    assert steps[-2].diag["h"].verdict == "ok"
 
 
 def test_explicit_bias_updates_are_used_as_given():
@@ -73,7 +73,7 @@ def test_explicit_bias_updates_are_used_as_given():
                                  "bias_updates": {"a": [0.1, 0.1]}}) for t in range(8))   # b never changes!
     steps, _, reader = read_text(text)
     assert steps[-1].bias_updates["a"].tolist() == [0.1, 0.1]    # not derived (that would be 0)
-    assert steps[-1].diag["a"]["verdict"] == "uphill"
+    assert steps[-1].diag["a"].verdict == "uphill"
 
 
 def test_the_writer_rejects_what_the_reader_would_skip(tmp_path):
@@ -97,12 +97,12 @@ def test_non_finite_values_are_written_as_null_and_read_as_divergence():
     line = json.loads(handle.getvalue().splitlines()[-1])
     assert line["loss"] is None and line["biases"] == {"a": [None]}
     _, events, reader = read_text(handle.getvalue())
-    assert reader.diverged[0] == 1 and reader.diverged[1] == "a"
+    assert reader.diverged.step == 1 and reader.diverged.data["layer"] == "a"
     assert [e.kind for e in events] == ["diverged"]
 
 
 def test_a_step_record_with_non_finite_entries_is_written_with_nulls():
-    from biasmon.core.stream import RecordWriter
+    from biasmon.core import RecordWriter
     handle = io.StringIO()
     rec = StepRecord(3, 1.0, None, {"a": np.array([1.0, np.nan])}, {"a": np.array([np.inf, 0.5])},
                      {"a": np.array([-np.inf, 0.0])})
@@ -115,7 +115,7 @@ def test_a_step_record_with_non_finite_entries_is_written_with_nulls():
 def test_a_loss_blowing_up_is_divergence():
     text = "\n".join(json.dumps({"step": t, "loss": 10.0 ** (2 * t), "biases": {"a": [float(t)]}}) for t in range(6))
     _, events, reader = read_text(text)
-    assert reader.diverged == (4, None, "loss blew up to 1e+08")
+    assert reader.diverged == Event("diverged", 4, {"layer": None, "reason": "loss blew up to 1e+08"})
 
 
 def test_the_reader_rejects_malformed_step_lines_with_the_key_and_what_is_allowed():
@@ -164,7 +164,7 @@ def test_gradient_check_events_flag_a_wrong_gradient():
         assert [e["step"] for e in events] == [0, 5, 10]
         assert (max(events[0]["errors"].values()) > 0.1) == wrong
         steps, _, _ = read_text(handle.getvalue())
-        assert steps[-2].diag["h"]["verdict"] == expected and steps[-2].diag["o"]["verdict"] == expected
+        assert steps[-2].diag["h"].verdict == expected and steps[-2].diag["o"].verdict == expected
 
 
 def test_finite_difference_errors_match_the_loggers_check():
@@ -178,7 +178,7 @@ def check_of(lines, sustain=50):
     for line in lines:
         check.feed(json.dumps(line))
     check.finish()
-    return check.result()
+    return check.result().to_json()
 
 
 def sign_stretch_lines(steps, flipped):
@@ -243,5 +243,5 @@ def test_parsing_in_a_second_process_gives_the_same_result(tmp_path, monkeypatch
     lines.insert(20, json.dumps({"event": "gradient_check", "step": 19, "errors": {"h": 0.5, "o": 1e-9}}))
     path.write_text("\n".join(lines) + "\n{\"step\": 99, \"loss\"")
     sequential = check_stream(path, parallel=False)
-    assert sequential["malformed"]["count"] >= 4 and sequential["exit"] == 1
+    assert sequential.malformed.count >= 4 and sequential.exit == 1
     assert check_stream(path, parallel=True) == sequential

@@ -72,13 +72,13 @@ def test_each_line_holds_the_biases_before_the_step_their_grads_and_the_update_a
 ], ids=["sgd", "momentum", "adam"])
 def test_torch_optimizers_are_ok(tmp_path, optimizer):
     train(tmp_path / "run.jsonl", optimizer)
-    result = check_stream(tmp_path / "run.jsonl")
+    result = check_stream(tmp_path / "run.jsonl").to_json()
     assert result["exit"] == 0, result
     assert {layer["verdict"] for layer in result["layers"].values()} == {"ok"}
 
 
 def test_a_wrong_bias_update_is_flagged(tmp_path):
     train(tmp_path / "run.jsonl", wrong_bias_sign=True)
-    result = check_stream(tmp_path / "run.jsonl")
+    result = check_stream(tmp_path / "run.jsonl").to_json()
     assert result["exit"] == 1
     assert {name: layer["verdict"] for name, layer in result["layers"].items()} == {"0": "uphill", "2": "uphill"}

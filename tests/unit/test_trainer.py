@@ -110,7 +110,7 @@ def test_live_settings_and_requested_checks_apply_from_the_next_step_of_a_block(
     assert [e.step for e in events(out, "flip_sign")] == [10]
     assert [e.step for e in events(out, "gradient_check")] == [10]
     first = [r for r in out if isinstance(r, StepRecord)][0]
-    assert first.step == 10 and all(d["cos"] == pytest.approx(-1.0) for d in first.diag.values())
+    assert first.step == 10 and all(d.cos == pytest.approx(-1.0) for d in first.diag.values())
 
 
 # --- step / reset ------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def test_flip_sign_toggled_mid_run_emits_an_event_and_turns_uphill():
     records = []
     for _ in range(20):
         records += trainer.step()
-    assert all(r.diag[layer]["verdict"] == "ok" for r in records[-1:] if isinstance(r, StepRecord) for layer in r.diag)
+    assert all(r.diag[layer].verdict == "ok" for r in records[-1:] if isinstance(r, StepRecord) for layer in r.diag)
     trainer.flip_sign = True
     after = []
     for _ in range(20):
@@ -163,8 +163,8 @@ def test_flip_sign_toggled_mid_run_emits_an_event_and_turns_uphill():
     assert len(flips) == 1 and flips[0].step == 20 and flips[0].data == {"flip_sign": True}
     assert after[0] is flips[0]  # the event comes before that step's record
     steps = [r for r in after if isinstance(r, StepRecord)]
-    assert all(d["cos"] == pytest.approx(-1.0) for d in steps[0].diag.values())
-    assert all(d["verdict"] == "uphill" for d in steps[-1].diag.values())
+    assert all(d.cos == pytest.approx(-1.0) for d in steps[0].diag.values())
+    assert all(d.verdict == "uphill" for d in steps[-1].diag.values())
     uphill = [e for e in events(after, "verdict") if e.data["verdict"] == "uphill"]
     assert {e.data["layer"] for e in uphill} == {"hidden1", "hidden2", "output"}
     assert all(20 <= e.step < 40 for e in uphill)
@@ -200,7 +200,7 @@ def test_request_gradient_check_produces_an_event_next_step():
     assert set(errors) == {"hidden1", "hidden2", "output"}
     assert all(0 <= e < 1e-3 for e in errors.values())
     step = [r for r in out if isinstance(r, StepRecord)][0]
-    assert all(d["fd_error"] == errors[layer] for layer, d in step.diag.items())
+    assert all(d.fd_error == errors[layer] for layer, d in step.diag.items())
     assert not events(trainer.step(), "gradient_check")  # once
 
 

@@ -6,9 +6,14 @@ import math
 import numpy as np
 import pytest
 
-from biasmon.core.diagnostics import Diagnoser, Layout, Thresholds
+from biasmon.core import Diagnoser, Layout, Observation, Thresholds
 
 LAYOUT = Layout(("hidden", "out"), (8, 1))
+
+
+def observe(diag, step, loss, b, g, u):
+    """One step's {layer: LayerDiagnosis}."""
+    return diag.observe([Observation(step, loss, None, b, g, u)])[0].layers
 
 
 def quadratic(seed=0, n=9):
@@ -30,9 +35,9 @@ def run(update, steps=400, seed=0, thresholds=None, noise=0.0):
         g = grad(b) + noise * rng.normal(size=9)
         loss = loss_of(b)
         u = update(t, g, loss, state, rng)
-        out, _, _ = diag.observe(t, loss, b.copy(), g, u)
+        out = observe(diag, t, loss, b.copy(), g, u)
         for name in LAYOUT.names:
-            seen[name].append(out[name]["verdict"])
+            seen[name].append(out[name].verdict)
         b = b + u
     return seen
 
@@ -176,8 +181,8 @@ def test_a_bias_norm_growing_while_the_loss_falls_is_learning_not_exploding():
     b, target = 0.0, 5000.0        # an unnormalised regression target: the output bias must grow a lot
     for t in range(200):
         g = b - target
-        out, _, _ = diag.observe(t, 0.5 * g * g, np.array([b]), np.array([g]), np.array([-0.1 * g]))
-        assert out["out"]["verdict"] in ("pending", "ok"), (t, out["out"])
+        out = observe(diag, t, 0.5 * g * g, np.array([b]), np.array([g]), np.array([-0.1 * g]))
+        assert out["out"].verdict in ("pending", "ok"), (t, out["out"])
         b -= 0.1 * g
 
 
@@ -186,13 +191,13 @@ def test_vanishing_needs_another_layer_with_a_far_larger_gradient():
     b = np.ones(9)
     for t in range(10):   # converged at a non-zero loss: every gradient tiny together -> not vanishing
         g = np.full(9, 1e-12 * (t + 1))
-        out, _, _ = diag.observe(t, 0.3, b, g, -0.1 * g)
-    assert out["hidden"]["verdict"] == "ok"
+        out = observe(diag, t, 0.3, b, g, -0.1 * g)
+    assert out["hidden"].verdict == "ok"
     diag = Diagnoser(LAYOUT)
     for t in range(10):   # hidden's gradient vanished while the output layer's is large
         g = np.concatenate([np.full(8, 1e-12), [0.5]])
-        out, _, _ = diag.observe(t, 0.3, b, g, -0.1 * g)
-    assert out["hidden"]["verdict"] == "vanishing" and out["out"]["verdict"] == "ok"
+        out = observe(diag, t, 0.3, b, g, -0.1 * g)
+    assert out["hidden"].verdict == "vanishing" and out["out"].verdict == "ok"
 
 
 def test_a_failed_gradient_check_is_a_gradient_mismatch_until_a_passing_one():
@@ -200,23 +205,23 @@ def test_a_failed_gradient_check_is_a_gradient_mismatch_until_a_passing_one():
     b = np.ones(9)
     g = np.ones(9)
     diag.record_gradient_check({"hidden": 0.5, "out": 1e-9})
-    out, _, _ = diag.observe(0, 1.0, b, g, -0.1 * g)
-    assert out["hidden"]["verdict"] == "gradient mismatch" and out["out"]["verdict"] != "gradient mismatch"
+    out = observe(diag, 0, 1.0, b, g, -0.1 * g)
+    assert out["hidden"].verdict == "gradient mismatch" and out["out"].verdict != "gradient mismatch"
     diag.record_gradient_check({"hidden": 1e-8, "out": None})
     for t in range(1, 6):
-        out, _, _ = diag.observe(t, 1.0, b, g, -0.1 * g)
-    assert out["hidden"]["verdict"] == "ok"
+        out = observe(diag, t, 1.0, b, g, -0.1 * g)
+    assert out["hidden"].verdict == "ok"
 
 
 def test_without_gradients_only_norms_are_judged():
     diag = Diagnoser(LAYOUT)
     for t in range(10):
-        out, _, _ = diag.observe(t, 1.0, np.ones(9), None, np.full(9, 0.01))
-    assert out["hidden"]["verdict"] == "no gradients" and out["hidden"]["cos"] is None
+        out = observe(diag, t, 1.0, np.ones(9), None, np.full(9, 0.01))
+    assert out["hidden"].verdict == "no gradients" and out["hidden"].cos is None
 
 
 def test_observe_tolerates_huge_values_without_warnings():
     diag = Diagnoser(LAYOUT)
     with np.errstate(all="raise"):
-        out, _, _ = diag.observe(0, 1.0, np.full(9, 1e300), np.full(9, 1e300), np.full(9, -1e300))
-    assert out["hidden"]["b_norm"] == math.inf
+        out = observe(diag, 0, 1.0, np.full(9, 1e300), np.full(9, 1e300), np.full(9, -1e300))
+    assert out["hidden"].b_norm == math.inf

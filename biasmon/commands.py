@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
-from . import presets as preset_mod
-from .errors import BiasmonError
-from .stream import RecordWriter
-from .summary import RunSummary, fmt
-from .trainer import Trainer
+from .core import presets as preset_mod
+from .core.errors import BiasmonError
+from .core.stream import RecordWriter
+from .core.summary import RunSummary
+from .core.trainer import Trainer
+from .text import divergence_line, fmt, print_lines, table
 
 BLOCK_STEPS = 32  # steps trained and diagnosed together (Trainer.advance)
 
 
-def list_presets(extra_dirs, out=sys.stdout) -> int:
+def list_presets(extra_dirs: list[str], out: TextIO = sys.stdout) -> int:
     found = preset_mod.discover(extra_dirs)
     width = max(len(n) for n in found)
     for i, (name, p) in enumerate(found.items(), start=1):
@@ -26,12 +28,12 @@ def list_presets(extra_dirs, out=sys.stdout) -> int:
 class Progress:
     """A one-line progress bar on stderr, redrawn at most 10 times a second."""
 
-    def __init__(self, total, stream=sys.stderr):
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
         self.total, self.stream = total, stream
         self.start = self.last = time.perf_counter()
         self.enabled = stream.isatty()
 
-    def update(self, done, force=False):
+    def update(self, done: int, force: bool = False) -> None:
         now = time.perf_counter()
         if not self.enabled or (not force and now - self.last < 0.1):
             return
@@ -41,19 +43,20 @@ class Progress:
         self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} steps  {rate:,.0f} steps/s")
         self.stream.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self.enabled:
             self.stream.write("\n")
 
 
-def open_output(path):
+def open_output(path: str):
     try:
         return open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise BiasmonError(f"{path}: cannot write the recording ({exc.strerror or exc})") from None
 
 
-def record(preset_name, output, steps=None, seed=None, extra_dirs=(), out=sys.stdout) -> int:
+def record(preset_name: str, output: str, steps: int | None = None, seed: int | None = None,
+           extra_dirs: list[str] = (), out: TextIO = sys.stdout) -> int:
     """Train with no UI, write every record to `output`, print a summary and each layer's verdict."""
     preset = preset_mod.resolve(preset_name, extra_dirs)
     trainer = Trainer(preset, steps=steps, seed=seed)
@@ -83,21 +86,20 @@ def record(preset_name, output, steps=None, seed=None, extra_dirs=(), out=sys.st
     return 0
 
 
-def print_summary(summary: RunSummary, out=sys.stdout) -> None:
+def print_summary(summary: RunSummary, out: TextIO = sys.stdout) -> None:
     print(f"train loss: final {fmt(summary.final_loss)}, best {fmt(summary.best_loss)}", file=out)
     if summary.final_val is not None:
         print(f"val loss:   final {fmt(summary.final_val)}, best {fmt(summary.best_val)}", file=out)
     if summary.diverged:
-        step, layer, reason = summary.diverged
-        print(f"DIVERGED at step {step}" + (f" (first non-finite layer: {layer})" if layer else "")
-              + (f": {reason}" if reason else ""), file=out)
+        d = summary.diverged
+        print(divergence_line(d.step, d.data.get("layer"), d.data.get("reason")), file=out)
     if not summary.verdicts:
         print("no bias verdicts (the network has no biases)", file=out)
-    for layer, (verdict, cause, since) in summary.verdicts.items():
-        print(f"  {layer:<10} {verdict:<18} since step {since:<6} {cause}", file=out)
+    for layer, d in summary.verdicts.items():
+        print(f"  {layer:<10} {d.verdict:<18} since step {d.since:<6} {d.cause}", file=out)
 
 
-def compare(names, steps=None, extra_dirs=(), out=sys.stdout) -> int:
+def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = (), out: TextIO = sys.stdout) -> int:
     """Run each preset headless; print one table of losses, divergence and per-layer verdicts."""
     available = preset_mod.discover(extra_dirs)
     chosen = [preset_mod.resolve(n, extra_dirs) for n in names] if names else list(available.values())
@@ -109,19 +111,12 @@ def compare(names, steps=None, extra_dirs=(), out=sys.stdout) -> int:
                 summary.add(rec)
         rows.append((preset.name, summary))
         layers += [name for name in summary.verdicts if name not in layers]
-    head = ["preset", "final train", "best train", "final val", "best val", "diverged"] + layers
-    table = [head]
+    cells = [("preset", "final train", "best train", "final val", "best val", "diverged", *layers)]
     for name, s in rows:
-        cells = [name, fmt(s.final_loss), fmt(s.best_loss), fmt(s.final_val), fmt(s.best_val),
-                 "-" if not s.diverged else f"step {s.diverged[0]}"]
-        for layer in layers:
-            v = s.verdicts.get(layer)
-            cells.append("no bias" if v is None else f"{v[0]} @{v[2]}")
-        table.append(cells)
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    for i, row in enumerate(table):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), file=out)
-        if i == 0:
-            print("  ".join("-" * w for w in widths), file=out)
+        verdicts = [("no bias" if layer not in s.verdicts else f"{s.verdicts[layer].verdict} @{s.verdicts[layer].since}")
+                    for layer in layers]
+        cells.append((name, fmt(s.final_loss), fmt(s.best_loss), fmt(s.final_val), fmt(s.best_val),
+                      "-" if not s.diverged else f"step {s.diverged.step}", *verdicts))
+    print_lines(table(cells), out)
     print("\nlayer cells: the verdict at the end of the run @ the step it was first seen", file=out)
     return 0

@@ -1,0 +1,146 @@
+"""`biasmon check FILE|-`: its options, and the report it prints (core/check.py computes the result).
+
+Per layer it prints the verdict at the end of the stream, its cause and the step it was first seen, plus
+every problem verdict seen earlier (first step, longest stretch). Exit status: 0 every layer ok, 1 a
+problem found, 2 unreadable input. Malformed lines are skipped, counted and listed with their line numbers
+(--strict makes them exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import fields
+from typing import TextIO
+
+from .core.check import DEFAULT_SUSTAIN, CheckResult, check_stream
+from .core.errors import BiasmonError, StreamError
+from .core.verdicts import PROBLEMS, Thresholds
+from .text import HELP, divergence_line, fmt, print_lines, table
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_betas(text: str) -> tuple[float, ...]:
+    text = text.strip()
+    if not text:
+        return ()
+    try:
+        betas = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1), got {text!r}") from None
+    if not all(0.0 <= b < 1.0 for b in betas):
+        raise argparse.ArgumentTypeError(f"each momentum factor must be in [0, 1), got {text!r}")
+    return betas
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="the stream: a JSON Lines file, or - for standard input")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--sustain", type=int, default=DEFAULT_SUSTAIN, metavar="STEPS",
+                        help="a problem verdict seen earlier fails the check if it lasted this many steps "
+                             f"(default {DEFAULT_SUSTAIN}); a layer's final verdict always counts")
+    parser.add_argument("--strict", action="store_true", help="malformed lines make the input unreadable (exit 2)")
+    group = parser.add_argument_group("thresholds (docs/stream-format.md says why each default)")
+    defaults = Thresholds()
+    for f in fields(Thresholds):
+        default = getattr(defaults, f.name)
+        if f.name == "momentum_betas":
+            group.add_argument(_option(f.name), dest=f.name, type=_parse_betas, default=default,
+                               metavar="B1,B2", help=f"{HELP[f.name]} (default {','.join(map(str, default))})")
+        else:
+            kind = int if isinstance(default, int) else float
+            group.add_argument(_option(f.name), dest=f.name, type=kind, default=default,
+                               metavar="N" if kind is int else "X", help=f"{HELP[f.name]} (default {default})")
+
+
+def thresholds_from(args: argparse.Namespace) -> Thresholds:
+    values = {f.name: getattr(args, f.name) for f in fields(Thresholds)}
+    for name in ("window", "min_steps", "unrelated_steps", "frozen_steps"):
+        if values[name] < 1:
+            raise BiasmonError(f"{_option(name)} must be a whole number >= 1, got {values[name]}")
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BiasmonError(f"{_option(name)} must be a finite number, got {value}")
+    for name in ("unrelated_cos", "quiet_grad_frac", "grad_eps", "explode_norm", "explode_growth",
+                 "vanish_grad", "vanish_ratio", "converged_loss", "fd_tolerance", "diverge_loss"):
+        if values[name] < 0:
+            raise BiasmonError(f"{_option(name)} must be >= 0, got {values[name]}")
+    for name in ("uphill_cos", "quiet_uphill_cos"):
+        if not -1.0 <= values[name] <= 1.0:
+            raise BiasmonError(f"{_option(name)} must be between -1 and 1, got {values[name]}")
+    return Thresholds(**values)
+
+
+def _compact(numbers: list[int]) -> str:
+    """1,2,3,7,9,10 -> '1-3, 7, 9-10'."""
+    parts, start, prev = [], None, None
+    for n in numbers:
+        if prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ", ".join(parts)
+
+
+def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
+    rows = [("layer", "verdict", "first step", "longest", "counts", "cause")]
+    for name, layer in result.layers.items():
+        final_problem = next((p for p in layer.problems if p.final), None)
+        rows.append((name, layer.verdict, str(layer.first_seen),
+                     f"{final_problem.longest_steps}" if final_problem else "-",
+                     "yes" if final_problem else ("-" if layer.verdict not in PROBLEMS else "yes"), layer.cause))
+        for p in layer.problems:
+            if not p.final:
+                rows.append(("", f"earlier: {p.verdict}", str(p.first_step), str(p.longest_steps),
+                             "yes" if p.counts else f"no (< {result.sustain} steps)", p.cause))
+    return rows
+
+
+def print_report(result: CheckResult, out: TextIO = sys.stdout) -> None:
+    grads = "gradients logged" if result.has_grads else "no gradients"
+    print(f"{result.source}: {result.steps} steps ({result.first_step}..{result.last_step}), "
+          f"{len(result.layers)} bias layers, {grads}; train loss final {fmt(result.final_loss)}, "
+          f"best {fmt(result.best_loss)}", file=out)
+    rows = _layer_rows(result)
+    if len(rows) > 1:
+        print_lines(table(rows, open_last=True), out)
+    if result.diverged:
+        d = result.diverged
+        print(divergence_line(d.step, d.layer, d.reason), file=out)
+    for note in result.notes:
+        print(f"note: {note}", file=out)
+    bad = result.malformed
+    if bad.count:
+        print(f"malformed or non-finite lines: {bad.count} (line {_compact(sorted(set(bad.lines)))})", file=out)
+    if result.failing:
+        print(f"result: PROBLEM: {'; '.join(result.failing)}", file=out)
+    else:
+        print("result: ok", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    thresholds = thresholds_from(args)
+    if args.sustain < 1:
+        raise BiasmonError(f"--sustain must be a whole number >= 1, got {args.sustain}")
+    result = check_stream(args.file, thresholds, args.sustain)
+    bad = result.malformed
+    for message in bad.messages:
+        print(f"biasmon: warning: {result.source}: {message}", file=sys.stderr)
+    if bad.count > len(bad.messages):
+        print(f"biasmon: warning: {result.source}: {bad.count - len(bad.messages)} more malformed "
+              f"line(s) skipped", file=sys.stderr)
+    if args.strict and bad.count:
+        raise StreamError(f"{result.source}: {bad.count} malformed line(s) (--strict); first: {bad.messages[0]}")
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1, allow_nan=False))
+    else:
+        print_report(result)
+    return result.exit

@@ -1,0 +1,64 @@
+"""Text for people: number formats, tables, the divergence line, what each `check` threshold means."""
+from __future__ import annotations
+
+from typing import TextIO
+
+
+def fmt(value: float | None, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(rows: list[tuple[str, ...]], open_last: bool = False) -> list[str]:
+    """Rows of cells as aligned lines, with a rule under the first (the header). open_last: the last
+    column is free text, not padded (its rule is five dashes)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - (1 if open_last else 0))]
+    lines = []
+    for i, row in enumerate(rows):
+        if open_last:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        else:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + ("  " + "-" * 5 if open_last else ""))
+    return lines
+
+
+def print_lines(lines: list[str], out: TextIO) -> None:
+    for line in lines:
+        print(line, file=out)
+
+
+def divergence_line(step: int, layer: str | None, reason: str | None) -> str:
+    return (f"DIVERGED at step {step}" + (f" (first non-finite layer: {layer})" if layer else "")
+            + (f": {reason}" if reason else ""))
+
+
+# What each Thresholds field means (`biasmon check --help`).
+HELP = {
+    "window": "steps over which the descent cosine is averaged for 'uphill'",
+    "min_steps": "steps with a defined cosine needed before 'uphill' can be called",
+    "uphill_cos": "'uphill' when the window's mean cos(update, -d) is below this, d the gradient or the "
+                  "running average of it that the update follows most closely",
+    "unrelated_cos": "'unrelated' when |mean cos| is below this over the last unrelated-steps steps and below twice "
+                     "this over the last window (an update that switched between following and climbing the "
+                     "gradient averages to 0 too, but not in every window)",
+    "unrelated_steps": "length of the stretch (steps with a defined cosine) that 'unrelated' needs",
+    "frozen_steps": "'frozen' after this many steps in a row with a zero update and a non-zero gradient",
+    "quiet_grad_frac": "a layer whose rms(g) fell below this times its largest rms(g) has converged: its "
+                       "tiny steps may round away or jitter, so neither 'frozen' nor 'uphill' is called "
+                       "(an 'uphill' already called is held)",
+    "quiet_uphill_cos": "on a quiet (converged) gradient, 'uphill' only when the window's mean cos(update, -g) is "
+                        "below this "
+                        "(a clear climb, as a sign bug gives at any scale; Adam's jitter near a minimum does not)",
+    "grad_eps": "rms(g) at or below this is a zero gradient",
+    "explode_norm": "'exploding' when |b| exceeds this times max(1, first |b|) and the loss has not fallen",
+    "explode_growth": "... or when |b| > 10 grew by this factor within one window and the loss has not fallen",
+    "vanish_grad": "'vanishing' when rms(g) is below this, the loss above converged-loss ...",
+    "vanish_ratio": "... and the layer's rms(g) has never been above this times the largest layer's rms(g) now "
+                    "(a layer that converged first is not vanishing)",
+    "converged_loss": "a loss at or below this counts as converged (no 'vanishing')",
+    "fd_tolerance": "'gradient mismatch' when a finite-difference check's relative error exceeds this",
+    "momentum_betas": "running averages (momentum factors) of the gradient that the update may follow "
+                      "(comma-separated; empty: only the raw gradient)",
+    "diverge_loss": "a loss above this times max(1, the first loss) counts as divergence",
+}

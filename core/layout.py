@@ -1,0 +1,31 @@
+"""Where each layer's entries sit in a flat vector (the layers' biases end to end)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Layer names and sizes; layer i owns flat[starts[i]:starts[i] + sizes[i]]."""
+
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def starts(self) -> np.ndarray:
+        """(layers,) the offset of each layer's first entry."""
+        return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
+
+    def split(self, flat: np.ndarray) -> dict:
+        """{name: view of flat (n,) for that layer}."""
+        out, start = {}, 0
+        for name, size in zip(self.names, self.sizes):
+            out[name] = flat[start:start + size]
+            start += size
+        return out
+
+    def describe(self) -> str:
+        """'a[16], b[1]' (for messages)."""
+        return ", ".join(f"{n}[{s}]" for n, s in zip(self.names, self.sizes)) or "no layers"

@@ -1,0 +1,141 @@
+"""Parsing one step line of a stream into a typed `StepLine`, checked for types (not against the stream
+so far: core/reader.py does that). `prepare_lines` does the parsing ahead, e.g. in a second process."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .layout import Layout
+
+
+def _from_bytes(names: tuple, sizes: tuple, data: bytes) -> "Vectors":
+    return Vectors(names, sizes, np.frombuffer(data, dtype=np.float64))
+
+
+@dataclass(frozen=True, slots=True)
+class Vectors:
+    """One key's vectors: layer names and sizes, and the layers' entries end to end, flat (n,) float64."""
+
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+    flat: np.ndarray
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.names, self.sizes)
+
+    def __reduce__(self):  # cheap to pass between processes: the entries as raw bytes
+        return _from_bytes, (self.names, self.sizes, self.flat.tobytes())
+
+
+@dataclass(frozen=True, slots=True)
+class StepLine:
+    """A step line's fields. diag and loss_change are what the line carried (unchecked JSON values)."""
+
+    step: int
+    loss: float
+    val_loss: float | None
+    biases: Vectors
+    grads: Vectors | None
+    updates: Vectors | None
+    trained: bool
+    diag: Any = None
+    loss_change: Any = None
+
+
+def as_float(value: Any, where: str) -> float:
+    """A JSON value as a float: null reads as NaN, an integer too big for a float as +-inf; anything
+    else that is not a number is a ValueError naming `where`."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"'{where}' must be a number (or null for a non-finite value), got {json.dumps(value)[:40]}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _number(obj: dict, key: str, required: bool = False) -> float | None:
+    """obj[key] as a float; None if absent (or, if required, a ValueError); null reads as NaN."""
+    if key not in obj:
+        if required:
+            raise ValueError(f"'{key}' is missing")
+        return None
+    return as_float(obj[key], key)
+
+
+def _vectors(obj: dict, key: str, strict_types: bool = False) -> Vectors | None:
+    """obj[key] as Vectors (read-only), or None if absent.
+
+    A null entry stands for a non-finite value (JSON has no NaN) and reads as NaN. The fast path lets
+    NumPy convert the numbers; anything it cannot take as plain floats (null, strings, nested lists,
+    huge integers, or true/false anywhere on the line: strict_types) goes through the entry-by-entry check."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise ValueError(f"'{key}' must be an object of layer name -> list of numbers")
+    flat, sizes = [], []
+    for name, vec in value.items():
+        if type(vec) is not list:
+            raise ValueError(f"'{key}.{name}' must be a list of numbers, got {type(vec).__name__}")
+        if not vec:
+            raise ValueError(f"'{key}.{name}' is empty: a layer needs at least one bias")
+        flat += vec
+        sizes.append(len(vec))
+    arr = None
+    if not strict_types:
+        try:
+            arr = np.array(flat)
+        except (ValueError, TypeError, OverflowError):
+            arr = None
+    if arr is None or arr.dtype.kind != "f" or arr.ndim != 1:
+        arr = np.asarray([as_float(v, f"{key}.{name}[{i}]") for name, vec in value.items() for i, v in enumerate(vec)],
+                         dtype=np.float64)
+    arr.flags.writeable = False
+    return Vectors(tuple(value), tuple(sizes), arr)
+
+
+def parse_step(obj: dict, strict_types: bool = False) -> StepLine:
+    """The fields of a step line (a dict). strict_types: check entry by entry (the line holds true/false
+    somewhere). Raises ValueError naming the key."""
+    step = obj.get("step")
+    if type(step) is not int or step < 0:
+        raise ValueError(f"'step' must be a whole number >= 0, got {json.dumps(step)[:40]}")
+    loss = _number(obj, "loss", required=True)
+    val_loss = _number(obj, "val_loss")
+    biases = _vectors(obj, "biases", strict_types)
+    if biases is None:
+        raise ValueError("'biases' is missing (an object of layer name -> list of numbers)")
+    grads = _vectors(obj, "bias_grads", strict_types)
+    updates = _vectors(obj, "bias_updates", strict_types)
+    trained = obj.get("bias_trained", True)
+    if type(trained) is not bool:
+        raise ValueError(f"'bias_trained' must be true or false, got {json.dumps(trained)[:40]}")
+    return StepLine(step, loss, val_loss, biases, grads, updates, trained, obj.get("diag"), obj.get("loss_change"))
+
+
+def prepare_lines(lines: list[str]) -> list[StepLine | str]:
+    """Parse lines ahead of a StreamReader, e.g. in another process: a StepLine for each well-formed step
+    line, and the text itself for anything else (header, event, blank or bad line), which the reader
+    then reads itself (StreamReader.feed_prepared)."""
+    out = []
+    for text in lines:
+        stripped = text.strip()
+        try:
+            obj = json.loads(stripped) if stripped.startswith("{") else None
+        except (json.JSONDecodeError, RecursionError):
+            obj = None
+        if type(obj) is not dict or "format" in obj or "event" in obj:
+            out.append(text)
+            continue
+        try:
+            out.append(parse_step(obj, "true" in stripped or "false" in stripped))
+        except ValueError:
+            out.append(text)
+    return out

@@ -1,0 +1,252 @@
+"""Reading a record stream back: lines from any source (biasmon's trainer, a recording, an external
+trainer) become the same records, deriving what a line leaves out: the update from consecutive biases,
+and the diagnostics."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .diagnoser import Diagnoser, Diagnosis, Observation
+from .errors import StreamError
+from .layout import Layout
+from .lines import StepLine, Vectors, parse_step
+from .records import Event, LayerDiagnosis, LossChange
+from .stream import FORMAT, RESET_EVENTS, VERSION
+from .verdicts import Thresholds, loss_diverged
+
+BLOCK = 256  # steps diagnosed together when a whole file is read
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """True if every entry is finite: one sum (inf/NaN propagate; a sum of finite entries overflowing
+    means entries near 1e307, so it is checked entry by entry then)."""
+    total = float(arr.sum())
+    return math.isfinite(total) or bool(np.isfinite(arr).all())
+
+
+def _stored(line: StepLine) -> Diagnosis | None:
+    """The diagnosis a line carried (its verdict changes are event lines of their own), or None."""
+    if type(line.diag) is not dict:
+        return None
+    layers = {str(name): LayerDiagnosis.from_json(d, line.step) for name, d in line.diag.items()}
+    return Diagnosis({k: v for k, v in layers.items() if v is not None}, LossChange.from_json(line.loss_change), [])
+
+
+class StreamReader:
+    """Feed it lines; it returns records (StepRecord, Event). Problems are kept in `problems`.
+
+    recompute=True ignores diagnostics stored in the lines and derives them with `thresholds`.
+    block > 1: diagnose that many steps at once (faster; records then come out in bursts, and finish()
+    returns the rest). 1: every step's record comes out of the feed() that completes it."""
+
+    def __init__(self, thresholds: Thresholds | None = None, recompute: bool = False, source: str = "<stream>",
+                 block: int = 1) -> None:
+        self.block = block
+        self.thresholds = thresholds or Thresholds()
+        self.recompute = recompute
+        self.source = source
+        self.problems: list[LineProblem] = []
+        self.header: dict | None = None
+        self.line_no = 0
+        self.steps_read = 0
+        self.max_span = 1
+        self.has_grads: bool | None = None
+        self.diverged: Event | None = None   # the stream's first divergence
+        self._queue: list[Observation] = []
+        self._reset_run()
+
+    def _reset_run(self) -> None:
+        self.layout: Layout | None = None
+        self.diagnoser: Diagnoser | None = None
+        self._pending: Observation | None = None   # the last step, waiting for the next to know its update
+        self._grad_check: dict | None = None       # a gradient_check event's errors, for the next step
+        self._first_loss: float | None = None
+
+    def _problem(self, message: str) -> list:
+        self.problems.append(LineProblem(self.line_no, message))
+        return []
+
+    def feed(self, text: str) -> list:
+        """One line of text (its newline optional)."""
+        self.line_no += 1
+        text = text.strip()
+        if not text:
+            return []
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            return self._problem("not JSON (truncated or malformed line)")
+        if not isinstance(obj, dict):
+            return self._problem("not a JSON object")
+        if "format" in obj:
+            return self._drain() + self._read_header(obj)
+        if "event" in obj:
+            return self._drain() + self._read_event(obj)
+        try:
+            return self._read_step(parse_step(obj, "true" in text or "false" in text))
+        except ValueError as exc:
+            return self._problem(str(exc))
+
+    def feed_prepared(self, items: list) -> list:
+        """The output of lines.prepare_lines (parsed ahead, e.g. in another process): the records that
+        feeding the lines themselves gives."""
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                out += self.feed(item)
+                continue
+            self.line_no += 1
+            try:
+                out += self._read_step(item)
+            except ValueError as exc:
+                self._problem(str(exc))
+        return out
+
+    def finish(self) -> list:
+        """At end of input: the last pending step, with its update unknown (and any queued steps)."""
+        self._flush_pending(None, None)
+        return self._drain()
+
+    # --- lines -----------------------------------------------------------------------------------
+    def _read_header(self, obj: dict) -> list:
+        if obj.get("format") != FORMAT:
+            return self._problem(f"header names format {obj.get('format')!r}, expected {FORMAT!r}")
+        if obj.get("version") != VERSION:
+            raise StreamError(f"{self.source}: line {self.line_no}: stream format version {obj.get('version')!r} "
+                              f"is not supported; this biasmon reads version {VERSION}")
+        out = []
+        if self.header is not None or self.steps_read:
+            out = self.finish()
+            self._reset_run()
+        self.header = obj
+        return out
+
+    def _read_event(self, obj: dict) -> list:
+        kind, step = obj.get("event"), obj.get("step")
+        if not isinstance(kind, str) or not isinstance(step, int) or isinstance(step, bool):
+            return self._problem("an event line needs a string 'event' and a whole-number 'step'")
+        event = Event.from_json(obj)
+        out = []
+        if kind in RESET_EVENTS:
+            out = self.finish()
+            self._reset_run()
+        elif kind == "gradient_check" and isinstance(event.data.get("errors"), dict):
+            self._grad_check = event.data["errors"]
+        elif kind == "diverged":
+            self.diverged = self.diverged or event
+        elif kind == "verdict" and self.recompute:
+            return out  # verdicts are re-derived from the step lines
+        return out + [event]
+
+    def _check_layers(self, line: StepLine) -> None:
+        names, sizes = line.biases.names, line.biases.sizes
+        if self.layout is None:
+            self.layout = Layout(names, sizes)
+            self.diagnoser = Diagnoser(self.layout, self.thresholds)
+        elif names != self.layout.names or sizes != self.layout.sizes:
+            raise ValueError(f"layers changed: expected {self.layout.describe()}, got {line.biases.layout.describe()}")
+        for key, vecs in (("bias_grads", line.grads), ("bias_updates", line.updates)):
+            if vecs is not None and (vecs.names != names or vecs.sizes != sizes):
+                raise ValueError(f"'{key}' layers must match 'biases': {self.layout.describe()}, "
+                                 f"got {vecs.layout.describe()}")
+        if self._pending is not None and line.step <= self._pending.step:
+            raise ValueError(f"step {line.step} does not follow step {self._pending.step}")
+
+    def _read_step(self, line: StepLine) -> list:
+        self._check_layers(line)
+        b, g, u = line.biases.flat, _flat(line.grads), _flat(line.updates)
+        loss, val_loss = line.loss, line.val_loss
+        nonfinite = () if (math.isfinite(loss) and _all_finite(b) and (g is None or _all_finite(g))
+                           and (u is None or _all_finite(u))) else \
+            [key for key, v in (("loss", loss), ("biases", b), ("bias_grads", g), ("bias_updates", u))
+             if v is not None and not np.isfinite(v).all()]
+        if val_loss is not None and not math.isfinite(val_loss):
+            self.problems.append(LineProblem(self.line_no, "'val_loss' is not finite: ignored"))
+            val_loss = None
+        self.steps_read += 1
+        if self.has_grads is None:
+            self.has_grads = g is not None
+        if nonfinite:
+            self._flush_pending(None, None)
+            where = ", ".join(f"'{k}'" for k in nonfinite)
+            self.problems.append(LineProblem(self.line_no, f"non-finite value in {where}: read as divergence"))
+            parts = self.layout.split(b)
+            layer = next((n for n in self.layout.names if not np.isfinite(parts[n]).all()), None)
+            return self._diverge(line.step, layer, f"{' and '.join(nonfinite)} not finite")
+        out = []
+        if self._first_loss is None:
+            self._first_loss = loss
+        elif loss_diverged(loss, self._first_loss, self.thresholds):
+            out = self._diverge(line.step, None, f"loss blew up to {loss:.3g}")
+        step = Observation(line.step, loss, val_loss, b, g, None, line.trained, fd_errors=self._grad_check,
+                           stored=None if self.recompute else _stored(line))
+        self._grad_check = None
+        self._flush_pending(b, line.step)
+        if u is not None:
+            step.u = u
+            self._queue.append(step)
+        else:
+            self._pending = step
+        return out + (self._drain() if len(self._queue) >= self.block else [])
+
+    def _diverge(self, step: int, layer: str | None, reason: str) -> list:
+        """The queued steps' records, then a diverged event (the first divergence of the stream only)."""
+        out = self._drain()
+        if self.diverged is None:
+            self.diverged = Event("diverged", step, {"layer": layer, "reason": reason})
+            out.append(self.diverged)
+        return out
+
+    def _flush_pending(self, b_next: np.ndarray | None, step_next: int | None) -> None:
+        """Queue the pending step, its update now known (b_next - b) or known never to be (b_next None)."""
+        step, self._pending = self._pending, None
+        if step is None:
+            return
+        if b_next is not None:
+            step.span = step_next - step.step
+            self.max_span = max(self.max_span, step.span)
+            step.u = b_next - step.b
+        self._queue.append(step)
+
+    def _drain(self) -> list:
+        """Diagnose the queued steps together; their records (each followed by its verdict changes)."""
+        queue, self._queue = self._queue, []
+        if not queue:
+            return []
+        out = []
+        for step, diagnosis in zip(queue, self.diagnoser.observe(queue)):
+            diagnosis = step.stored or diagnosis
+            out.append(step.record(self.layout, diagnosis))
+            out += diagnosis.events
+        return out
+
+
+def _flat(vectors: Vectors | None) -> np.ndarray | None:
+    return None if vectors is None else vectors.flat
+
+
+def read_all(path: str | Path, thresholds: Thresholds | None = None, recompute: bool = False) -> tuple[list, StreamReader]:
+    """Every record of a finished stream file, and the reader (problems, header)."""
+    reader = StreamReader(thresholds, recompute, source=str(path), block=BLOCK)
+    records = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for text in handle:
+                records.extend(reader.feed(text))
+    except OSError as exc:
+        raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    records.extend(reader.finish())
+    return records, reader
