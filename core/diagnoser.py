@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layout import Layout
-from .measures import GradientAverages, LayerSums, block_sums, step_sums
+from .measures import GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord
-from .verdicts import CAUSES, LayerMeasures, LayerState, StepFacts, Thresholds, judge
+from .verdicts import CAUSES, LayerState, StepFacts, Thresholds, judge
 
 
 @dataclass(slots=True)
@@ -45,7 +45,7 @@ class Observation:
                           bias_trained=self.trained, span=self.span)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Diagnosis:
     """One step's diagnosis: each layer's, the loss change the previous step predicted, verdict changes."""
 
@@ -72,10 +72,11 @@ class Diagnoser:
         self.starts = layout.starts
         self.averages = GradientAverages(self.thresholds.momentum_betas, int(sum(layout.sizes)))
         self.layers = [LayerState(self.thresholds) for _ in layout.names]
+        self._layers = [(i, name, state) for i, (name, state) in enumerate(zip(layout.names, self.layers))]
         self.losses = deque(maxlen=self.thresholds.window)  # the last window's losses (all layers share them)
         self.prev_loss = None
         self.prev_pred = None
-        self._sqrt_sizes = [math.sqrt(size) for size in layout.sizes]
+        self.sizes = np.asarray(layout.sizes, dtype=np.float64)
 
     def record_gradient_check(self, errors: dict) -> None:
         """Largest relative finite-difference error per layer name, from a gradient check."""
@@ -97,16 +98,16 @@ class Diagnoser:
             vec = np.array([[o.b for o in steps], [zeros if o.g is None else o.g for o in steps],
                             [zeros if o.u is None else o.u for o in steps]], dtype=np.float64)  # (3, m, n)
             avg, with_avg = self.averages.block(vec[1], has_g, [o.trained or self.always_trained for o in steps])
-            sums = step_sums(block_sums(vec, avg, self.starts), with_avg)
+            per_step = measures(block_sums(vec, avg, self.starts), self.sizes, with_avg)
         out = []
-        for o, s in zip(steps, sums):
+        for o, s in zip(steps, per_step):
             if o.fd_errors is not None:
                 self.record_gradient_check(o.fd_errors)
             out.append(self._diagnose(o, s))
         return out
 
-    def _diagnose(self, o: Observation, s: LayerSums) -> Diagnosis:
-        """One step's diagnosis from its per-layer sums."""
+    def _diagnose(self, o: Observation, m: StepMeasures) -> Diagnosis:
+        """One step's diagnosis from its measures."""
         has_g, has_u = o.g is not None, o.u is not None
         loss_change = None
         if self.prev_pred is not None and self.prev_loss is not None:
@@ -115,40 +116,35 @@ class Diagnoser:
         rising = self.losses[-1] >= self.losses[0] or not math.isfinite(o.loss)  # not fallen over the window
         facts = StepFacts(o.loss, rising, has_g, has_u, o.trained or self.always_trained)
         have_gu = has_g and has_u
-        use_avg = have_gu and s.aa is not None
-        sqrt, nan, inf, t = math.sqrt, math.nan, math.inf, self.thresholds
-        g_rms_all = [sqrt(gg) / sq for gg, sq in zip(s.gg, self._sqrt_sizes)]
-        g_rms_max = max(g_rms_all)
-        pred_total = o.extra_pred
+        g_rms_max = max(m.g_rms)
+        pred = o.extra_pred
         layers, events = {}, []
-        for i, (name, state) in enumerate(zip(self.layout.names, self.layers)):
-            b_norm, g_norm, u_norm, ug = sqrt(s.bb[i]), sqrt(s.gg[i]), sqrt(s.uu[i]), s.ug[i]
-            cos = nan
-            cosines = (nan,)
-            if have_gu:
-                cos = -ug / (u_norm * g_norm) if (u_norm > 0 and g_norm > 0) else nan
-                pred_total += ug
-                if use_avg:
-                    cosines = [cos] + [-au[i] / (u_norm * sqrt(aa[i])) if (u_norm > 0 and aa[i] > 0) else nan
-                                       for aa, au in zip(s.aa, s.au)]
-                else:
-                    cosines = (cos,)
-            verdict = judge(state, LayerMeasures(b_norm, g_rms_all[i], g_rms_max, u_norm, cosines), facts, t)
+        th, cos_avg = self.thresholds, m.cos_avg if have_gu else None
+        for i, name, state in self._layers:
+            cos = m.cos[i]
+            cosines = (cos,) if cos_avg is None else [cos, *cos_avg[i]]
+            verdict = judge(state, facts, th, m.b_norm[i], m.g_rms[i], g_rms_max, m.u_norm[i], cosines)
             cause = self.off_cause if verdict == "off" else CAUSES.get(verdict, "")
             if verdict != state.verdict:
                 state.verdict, state.since = verdict, o.step
                 events.append(Event.verdict(o.step, name, verdict, cause))
-            ratio = u_norm / b_norm if (has_u and b_norm > 0) else None
-            n_sig = s.n_sig[i]
-            layers[name] = LayerDiagnosis(
-                b_norm, g_norm if has_g else None, u_norm if has_u else None,
-                ratio if ratio is None or ratio < inf else None,
-                None if cos != cos or abs(cos) == inf else cos,
-                (s.n_agree[i] / n_sig) if (n_sig and has_u and u_norm > 0) else None,
-                ug if have_gu else None, state.fd_error, verdict, cause, state.since)
+            if have_gu:
+                pred += m.ug[i]
+            layers[name] = self._layer(m, i, has_g, has_u, state, cause)
         self.prev_loss = o.loss
-        self.prev_pred = pred_total if has_u else None
+        self.prev_pred = pred if has_u else None
         return Diagnosis(layers, loss_change, events)
+
+    @staticmethod
+    def _layer(m: StepMeasures, i: int, has_g: bool, has_u: bool, state: LayerState, cause: str) -> LayerDiagnosis:
+        """Layer i's diagnosis: its measures (None where unknown or not finite), verdict and cause."""
+        cos, ratio, agree = m.cos[i], m.ratio[i], m.sign_agree[i]
+        return LayerDiagnosis(
+            m.b_norm[i], m.g_norm[i] if has_g else None, m.u_norm[i] if has_u else None,
+            ratio if has_u and ratio < math.inf else None,
+            None if cos != cos or abs(cos) == math.inf else cos,
+            agree if has_u and agree == agree else None,
+            m.ug[i] if has_g and has_u else None, state.fd_error, state.verdict, cause, state.since)
 
     def verdicts(self) -> dict:
         """Each layer's current verdict: {name: (verdict, cause, since)}."""

@@ -13,19 +13,23 @@ import numpy as np
 SIGNIFICANT = 1e-16  # an entry with g^2 above this times the step's largest g^2 counts in the sign agreement
 
 
-@dataclass(frozen=True, slots=True)
-class LayerSums:
-    """One step's sums, one value per layer in each list. aa and au: one list per running average of g
-    (None where no average applies to the step)."""
+SUMS = ("bb", "gg", "uu", "ug", "n_sig", "n_agree")  # block_sums' rows: |b|^2, |g|^2, |u|^2, u.g, the entries with
+# a significant gradient, those where u opposes g; then |a|^2 for each running average a of g, then a.u for each
 
-    bb: list[float]             # |b|^2
-    gg: list[float]             # |g|^2
-    uu: list[float]             # |u|^2
-    ug: list[float]             # u . g
-    n_sig: list[float]          # entries with a significant gradient
-    n_agree: list[float]        # ... of which u and g have opposite signs (u points downhill there)
-    aa: list[list[float]] | None = None   # |a|^2 per average
-    au: list[list[float]] | None = None   # a . u per average
+
+@dataclass(slots=True)
+class StepMeasures:
+    """One step's measures, one value per layer in each list (NaN where undefined)."""
+
+    b_norm: list[float]
+    g_norm: list[float]
+    u_norm: list[float]
+    g_rms: list[float]           # |g| / sqrt(entries)
+    ug: list[float]              # u . g: the layer's first-order loss change
+    cos: list[float]             # cos(u, -g): +1 is straight downhill
+    sign_agree: list[float]      # share of the significant gradient entries where u opposes g
+    ratio: list[float]           # |u| / |b|
+    cos_avg: list[list[float]] | None = None  # per layer, cos(u, -a) for each running average a of g
 
 
 def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
@@ -46,20 +50,24 @@ def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> n
     return np.add.reduceat(terms, starts, axis=-1)
 
 
-def step_sums(sums: np.ndarray, with_averages: list[bool]) -> list[LayerSums]:
-    """block_sums' (R, m, layers) array as one LayerSums per step; a step's averages only where
-    with_averages says so."""
-    rows = sums.tolist()
-    k = (len(rows) - 6) // 2
-    bb, gg, uu, ug, n_sig, n_agree = rows[:6]
-    out = []
-    for i, use in enumerate(with_averages):
-        if k and use:
-            out.append(LayerSums(bb[i], gg[i], uu[i], ug[i], n_sig[i], n_agree[i],
-                                 [rows[6 + j][i] for j in range(k)], [rows[6 + k + j][i] for j in range(k)]))
-        else:
-            out.append(LayerSums(bb[i], gg[i], uu[i], ug[i], n_sig[i], n_agree[i]))
-    return out
+def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> list[StepMeasures]:
+    """Each step's measures from its sums. sums: (6 + 2k, m, layers) as block_sums gives (or as a trainer
+    that reduces them itself would send); sizes: (layers,) entries per layer; with_averages: which steps
+    have running averages (cos_avg is None for the others)."""
+    with np.errstate(all="ignore"):
+        bb, gg, uu, ug, n_sig, n_agree = sums[:6]
+        b, g, u = np.sqrt(bb), np.sqrt(gg), np.sqrt(uu)
+        cos = np.where((u > 0) & (g > 0), -ug / (u * g), np.nan)
+        sign = np.where((n_sig > 0) & (u > 0), n_agree / n_sig, np.nan)
+        ratio = np.where(b > 0, u / b, np.nan)
+        k = (len(sums) - 6) // 2
+        cos_avg = None
+        if k and any(with_averages):
+            aa, au = sums[6:6 + k], sums[6 + k:]
+            cos_avg = np.where((u > 0) & (aa > 0), -au / (u * np.sqrt(aa)), np.nan).transpose(1, 2, 0).tolist()
+        b, g, u, g_rms, ug, cos, sign, ratio = (x.tolist() for x in (b, g, u, g / np.sqrt(sizes), ug, cos, sign, ratio))
+    return [StepMeasures(b[i], g[i], u[i], g_rms[i], ug[i], cos[i], sign[i], ratio[i],
+                         cos_avg[i] if (cos_avg is not None and use) else None) for i, use in enumerate(with_averages)]
 
 
 class GradientAverages:

@@ -2,14 +2,16 @@
 
 One typed shape per concept, from the trainer or a stream reader to the panels and `check`:
 `StepRecord` (a step), `LayerDiagnosis` (one layer's diagnostics at a step), `LossChange`, `Event`.
-`to_json()` gives the stream line (docs/stream-format.md); arrays inside records are read-only.
+`to_json()` gives the stream line (docs/stream-format.md). Records are immutable: typed named tuples (a
+frozen dataclass costs a microsecond more to make, and a run makes tens of thousands a second); arrays
+inside are read-only.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,8 +69,7 @@ def _optional_float(value: Any) -> float | None:
         return math.inf if value > 0 else -math.inf
 
 
-@dataclass(frozen=True, slots=True)
-class LayerDiagnosis:
+class LayerDiagnosis(NamedTuple):
     """One layer's diagnostics at one step (None: not known at this step). Norms are Euclidean over the
     layer's entries; cos is cos(u, -g); sign_agree the share of significant entries where u opposes g."""
 
@@ -108,8 +109,7 @@ class LayerDiagnosis:
 _NUMBERS = ("b_norm", "g_norm", "u_norm", "ratio", "cos", "sign_agree", "pred_dloss", "fd_error")
 
 
-@dataclass(frozen=True, slots=True)
-class LossChange:
+class LossChange(NamedTuple):
     """The loss change the last update predicted to first order (sum of g . u over all parameters) and
     the change then seen."""
 
@@ -126,8 +126,7 @@ class LossChange:
         return cls(_optional_float(d.get("predicted")), _optional_float(d.get("actual")))
 
 
-@dataclass(frozen=True, slots=True)
-class StepRecord:
+class StepRecord(NamedTuple):
     """One step: loss, val_loss and bias_grads are taken at `biases` (before this step's update);
     bias_updates is what the step then added to the biases. diag: each layer's diagnosis."""
 

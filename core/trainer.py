@@ -90,6 +90,7 @@ class Trainer:
         self.first_loss = None
         self._initial_norms = self._layer_norms()
         self._check_requested = False
+        self._check_every = p.diagnostics["grad_check_every"] if has_biases else 0
         self._announced = {"flip_sign": self.flip_sign, "bias_lr_scale": 1.0}
         off_cause = "network has no biases" if not has_biases else (
             f"bias training starts at step {p.bias['from_step']}" if self.strategy.trains_biases
@@ -114,8 +115,8 @@ class Trainer:
         return header(self.run_id, preset=self.preset.to_json(), layers=layers, biasmon=__version__)
 
     def request_gradient_check(self) -> None:
-        """Run a finite-difference check of every bias entry at the next step."""
-        self._check_requested = True
+        """Run a finite-difference check of every bias entry at the next step (if there are biases)."""
+        self._check_requested = bool(self.layout.names)
 
     # --- stepping --------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[StepRecord | Event]:
@@ -160,7 +161,8 @@ class Trainer:
                                      strategies.Context(t, p.train["lr"], loss, val_loss), trained)
         step.observation = Observation(t, loss, val_loss, b, grads.b_flat, u_b, trained)
         if self.diagnoser is not None:
-            self._scheduled_check(step)
+            if self._check_requested or (self._check_every and t % self._check_every == 0):
+                self._gradient_check(step)
             step.observation.extra_pred = float(grads.w_flat @ u_w)
         net.w_flat += u_w
         net.b_flat += u_b
@@ -188,17 +190,15 @@ class Trainer:
 
     def _setting_events(self, t: int) -> list[Event]:
         events = []
-        for key, value in (("flip_sign", self.flip_sign), ("bias_lr_scale", self.bias_lr_scale)):
+        for key, value in (("flip_sign", self.rule.flip_sign), ("bias_lr_scale", self.rule.bias_lr_scale)):
             if self._announced[key] != value:
                 self._announced[key] = value
                 events.append(Event(key, t, {key: value}))
         return events
 
-    def _scheduled_check(self, step: TrainedStep) -> None:
-        """The finite-difference check, when requested or due (grad_check_every), at the step's biases."""
-        o, every = step.observation, self.preset.diagnostics["grad_check_every"]
-        if not self.layout.names or not (self._check_requested or (every and o.step % every == 0)):
-            return
+    def _gradient_check(self, step: TrainedStep) -> None:
+        """The finite-difference check of every bias at the step's biases (requested, or due)."""
+        o = step.observation
         requested, self._check_requested = self._check_requested, False
         net, x, y = self.net, self.data.x_train, self.data.y_train
         if net.dtype != np.float64:

@@ -83,18 +83,6 @@ class Running:
 
 
 @dataclass(slots=True)
-class LayerMeasures:
-    """One layer's measures at one step, from its sums. cosines: cos(u, -g), then cos(u, -a) for each
-    running average a of g (NaN where undefined)."""
-
-    b_norm: float
-    g_rms: float
-    g_rms_max: float     # the largest rms(g) of any layer at this step
-    u_norm: float
-    cosines: tuple | list
-
-
-@dataclass(slots=True)
 class StepFacts:
     """What one step tells every layer: its loss, whether the loss has not fallen over the last window,
     and whether g and u are known and the biases were trained."""
@@ -107,13 +95,18 @@ class StepFacts:
 
 
 class LayerState:
-    """One layer's history: descent cosines (against g and each running average), recent bias norms,
-    the largest rms(g) seen, the run of frozen steps, the last gradient check, the verdict and its step."""
+    """One layer: this step's measures (from its sums: |b|, rms(g), the largest rms(g) of any layer, |u|,
+    and cos(u, -g) then cos(u, -a) for each running average a of g, NaN where undefined), and its history:
+    descent cosines over a window, recent bias norms, the largest rms(g) seen, the run of frozen steps,
+    the last gradient check, the verdict and the step it began."""
 
-    __slots__ = ("cos", "norms", "first_norm", "max_g_rms", "frozen_run", "gradient_on", "best_window",
+    __slots__ = ("b_norm", "g_rms", "g_rms_max", "u_norm", "cosines",
+                 "cos", "norms", "first_norm", "max_g_rms", "frozen_run", "gradient_on", "best_window",
                  "fd_error", "verdict", "since")
 
     def __init__(self, th: Thresholds) -> None:
+        self.b_norm = self.g_rms = self.g_rms_max = self.u_norm = math.nan
+        self.cosines = (math.nan,)
         self.cos = [Running(max(th.window, th.unrelated_steps)) for _ in range(1 + len(th.momentum_betas))]
         self.norms = deque(maxlen=th.window)
         self.first_norm = None
@@ -125,20 +118,22 @@ class LayerState:
         self.verdict = "pending"
         self.since = 0
 
-    def observe(self, m: LayerMeasures, th: Thresholds) -> None:
-        """Take in a step with a known, finite gradient and update."""
-        for running, c in zip(self.cos, m.cosines):
+    def observe(self, th: Thresholds) -> None:
+        """Take this step's measures into the history (a step with a known, finite gradient)."""
+        cos = self.cos
+        for running, c in zip(cos, self.cosines):
             if c == c:  # defined (not NaN)
                 running.add(c)
-        if m.g_rms > self.max_g_rms:
-            self.max_g_rms = m.g_rms
-        moving = m.u_norm > 1e-12 * (m.b_norm if m.b_norm > 1.0 else 1.0)
-        self.gradient_on = m.g_rms > th.grad_eps and m.g_rms >= th.quiet_grad_frac * self.max_g_rms
-        self.frozen_run = 0 if (moving or not self.gradient_on) else self.frozen_run + 1
-        if self.cos[0].n >= th.min_steps:
-            self.best_window = best_mean(self.cos, th.window) if len(self.cos) > 1 else self.cos[0].mean(th.window)
-        else:
+        g_rms, b_norm = self.g_rms, self.b_norm
+        if g_rms > self.max_g_rms:
+            self.max_g_rms = g_rms
+        on = self.gradient_on = g_rms > th.grad_eps and g_rms >= th.quiet_grad_frac * self.max_g_rms
+        moving = self.u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
+        self.frozen_run = 0 if (moving or not on) else self.frozen_run + 1
+        if cos[0].n < th.min_steps:
             self.best_window = math.nan
+        else:
+            self.best_window = best_mean(cos, th.window) if len(cos) > 1 else cos[0].mean(th.window)
 
 
 def best_mean(runnings: list[Running], k: int) -> float:
@@ -153,12 +148,12 @@ def best_mean(runnings: list[Running], k: int) -> float:
 
 
 # --- the rules, in the order they are tried ------------------------------------------------------------
-def gradient_mismatch(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> bool:
+def gradient_mismatch(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """The last finite-difference check's relative error is above th.fd_tolerance."""
     return s.fd_error is not None and s.fd_error > th.fd_tolerance
 
 
-def uphill(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> bool:
+def uphill(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """The update climbs the direction it follows most (window mean below th.uphill_cos). On a quiet
     (converged) gradient momentum and Adam jitter and the averages hold stale signs: only a clear climb
     along the raw gradient counts there (below th.quiet_uphill_cos), as a sign bug gives at any scale;
@@ -172,29 +167,29 @@ def uphill(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> boo
     return not s.gradient_on and s.verdict == "uphill"
 
 
-def exploding(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> bool:
+def exploding(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """The bias norm blows up (above th.explode_norm times max(1, the first norm), or above 10 and grown
     th.explode_growth-fold within a window) while the loss does not fall (a norm growing as the loss
     falls is learning)."""
     if not f.rising:
         return False
-    if m.b_norm > th.explode_norm * max(1.0, s.first_norm):
+    if s.b_norm > th.explode_norm * max(1.0, s.first_norm):
         return True
-    return len(s.norms) == s.norms.maxlen and m.b_norm > 10 and m.b_norm > th.explode_growth * max(s.norms[0], 1e-300)
+    return len(s.norms) == s.norms.maxlen and s.b_norm > 10 and s.b_norm > th.explode_growth * max(s.norms[0], 1e-300)
 
 
-def frozen(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> bool:
+def frozen(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """th.frozen_steps steps in a row with a zero update and a non-quiet gradient."""
     return s.frozen_run >= th.frozen_steps
 
 
-def vanishing(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> bool:
+def vanishing(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """rms(g) below th.vanish_grad, the loss above th.converged_loss, and this layer's rms(g) never above
     th.vanish_ratio times the largest layer's now (a layer that converged first is not vanishing)."""
-    return 0 < m.g_rms < th.vanish_grad and s.max_g_rms < th.vanish_ratio * m.g_rms_max and f.loss > th.converged_loss
+    return 0 < s.g_rms < th.vanish_grad and s.max_g_rms < th.vanish_ratio * s.g_rms_max and f.loss > th.converged_loss
 
 
-def unrelated(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> bool:
+def unrelated(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """|mean cos| below th.unrelated_cos over th.unrelated_steps steps and below twice that over the window
     (an update switching between following and climbing the gradient averages 0 too, not in every window)."""
     return (s.cos[0].n >= th.unrelated_steps and abs(s.best_window) < 2 * th.unrelated_cos
@@ -205,11 +200,15 @@ RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("explodi
          ("frozen", frozen), ("vanishing", vanishing), ("unrelated", unrelated))
 
 
-def judge(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> str:
-    """This step's verdict for one layer (s is updated; its verdict is not: the caller records changes)."""
+def judge(s: LayerState, f: StepFacts, th: Thresholds, b_norm: float, g_rms: float, g_rms_max: float,
+          u_norm: float, cosines: tuple | list) -> str:
+    """This step's verdict for one layer, from its measures: |b|, rms(g), the largest rms(g) of any layer,
+    |u|, and cos(u, -g) then cos(u, -a) for each running average a of g (NaN where undefined). The layer's
+    history is updated, its verdict is not: the caller records changes."""
+    s.b_norm, s.g_rms, s.g_rms_max, s.u_norm, s.cosines = b_norm, g_rms, g_rms_max, u_norm, cosines
     if s.first_norm is None:
-        s.first_norm = m.b_norm
-    s.norms.append(m.b_norm)
+        s.first_norm = b_norm
+    s.norms.append(b_norm)
     if not f.trained:
         for running in s.cos:
             running.clear()
@@ -217,12 +216,12 @@ def judge(s: LayerState, m: LayerMeasures, f: StepFacts, th: Thresholds) -> str:
         return "off"
     if not f.has_u:
         return s.verdict
-    finite = m.b_norm < math.inf and m.g_rms < math.inf and m.u_norm < math.inf
+    finite = b_norm < math.inf and g_rms < math.inf and u_norm < math.inf
     if not f.has_g or not finite:  # without gradients, or a non-finite step (divergence, reported elsewhere)
-        return "exploding" if exploding(s, m, f, th) else ("no gradients" if not f.has_g else s.verdict)
-    s.observe(m, th)
+        return "exploding" if exploding(s, f, th) else ("no gradients" if not f.has_g else s.verdict)
+    s.observe(th)
     for verdict, rule in RULES:
-        if rule(s, m, f, th):
+        if rule(s, f, th):
             return verdict
     if s.cos[0].n >= th.min_steps or (s.verdict not in ("pending", "off") and s.cos[0].n):
         return "ok"
