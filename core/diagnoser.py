@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from .layout import Layout
 from .measures import GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord
 from .verdicts import CAUSES, LayerState, StepFacts, Thresholds, judge
+
+
+_new_tuple = tuple.__new__  # a named tuple from all its fields at once, without its Python-level __new__
 
 
 @dataclass(slots=True)
@@ -37,16 +41,14 @@ class Observation:
 
     def record(self, layout: Layout, diagnosis: "Diagnosis | None") -> StepRecord:
         """The StepRecord of this step with its diagnosis."""
-        return StepRecord(self.step, self.loss, self.val_loss, LayerVectors(self.b, layout),
-                          None if self.g is None else LayerVectors(self.g, layout),
-                          None if self.u is None else LayerVectors(self.u, layout),
-                          None if diagnosis is None else diagnosis.layers,
-                          None if diagnosis is None else diagnosis.loss_change,
-                          bias_trained=self.trained, span=self.span)
+        return _new_tuple(StepRecord, (self.step, self.loss, self.val_loss, LayerVectors(self.b, layout),
+                                       None if self.g is None else LayerVectors(self.g, layout),
+                                       None if self.u is None else LayerVectors(self.u, layout),
+                                       None if diagnosis is None else diagnosis.layers,
+                                       None if diagnosis is None else diagnosis.loss_change, self.trained, self.span))
 
 
-@dataclass(slots=True)
-class Diagnosis:
+class Diagnosis(NamedTuple):
     """One step's diagnosis: each layer's, the loss change the previous step predicted, verdict changes."""
 
     layers: dict[str, LayerDiagnosis]
@@ -111,7 +113,7 @@ class Diagnoser:
         has_g, has_u = o.g is not None, o.u is not None
         loss_change = None
         if self.prev_pred is not None and self.prev_loss is not None:
-            loss_change = LossChange(self.prev_pred, o.loss - self.prev_loss)
+            loss_change = _new_tuple(LossChange, (self.prev_pred, o.loss - self.prev_loss))
         self.losses.append(o.loss)
         rising = self.losses[-1] >= self.losses[0] or not math.isfinite(o.loss)  # not fallen over the window
         facts = StepFacts(o.loss, rising, has_g, has_u, o.trained or self.always_trained)
@@ -133,18 +135,18 @@ class Diagnoser:
             layers[name] = self._layer(m, i, has_g, has_u, state, cause)
         self.prev_loss = o.loss
         self.prev_pred = pred if has_u else None
-        return Diagnosis(layers, loss_change, events)
+        return _new_tuple(Diagnosis, (layers, loss_change, events))
 
     @staticmethod
     def _layer(m: StepMeasures, i: int, has_g: bool, has_u: bool, state: LayerState, cause: str) -> LayerDiagnosis:
         """Layer i's diagnosis: its measures (None where unknown or not finite), verdict and cause."""
         cos, ratio, agree = m.cos[i], m.ratio[i], m.sign_agree[i]
-        return LayerDiagnosis(
+        return _new_tuple(LayerDiagnosis, (
             m.b_norm[i], m.g_norm[i] if has_g else None, m.u_norm[i] if has_u else None,
             ratio if has_u and ratio < math.inf else None,
             None if cos != cos or abs(cos) == math.inf else cos,
             agree if has_u and agree == agree else None,
-            m.ug[i] if has_g and has_u else None, state.fd_error, state.verdict, cause, state.since)
+            m.ug[i] if has_g and has_u else None, state.fd_error, state.verdict, cause, state.since))
 
     def verdicts(self) -> dict:
         """Each layer's current verdict: {name: (verdict, cause, since)}."""

@@ -6,7 +6,7 @@ opposes g, and |a|^2, a.u for running averages a of g (the directions momentum a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,8 +17,7 @@ SUMS = ("bb", "gg", "uu", "ug", "n_sig", "n_agree")  # block_sums' rows: |b|^2, 
 # a significant gradient, those where u opposes g; then |a|^2 for each running average a of g, then a.u for each
 
 
-@dataclass(slots=True)
-class StepMeasures:
+class StepMeasures(NamedTuple):
     """One step's measures, one value per layer in each list (NaN where undefined)."""
 
     b_norm: list[float]
@@ -57,17 +56,19 @@ def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> 
     with np.errstate(all="ignore"):
         bb, gg, uu, ug, n_sig, n_agree = sums[:6]
         b, g, u = np.sqrt(bb), np.sqrt(gg), np.sqrt(uu)
-        cos = np.where((u > 0) & (g > 0), -ug / (u * g), np.nan)
-        sign = np.where((n_sig > 0) & (u > 0), n_agree / n_sig, np.nan)
-        ratio = np.where(b > 0, u / b, np.nan)
+        ug_norms = u * g
+        table = np.stack((b, g, u, g / np.sqrt(sizes), ug, -ug / ug_norms, n_agree / n_sig, u / b), axis=1)  # (m, 8, L)
+        table[:, 5][~(ug_norms > 0)] = np.nan   # cos(u, -g): undefined where u or g is 0
+        table[:, 6][~((n_sig > 0) & (u > 0))] = np.nan   # sign agreement
+        table[:, 7][~(b > 0)] = np.nan   # |u| / |b|
         k = (len(sums) - 6) // 2
         cos_avg = None
         if k and any(with_averages):
             aa, au = sums[6:6 + k], sums[6 + k:]
             cos_avg = np.where((u > 0) & (aa > 0), -au / (u * np.sqrt(aa)), np.nan).transpose(1, 2, 0).tolist()
-        b, g, u, g_rms, ug, cos, sign, ratio = (x.tolist() for x in (b, g, u, g / np.sqrt(sizes), ug, cos, sign, ratio))
-    return [StepMeasures(b[i], g[i], u[i], g_rms[i], ug[i], cos[i], sign[i], ratio[i],
-                         cos_avg[i] if (cos_avg is not None and use) else None) for i, use in enumerate(with_averages)]
+    new = tuple.__new__  # a named tuple from all its fields at once, without its Python-level __new__
+    return [new(StepMeasures, (*row, cos_avg[i] if (cos_avg is not None and use) else None))
+            for i, (row, use) in enumerate(zip(table.tolist(), with_averages))]
 
 
 class GradientAverages:

@@ -122,18 +122,24 @@ class LayerState:
         """Take this step's measures into the history (a step with a known, finite gradient)."""
         cos = self.cos
         for running, c in zip(cos, self.cosines):
-            if c == c:  # defined (not NaN)
-                running.add(c)
+            if c == c:  # defined (not NaN): Running.add, inline (this runs for every layer at every step)
+                running.cum += c
+                running.sums.append(running.cum)
+                running.n += 1
         g_rms, b_norm = self.g_rms, self.b_norm
         if g_rms > self.max_g_rms:
             self.max_g_rms = g_rms
         on = self.gradient_on = g_rms > th.grad_eps and g_rms >= th.quiet_grad_frac * self.max_g_rms
         moving = self.u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
         self.frozen_run = 0 if (moving or not on) else self.frozen_run + 1
-        if cos[0].n < th.min_steps:
+        raw = cos[0]
+        if raw.n < th.min_steps:
             self.best_window = math.nan
-        else:
-            self.best_window = best_mean(cos, th.window) if len(cos) > 1 else cos[0].mean(th.window)
+        elif len(cos) > 1:
+            self.best_window = best_mean(cos, th.window)
+        else:  # raw.mean(th.window), inline
+            k = th.window if th.window < raw.n else raw.n
+            self.best_window = (raw.sums[-1] - raw.sums[-1 - k]) / k
 
 
 def best_mean(runnings: list[Running], k: int) -> float:
