@@ -19,8 +19,9 @@ from textual import events
 
 from biasmon.core import presets
 from biasmon.core.trainer import Trainer
-from biasmon.tui.app import CHUNK_STEPS, create_live_app
+from biasmon.tui.app import create_live_app
 from biasmon.tui.status_line import StatusLine
+from biasmon.tui.training import CHUNK_STEPS
 
 PRESET = presets.DEFAULT_PRESET
 
@@ -55,14 +56,14 @@ async def live(seconds: float, memory_steps: list[int]):
     app = create_live_app(PRESET)
     out = {}
     async with app.run_test(size=(140, 40)):
-        await wait_until(lambda: app.trainer is not None and app.trainer.step_index > 500)
-        start_step, start = app.trainer.step_index, time.perf_counter()
+        await wait_until(lambda: app.source.trainer is not None and app.source.trainer.step_index > 500)
+        start_step, start = app.source.trainer.step_index, time.perf_counter()
         await asyncio.sleep(seconds)
-        out["rate"] = (app.trainer.step_index - start_step) / (time.perf_counter() - start)
+        out["rate"] = (app.source.trainer.step_index - start_step) / (time.perf_counter() - start)
 
         memory = {}
         for target in memory_steps:
-            await wait_until(lambda: app.trainer.step_index >= target, timeout=3600)
+            await wait_until(lambda: app.source.trainer.step_index >= target, timeout=3600)
             gc.collect()
             memory[target] = (rss_mb(), app.current.nbytes / 1e6)
             print(f"  ... {target:>9,} steps: RSS {memory[target][0]:.1f} MB, panel history {memory[target][1]:.3f} MB",
