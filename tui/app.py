@@ -3,6 +3,7 @@ shared by the CLI and the tests, and the run_* functions the CLI calls."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 from ..core import DEFAULT_PRESET, BiasmonError, Event, discover_presets, load_preset, read_all
 from .live import LiveSource
@@ -14,7 +15,7 @@ __all__ = ["BiasmonApp", "create_live_app", "create_replay_app", "create_watch_a
            "run_watch"]
 
 
-def create_live_app(preset: str | None = None, preset_dirs=(), record_path: str | None = None,
+def create_live_app(preset: str | None = None, preset_dirs: Iterable[str | Path] = (), record_path: str | None = None,
                     seed: int | None = None, steps: int | None = None, autostart: bool = True,
                     pause_at: int | None = None, max_rate: int | None = None) -> BiasmonApp:
     """The live monitor training `preset` (default: the default preset; a name or a .toml path)."""
@@ -52,16 +53,17 @@ def _run(app: BiasmonApp) -> int:
     return 0 if result is None else int(result)
 
 
-def run_live(preset, preset_dirs, record_path, seed, steps, max_rate=None) -> int:
+def run_live(preset: str | None, preset_dirs: Iterable[str | Path], record_path: str | None, seed: int | None,
+             steps: int | None, max_rate: int | None = None) -> int:
     """Run the live monitor until quit; the exit code."""
     return _run(create_live_app(preset, preset_dirs, record_path, seed, steps, max_rate=max_rate))
 
 
-def run_replay(path) -> int:
+def run_replay(path: str | Path) -> int:
     """Replay a recording until quit; the exit code."""
     return _run(create_replay_app(path))
 
 
-def run_watch(source) -> int:
+def run_watch(source: str) -> int:
     """Watch a stream until quit; the exit code."""
     return _run(create_watch_app(source))

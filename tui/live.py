@@ -102,6 +102,7 @@ class LiveSource(Source):
                 self.running_loops -= 1
 
     def receive(self, progress: Progress) -> Progress | None:
+        """Drop batches of a run we have left; then diverged beats finished beats paused."""
         if progress.segments and progress.segments[0].batch.run_id != self.trainer.run_id:
             return None  # a batch from a run we have left
         if progress.segments:

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from functools import partial
+from typing import Iterable
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
@@ -13,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.reactive import var
+from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 
 from .events_panel import EventsPanel
@@ -175,6 +177,7 @@ class BiasmonApp(App):
 
     # --- keys ------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
+        """Hide the optional actions the source does not support (and their keys in the footer)."""
         return action not in OPTIONAL_ACTIONS or action in self.source.actions
 
     async def action_quit(self) -> None:
@@ -224,8 +227,8 @@ class BiasmonApp(App):
         path = self.save_screenshot(path=os.getcwd())
         self.notify(f"saved {path}", title="screenshot", timeout=4)
 
-    def get_system_commands(self, screen):
-        # Textual's own "Screenshot" saves elsewhere than `s` does: offer only ours
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette: Textual's commands but its Screenshot (`s` saves elsewhere), then ours."""
         yield from (c for c in super().get_system_commands(screen) if c.title != "Screenshot")
         commands = [(title, key, partial(getattr(self, f"action_{action}"), *args))
                     for title, key, action, args in PALETTE if self.check_action(action, args)]

@@ -59,6 +59,7 @@ class PlotextPlot(Widget):
         self.border_title = title
 
     def set_lines(self, lines: list[Line]) -> None:
+        """Plot these lines (the legend follows)."""
         self.lines = lines
         self._cache = None
         shown = [l for l in lines if len(l.y)]
@@ -71,7 +72,8 @@ class PlotextPlot(Widget):
         """About one point per column (min/max pairs): plotext's cost grows with points, not with detail."""
         return max(16, self.content_size.width)
 
-    def render(self):
+    def render(self) -> Text:
+        """The plot at the widget's size, built once per size and set of lines."""
         width, height = self.content_size
         if width < 12 or height < 4:
             return Text("(too small to plot)", style="dim")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, TextIO
 
-from ..core import Event, RecordWriter, Trainer
+from ..core import Event, RecordWriter, StepRecord, Trainer
 
 
 class Recording:
@@ -45,7 +45,7 @@ class Recording:
             self.write(Event(reason, old_step, {"run_id": trainer.run_id, "preset": trainer.preset.name,
                                                 "layers": trainer.header()["layers"]}))
 
-    def write(self, record) -> None:
+    def write(self, record: StepRecord | Event) -> None:
         """Write one StepRecord or Event, if recording."""
         if self.writer is None:
             return

@@ -60,6 +60,7 @@ class ReplaySource(Source):
         self.post(Progress(segments, notes, reset=reset))
 
     def receive(self, progress: Progress) -> Progress | None:
+        """Diverged, unless played to the end (and not paused)."""
         if progress.segments:
             self.note_divergence(progress.segments)
             if self.position >= len(self.records) and not self.paused:

@@ -32,4 +32,5 @@ class StatusLine(Static):
     """Shows a Status; never reads text back."""
 
     def show(self, status: Status) -> None:
+        """Show `status`."""
         self.update(status_text(status), layout=False)  # always one row: no need to lay out the screen

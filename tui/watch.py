@@ -31,6 +31,7 @@ class PipeStream:
         self.handle = handle
 
     def readline(self) -> str:
+        """The next line, "" once the pipe is closed."""
         return self.handle.readline()
 
 
@@ -129,6 +130,7 @@ class WatchSource(Source):
             self.post(SourceFailed(f"{self.name}: reading stopped: {type(exc).__name__}: {exc}"))
 
     def receive(self, progress: Progress) -> Progress | None:
+        """Frozen: hold the runs read (log what was skipped); else show them with all held before."""
         if progress.rate is not None:
             self.rate = progress.rate
         self.held.extend(progress.segments)
