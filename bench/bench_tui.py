@@ -17,13 +17,12 @@ import time
 
 from textual import events
 
-from biasmon.core import presets
-from biasmon.core.trainer import Trainer
+from biasmon.core import DEFAULT_PRESET, Trainer, load_preset
 from biasmon.tui.app import create_live_app
 from biasmon.tui.status_line import StatusLine
 from biasmon.tui.training import CHUNK_STEPS
 
-PRESET = presets.DEFAULT_PRESET
+PRESET = DEFAULT_PRESET
 
 
 def rss_mb() -> float:
@@ -35,7 +34,7 @@ def rss_mb() -> float:
 
 
 def headless_rate(seconds: float) -> float:
-    trainer = Trainer(presets.resolve(PRESET), steps=10**12)
+    trainer = Trainer(load_preset(PRESET), steps=10**12)
     trainer.advance(200)  # warm up
     start, first = time.perf_counter(), trainer.step_index
     while time.perf_counter() - start < seconds:
