@@ -17,12 +17,12 @@ import time
 
 from textual import events
 
-from biasmon.core import presets
-from biasmon.core.trainer import Trainer
-from biasmon.tui.app import CHUNK_STEPS, create_live_app
+from biasmon.core import DEFAULT_PRESET, Trainer, load_preset
+from biasmon.tui.app import create_live_app
 from biasmon.tui.status_line import StatusLine
+from biasmon.tui.training import CHUNK_STEPS
 
-PRESET = presets.DEFAULT_PRESET
+PRESET = DEFAULT_PRESET
 
 
 def rss_mb() -> float:
@@ -34,7 +34,7 @@ def rss_mb() -> float:
 
 
 def headless_rate(seconds: float) -> float:
-    trainer = Trainer(presets.resolve(PRESET), steps=10**12)
+    trainer = Trainer(load_preset(PRESET), steps=10**12)
     trainer.advance(200)  # warm up
     start, first = time.perf_counter(), trainer.step_index
     while time.perf_counter() - start < seconds:
@@ -55,21 +55,21 @@ async def live(seconds: float, memory_steps: list[int]):
     app = create_live_app(PRESET)
     out = {}
     async with app.run_test(size=(140, 40)):
-        await wait_until(lambda: app.trainer is not None and app.trainer.step_index > 500)
-        start_step, start = app.trainer.step_index, time.perf_counter()
+        await wait_until(lambda: app.source.trainer is not None and app.source.trainer.step_index > 500)
+        start_step, start = app.source.trainer.step_index, time.perf_counter()
         await asyncio.sleep(seconds)
-        out["rate"] = (app.trainer.step_index - start_step) / (time.perf_counter() - start)
+        out["rate"] = (app.source.trainer.step_index - start_step) / (time.perf_counter() - start)
 
         memory = {}
         for target in memory_steps:
-            await wait_until(lambda: app.trainer.step_index >= target, timeout=3600)
+            await wait_until(lambda: app.source.trainer.step_index >= target, timeout=3600)
             gc.collect()
             memory[target] = (rss_mb(), app.current.nbytes / 1e6)
             print(f"  ... {target:>9,} steps: RSS {memory[target][0]:.1f} MB, panel history {memory[target][1]:.3f} MB",
                   flush=True)
         out["memory"] = memory
         status = app.query_one(StatusLine)
-        latencies = []
+        latencies, frames = [], []
         keys = [("space", " ", "paused"), ("space", " ", "running"), ("right_square_bracket", "]", "bias lr x2"),
                 ("left_square_bracket", "[", "bias lr x1"), ("f", "f", "flip_sign ON"), ("f", "f", "flip_sign off")]
         slowest = (0.0, "")
@@ -84,7 +84,12 @@ async def live(seconds: float, memory_steps: list[int]):
             await asyncio.sleep(0)          # let the compositor take the frame
             latencies.append((time.perf_counter() - t0) * 1000)
             slowest = max(slowest, (latencies[-1], key))
+            drawn = asyncio.Event()         # and until the screen has been redrawn with it
+            app.call_after_refresh(drawn.set)
+            await asyncio.wait_for(drawn.wait(), timeout=5)
+            frames.append((time.perf_counter() - t0) * 1000)
         out["latency_ms"] = latencies
+        out["frame_ms"] = frames
         out["slowest_key"] = slowest[1]
 
         await app.action_quit()
@@ -107,6 +112,9 @@ def main():
     lat = result["latency_ms"]
     print(f"key press to screen  : median {statistics.median(lat):.1f} ms, max {max(lat):.1f} ms over {len(lat)} presses "
           f"(target < 100 ms: {'met' if max(lat) < 100 else 'MISSED'}; slowest key: {result['slowest_key']})")
+    frames = result["frame_ms"]
+    print(f"key press to redrawn : median {statistics.median(frames):.1f} ms, max {max(frames):.1f} ms "
+          f"(the frame showing it composed)")
     (rss_a, hist_a), (rss_b, hist_b) = result["memory"][10_000], result["memory"][far]
     print(f"memory 10,000 -> {far:,} steps: RSS {rss_a:.1f} -> {rss_b:.1f} MB (+{rss_b - rss_a:.1f} MB; target "
           f"< 50 MB: {'met' if rss_b - rss_a < 50 else 'MISSED'}); panel history {hist_a:.3f} -> {hist_b:.3f} MB")

@@ -11,7 +11,7 @@ async def main():
         while not (app.current and app.current.last_step == 1499 and app.state == "paused"):
             await pilot.pause(0.05)
         await pilot.press("f")
-        app.pause_at = 1560
+        app.source.pause_at = 1560
         await pilot.press("space")
         while not (app.current.last_step == 1559 and app.state == "paused"):
             await pilot.pause(0.05)

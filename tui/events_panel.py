@@ -9,6 +9,7 @@ from .sign_panel import VERDICT_STYLES
 
 
 def describe(event: Event) -> Text:
+    """One line of the events log for `event`."""
     d, step = event.data, f"step {event.step:>6}  "
     if event.kind == "verdict":
         verdict = d.get("verdict", "?")
@@ -36,6 +37,8 @@ def describe(event: Event) -> Text:
 
 
 class EventsPanel(RichLog):
+    """The events log, newest last; at most 1000 lines."""
+
     def __init__(self, **kwargs):
         super().__init__(max_lines=1000, wrap=False, markup=False, **kwargs)
         self.border_title = "events"
@@ -49,4 +52,5 @@ class EventsPanel(RichLog):
         self.write(describe(event))
 
     def note(self, text: str, style: str = "") -> None:
+        """Log a line that is not an event."""
         self.write(Text(text, style=style))

@@ -35,7 +35,8 @@ class Series:
         self.last = math.nan
         self.count = 0
 
-    def extend(self, xs, ys) -> None:
+    def extend(self, xs: list, ys: list) -> None:
+        """Append values (None: NaN) at steps xs."""
         if not len(xs):
             return
         self.count += len(xs)
@@ -53,7 +54,7 @@ class Series:
             self.x, self.lo, self.hi = _merge(self.x, self.lo, self.hi, 2)
             self.width *= 2
 
-    def view(self, points: int):
+    def view(self, points: int) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of at most `points` points tracing the min/max envelope, tail included."""
         x = np.concatenate([self.x, self._tail_x])
         lo = np.concatenate([self.lo, self._tail_y])
@@ -68,6 +69,7 @@ class Series:
 
     @property
     def nbytes(self) -> int:
+        """Bytes held by the buckets."""
         return self.x.nbytes + self.lo.nbytes + self.hi.nbytes
 
     @property
@@ -100,7 +102,8 @@ class BatchBuilder:
         self.run_id = run_id
         self.batch = Batch(run_id)
 
-    def add(self, record) -> None:
+    def add(self, record: StepRecord | Event) -> None:
+        """Fold one record into the batch being built."""
         b = self.batch
         if type(record) is StepRecord:
             b.steps.append(record.step)
@@ -123,11 +126,13 @@ class BatchBuilder:
             b.events.append(record)
 
     def take(self) -> Batch:
+        """The batch built so far; a new one starts."""
         batch, self.batch = self.batch, Batch(self.run_id)
         return batch
 
     @property
     def empty(self) -> bool:
+        """Whether the batch being built has no step and no event."""
         return not self.batch.steps and not self.batch.events
 
 
@@ -147,6 +152,7 @@ class RunHistory:
         self.diverged = None
 
     def apply(self, batch: Batch) -> None:
+        """Add a batch of this run's steps and events."""
         self.loss.extend(batch.steps, batch.loss)
         self.val_loss.extend(batch.steps, batch.val_loss)
         for name, values in batch.norms.items():
@@ -164,4 +170,5 @@ class RunHistory:
 
     @property
     def nbytes(self) -> int:
+        """Bytes held by the run's series."""
         return self.loss.nbytes + self.val_loss.nbytes + sum(s.nbytes for s in self.norms.values())

@@ -10,6 +10,7 @@ class LossPanel(PlotextPlot):
         super().__init__(title="loss (log)", log_y=True, **kwargs)
 
     def show(self, current: RunHistory | None, previous: RunHistory | None) -> None:
+        """Plot the current run's losses over the previous run's, faint."""
         n = self.points_wanted()
         lines = []
         if previous is not None:  # drawn first, so the current run lies on top

@@ -1,30 +1,37 @@
-"""Messages from the worker threads to the app (post_message is thread-safe in Textual 8)."""
+"""Messages from the sources to the app (post_message is thread-safe in Textual 8)."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from textual.message import Message
 
-from .history import Batch
+from .segments import Segment
 
 
-class BatchReady(Message):
-    """A live run's steps since the last batch (a few per second, never one per step)."""
+@dataclass(frozen=True)
+class Note:
+    """A line for the events log that is not a record (a skipped line, a failure)."""
 
-    def __init__(self, batch: Batch, rate: float, done: bool) -> None:
-        super().__init__()
-        self.batch, self.rate, self.done = batch, rate, done
-
-
-class RecordsRead(Message):
-    """Records read from a followed stream (watch)."""
-
-    def __init__(self, records: list, problems: list, ended: bool) -> None:
-        super().__init__()
-        self.records, self.problems, self.ended = records, problems, ended
+    text: str
+    style: str = ""
 
 
+@dataclass
+class Progress(Message):
+    """What a source has for the panels, in the order the app shows it: `reset` clears the runs and the
+    events log, then `notes` are logged, then `segments` are applied. Live sources post a few per
+    second, never one per step. `panels` False: only the log and the status line change."""
+
+    segments: list[Segment] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    reset: bool = False
+    rate: float | None = None  # steps per second since the source's last Progress
+    done: bool = False         # the run or the stream has ended
+    panels: bool = True
+
+
+@dataclass
 class SourceFailed(Message):
     """The run or stream stopped with an error the user must see (message names the source)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__()
-        self.message = message
+    message: str

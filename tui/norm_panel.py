@@ -13,6 +13,7 @@ class NormPanel(PlotextPlot):
         self.empty_text = "no biases in this network"
 
     def show(self, current: RunHistory | None) -> None:
+        """Plot |b| of each layer of the current run."""
         if current is None:
             self.set_lines([])
             return

@@ -1,4 +1,5 @@
-"""A thin plotext 6 widget: each instance owns its own figure (plotext's global one is not thread-safe).
+"""A thin plotext 6 widget drawing with plotext's public figure (`plotext.figure`): plotext has one, and
+every widget builds its plot there from render(), on Textual's UI thread only, one after another.
 
 Series are downsampled to about the widget's width before plotting; NaN/inf never reach plotext (a NaN
 aborts the process there). A log axis is drawn as log10 of the values on a linear axis with our own
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotext as plt
-from plotext._kernel.terminal import terminal as _PlotextTerminal
 from rich.text import Text
 from textual.widget import Widget
 
@@ -52,9 +52,6 @@ class PlotextPlot(Widget):
 
     def __init__(self, title="", log_y=False, **kwargs):
         super().__init__(**kwargs)
-        terminal = _PlotextTerminal()
-        terminal.limit(False, False)  # never clamp to the real terminal's size
-        self._fig = terminal._master
         self.log_y = log_y
         self.lines: list[Line] = []
         self.empty_text = "waiting for data..."
@@ -62,6 +59,7 @@ class PlotextPlot(Widget):
         self.border_title = title
 
     def set_lines(self, lines: list[Line]) -> None:
+        """Plot these lines (the legend follows)."""
         self.lines = lines
         self._cache = None
         shown = [l for l in lines if len(l.y)]
@@ -74,7 +72,8 @@ class PlotextPlot(Widget):
         """About one point per column (min/max pairs): plotext's cost grows with points, not with detail."""
         return max(16, self.content_size.width)
 
-    def render(self):
+    def render(self) -> Text:
+        """The plot at the widget's size, built once per size and set of lines."""
         width, height = self.content_size
         if width < 12 or height < 4:
             return Text("(too small to plot)", style="dim")
@@ -95,7 +94,8 @@ class PlotextPlot(Widget):
         return text
 
     def _build(self, lines, width, height) -> str:
-        fig = self._fig
+        plt.terminal.limit(False, False)  # never clamp to the real terminal's size
+        fig = plt.figure
         fig.clear()
         fig.theme("simple")
         fig.canvas("default")

@@ -34,44 +34,15 @@ class SignPanel(Static):
         self.border_title = "gradient sign: is each bias update going downhill?"
 
     def show(self, diag: dict, loss_change: LossChange | None, span: int = 1, has_biases: bool = True) -> None:
+        """Show the newest per-layer diagnostics (empty: waiting, or a network without biases)."""
         if not diag:
             self._shape = None
             self.update(Text("this network has no biases" if not has_biases else "waiting for the first steps...",
                              style="dim"))
             return
         width = self.content_size.width or 100
-        table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-        table.add_column("layer", no_wrap=True)
-        table.add_column("cos(u,-g)" if width >= 60 else "cos", justify="right", no_wrap=True)
-        table.add_column("sign agree" if width >= 60 else "agree", justify="right", no_wrap=True)
-        wide, medium = width >= 76, width >= 58
-        if medium:
-            table.add_column("|u|/|b|", justify="right", no_wrap=True)
-        if wide:
-            table.add_column("FD err", justify="right", no_wrap=True)
-        table.add_column("verdict", no_wrap=True)
-        if wide:
-            table.add_column("since", justify="right", no_wrap=True)
-        for name, d in diag.items():
-            verdict = d.verdict or "-"
-            agree = d.sign_agree
-            cells = [name, _num(d.cos), "-" if agree is None else f"{100 * agree:.0f}%"]
-            if medium:
-                cells.append(_num(d.ratio, ".2e"))
-            if wide:
-                cells.append(_num(d.fd_error, ".1e"))
-            cells.append(Text(verdict, style=VERDICT_STYLES.get(verdict, "")))
-            if wide:
-                cells.append(str(d.since))
-            table.add_row(*cells)
-        notes = []
-        if loss_change and loss_change.predicted is not None and loss_change.actual is not None:
-            notes.append(f"last step: loss change predicted {loss_change.predicted:+.2e}, seen {loss_change.actual:+.2e}")
-        if span > 1:
-            notes.append(f"steps are logged every {span}: each update spans {span} steps")
-        problems = [d.cause for d in diag.values() if d.verdict not in ("ok", "pending", "off")]
-        if problems:
-            notes.append(f"cause: {problems[0]}")
+        table = _table(diag, width)
+        notes = _notes(diag, loss_change, span)
         content = table
         if notes:
             content = Table.grid(expand=True)
@@ -81,3 +52,45 @@ class SignPanel(Static):
         shape = (len(diag), len(notes), width)  # the screen is laid out again only when the height may change
         self.update(content, layout=shape != self._shape)
         self._shape = shape
+
+
+def _table(diag: dict, width: int) -> Table:
+    """One row per layer; the narrower the panel, the fewer columns."""
+    table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+    table.add_column("layer", no_wrap=True)
+    table.add_column("cos(u,-g)" if width >= 60 else "cos", justify="right", no_wrap=True)
+    table.add_column("sign agree" if width >= 60 else "agree", justify="right", no_wrap=True)
+    wide, medium = width >= 76, width >= 58
+    if medium:
+        table.add_column("|u|/|b|", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("FD err", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    if wide:
+        table.add_column("since", justify="right", no_wrap=True)
+    for name, d in diag.items():
+        verdict = d.verdict or "-"
+        agree = d.sign_agree
+        cells = [name, _num(d.cos), "-" if agree is None else f"{100 * agree:.0f}%"]
+        if medium:
+            cells.append(_num(d.ratio, ".2e"))
+        if wide:
+            cells.append(_num(d.fd_error, ".1e"))
+        cells.append(Text(verdict, style=VERDICT_STYLES.get(verdict, "")))
+        if wide:
+            cells.append(str(d.since))
+        table.add_row(*cells)
+    return table
+
+
+def _notes(diag: dict, loss_change: LossChange | None, span: int) -> list[str]:
+    """The lines under the table: the loss change, the logging span, the first problem's cause."""
+    notes = []
+    if loss_change and loss_change.predicted is not None and loss_change.actual is not None:
+        notes.append(f"last step: loss change predicted {loss_change.predicted:+.2e}, seen {loss_change.actual:+.2e}")
+    if span > 1:
+        notes.append(f"steps are logged every {span}: each update spans {span} steps")
+    problems = [d.cause for d in diag.values() if d.verdict not in ("ok", "pending", "off")]
+    if problems:
+        notes.append(f"cause: {problems[0]}")
+    return notes

@@ -4,22 +4,33 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from .state import RunState, Status
+
+STATE_STYLES = {RunState.RUNNING: "bold green", RunState.PAUSED: "bold yellow", RunState.FINISHED: "bold blue",
+                RunState.DIVERGED: "bold white on red"}
+
+
+def status_text(status: Status) -> Text:
+    """The one row the status line shows for `status`."""
+    s = status
+    parts = [(f" {s.mode} ", "bold reverse"), " ", (s.source, "bold"),
+             f"  step {'-' if s.step is None else s.step}" + (f"/{s.total}" if s.total else ""),
+             f"  {s.rate:,.0f} steps/s" if s.rate else ""]
+    if s.max_rate:
+        parts += [("  (max " + f"{s.max_rate:,}" + "/s)", "yellow")]
+    parts += ["  ", (s.state_text, STATE_STYLES.get(s.state, "bold"))]
+    if s.flip is not None:
+        parts += ["  flip_sign ", ("ON", "bold white on red") if s.flip else ("off", "green")]
+    if s.lr_scale is not None:
+        parts += [f"  bias lr x{s.lr_scale:g}"]
+    if s.recording is not None:
+        parts += ["  rec ", (f"on: {s.recording}", "bold red") if s.recording else ("off", "dim")]
+    return Text.assemble(*parts)
+
 
 class StatusLine(Static):
-    def show(self, *, mode, source, step, total, rate, state, flip=None, lr_scale=None, recording=None,
-             max_rate=None) -> None:
-        parts = [(f" {mode} ", "bold reverse"), " ", (source, "bold"),
-                 f"  step {'-' if step is None else step}" + (f"/{total}" if total else ""),
-                 f"  {rate:,.0f} steps/s" if rate else ""]
-        if max_rate:
-            parts += [("  (max " + f"{max_rate:,}" + "/s)", "yellow")]
-        state_style = {"running": "bold green", "paused": "bold yellow", "finished": "bold blue",
-                       "diverged": "bold white on red"}.get(state.split()[0] if state else "", "bold")
-        parts += ["  ", (state, state_style)]
-        if flip is not None:
-            parts += ["  flip_sign ", ("ON", "bold white on red") if flip else ("off", "green")]
-        if lr_scale is not None:
-            parts += [f"  bias lr x{lr_scale:g}"]
-        if recording is not None:
-            parts += ["  rec ", (f"on: {recording}", "bold red") if recording else ("off", "dim")]
-        self.update(Text.assemble(*parts), layout=False)  # always one row: no need to lay out the screen
+    """Shows a Status; never reads text back."""
+
+    def show(self, status: Status) -> None:
+        """Show `status`."""
+        self.update(status_text(status), layout=False)  # always one row: no need to lay out the screen

@@ -13,7 +13,7 @@ async def test_space_pauses_and_resumes():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: (app.current.last_step or 0) > 50)
         await pilot.press("space")
-        assert app.paused and "paused" in status_text(app)
+        assert app.source.paused and "paused" in status_text(app)
         await pilot.pause(0.4)
         frozen = app.current.last_step
         await pilot.pause(0.4)
@@ -41,9 +41,9 @@ async def test_r_restarts_from_step_zero_with_a_new_run():
         first_run = app.current.run_id
         await pilot.press("r")  # while paused: the old run is cancelled before anything else changes
         assert app.current.run_id != first_run
-        app.pause_at = 10
+        app.source.pause_at = 10
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.current.last_step == 9 and app.paused)
+        await wait_for(pilot, lambda: app.current.last_step == 9 and app.source.paused)
         assert app.previous.run_id == first_run  # kept faint for comparison
 
 
@@ -52,11 +52,11 @@ async def test_f_flips_the_sign_and_the_verdict_turns_uphill_then_back():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "output" in app.current.diag and app.current.diag["output"].verdict == "ok")
         await pilot.press("f")
-        assert app.trainer.flip_sign and "flip_sign ON" in status_text(app)
+        assert app.source.trainer.flip_sign and "flip_sign ON" in status_text(app)
         await wait_for(pilot, lambda: all(d.verdict == "uphill" for d in app.current.diag.values()))
         assert "flip_sign ON" in event_lines(app)
         await pilot.press("f")
-        assert not app.trainer.flip_sign
+        assert not app.source.trainer.flip_sign
         if app.current.diverged is None:
             await wait_for(pilot, lambda: all(d.verdict == "ok" for d in app.current.diag.values()))
 
@@ -76,9 +76,9 @@ async def test_brackets_halve_and_double_the_bias_learning_rate():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.current.last_step == 4)
         await pilot.press("[", "[")
-        assert app.trainer.bias_lr_scale == 0.25 and "bias lr x0.25" in status_text(app)
+        assert app.source.trainer.bias_lr_scale == 0.25 and "bias lr x0.25" in status_text(app)
         await pilot.press("]")
-        assert app.trainer.bias_lr_scale == 0.5
+        assert app.source.trainer.bias_lr_scale == 0.5
         await pilot.press("n")
         await wait_for(pilot, lambda: "bias lr multiplier x0.5" in event_lines(app))
         d = app.current.diag["output"]
@@ -89,11 +89,11 @@ async def test_number_keys_and_the_list_switch_presets():
     app = create_live_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        assert app.preset_name == "none" and app.trainer.preset.name == "none"
+        assert app.source.preset_name == "none" and app.source.trainer.preset.name == "none"
         await wait_for(pilot, lambda: (app.current.last_step or 0) > 5)
         assert app.current.diag == {}  # no biases
         await pilot.press("3")
-        assert app.preset_name == "frozen"
+        assert app.source.preset_name == "frozen"
         await wait_for(pilot, lambda: "output" in app.current.diag and app.current.diag["output"].verdict == "frozen")
 
 
@@ -112,13 +112,13 @@ async def test_q_quits_and_ends_the_worker():
     app = create_live_app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: (app.current.last_step or 0) > 100)
-        assert app.running_loops == 1
+        assert app.source.running_loops == 1
         await pilot.press("q")
     for _ in range(100):
-        if app.running_loops == 0:
+        if app.source.running_loops == 0:
             break
         await asyncio.sleep(0.02)
-    assert app.running_loops == 0
+    assert app.source.running_loops == 0
     assert app.return_code in (0, None)
 
 
@@ -129,13 +129,13 @@ async def test_switching_presets_100_times_leaves_one_worker_and_only_the_last_r
         for key in keys:  # straight into the app's queue, as fast as a key repeat can go
             app.post_message(events.Key(key, key))
         app.post_message(events.Key("left_square_bracket", "["))  # queued after them: marks the last run
-        last = list(app.presets)[int(keys[-1]) - 1]
-        await wait_for(pilot, lambda: app.trainer.bias_lr_scale == 0.5)
-        assert app.preset_name == last
+        last = list(app.source.presets())[int(keys[-1]) - 1]
+        await wait_for(pilot, lambda: app.source.trainer.bias_lr_scale == 0.5)
+        assert app.source.preset_name == last
         await wait_for(pilot, lambda: (app.current.last_step or 0) > 20)
         await pilot.pause(0.3)
-        assert app.running_loops == 1
-        assert app.trainer.run_id == app.current.run_id
+        assert app.source.running_loops == 1
+        assert app.source.trainer.run_id == app.current.run_id
         # the panels' series hold exactly the steps of this run: one value per step, from step 0
         assert app.current.loss.count == app.current.last_step + 1
         x, _ = app.current.loss.view(10**6)
@@ -145,8 +145,9 @@ async def test_switching_presets_100_times_leaves_one_worker_and_only_the_last_r
 async def test_replay_and_watch_hide_the_live_only_keys(tmp_path):
     app = create_live_app()
     assert app.check_action("flip", ()) is True
-    from biasmon.tui.app import BiasmonApp, REPLAY
-    replay = BiasmonApp(REPLAY, records=[], source_name="x")
+    from biasmon.tui.app import BiasmonApp
+    from biasmon.tui.replay import ReplaySource
+    replay = BiasmonApp(ReplaySource(records=[], reader=None, name="x"))
     for action in ("flip", "preset", "restart", "grad_check", "bias_lr"):
         assert replay.check_action(action, ()) is False
     assert replay.check_action("seek", ()) is True
@@ -157,15 +158,15 @@ async def test_minus_and_plus_cap_and_lift_the_speed():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state == "paused")
         await pilot.press("minus")
-        assert app.max_rate == 8192 and "(max 8,192/s)" in status_text(app)
+        assert app.source.max_rate == 8192 and "(max 8,192/s)" in status_text(app)
         for _ in range(20):
             await pilot.press("minus")
-        assert app.max_rate == 4  # the slowest level
+        assert app.source.max_rate == 4  # the slowest level
         await pilot.press("plus", "equals_sign")
-        assert app.max_rate == 16
+        assert app.source.max_rate == 16
         for _ in range(12):
             await pilot.press("plus")
-        assert app.max_rate is None and "max" not in status_text(app)
+        assert app.source.max_rate is None and "max" not in status_text(app)
 
 
 async def test_capped_run_pauses_and_steps_like_any_other():
@@ -181,6 +182,6 @@ async def test_a_new_run_is_marked_in_the_events_log_and_an_ended_run_says_how_t
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state == "finished")
         await pilot.press("space")
-        assert not app.paused  # nothing to pause: a notice says r restarts
+        assert not app.source.paused  # nothing to pause: a notice says r restarts
         await pilot.press("2")
         await wait_for(pilot, lambda: "── new run: none (switched at step 30) ──" in event_lines(app))

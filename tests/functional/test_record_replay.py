@@ -21,17 +21,17 @@ async def test_recorded_session_matches_the_keys_and_replays_to_the_same_final_v
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.current.last_step == 59)
         await pilot.press("f")           # the sign bug, on the running network
-        app.pause_at = 90
+        app.source.pause_at = 90
         await pilot.press("space")
         await wait_for(pilot, lambda: app.current.last_step == 89)
         await pilot.press("2")           # switch to 'none' (paused: it waits)
-        app.pause_at = 30
+        app.source.pause_at = 30
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.preset_name == "none" and app.current.last_step == 29)
+        await wait_for(pilot, lambda: app.source.preset_name == "none" and app.current.last_step == 29)
         await pilot.press("3")
-        app.pause_at = 40
+        app.source.pause_at = 40
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.preset_name == "frozen" and app.current.last_step == 39)
+        await wait_for(pilot, lambda: app.source.preset_name == "frozen" and app.current.last_step == 39)
         live = app.current
         await pilot.press("q")
     lines = read_lines(path)
@@ -44,7 +44,7 @@ async def test_recorded_session_matches_the_keys_and_replays_to_the_same_final_v
     async with replay.run_test(size=SIZE) as pilot:
         for _ in range(11):
             await pilot.press("right")
-        await wait_for(pilot, lambda: replay.position == len(replay.records))
+        await wait_for(pilot, lambda: replay.source.position == len(replay.source.records))
         assert replay.current.label == "frozen"
         assert replay.previous.label == "none"
         assert replay.current.last_step == live.last_step == 39
@@ -60,17 +60,17 @@ async def test_replay_pause_step_and_seek(tmp_path):
     app = create_replay_app(path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("space")
-        position = app.position
+        position = app.source.position
         await pilot.pause(0.5)
-        assert app.position == position and app.paused
+        assert app.source.position == position and app.source.paused
         await pilot.press("n")
-        assert app.position == position + 1
+        assert app.source.position == position + 1
         await pilot.press("right", "right", "right")
-        assert app.position == min(len(app.records), position + 1 + 3 * int(0.1 * len(app.records)))
-        middle = app.position
+        assert app.source.position == min(len(app.source.records), position + 1 + 3 * int(0.1 * len(app.source.records)))
+        middle = app.source.position
         await pilot.press("left")
-        assert app.position == middle - int(0.1 * len(app.records))
-        steps = [r.step for r in app.records[:app.position] if hasattr(r, "loss")]
+        assert app.source.position == middle - int(0.1 * len(app.source.records))
+        steps = [r.step for r in app.source.records[:app.source.position] if hasattr(r, "loss")]
         assert app.current.last_step == steps[-1]
         assert app.current.loss.count == len(steps)  # rebuilt from the start, nothing counted twice
 

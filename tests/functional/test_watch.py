@@ -3,7 +3,8 @@ import subprocess
 import sys
 import textwrap
 
-from biasmon.tui.app import WATCH, BiasmonApp, _PipeStream, create_watch_app
+from biasmon.tui.app import BiasmonApp, create_watch_app
+from biasmon.tui.watch import PipeStream, WatchSource
 from pilot_helpers import SIZE, event_lines, wait_for
 
 
@@ -50,7 +51,7 @@ async def test_watch_follows_a_file_still_being_written(tmp_path):
 async def test_watch_reads_a_pipe_to_its_end():
     script_text = TRAINER
     proc = subprocess.Popen([sys.executable, "-c", script_text, "40", "0", "die"], stdout=subprocess.PIPE, text=True)
-    app = BiasmonApp(WATCH, stream=_PipeStream(proc.stdout), source_name="stdin")
+    app = BiasmonApp(WatchSource(PipeStream(proc.stdout), "stdin"))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state == "end of stream")
         assert app.current.last_step == 39

@@ -1,0 +1,175 @@
+"""Live training: each run trains in an exclusive thread worker (a thin loop over TrainingLoop) that posts
+a Progress a few times a second; the app drops the batches of any run it has left."""
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+from textual.worker import get_current_worker
+
+from ..core import BiasmonError, Trainer
+from .history import Batch, RunHistory
+from .messages import Note, Progress, SourceFailed
+from .preset_list import PresetList
+from .recording import Recording
+from .segments import RunStart, Segment
+from .source import Source
+from .state import RunState, Status
+from .training import TrainingLoop
+
+UNLIMITED = 10**12  # live runs train until paused or quit, unless --steps is given
+RATE_LEVELS = [2 ** k for k in range(2, 14)]  # steps/s caps offered by - and + (4 .. 8192); None: full speed
+ENDED = "this run has ended: r restarts it, 1-9 picks a preset"
+
+
+class LiveSource(Source):
+    """Trains the presets (name -> core Preset), one run at a time; also the Controls its training
+    thread reads (paused, pause_at, max_rate, step_requests)."""
+
+    mode = "LIVE"
+    actions = frozenset({"step", "preset", "restart", "flip", "grad_check", "bias_lr", "rate"})
+
+    def __init__(self, presets: dict, preset_name: str, *, seed: int | None = None,
+                 steps: int | None = None, record_path: str | None = None, autostart: bool = True,
+                 pause_at: int | None = None, max_rate: int | None = None) -> None:
+        super().__init__(preset_name)
+        self.preset_list: PresetList | None = None
+        self.all_presets, self.preset_name = presets, preset_name
+        self.seed, self.steps, self.autostart = seed, steps, autostart
+        self.pause_at, self.max_rate = pause_at, max_rate
+        self.step_requests = threading.Semaphore(0)
+        self.recording = Recording(record_path, lambda text: self.app.post_message(SourceFailed(text)))
+        self.trainer: Trainer | None = None
+        self._loops_lock = threading.Lock()
+        self.running_loops = 0  # training loops still running (a cancelled one ends after its block)
+
+    def start(self) -> None:
+        """Open the recording, then train the chosen preset (or wait for a key when not autostarting)."""
+        super().start()
+        error = self.recording.open()
+        if error:
+            self.app.exit(return_code=2, message=error)
+            return
+        if self.autostart:
+            self.start_run(self.preset_name, reason=None)
+        else:
+            self.state = RunState.READY
+            self.post(Progress(panels=False))
+
+    def close(self) -> None:
+        self.recording.close()
+
+    def side_panel(self) -> PresetList:
+        self.preset_list = PresetList(self.all_presets, self.preset_name, id="side")
+        return self.preset_list
+
+    def start_run(self, name: str, reason: str | None) -> None:
+        """Train preset `name` from step 0 in a new worker; the one before is cancelled."""
+        try:
+            trainer = Trainer(self.all_presets[name], seed=self.seed, steps=self.steps or UNLIMITED)
+        except BiasmonError as exc:
+            self.post(Progress(notes=[Note(f"cannot start {name}: {exc}", "bold red")], panels=False))
+            self.app.notify(str(exc), title=f"cannot start {name}", severity="error")
+            return
+        previous = self.trainer
+        note = None
+        if reason is not None:
+            what = "restarted" if reason == "restarted" else f"switched at step {previous.step_index if previous else 0}"
+            note = f"── new run: {name} ({what}) ──"
+        self.preset_name, self.trainer = name, trainer
+        self.state = RunState.PAUSED if self.paused else RunState.RUNNING
+        self.rate = 0.0
+        if self.preset_list is not None:
+            self.preset_list.mark_active(name)
+        self.post(Progress([Segment(Batch(trainer.run_id), RunStart(trainer.run_id, name, note))]))
+        self.app.run_worker(partial(self._train, trainer, reason, previous), name="trainer", group="run",
+                            exclusive=True, thread=True)
+
+    def _train(self, trainer: Trainer, reason: str | None, previous: Trainer | None) -> None:
+        """The worker: hands each batch of the training loop to the app (in the worker's thread)."""
+        worker = get_current_worker()
+        with self._loops_lock:
+            self.running_loops += 1
+        try:
+            loop = TrainingLoop(trainer, self, self.recording, lambda: worker.is_cancelled, self.app.drawing.is_set)
+            for handover in loop.run(reason, previous):
+                self.app.drawing.set()  # the UI has a message waiting: the next blocks step aside
+                self.post(Progress([Segment(handover.batch)], rate=handover.rate, done=handover.done))
+        except Exception as exc:  # a bug must not take the session (or the recording) down with a traceback
+            self.post(SourceFailed(f"training stopped at step {trainer.step_index}: {type(exc).__name__}: {exc}"))
+        finally:
+            with self._loops_lock:
+                self.running_loops -= 1
+
+    def receive(self, progress: Progress) -> Progress | None:
+        """Drop batches of a run we have left; then diverged beats finished beats paused."""
+        if progress.segments and progress.segments[0].batch.run_id != self.trainer.run_id:
+            return None  # a batch from a run we have left
+        if progress.segments:
+            if progress.rate:
+                self.rate = progress.rate
+            if self.paused and self.state is RunState.RUNNING:
+                self.state = RunState.PAUSED
+            if not self.note_divergence(progress.segments) and progress.done:
+                self.state = RunState.FINISHED
+        return progress
+
+    def status(self, current: RunHistory | None) -> Status:
+        t = self.trainer
+        return Status(self.mode, self.preset_name or "", self.state, step=current.last_step if current else None,
+                      total=self.steps, rate=self.rate if self.state is RunState.RUNNING else 0,
+                      diverged_at=self.diverged_at, flip=t.flip_sign if t else None,
+                      lr_scale=t.bias_lr_scale if t else None, max_rate=self.max_rate,
+                      recording=self.recording.path if self.recording.on else "")
+
+    def has_biases(self, current: RunHistory | None) -> bool:
+        return bool(self.trainer.layout.names) if self.trainer is not None else super().has_biases(current)
+
+    def _ended(self) -> bool:
+        """Whether the run has ended (then says how to go on)."""
+        if self.trainer is not None and self.trainer.done:
+            self.app.notify(ENDED, timeout=4)
+            return True
+        return False
+
+    def toggle_pause(self) -> None:
+        if not self._ended():
+            super().toggle_pause()
+
+    def step(self) -> None:
+        if self._ended():
+            return
+        if not self.paused:
+            self.toggle_pause()
+        self.step_requests.release()
+
+    def restart(self) -> None:
+        self.start_run(self.preset_name, reason="restarted")
+
+    def switch_preset(self, name: str) -> None:
+        self.start_run(name, reason="preset_switched")
+
+    def presets(self) -> dict[str, str]:
+        return {name: p.description for name, p in self.all_presets.items()}
+
+    def flip(self) -> None:
+        if self.trainer is not None:  # the status line shows it now; the events log at the next step
+            self.trainer.flip_sign = not self.trainer.flip_sign
+
+    def grad_check(self) -> None:
+        if self.trainer is not None:
+            self.trainer.request_gradient_check()
+            self.app.notify("finite-difference check of every bias at the next step" +
+                            (" (press n)" if self.paused else ""), title="gradient check", timeout=3)
+
+    def bias_lr(self, factor: float) -> None:
+        if self.trainer is not None:
+            self.trainer.bias_lr_scale = min(1024.0, max(1 / 1024, self.trainer.bias_lr_scale * factor))
+
+    def cap_rate(self, factor: float) -> None:
+        """Cap the training speed (slow motion to watch a sign bug develop), or lift the cap."""
+        if self.max_rate is None:
+            self.max_rate = RATE_LEVELS[-1] if factor < 1 else None
+        else:
+            wanted = self.max_rate * factor
+            self.max_rate = None if wanted > RATE_LEVELS[-1] else max(RATE_LEVELS[0], int(wanted))

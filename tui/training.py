@@ -1,0 +1,99 @@
+"""The live training loop (no Textual here): a Trainer stepped in blocks of steps, each block diagnosed
+together, recorded, and folded into a batch handed over a few times a second."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol
+
+from ..core import Trainer
+from .history import Batch, BatchBuilder
+from .recording import Recording
+from .source import BATCH_SECONDS
+
+CHUNK_STEPS = 16          # steps per turn of the training loop (one lock, one block of diagnostics)
+YIELD_SECONDS = 0.0005    # the trainer steps aside this long when the UI has something to draw
+
+
+class Controls(Protocol):
+    """What the UI changes while a run trains, read by the training thread between blocks."""
+
+    paused: bool
+    pause_at: int | None   # pause by itself once this many steps are done (tests, demos)
+    max_rate: int | None   # at most this many steps per second (None: as fast as it goes)
+    step_requests: threading.Semaphore  # one release per step asked for while paused
+
+
+@dataclass
+class Handover:
+    """A batch for the UI, the steps per second since the last one (0: paused), and whether the run ended."""
+
+    batch: Batch
+    rate: float
+    done: bool
+
+
+class TrainingLoop:
+    """Steps `trainer` until it is done or `cancelled()`; `ui_waiting()` says the UI has something to draw
+    (the loop then sleeps a moment so the UI has the GIL). Cancellation is checked before and after
+    every block, and under the recording's lock before writing, so a cancelled run never writes."""
+
+    def __init__(self, trainer: Trainer, controls: Controls, recording: Recording,
+                 cancelled: Callable[[], bool], ui_waiting: Callable[[], bool]) -> None:
+        self.trainer, self.controls, self.recording = trainer, controls, recording
+        self.cancelled, self.ui_waiting = cancelled, ui_waiting
+        self.builder = BatchBuilder(trainer.run_id)
+        self.next_due = 0.0
+
+    def run(self, reason: str | None, previous: Trainer | None) -> Iterator[Handover]:
+        """Train, yielding a Handover every BATCH_SECONDS, at each pause and at the end."""
+        with self.recording.lock:  # the previous run's last block is written by now: its step count is final
+            if self.cancelled():
+                return
+            self.recording.begin(self.trainer, reason, previous.step_index if previous else 0)
+        c = self.controls
+        last_post = self.next_due = time.monotonic()
+        steps_since = 0
+        while not self.cancelled() and not self.trainer.done:
+            if c.paused and not c.step_requests.acquire(timeout=0.05):
+                if not self.builder.empty:
+                    yield Handover(self.builder.take(), 0.0, False)
+                continue
+            stepped = self._block(self._block_size())
+            if stepped is None or self.cancelled():  # a newer run has started: this one must not pause it
+                return
+            steps_since += stepped
+            if self.ui_waiting():
+                time.sleep(YIELD_SECONDS)
+            if c.pause_at is not None and self.trainer.step_index >= c.pause_at and not c.paused:
+                c.paused = True  # the batch handed over below brings the status line up to date
+            now = time.monotonic()
+            if now - last_post >= BATCH_SECONDS or c.paused:
+                yield Handover(self.builder.take(), steps_since / (now - last_post) if not c.paused else 0.0, False)
+                last_post, steps_since = now, 0
+        if not self.cancelled():
+            yield Handover(self.builder.take(), 0.0, True)
+
+    def _block_size(self) -> int:
+        """Steps in the next block; with a speed cap, first wait for its turn (sleeping frees the GIL)."""
+        c = self.controls
+        cap = c.max_rate
+        if cap:  # slow motion: one step per 1/cap seconds
+            time.sleep(max(0.0, self.next_due - time.monotonic()))
+            self.next_due = max(self.next_due, time.monotonic() - 0.1) + 1.0 / cap
+        n = 1 if (c.paused or cap) else CHUNK_STEPS
+        if c.pause_at is not None:
+            n = max(1, min(n, c.pause_at - self.trainer.step_index))
+        return n
+
+    def _block(self, n: int) -> int | None:
+        """Train n steps under the recording's lock; the steps taken (None: cancelled, nothing done)."""
+        with self.recording.lock:
+            if self.cancelled():
+                return None
+            first = self.trainer.step_index
+            for record in self.trainer.advance(n):
+                self.builder.add(record)
+                self.recording.write(record)
+            return self.trainer.step_index - first

@@ -1,0 +1,143 @@
+"""Watching a stream another process writes: a file as it grows (like tail -f) or a pipe until it closes.
+A thread worker (a thin loop over `follow`) posts what it read four times a second; frozen, the view
+holds what arrives and catches up when it is unfrozen."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+from textual.worker import get_current_worker
+
+from ..core import BiasmonError, Event, StreamError, StreamReader
+from .messages import Note, Progress, SourceFailed
+from .segments import RunSplitter, Segment
+from .source import BATCH_SECONDS, Source
+from .state import RunState
+
+POLL_SECONDS = 0.05  # a file with nothing new is read again after this long
+
+
+class PipeStream:
+    """Standard input handed over by `watch -`, read from a duplicated descriptor."""
+
+    is_pipe = True
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+
+    def readline(self) -> str:
+        """The next line, "" once the pipe is closed."""
+        return self.handle.readline()
+
+
+def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
+    """The stream `biasmon watch SOURCE` follows and its name; `-` is standard input, and the keys are
+    then read from /dev/tty."""
+    if source == "-":
+        if sys.stdin.isatty():
+            raise BiasmonError("watch -: standard input is a terminal; pipe a trainer into it "
+                               "(./my_trainer | biasmon watch -)")
+        pipe = os.fdopen(os.dup(0), "r", encoding="utf-8", errors="replace")
+        try:
+            tty = os.open("/dev/tty", os.O_RDONLY)
+        except OSError:
+            raise BiasmonError("watch -: no terminal to read keys from (/dev/tty)") from None
+        os.dup2(tty, 0)
+        os.close(tty)
+        return PipeStream(pipe), "stdin"
+    path = Path(source)
+    if not path.is_file():
+        raise BiasmonError(f"{path}: no such file to watch")
+    return open(path, encoding="utf-8", errors="replace"), str(path)
+
+
+@dataclass
+class Read:
+    """What `follow` read since its last Read: records, newly skipped lines, steps per second."""
+
+    records: list
+    problems: list
+    rate: float
+    ended: bool
+
+
+def follow(stream: IO[str] | PipeStream, reader: StreamReader) -> Iterator[Read | None]:
+    """Read the stream as it grows, yielding a Read every BATCH_SECONDS (and at the end of a pipe), None
+    between them. A line is fed only once complete, so a trainer that dies mid-line costs that line."""
+    pending, partial, reported, steps = [], "", 0, 0
+    last_post = time.monotonic()
+    while True:
+        text, ended = stream.readline(), False
+        if text:
+            partial += text
+            if partial.endswith("\n"):
+                records, partial = reader.feed(partial), ""
+                pending.extend(records)
+                steps += sum(1 for r in records if not isinstance(r, Event))
+        elif getattr(stream, "is_pipe", False):
+            pending.extend(reader.feed(partial) if partial else [])
+            pending.extend(reader.finish())
+            ended = True
+        else:
+            time.sleep(POLL_SECONDS)
+        now = time.monotonic()
+        if not (ended or now - last_post >= BATCH_SECONDS):
+            yield None
+            continue
+        yield Read(pending, reader.problems[reported:], steps / (now - last_post), ended)
+        reported = len(reader.problems)
+        pending, steps, last_post = [], 0, now
+        if ended:
+            return
+
+
+class WatchSource(Source):
+    """Follows `stream` in a thread worker; pause freezes the view."""
+
+    mode = "WATCH"
+    going, halted = RunState.FOLLOWING, RunState.FROZEN
+
+    def __init__(self, stream: IO[str] | PipeStream, name: str) -> None:
+        super().__init__(name)
+        self.stream = stream
+        self.held: list[Segment] = []  # read while the view is frozen
+
+    def start(self) -> None:
+        super().start()
+        self.app.run_worker(self._follow, name="follow", group="watch", exclusive=True, thread=True)
+        self.post(Progress(panels=False))
+
+    def _follow(self) -> None:
+        """The worker: posts each Read of `follow`, its records cut into runs (in the worker's thread)."""
+        worker = get_current_worker()
+        reader = StreamReader(source=self.name)
+        splitter = RunSplitter(reader)
+        try:
+            for read in follow(self.stream, reader):
+                if worker.is_cancelled:
+                    return
+                if read is not None:
+                    notes = [Note(f"{self.name}: skipped {p}", "yellow") for p in read.problems]
+                    self.post(Progress(splitter.split(read.records), notes, rate=read.rate, done=read.ended))
+        except StreamError as exc:
+            self.post(SourceFailed(str(exc)))
+        except Exception as exc:  # never a traceback: say what stopped, keep what was shown
+            self.post(SourceFailed(f"{self.name}: reading stopped: {type(exc).__name__}: {exc}"))
+
+    def receive(self, progress: Progress) -> Progress | None:
+        """Frozen: hold the runs read (log what was skipped); else show them with all held before."""
+        if progress.rate is not None:
+            self.rate = progress.rate
+        self.held.extend(progress.segments)
+        segments = []
+        if not self.paused:
+            segments, self.held = self.held, []
+            self.note_divergence(segments)
+        if progress.done:
+            self.state = RunState.END_OF_STREAM
+        return dataclasses.replace(progress, segments=segments)
