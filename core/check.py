@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .errors import StreamError
-from .lines import prepare_lines
+from .lines import chunks, prepare_lines, stream_lines
 from .reader import BLOCK, StreamReader
 from .records import Event, StepRecord
 from .stream import RESET_EVENTS
@@ -204,35 +203,14 @@ def check_stream(path: str | Path, thresholds: Thresholds | None = None, sustain
     check = Check(thresholds or Thresholds(), sustain, source="<stdin>" if path == "-" else str(path))
     pool = _parse_pool(path) if parallel is None else (_fork_pool() if parallel and path != "-" else None)
     if pool is None:
-        for text in _lines(path):
+        for text in stream_lines(path):
             check.feed(text)
     else:
         with pool:
-            for items in pool.imap(prepare_lines, _chunks(_lines(path), CHUNK_LINES)):
+            for items in pool.imap(prepare_lines, chunks(stream_lines(path), CHUNK_LINES)):
                 check.add(check.reader.feed_prepared(items))
     check.finish()
     return check.result()
-
-
-def _lines(path: str | Path) -> Iterator[str]:
-    """The lines of `path` ('-': standard input), decoding errors replaced (they then fail as not JSON)."""
-    if path == "-":
-        import io
-        import sys
-        stdin = sys.stdin
-        if hasattr(stdin, "buffer"):
-            stdin = io.TextIOWrapper(stdin.buffer, encoding="utf-8", errors="replace")
-        yield from stdin
-        return
-    try:
-        handle = open(path, encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    with handle:
-        try:
-            yield from handle
-        except OSError as exc:
-            raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _parse_pool(path: str | Path):
@@ -244,7 +222,7 @@ def _parse_pool(path: str | Path):
     try:
         size = os.path.getsize(path)
     except OSError:
-        return None  # _lines raises the one-line error
+        return None  # stream_lines raises the one-line error
     if size < PARALLEL_MIN_BYTES or (os.cpu_count() or 1) < 2:
         return None
     return _fork_pool()
@@ -258,14 +236,3 @@ def _fork_pool():
         return multiprocessing.get_context("fork").Pool(1)
     except OSError:
         return None
-
-
-def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
-    chunk = []
-    for text in lines:
-        chunk.append(text)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

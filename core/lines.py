@@ -2,13 +2,17 @@
 so far: core/reader.py does that). `prepare_lines` does the parsing ahead, e.g. in a second process."""
 from __future__ import annotations
 
+import io
 import json
 import math
+import sys
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
+from .errors import StreamError
 from .layout import Layout
 
 
@@ -139,3 +143,35 @@ def prepare_lines(lines: list[str]) -> list[StepLine | str]:
         except ValueError:
             out.append(text)
     return out
+
+
+def stream_lines(path: str | Path) -> Iterator[str]:
+    """The lines of a stream file ('-': standard input), decoding errors replaced (such a line then fails
+    as not JSON). A file that cannot be read raises StreamError naming it."""
+    if path == "-":
+        stdin = sys.stdin
+        if hasattr(stdin, "buffer"):
+            stdin = io.TextIOWrapper(stdin.buffer, encoding="utf-8", errors="replace")
+        yield from stdin
+        return
+    try:
+        handle = open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle:
+        try:
+            yield from handle
+        except OSError as exc:
+            raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    """Lines in lists of `size` (the last may be shorter)."""
+    chunk = []
+    for text in lines:
+        chunk.append(text)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

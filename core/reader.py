@@ -13,7 +13,7 @@ import numpy as np
 from .diagnoser import Diagnoser, Diagnosis, Observation
 from .errors import StreamError
 from .layout import Layout
-from .lines import StepLine, Vectors, parse_step
+from .lines import StepLine, Vectors, parse_step, stream_lines
 from .records import Event, LayerDiagnosis, LossChange
 from .stream import FORMAT, RESET_EVENTS, VERSION
 from .verdicts import Thresholds, loss_diverged
@@ -242,11 +242,7 @@ def read_all(path: str | Path, thresholds: Thresholds | None = None, recompute: 
     """Every record of a finished stream file, and the reader (problems, header)."""
     reader = StreamReader(thresholds, recompute, source=str(path), block=BLOCK)
     records = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for text in handle:
-                records.extend(reader.feed(text))
-    except OSError as exc:
-        raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    for text in stream_lines(path):
+        records.extend(reader.feed(text))
     records.extend(reader.finish())
     return records, reader
