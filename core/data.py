@@ -6,6 +6,7 @@ network has one output per class, or a single 0/1 column for a two-class, one-ou
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import numpy as np
 from .errors import DataError
 
 GENERATORS = ("tiny", "xor", "sine", "spirals", "blobs")
+
+# What a generator returns: x (n, d_in), then either real-valued targets (n, d_out) or integer labels (n,).
+_Generated = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class DataSet:
     name: str
 
 
-def _tiny(rng, n, noise):
+def _tiny(rng: np.random.Generator, n: int, noise: float) -> _Generated:
     """A handful of 2-D points, half of them mirrored through the origin, with targets offset from 0.
     A bias-free net is positively homogeneous (ReLU: f(-x) is tied to f(x); tanh: odd), so it fits the
     offset poorly; with biases a 2-16-16-1 net overfits these points to near-zero loss."""
@@ -35,19 +39,19 @@ def _tiny(rng, n, noise):
     return x, y, None
 
 
-def _xor(rng, n, noise):
+def _xor(rng: np.random.Generator, n: int, noise: float) -> _Generated:
     corners = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     idx = np.arange(n) % 4
     x = corners[idx] + noise * rng.normal(size=(n, 2))
     return x, None, (corners[idx, 0] != corners[idx, 1]).astype(int)
 
 
-def _sine(rng, n, noise):
+def _sine(rng: np.random.Generator, n: int, noise: float) -> _Generated:
     x = rng.uniform(-np.pi, np.pi, size=(n, 1))
     return x, np.sin(x) + noise * rng.normal(size=x.shape), None
 
 
-def _spirals(rng, n, noise):
+def _spirals(rng: np.random.Generator, n: int, noise: float) -> _Generated:
     half = n // 2
     t = np.sqrt(rng.uniform(0.05, 1.0, size=half)) * 3.0 * np.pi
     arm = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / (3.0 * np.pi)
@@ -55,13 +59,13 @@ def _spirals(rng, n, noise):
     return x, None, np.repeat([0, 1], half)
 
 
-def _blobs(rng, n, noise, classes=3):
+def _blobs(rng: np.random.Generator, n: int, noise: float, classes: int = 3) -> _Generated:
     centres = rng.uniform(-2.0, 2.0, size=(classes, 2))
     labels = np.arange(n) % classes
     return centres[labels] + (0.3 + noise) * rng.normal(size=(n, 2)), None, labels
 
 
-def _targets(values, labels, outputs, source):
+def _targets(values: np.ndarray | None, labels: np.ndarray | None, outputs: int, source: str) -> np.ndarray:
     if labels is None:
         if values.shape[1] != outputs:
             raise DataError(f"{source}: {values.shape[1]} target column(s) but the network has {outputs} output(s)")
@@ -75,7 +79,7 @@ def _targets(values, labels, outputs, source):
     return np.eye(classes)[labels]
 
 
-def split(x, y, val_fraction, rng, name) -> DataSet:
+def split(x: np.ndarray, y: np.ndarray, val_fraction: float, rng: np.random.Generator, name: str) -> DataSet:
     """Shuffle with rng and hold out val_fraction of the samples (at least one when the fraction > 0)."""
     n = len(x)
     if n == 0:
@@ -90,7 +94,8 @@ def split(x, y, val_fraction, rng, name) -> DataSet:
     return DataSet(x[train], y[train], x[val], y[val], name)
 
 
-def generate(name, samples, noise, outputs, seed, val_fraction, dtype="float64") -> DataSet:
+def generate(name: str, samples: int, noise: float, outputs: int, seed: int, val_fraction: float,
+             dtype: str = "float64") -> DataSet:
     """A built-in data set, deterministic from the seed."""
     makers = {"tiny": _tiny, "xor": _xor, "sine": _sine, "spirals": _spirals, "blobs": _blobs}
     if name not in makers:
@@ -101,7 +106,8 @@ def generate(name, samples, noise, outputs, seed, val_fraction, dtype="float64")
     return split(x.astype(dtype), y.astype(dtype), val_fraction, rng, name)
 
 
-def _read_csv(path: Path, targets, features):
+def _read_csv_rows(path: Path) -> tuple[list[int], list[list[str]]]:
+    """The file's non-blank rows (header first), each with its csv line number (where the row ends)."""
     try:
         with path.open(newline="") as handle:
             reader = csv.reader(handle)
@@ -114,8 +120,28 @@ def _read_csv(path: Path, targets, features):
         raise DataError(f"{path}: not a text CSV file") from None
     if not numbered:
         raise DataError(f"{path}: the file is empty")
-    line_nos = [n for n, _ in numbered]
-    rows = [row for _, row in numbered]
+    return [n for n, _ in numbered], [row for _, row in numbered]
+
+
+def _parse_table(path: Path, header: list[str], line_nos: list[int], rows: list[list[str]]) -> np.ndarray:
+    """The data rows (rows after the header) as floats: (n, len(header))."""
+    table = np.empty((len(rows) - 1, len(header)))
+    for i, (line_no, row) in enumerate(zip(line_nos[1:], rows[1:])):
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line_no}: {len(row)} cells, the header has {len(header)}")
+        for col, cell in enumerate(row):
+            try:
+                table[i, col] = float(cell)
+            except ValueError:
+                raise DataError(f"{path}:{line_no}: column '{header[col]}' is not a number: {cell!r}") from None
+    if len(table) == 0:
+        raise DataError(f"{path}: the file has a header but no data rows")
+    return table
+
+
+def _read_csv(path: Path, targets: Sequence[str], features: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, d_in) from the feature columns (all non-target ones if features is empty) and y (n, d_out)."""
+    line_nos, rows = _read_csv_rows(path)
     header = [cell.strip() for cell in rows[0]]
     try:
         [float(cell) for cell in header]
@@ -131,22 +157,12 @@ def _read_csv(path: Path, targets, features):
     feature_names = list(features) if features else [h for h in header if h not in targets]
     if not feature_names:
         raise DataError(f"{path}: no feature columns left besides the targets")
-    table = np.empty((len(rows) - 1, len(header)))
-    for i, (line_no, row) in enumerate(zip(line_nos[1:], rows[1:])):
-        if len(row) != len(header):
-            raise DataError(f"{path}:{line_no}: {len(row)} cells, the header has {len(header)}")
-        for col, cell in enumerate(row):
-            try:
-                table[i, col] = float(cell)
-            except ValueError:
-                raise DataError(f"{path}:{line_no}: column '{header[col]}' is not a number: {cell!r}") from None
-    if len(table) == 0:
-        raise DataError(f"{path}: the file has a header but no data rows")
+    table = _parse_table(path, header, line_nos, rows)
     pick = lambda names: table[:, [header.index(n) for n in names]]  # noqa: E731
     return pick(feature_names), pick(targets)
 
 
-def _read_npz(path: Path):
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key.lower(): archive[key] for key in archive.files}
@@ -167,7 +183,8 @@ def _read_npz(path: Path):
     return x.astype(float), y.astype(float)
 
 
-def load_file(path, targets, features, inputs, outputs, seed, val_fraction, dtype="float64") -> DataSet:
+def load_file(path: str | Path, targets: Sequence[str] | None, features: Sequence[str] | None, inputs: int,
+              outputs: int, seed: int, val_fraction: float, dtype: str = "float64") -> DataSet:
     """A user's .csv (header row; targets named) or .npz (arrays x and y), checked against the network."""
     path = Path(path)
     if not path.exists():

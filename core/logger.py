@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -32,7 +34,7 @@ from .stream import RecordWriter, header
 from .verdicts import Thresholds
 
 
-def _flat(name, key, value):
+def _flat(name: object, key: str, value: Any) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -50,7 +52,10 @@ class StreamWriter:
     run_id, meta: optional identification written into the header.
     """
 
-    def __init__(self, target, *, loss_at=None, check_every=100, fd_tolerance=None, run_id=None, meta=None):
+    def __init__(self, target: str | os.PathLike[str] | TextIO, *,
+                 loss_at: Callable[[dict[str, np.ndarray]], float] | None = None, check_every: int = 100,
+                 fd_tolerance: float | None = None, run_id: str | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
         if isinstance(target, (str, os.PathLike)):
             try:
                 self._handle = open(target, "w", encoding="utf-8")
@@ -74,7 +79,9 @@ class StreamWriter:
         self.closed = False
 
     # --- public ----------------------------------------------------------------------------------
-    def step(self, step, loss, biases, bias_grads=None, val_loss=None, bias_updates=None) -> None:
+    def step(self, step: int | np.integer, loss: float, biases: dict[str, Any],
+             bias_grads: dict[str, Any] | None = None, val_loss: float | None = None,
+             bias_updates: dict[str, Any] | None = None) -> None:
         """Log one step. biases/bias_grads/bias_updates: {layer: vector}, the same layers every step."""
         if self.closed:
             raise BiasmonError("StreamWriter: step() after close()")
@@ -101,12 +108,13 @@ class StreamWriter:
         self._writer.write(StepRecord(step, loss, val_loss, b, g, u))
         self._last_step = step
 
-    def event(self, kind: str, step: int, **data) -> None:
+    def event(self, kind: str, step: int, **data: Any) -> None:
         """Write an event line, e.g. event("diverged", 120, reason="loss is NaN")."""
         self._ensure_header()
         self._writer.write(Event(str(kind), int(step), data))
 
     def close(self) -> None:
+        """Write the header if nothing was logged, then close the file (an open file given: flush it)."""
         if self.closed:
             return
         self._ensure_header()
@@ -116,15 +124,15 @@ class StreamWriter:
         else:
             self._handle.flush()
 
-    def __enter__(self):
+    def __enter__(self) -> StreamWriter:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         self.close()
         return False
 
     # --- internals -------------------------------------------------------------------------------
-    def _same_layout(self, key, vectors, step):
+    def _same_layout(self, key: str, vectors: dict[str, Any] | None, step: int) -> dict[str, np.ndarray] | None:
         if vectors is None:
             return None
         if not isinstance(vectors, dict):
@@ -135,7 +143,7 @@ class StreamWriter:
                                f"{self.layout.describe()}")
         return out
 
-    def _ensure_header(self):
+    def _ensure_header(self) -> None:
         if self._header_written:
             return
         fields = {"biasmon": __version__, "writer": "biasmon.StreamWriter"}
@@ -146,10 +154,10 @@ class StreamWriter:
         self._writer.write_json(header(self.run_id, **fields))
         self._header_written = True
 
-    def _gradient_check(self, step, b, g):
+    def _gradient_check(self, step: int, b: dict[str, np.ndarray], g: dict[str, np.ndarray]) -> None:
         layout = self.layout
 
-        def loss_flat(flat):
+        def loss_flat(flat: np.ndarray) -> float:
             return float(self.loss_at({n: v.copy() for n, v in layout.split(flat).items()}))
 
         b_flat = np.concatenate(list(b.values())) if b else np.zeros(0)

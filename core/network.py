@@ -6,6 +6,7 @@ per-layer code reads like Nielsen's network.py while diagnostics can reduce over
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,8 @@ class Gradients:
 class Network:
     """An MLP: sizes [d_in, h1, ..., d_out], one activation per layer (the last is the output's)."""
 
-    def __init__(self, sizes, activations, loss="mse", dtype="float64", has_biases=True):
+    def __init__(self, sizes: Sequence[int], activations: Sequence[str], loss: str = "mse",
+                 dtype: str | np.dtype = "float64", has_biases: bool = True) -> None:
         if len(activations) != len(sizes) - 1:
             raise ValueError("one activation per layer is needed")
         self.sizes = [int(s) for s in sizes]
@@ -111,10 +113,10 @@ class Network:
         self.biases = self._views(self.b_flat, self.b_offsets, [(s,) for s in self.sizes[1:]])
 
     @staticmethod
-    def _views(flat, offsets, shapes):
+    def _views(flat: np.ndarray, offsets: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         return [flat[offsets[i]:offsets[i + 1]].reshape(shape) for i, shape in enumerate(shapes)]
 
-    def initialise(self, rng: np.random.Generator, weight_init="xavier", bias_init=0.0) -> None:
+    def initialise(self, rng: np.random.Generator, weight_init: str = "xavier", bias_init: float = 0.0) -> None:
         """Xavier (uniform, Glorot) or He (normal) weights; every bias set to the constant bias_init."""
         for w in self.weights:
             fan_in, fan_out = w.shape
@@ -126,7 +128,7 @@ class Network:
         self.b_flat[...] = bias_init if self.has_biases else 0.0
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """The output (n, d_out) before any softmax."""
+        """The output (n, d_out) for x (n, d_in), before any softmax."""
         a = x
         for w, b, act in zip(self.weights, self.biases, self.activations):
             z = a @ w
@@ -145,7 +147,7 @@ class Network:
         finally:
             self.b_flat[...] = saved
 
-    def _ones(self, n, dtype):
+    def _ones(self, n: int, dtype: np.dtype) -> np.ndarray:
         cached = self._ones_cache
         if cached is None or cached.shape[0] != n or cached.dtype != dtype:
             cached = self._ones_cache = np.ones(n, dtype=dtype)

@@ -6,8 +6,10 @@ PresetError naming the file, the key and what is allowed.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from . import strategies
 from .data import GENERATORS
@@ -18,11 +20,11 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEFAULT_PRESET = "gradient"
 
 
-def _is_number(v):
+def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _is_int(v):
+def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -31,7 +33,10 @@ NUMBER, INT, BOOL, STR = "a number", "a whole number", "true or false", "a strin
 _REQUIRED = object()
 
 
-def _spec(check, allowed, default=_REQUIRED):
+_Spec = tuple[Callable[[Any], bool], str, Any]
+
+
+def _spec(check: Callable[[Any], bool], allowed: str, default: Any = _REQUIRED) -> _Spec:
     return check, allowed, default
 
 
@@ -96,18 +101,22 @@ class Preset:
     order: int = 1000
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def with_overrides(self, steps=None, seed=None, samples=None) -> "Preset":
+    def with_overrides(self, steps: int | None = None, seed: int | None = None,
+                       samples: int | None = None) -> "Preset":
+        """A copy with train.steps, train.seed and data.samples replaced where given (not None)."""
         train = dict(self.train, **({"steps": steps} if steps is not None else {}),
                      **({"seed": seed} if seed is not None else {}))
         data = dict(self.data, **({"samples": samples} if samples is not None else {}))
         return replace(self, train=train, data=data)
 
     def to_json(self) -> dict:
+        """The checked sections as a JSON-ready dict, the strategy's parameters merged into bias."""
         return {"name": self.name, "description": self.description, "network": self.network, "data": self.data,
                 "train": self.train, "bias": dict(self.bias, **self.bias_params), "diagnostics": self.diagnostics}
 
 
-def _check_section(source, section, table, schema, extra=None):
+def _check_section(source: str, section: str, table: dict[str, Any], schema: dict[str, _Spec],
+                   extra: dict[str, _Spec] | None = None) -> dict[str, Any]:
     extra = extra or {}
     allowed = {**schema, **extra}
     out = {}
@@ -160,7 +169,7 @@ def parse(table: dict, name: str, source: str) -> Preset:
                   raw=table, bias_params=bias_params, **sections)
 
 
-def load(path) -> Preset:
+def load(path: str | Path) -> Preset:
     """Read and validate one preset file."""
     path = Path(path)
     try:
@@ -176,7 +185,7 @@ def load(path) -> Preset:
     return parse(table, path.stem, str(path))
 
 
-def discover(extra_dirs=()) -> dict[str, Preset]:
+def discover(extra_dirs: Iterable[str | Path] = ()) -> dict[str, Preset]:
     """Built-in presets plus those in extra_dirs (a later folder's preset replaces a same-named one),
     ordered by their `order` key, then name."""
     found = {}
@@ -188,7 +197,7 @@ def discover(extra_dirs=()) -> dict[str, Preset]:
     return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
 
 
-def resolve(name_or_path, extra_dirs=()) -> Preset:
+def resolve(name_or_path: str | Path, extra_dirs: Iterable[str | Path] = ()) -> Preset:
     """A preset by name (built-in or from extra_dirs) or by path to a .toml file."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.is_file():
