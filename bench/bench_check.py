@@ -61,7 +61,7 @@ def main(argv=None):
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         for label, parallel in (("auto", None), ("one process", False), ("JSON parsed in a 2nd process", True)):
             started = time.perf_counter()
-            result = check_stream(path, parallel=parallel)
+            result = check_stream(path, parallel=parallel).to_json()
             in_process = time.perf_counter() - started
             verdicts = ", ".join(f"{k} {v['verdict']}" for k, v in result["layers"].items())
             print(f"check in-process, {label}: {in_process:.2f} s ({args.steps / in_process:,.0f} steps/s); "

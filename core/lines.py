@@ -6,9 +6,8 @@ import io
 import json
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -16,12 +15,7 @@ from .errors import StreamError
 from .layout import Layout
 
 
-def _from_bytes(names: tuple, sizes: tuple, data: bytes) -> "Vectors":
-    return Vectors(names, sizes, np.frombuffer(data, dtype=np.float64))
-
-
-@dataclass(frozen=True, slots=True)
-class Vectors:
+class Vectors(NamedTuple):
     """One key's vectors: layer names and sizes, and the layers' entries end to end, flat (n,) float64."""
 
     names: tuple[str, ...]
@@ -32,12 +26,26 @@ class Vectors:
     def layout(self) -> Layout:
         return Layout(self.names, self.sizes)
 
-    def __reduce__(self):  # cheap to pass between processes: the entries as raw bytes
-        return _from_bytes, (self.names, self.sizes, self.flat.tobytes())
+
+_new = tuple.__new__  # a named tuple from all its fields at once, without its Python-level __new__
 
 
-@dataclass(frozen=True, slots=True)
-class StepLine:
+def _pack(v: Vectors | None) -> tuple | None:
+    return None if v is None else (v.names, v.sizes, v.flat.tobytes())
+
+
+def _unpack(packed: tuple | None) -> Vectors | None:
+    if packed is None:
+        return None
+    return _new(Vectors, (packed[0], packed[1], np.frombuffer(packed[2], dtype=np.float64)))
+
+
+def _step_line(step, loss, val_loss, biases, grads, updates, trained, diag, loss_change) -> "StepLine":
+    return _new(StepLine, (step, loss, val_loss, _unpack(biases), _unpack(grads), _unpack(updates), trained, diag,
+                           loss_change))
+
+
+class StepLine(NamedTuple):
     """A step line's fields. diag and loss_change are what the line carried (unchecked JSON values)."""
 
     step: int
@@ -49,6 +57,10 @@ class StepLine:
     trained: bool
     diag: Any = None
     loss_change: Any = None
+
+    def __reduce__(self):  # cheap to pass between processes: plain values, the vectors as raw bytes
+        return _step_line, (self.step, self.loss, self.val_loss, _pack(self.biases), _pack(self.grads),
+                            _pack(self.updates), self.trained, self.diag, self.loss_change)
 
 
 def as_float(value: Any, where: str) -> float:
