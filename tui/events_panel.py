@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import RichLog
 
-from ..core import RESET_EVENTS, Event
+from ..core import RESET_EVENTS, Event, Thresholds
 from .sign_panel import VERDICT_STYLES
 
 
@@ -43,7 +43,7 @@ class EventsPanel(RichLog):
         super().__init__(max_lines=1000, wrap=False, markup=False, **kwargs)
         self.border_title = "events"
 
-    def add(self, event: Event, fd_tolerance: float = 1e-3) -> None:
+    def add(self, event: Event, fd_tolerance: float = Thresholds().fd_tolerance) -> None:
         """Log the event; a scheduled gradient check is logged only when asked for or when it fails."""
         if event.kind == "gradient_check" and not event.data.get("requested"):
             errors = event.data.get("errors") or {}

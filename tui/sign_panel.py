@@ -5,7 +5,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from ..core import LossChange
+from ..core import PROBLEMS, LossChange
 
 VERDICT_STYLES = {
     "ok": "bold green",
@@ -90,7 +90,7 @@ def _notes(diag: dict, loss_change: LossChange | None, span: int) -> list[str]:
         notes.append(f"last step: loss change predicted {loss_change.predicted:+.2e}, seen {loss_change.actual:+.2e}")
     if span > 1:
         notes.append(f"steps are logged every {span}: each update spans {span} steps")
-    problems = [d.cause for d in diag.values() if d.verdict not in ("ok", "pending", "off")]
+    problems = [d.cause for d in diag.values() if d.verdict in PROBLEMS]
     if problems:
         notes.append(f"cause: {problems[0]}")
     return notes
