@@ -63,20 +63,28 @@ def record(preset_name: str, output: str, steps: int | None = None, seed: int | 
     summary = RunSummary()
     progress = Progress(trainer.steps)
     started = time.perf_counter()
-    with open_output(output) as handle:
+    handle = open_output(output)
+    try:
         writer = RecordWriter(handle)
         writer.write_json(trainer.header())
+        while not trainer.done:
+            for rec in trainer.advance(BLOCK_STEPS):
+                writer.write(rec)
+                summary.add(rec)
+            progress.update(trainer.step_index)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"interrupted; {output} holds {_held(summary)}", file=sys.stderr)
+        return 130
+    except OSError as exc:  # every line is flushed as written: what is in the file stays readable
+        progress.close()
+        raise BiasmonError(f"{output}: cannot write the recording ({exc.strerror or exc}); "
+                           f"it holds {_held(summary)}") from None
+    finally:
         try:
-            while not trainer.done:
-                for rec in trainer.advance(BLOCK_STEPS):
-                    writer.write(rec)
-                    summary.add(rec)
-                progress.update(trainer.step_index)
-        except KeyboardInterrupt:
-            progress.close()
-            held = f"every step up to {summary.last_step}" if summary.last_step is not None else "no steps yet"
-            print(f"interrupted; {output} holds {held}", file=sys.stderr)
-            return 130
+            handle.close()
+        except OSError:
+            pass  # the error that matters was reported above
     progress.update(trainer.step_index, force=True)
     progress.close()
     elapsed = time.perf_counter() - started
@@ -84,6 +92,10 @@ def record(preset_name: str, output: str, steps: int | None = None, seed: int | 
           f"-> {output}", file=out)
     print_summary(summary, out)
     return 0
+
+
+def _held(summary: RunSummary) -> str:
+    return f"every step up to {summary.last_step}" if summary.last_step is not None else "no steps yet"
 
 
 def print_summary(summary: RunSummary, out: TextIO = sys.stdout) -> None:

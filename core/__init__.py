@@ -14,11 +14,11 @@ from .reader import StreamReader, read_all  # noqa: E402
 from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord  # noqa: E402
 from .stream import RESET_EVENTS, RecordWriter  # noqa: E402
 from .summary import RunSummary  # noqa: E402
-from .trainer import Trainer, build_network  # noqa: E402
+from .trainer import Trainer, build_network, load_data  # noqa: E402
 from .verdicts import CAUSES, PROBLEMS, VERDICTS, Thresholds  # noqa: E402
 
 __all__ = ["__version__", "BiasmonError", "CAUSES", "DEFAULT_PRESET", "DataError", "Diagnoser", "Diagnosis",
            "Event", "LayerDiagnosis", "LayerVectors", "Layout", "LossChange", "Network", "Observation",
            "PROBLEMS", "Preset", "PresetError", "RESET_EVENTS", "RecordWriter", "RunSummary", "StepRecord",
            "StreamError", "StreamReader", "StreamWriter", "Thresholds", "Trainer", "VERDICTS", "build_network",
-           "discover_presets", "finite_difference_errors", "load_preset", "read_all"]
+           "discover_presets", "finite_difference_errors", "load_data", "load_preset", "read_all"]

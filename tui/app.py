@@ -2,10 +2,11 @@
 shared by the CLI and the tests, and the run_* functions the CLI calls."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
-from ..core import DEFAULT_PRESET, BiasmonError, Event, discover_presets, load_preset, read_all
+from ..core import DEFAULT_PRESET, BiasmonError, Event, discover_presets, load_data, load_preset, read_all
 from .live import LiveSource
 from .monitor import BiasmonApp
 from .replay import ReplaySource
@@ -25,6 +26,7 @@ def create_live_app(preset: str | None = None, preset_dirs: Iterable[str | Path]
         extra = load_preset(name, preset_dirs)  # a .toml path, or an error listing the presets
         presets = {extra.name: extra, **{k: v for k, v in presets.items() if k != extra.name}}
         name = extra.name
+    load_data(presets[name])  # a bad data file is a one-line error now, before any screen is drawn
     return BiasmonApp(LiveSource(presets, name, seed=seed, steps=steps, record_path=record_path,
                                  autostart=autostart, pause_at=pause_at, max_rate=max_rate))
 
@@ -44,6 +46,9 @@ def create_watch_app(source: str) -> BiasmonApp:
 
 
 def _run(app: BiasmonApp) -> int:
+    if not os.isatty(0):  # Textual would wait for keys on a closed or redirected input forever
+        raise BiasmonError("standard input is not a terminal: the monitor reads its keys there (run it in a "
+                           "terminal; `biasmon record` and `biasmon check` need none)")
     try:
         result = app.run()
     finally:

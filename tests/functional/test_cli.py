@@ -176,3 +176,33 @@ def test_core_source_never_mentions_textual_imports():
         text = path.read_text()
         assert not pattern.search(text), path
         assert "textual" not in text, f"{path} mentions 'textual'"
+
+
+def _biasmon(*args, timeout=20):
+    return subprocess.run([sys.executable, "-m", "biasmon", *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+def test_the_monitor_without_a_terminal_says_so_and_exits_2():
+    """Before: Textual waited for keys on the closed input forever, burning a core."""
+    proc = _biasmon("--steps", "100", timeout=10)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "standard input is not a terminal" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_bad_data_file_stops_the_monitor_before_it_starts(tmp_path):
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n")
+    preset = tmp_path / "p.toml"
+    preset.write_text('description = "bad data"\n[data]\npath = "d.csv"\ntargets = ["y"]\n')
+    proc = _biasmon(preset, timeout=10)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "d.csv: 1 feature column(s) but the network has 2 input(s)" in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_write_failure_while_recording_is_one_line_and_exit_2():
+    proc = _biasmon("record", "gradient", "-o", "/dev/full", "--steps", "50")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "/dev/full: cannot write the recording (No space left on device)" in proc.stderr
+    assert "Traceback" not in proc.stderr
