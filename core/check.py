@@ -166,8 +166,8 @@ class Check:
             layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
         if s.diverged:
             failing.append(f"diverged at step {s.diverged.step}")
-        diverged = None if not s.diverged else Divergence(s.diverged.step, s.diverged.data.get("layer"),
-                                                           s.diverged.data.get("reason"))
+        diverged = None if not s.diverged else Divergence(s.diverged.step, _text(s.diverged.data.get("layer")),
+                                                           _text(s.diverged.data.get("reason")))
         problems = reader.problems
         return CheckResult(
             self.source, s.steps, self.first_step, s.last_step, s.final_loss, s.best_loss, s.final_val,
@@ -192,6 +192,11 @@ class Check:
         if self.runs:
             notes.append(f"the stream holds {self.runs + 1} runs (restarted or preset switched); verdicts span all")
         return notes
+
+
+def _text(value: object) -> str | None:
+    """A name or reason from an event line: text, or None (a stream may put any JSON value there)."""
+    return value if isinstance(value, str) else None
 
 
 def check_stream(path: str | Path, thresholds: Thresholds | None = None, sustain: int = DEFAULT_SUSTAIN,

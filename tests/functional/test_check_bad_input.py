@@ -180,3 +180,11 @@ def test_bad_options_exit_2_with_one_line(tmp_path, biasmon_cli, args, message):
     proc = biasmon_cli("check", write(tmp_path, good_lines()), *args)
     assert proc.returncode == 2
     assert message in one_error_line(proc)
+
+
+def test_a_diverged_event_naming_no_layer_in_text_is_read_not_a_traceback(tmp_path, biasmon_cli):
+    """Python's json reads NaN; a diverged event whose layer is NaN once crashed `check --json`."""
+    lines = good_lines(10) + ['{"event": "diverged", "step": 9, "layer": NaN, "reason": 3}']
+    proc = biasmon_cli("check", "--json", write(tmp_path, lines))
+    assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["diverged"] == {"step": 9, "layer": None, "reason": None}
