@@ -1,5 +1,6 @@
-"""biasmon's core: pure NumPy (never Textual, never the CLI). The names below are its public API; the
-TUI and the command line use only these. README's "How it is built" maps the modules."""
+"""biasmon's core: pure NumPy (never Textual, never the CLI). The names below are its public API, and the
+only ones the TUI uses (an import-linter contract in pyproject.toml). README's "How it is built" maps the
+modules."""
 
 __version__ = "0.1.0"
 

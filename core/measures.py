@@ -13,10 +13,6 @@ import numpy as np
 SIGNIFICANT = 1e-16  # an entry with g^2 above this times the step's largest g^2 counts in the sign agreement
 
 
-SUMS = ("bb", "gg", "uu", "ug", "n_sig", "n_agree")  # block_sums' rows: |b|^2, |g|^2, |u|^2, u.g, the entries with
-# a significant gradient, those where u opposes g; then |a|^2 for each running average a of g, then a.u for each
-
-
 class StepMeasures(NamedTuple):
     """One step's measures, one value per layer in each list (NaN where undefined)."""
 
@@ -34,7 +30,8 @@ class StepMeasures(NamedTuple):
 def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
     """Per-layer sums of per-entry terms. vec: (3, m, n) b, g, u of m steps; avg: (k, m, n) running
     averages of g, or None; starts: (layers,) each layer's first entry. Returns (6 + 2k, m, layers) in
-    LayerSums order. Sums run along contiguous rows: a block gives, bit for bit, its steps' sums alone."""
+    this order: |b|^2, |g|^2, |u|^2, u.g, the entries with a significant gradient, those
+    where u opposes g; then |a|^2 for each running average a of g, then a.u for each. Sums run along contiguous rows: a block gives, bit for bit, its steps' sums alone."""
     k = 0 if avg is None else len(avg)
     terms = np.empty((6 + 2 * k,) + vec.shape[1:])
     np.multiply(vec, vec, out=terms[:3])

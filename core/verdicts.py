@@ -26,7 +26,8 @@ CAUSES = {
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a verdict is called, grouped by rule. docs/stream-format.md says why each default."""
+    """When a verdict is called; each rule's docstring names the fields it uses. docs/stream-format.md says
+    why each default."""
 
     window: int = 20            # steps over which the descent cosine is averaged
     min_steps: int = 5          # defined cosines needed before uphill can be called
