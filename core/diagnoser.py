@@ -121,11 +121,11 @@ class Diagnoser:
         g_rms_max = max(m.g_rms)
         pred = o.extra_pred
         layers, events = {}, []
-        th, cos_avg = self.thresholds, m.cos_avg if have_gu else None
+        th, cosines = self.thresholds, m.cosines if have_gu else None
         for i, name, state in self._layers:
             cos = m.cos[i]
-            cosines = (cos,) if cos_avg is None else [cos, *cos_avg[i]]
-            verdict = judge(state, facts, th, m.b_norm[i], m.g_rms[i], g_rms_max, m.u_norm[i], cosines)
+            verdict = judge(state, facts, th, m.b_norm[i], m.g_rms[i], g_rms_max, m.u_norm[i],
+                            (cos,) if cosines is None else cosines[i])
             cause = self.off_cause if verdict == "off" else CAUSES.get(verdict, "")
             if verdict != state.verdict:
                 state.verdict, state.since = verdict, o.step

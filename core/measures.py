@@ -24,7 +24,7 @@ class StepMeasures(NamedTuple):
     cos: list[float]             # cos(u, -g): +1 is straight downhill
     sign_agree: list[float]      # share of the significant gradient entries where u opposes g
     ratio: list[float]           # |u| / |b|
-    cos_avg: list[list[float]] | None = None  # per layer, cos(u, -a) for each running average a of g
+    cosines: list[list[float]] | None = None  # per layer: cos(u, -g), then cos(u, -a) for each running average a
 
 
 def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
@@ -49,7 +49,7 @@ def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> n
 def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> list[StepMeasures]:
     """Each step's measures from its sums. sums: (6 + 2k, m, layers) as block_sums gives (or as a trainer
     that reduces them itself would send); sizes: (layers,) entries per layer; with_averages: which steps
-    have running averages (cos_avg is None for the others)."""
+    have running averages (cosines is None for the others)."""
     with np.errstate(all="ignore"):
         bb, gg, uu, ug, n_sig, n_agree = sums[:6]
         b, g, u = np.sqrt(bb), np.sqrt(gg), np.sqrt(uu)
@@ -59,12 +59,13 @@ def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> 
         table[:, 6][~((n_sig > 0) & (u > 0))] = np.nan   # sign agreement
         table[:, 7][~(b > 0)] = np.nan   # |u| / |b|
         k = (len(sums) - 6) // 2
-        cos_avg = None
+        cosines = None
         if k and any(with_averages):
             aa, au = sums[6:6 + k], sums[6 + k:]
-            cos_avg = np.where((u > 0) & (aa > 0), -au / (u * np.sqrt(aa)), np.nan).transpose(1, 2, 0).tolist()
+            cos_avg = np.where((u > 0) & (aa > 0), -au / (u * np.sqrt(aa)), np.nan)  # (k, m, L)
+            cosines = np.concatenate([table[:, 5][None], cos_avg]).transpose(1, 2, 0).tolist()  # (m, L, 1 + k)
     new = tuple.__new__  # a named tuple from all its fields at once, without its Python-level __new__
-    return [new(StepMeasures, (*row, cos_avg[i] if (cos_avg is not None and use) else None))
+    return [new(StepMeasures, (*row, cosines[i] if (cosines is not None and use) else None))
             for i, (row, use) in enumerate(zip(table.tolist(), with_averages))]
 
 
