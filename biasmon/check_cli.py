@@ -17,7 +17,7 @@ from typing import TextIO
 from .core.check import DEFAULT_SUSTAIN, CheckResult, check_stream
 from .core.errors import BiasmonError, StreamError
 from .core.verdicts import PROBLEMS, Thresholds
-from .text import HELP, divergence_line, fmt, print_lines, table
+from .text import HELP, divergence_line, fmt, print_lines, printable, table
 
 
 def _option(name: str) -> str:
@@ -104,26 +104,29 @@ def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
     return rows
 
 
-def print_report(result: CheckResult, out: TextIO = sys.stdout) -> None:
+def report_lines(result: CheckResult) -> list[str]:
+    """The text report: a summary line, the layer table, divergence, notes, malformed lines, the result."""
     grads = "gradients logged" if result.has_grads else "no gradients"
-    print(f"{result.source}: {result.steps} steps ({result.first_step}..{result.last_step}), "
-          f"{len(result.layers)} bias layers, {grads}; train loss final {fmt(result.final_loss)}, "
-          f"best {fmt(result.best_loss)}", file=out)
+    lines = [f"{result.source}: {result.steps} steps ({result.first_step}..{result.last_step}), "
+             f"{len(result.layers)} bias layers, {grads}; train loss final {fmt(result.final_loss)}, "
+             f"best {fmt(result.best_loss)}"]
     rows = _layer_rows(result)
     if len(rows) > 1:
-        print_lines(table(rows, open_last=True), out)
+        lines += table(rows, open_last=True)
     if result.diverged:
         d = result.diverged
-        print(divergence_line(d.step, d.layer, d.reason), file=out)
-    for note in result.notes:
-        print(f"note: {note}", file=out)
+        lines.append(divergence_line(d.step, d.layer, d.reason))
+    lines += [f"note: {note}" for note in result.notes]
     bad = result.malformed
     if bad.count:
-        print(f"malformed or non-finite lines: {bad.count} (line {_compact(sorted(set(bad.lines)))})", file=out)
-    if result.failing:
-        print(f"result: PROBLEM: {'; '.join(result.failing)}", file=out)
-    else:
-        print("result: ok", file=out)
+        lines.append(f"malformed or non-finite lines: {bad.count} (line {_compact(sorted(set(bad.lines)))})")
+    lines.append(f"result: PROBLEM: {'; '.join(result.failing)}" if result.failing else "result: ok")
+    return lines
+
+
+def print_report(result: CheckResult, out: TextIO = sys.stdout) -> None:
+    """The text report, every line escaped: a stream's layer names cannot forge a line or colour the terminal."""
+    print_lines(report_lines(result), out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,10 +136,10 @@ def run(args: argparse.Namespace) -> int:
     result = check_stream(args.file, thresholds, args.sustain)
     bad = result.malformed
     for message in bad.messages:
-        print(f"biasmon: warning: {result.source}: {message}", file=sys.stderr)
+        print(printable(f"biasmon: warning: {result.source}: {message}"), file=sys.stderr)
     if bad.count > len(bad.messages):
-        print(f"biasmon: warning: {result.source}: {bad.count - len(bad.messages)} more malformed "
-              f"line(s) skipped", file=sys.stderr)
+        print(printable(f"biasmon: warning: {result.source}: {bad.count - len(bad.messages)} more malformed "
+                        f"line(s) skipped"), file=sys.stderr)
     if args.strict and bad.count:
         raise StreamError(f"{result.source}: {bad.count} malformed line(s) (--strict); first: {bad.messages[0]}")
     if args.json:

@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     try:
         return _dispatch(argv)
     except BiasmonError as exc:
-        print(f"biasmon: error: {exc}", file=sys.stderr)
+        from .text import printable
+        print(printable(f"biasmon: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("biasmon: interrupted", file=sys.stderr)

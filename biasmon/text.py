@@ -4,6 +4,14 @@ from __future__ import annotations
 from typing import TextIO
 
 
+def printable(text: str) -> str:
+    """text with every control or other non-printable character written as its escape (\\n, \\x1b, ...):
+    what a stream, a preset or a file name says can neither break a line nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def fmt(value: float | None, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -24,8 +32,9 @@ def table(rows: list[tuple[str, ...]], open_last: bool = False) -> list[str]:
 
 
 def print_lines(lines: list[str], out: TextIO) -> None:
+    """Each line, escaped (printable), on its own line."""
     for line in lines:
-        print(line, file=out)
+        print(printable(line), file=out)
 
 
 def divergence_line(step: int, layer: str | None, reason: str | None) -> str:

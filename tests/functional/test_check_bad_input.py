@@ -188,3 +188,23 @@ def test_a_diverged_event_naming_no_layer_in_text_is_read_not_a_traceback(tmp_pa
     proc = biasmon_cli("check", "--json", write(tmp_path, lines))
     assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["diverged"] == {"step": 9, "layer": None, "reason": None}
+
+
+def test_text_from_the_stream_is_escaped_and_cannot_forge_a_line(tmp_path, biasmon_cli):
+    evil = "\x1b[31mEVIL\x1b[0m\nresult: ok"
+    lines = [json.dumps({"step": t, "loss": 1.0 + t, "biases": {evil: [float(t), 1.0]},
+                         "bias_grads": {evil: [1.0, 0.0]}}) for t in range(30)]  # climbing
+    lines.insert(3, json.dumps({"step": 2, "loss": 1.0, "biases": {evil + "x": [1.0]}}))  # a warning naming it
+    proc = biasmon_cli("check", write(tmp_path, lines))
+    assert "\x1b" not in proc.stdout + proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line.startswith("result:")] == ["result: PROBLEM: "
+                                                                                         "\\x1b[31mEVIL\\x1b[0m\\nresult: ok uphill"]
+    assert "\\x1b[31mEVIL" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_preset_key_with_control_characters_is_escaped_in_the_error(tmp_path, biasmon_cli):
+    preset = tmp_path / "p.toml"
+    preset.write_text('description = "x"\n"bad\\nkey\\u001b[31m" = 1\n')
+    proc = biasmon_cli("record", preset, "-o", tmp_path / "out.jsonl", "--steps", "2")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "\x1b" not in proc.stderr and "bad\\nkey\\x1b[31m" in proc.stderr
