@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -167,6 +169,10 @@ def stream_lines(path: str | Path) -> Iterator[str]:
         yield from stdin
         return
     try:
+        mode = os.stat(path).st_mode  # a FIFO would block until a writer comes; /dev/zero never ends
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # (a folder: open() says what is wrong)
+            raise StreamError(f"{path}: not a regular file (a pipe or a device): give a file, or pipe the "
+                              "stream in: ... | biasmon check -  (or watch -)")
         handle = open(path, encoding="utf-8", errors="replace")
     except OSError as exc:
         raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None

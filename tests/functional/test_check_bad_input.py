@@ -1,6 +1,7 @@
 """`biasmon check` on bad input: malformed lines are counted and named by line number and never crash;
 unreadable input (missing file, unknown version, nothing to check) exits 2 with one line, no traceback."""
 import json
+import os
 
 import pytest
 
@@ -208,3 +209,14 @@ def test_a_preset_key_with_control_characters_is_escaped_in_the_error(tmp_path, 
     proc = biasmon_cli("record", preset, "-o", tmp_path / "out.jsonl", "--steps", "2")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "\x1b" not in proc.stderr and "bad\\nkey\\x1b[31m" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "replay"])
+def test_a_pipe_or_a_device_is_refused_at_once_not_read_forever(tmp_path, biasmon_cli, command):
+    """A FIFO blocked until a writer came; /dev/zero was read as one endless line (gigabytes)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        proc = biasmon_cli(command, path)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (path, proc.stderr)
+        assert "not a regular file" in proc.stderr
