@@ -10,6 +10,7 @@ import sys
 
 from .core import __version__
 from .core.errors import BiasmonError
+from .text import printable
 
 SUBCOMMANDS = ("presets", "record", "compare", "replay", "watch", "check")
 
@@ -77,7 +78,6 @@ def main(argv=None) -> int:
     try:
         return _dispatch(argv)
     except BiasmonError as exc:
-        from .text import printable
         print(printable(f"biasmon: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

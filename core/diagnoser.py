@@ -15,11 +15,8 @@ import numpy as np
 
 from .layout import Layout
 from .measures import GradientAverages, StepMeasures, block_sums, measures
-from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord
+from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
 from .verdicts import CAUSES, LayerState, StepFacts, Thresholds, judge
-
-
-_new_tuple = tuple.__new__  # a named tuple from all its fields at once, without its Python-level __new__
 
 
 @dataclass(slots=True)
@@ -37,7 +34,7 @@ class Observation:
     span: int = 1                          # steps the update spans (sparse logging)
     fd_errors: dict | None = None          # a gradient check taken at this step: {layer: relative error}
     extra_pred: float = 0.0                # the weights' part of the predicted loss change, g_w . u_w
-    stored: tuple | None = None            # (diag, loss_change) a stream line carried, or None
+    stored: "Diagnosis | None" = None      # the diagnosis a stream line carried (replay), or None
 
     def record(self, layout: Layout, diagnosis: "Diagnosis | None") -> StepRecord:
         """The StepRecord of this step with its diagnosis."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import StreamError
 from .layout import Layout
+from .records import new_tuple as _new
 
 
 class Vectors(NamedTuple):
@@ -27,9 +28,6 @@ class Vectors(NamedTuple):
     @property
     def layout(self) -> Layout:
         return Layout(self.names, self.sizes)
-
-
-_new = tuple.__new__  # a named tuple from all its fields at once, without its Python-level __new__
 
 
 def _pack(v: Vectors | None) -> tuple | None:

@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .records import new_tuple
+
 SIGNIFICANT = 1e-16  # an entry with g^2 above this times the step's largest g^2 counts in the sign agreement
 
 
@@ -64,8 +66,7 @@ def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> 
             aa, au = sums[6:6 + k], sums[6 + k:]
             cos_avg = np.where((u > 0) & (aa > 0), -au / (u * np.sqrt(aa)), np.nan)  # (k, m, L)
             cosines = np.concatenate([table[:, 5][None], cos_avg]).transpose(1, 2, 0).tolist()  # (m, L, 1 + k)
-    new = tuple.__new__  # a named tuple from all its fields at once, without its Python-level __new__
-    return [new(StepMeasures, (*row, cosines[i] if (cosines is not None and use) else None))
+    return [new_tuple(StepMeasures, (*row, cosines[i] if (cosines is not None and use) else None))
             for i, (row, use) in enumerate(zip(table.tolist(), with_averages))]
 
 

@@ -18,6 +18,9 @@ import numpy as np
 from .layout import Layout
 
 
+new_tuple = tuple.__new__  # a named tuple from all its fields at once, without its Python-level __new__ (faster)
+
+
 class LayerVectors(Mapping):
     """{layer name: (n_l,) read-only view} over one flat (n,) vector, sliced only when read."""
 
