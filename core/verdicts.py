@@ -123,10 +123,8 @@ class LayerState:
         """Take this step's measures into the history (a step with a known, finite gradient)."""
         cos = self.cos
         for running, c in zip(cos, self.cosines):
-            if c == c:  # defined (not NaN): Running.add, inline (this runs for every layer at every step)
-                running.cum += c
-                running.sums.append(running.cum)
-                running.n += 1
+            if c == c:  # defined (not NaN)
+                running.add(c)
         g_rms, b_norm = self.g_rms, self.b_norm
         if g_rms > self.max_g_rms:
             self.max_g_rms = g_rms
@@ -136,11 +134,8 @@ class LayerState:
         raw = cos[0]
         if raw.n < th.min_steps:
             self.best_window = math.nan
-        elif len(cos) > 1:
-            self.best_window = best_mean(cos, th.window)
-        else:  # raw.mean(th.window), inline
-            k = th.window if th.window < raw.n else raw.n
-            self.best_window = (raw.sums[-1] - raw.sums[-1 - k]) / k
+        else:
+            self.best_window = best_mean(cos, th.window) if len(cos) > 1 else raw.mean(th.window)
 
 
 def best_mean(runnings: list[Running], k: int) -> float:
