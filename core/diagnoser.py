@@ -7,16 +7,16 @@ a few NumPy calls, as one does.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from .layout import Layout
-from .measures import GradientAverages, StepMeasures, block_sums, measures
+from .history import BlockSteps, LayerHistory, oldest_in_window
+from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
-from .verdicts import CAUSES, LayerState, StepFacts, Thresholds, judge
+from .verdicts import CAUSES, OFF, PENDING, VERDICTS, Thresholds, verdict_codes
 
 
 @dataclass(slots=True)
@@ -66,85 +66,117 @@ class Diagnoser:
                  off_cause: str = "not trained at this step", always_trained: bool = False) -> None:
         self.layout = layout
         self.always_trained = always_trained
-        self.thresholds = thresholds or Thresholds()
+        self.thresholds = th = thresholds or Thresholds()
         self.off_cause = off_cause
         self.starts = layout.starts
-        self.averages = GradientAverages(self.thresholds.momentum_betas, int(sum(layout.sizes)))
-        self.layers = [LayerState(self.thresholds) for _ in layout.names]
-        self._layers = [(i, name, state) for i, (name, state) in enumerate(zip(layout.names, self.layers))]
-        self.losses = deque(maxlen=self.thresholds.window)  # the last window's losses (all layers share them)
+        self.averages = GradientAverages(th.momentum_betas, int(sum(layout.sizes)))
+        self.history = [LayerHistory(th, 1 + len(th.momentum_betas)) for _ in layout.names]
+        self.verdict = [PENDING] * len(layout.names)   # each layer's verdict (an index into VERDICTS)
+        self.since = [0] * len(layout.names)           # the step it began
+        self.fd_error: list[float | None] = [None] * len(layout.names)  # the last gradient check's error
+        self.losses = np.zeros(0)   # the last window - 1 losses
         self.prev_loss = None
         self.prev_pred = None
         self.sizes = np.asarray(layout.sizes, dtype=np.float64)
 
     def record_gradient_check(self, errors: dict) -> None:
         """Largest relative finite-difference error per layer name, from a gradient check."""
-        for name, state in zip(self.layout.names, self.layers):
+        for i, name in enumerate(self.layout.names):
             value = errors.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                state.fd_error = float(value) if math.isfinite(value) else math.inf
+                self.fd_error[i] = float(value) if math.isfinite(value) else math.inf
 
     def observe(self, steps: list[Observation]) -> list[Diagnosis]:
         """The diagnoses of consecutive steps, in order."""
-        if not self.layers:
+        if not self.history:
             return [Diagnosis({}, None, []) for _ in steps]
         if not steps:
             return []
         n = self.averages.avg.shape[1]
         has_g = [o.g is not None for o in steps]
+        trained = [o.trained or self.always_trained for o in steps]
         zeros = np.zeros(n)
         with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
             vec = np.array([[o.b for o in steps], [zeros if o.g is None else o.g for o in steps],
                             [zeros if o.u is None else o.u for o in steps]], dtype=np.float64)  # (3, m, n)
-            avg, with_avg = self.averages.block(vec[1], has_g, [o.trained or self.always_trained for o in steps])
-            per_step = measures(block_sums(vec, avg, self.starts), self.sizes, with_avg)
-        out = []
-        for o, s in zip(steps, per_step):
+            avg, with_avg = self.averages.block(vec[1], has_g, trained)
+            m = measures(block_sums(vec, avg, self.starts), self.sizes, with_avg)
+            fd_errors = self._fd_errors(steps)
+            codes = self._verdicts(steps, m, np.array(has_g), np.array(trained), fd_errors)
+        return self._diagnoses(steps, m, codes, fd_errors)
+
+    def _fd_errors(self, steps: list[Observation]) -> list[list[float | None]]:
+        """Each step's last gradient-check error per layer (a check taken at a step applies from it on)."""
+        out, current = [], list(self.fd_error)
+        for o in steps:
             if o.fd_errors is not None:
                 self.record_gradient_check(o.fd_errors)
-            out.append(self._diagnose(o, s))
+                current = list(self.fd_error)
+            out.append(current)
         return out
 
-    def _diagnose(self, o: Observation, m: StepMeasures) -> Diagnosis:
-        """One step's diagnosis from its measures."""
-        has_g, has_u = o.g is not None, o.u is not None
-        loss_change = None
-        if self.prev_pred is not None and self.prev_loss is not None:
-            loss_change = _new_tuple(LossChange, (self.prev_pred, o.loss - self.prev_loss))
-        self.losses.append(o.loss)
-        rising = self.losses[-1] >= self.losses[0] or not math.isfinite(o.loss)  # not fallen over the window
-        facts = StepFacts(o.loss, rising, has_g, has_u, o.trained or self.always_trained)
-        have_gu = has_g and has_u
-        g_rms_max = max(m.g_rms)
-        pred = o.extra_pred
-        layers, events = {}, []
-        th, cosines = self.thresholds, m.cosines if have_gu else None
-        for i, name, state in self._layers:
-            cos = m.cos[i]
-            verdict = judge(state, facts, th, m.b_norm[i], m.g_rms[i], g_rms_max, m.u_norm[i],
-                            (cos,) if cosines is None else cosines[i])
-            cause = self.off_cause if verdict == "off" else CAUSES.get(verdict, "")
-            if verdict != state.verdict:
-                state.verdict, state.since = verdict, o.step
-                events.append(Event.verdict(o.step, name, verdict, cause))
-            if have_gu:
-                pred += m.ug[i]
-            layers[name] = self._layer(m, i, has_g, has_u, state, cause)
-        self.prev_loss = o.loss
-        self.prev_pred = pred if has_u else None
-        return _new_tuple(Diagnosis, (layers, loss_change, events))
+    def _verdicts(self, steps: list[Observation], m: BlockMeasures, has_g: np.ndarray, trained: np.ndarray,
+                  fd_errors: list) -> np.ndarray:
+        """(L, m) each layer's verdict code at each step."""
+        th = self.thresholds
+        loss = np.array([o.loss for o in steps], dtype=np.float64)
+        oldest, _, self.losses = oldest_in_window(self.losses, loss, th.window)
+        has_u = np.array([o.u is not None for o in steps])
+        b, g_rms, u = m.table[:, 0], m.table[:, 3], m.table[:, 2]
+        top = g_rms[:, 0]
+        for column in g_rms.T[1:]:  # Python's max, layer by layer: a NaN in first place stays
+            top = np.where(column > top, column, top)
+        fd = np.array([[math.nan if e is None else e for e in row] for row in fd_errors], dtype=np.float64)
+        cosines = m.cosines  # (m, L, 1 + k); without any gradient in the block only cos(u, -g), undefined
+        if cosines.shape[2] < 1 + len(self.averages.betas):
+            cosines = np.full(cosines.shape[:2] + (1 + len(self.averages.betas),), np.nan)
+        block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, cosines)
+        finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)
+        judged = (trained & has_u & has_g)[:, None] & finite
+        codes = np.empty((len(self.history), len(steps)), dtype=np.int64)
+        for i, history in enumerate(self.history):
+            window = history.advance(block, i, judged[:, i])
+            codes[i] = verdict_codes(window, judged[:, i], trained, has_u, has_g, self.verdict[i], th)
+        return codes
 
-    @staticmethod
-    def _layer(m: StepMeasures, i: int, has_g: bool, has_u: bool, state: LayerState, cause: str) -> LayerDiagnosis:
-        """Layer i's diagnosis: its measures (None where unknown or not finite), verdict and cause."""
-        cos, ratio, agree = m.cos[i], m.ratio[i], m.sign_agree[i]
-        return _new_tuple(LayerDiagnosis, (
-            m.b_norm[i], m.g_norm[i] if has_g else None, m.u_norm[i] if has_u else None,
-            ratio if has_u and ratio < math.inf else None,
-            None if cos != cos or abs(cos) == math.inf else cos,
-            agree if has_u and agree == agree else None,
-            m.ug[i] if has_g and has_u else None, state.fd_error, state.verdict, cause, state.since))
+    def _diagnoses(self, steps: list[Observation], m: BlockMeasures, codes: np.ndarray, fd_errors: list) -> list[Diagnosis]:
+        """Each step's Diagnosis, from its measures and verdict codes; verdict changes become events."""
+        names, causes = self.layout.names, [self.off_cause if v == "off" else CAUSES.get(v, "") for v in VERDICTS]
+        per_layer = codes.tolist()
+        out = []
+        for k, (o, row, fd) in enumerate(zip(steps, m.steps, fd_errors)):
+            has_g, has_u = o.g is not None, o.u is not None
+            loss_change = None
+            if self.prev_pred is not None and self.prev_loss is not None:
+                loss_change = _new_tuple(LossChange, (self.prev_pred, o.loss - self.prev_loss))
+            pred = o.extra_pred
+            layers, events = {}, []
+            for i, name in enumerate(names):
+                code = per_layer[i][k]
+                if code != self.verdict[i]:
+                    self.verdict[i], self.since[i] = code, o.step
+                    events.append(Event.verdict(o.step, name, VERDICTS[code], causes[code]))
+                if has_g and has_u:
+                    pred += row.ug[i]
+                layers[name] = _layer(row, i, has_g, has_u, fd[i], VERDICTS[code], causes[code], self.since[i])
+            self.prev_loss = o.loss
+            self.prev_pred = pred if has_u else None
+            out.append(_new_tuple(Diagnosis, (layers, loss_change, events)))
+        return out
 
     def verdicts(self) -> dict:
         """Each layer's current verdict: {name: (verdict, cause, since)}."""
-        return {name: (s.verdict, CAUSES.get(s.verdict, ""), s.since) for name, s in zip(self.layout.names, self.layers)}
+        return {name: (VERDICTS[v], CAUSES.get(VERDICTS[v], ""), since)
+                for name, v, since in zip(self.layout.names, self.verdict, self.since)}
+
+
+def _layer(m: StepMeasures, i: int, has_g: bool, has_u: bool, fd_error: float | None, verdict: str, cause: str,
+           since: int) -> LayerDiagnosis:
+    """Layer i's diagnosis: its measures (None where unknown or not finite), verdict and cause."""
+    cos, ratio, agree = m.cos[i], m.ratio[i], m.sign_agree[i]
+    return _new_tuple(LayerDiagnosis, (
+        m.b_norm[i], m.g_norm[i] if has_g else None, m.u_norm[i] if has_u else None,
+        ratio if has_u and ratio < math.inf else None,
+        None if cos != cos or abs(cos) == math.inf else cos,
+        agree if has_u and agree == agree else None,
+        m.ug[i] if has_g and has_u else None, fd_error, verdict, cause, since))

@@ -26,7 +26,6 @@ class StepMeasures(NamedTuple):
     cos: list[float]             # cos(u, -g): +1 is straight downhill
     sign_agree: list[float]      # share of the significant gradient entries where u opposes g
     ratio: list[float]           # |u| / |b|
-    cosines: list[list[float]] | None = None  # per layer: cos(u, -g), then cos(u, -a) for each running average a
 
 
 def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
@@ -48,10 +47,18 @@ def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> n
     return np.add.reduceat(terms, starts, axis=-1)
 
 
-def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> list[StepMeasures]:
+class BlockMeasures(NamedTuple):
+    """A block's measures: per step (for its records), and as arrays (for the verdicts)."""
+
+    steps: list[StepMeasures]
+    table: np.ndarray      # (m, 8, L): the fields of StepMeasures, in order
+    cosines: np.ndarray    # (m, L, 1 + k): cos(u, -g), then cos(u, -a) for each running average a (NaN: none)
+
+
+def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> BlockMeasures:
     """Each step's measures from its sums. sums: (6 + 2k, m, layers) as block_sums gives (or as a trainer
     that reduces them itself would send); sizes: (layers,) entries per layer; with_averages: which steps
-    have running averages (cosines is None for the others)."""
+    have running averages (NaN in `cosines` without them)."""
     with np.errstate(all="ignore"):
         bb, gg, uu, ug, n_sig, n_agree = sums[:6]
         b, g, u = np.sqrt(bb), np.sqrt(gg), np.sqrt(uu)
@@ -61,13 +68,10 @@ def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> 
         table[:, 6][~((n_sig > 0) & (u > 0))] = np.nan   # sign agreement
         table[:, 7][~(b > 0)] = np.nan   # |u| / |b|
         k = (len(sums) - 6) // 2
-        cosines = None
-        if k and any(with_averages):
-            aa, au = sums[6:6 + k], sums[6 + k:]
-            cos_avg = np.where((u > 0) & (aa > 0), -au / (u * np.sqrt(aa)), np.nan)  # (k, m, L)
-            cosines = np.concatenate([table[:, 5][None], cos_avg]).transpose(1, 2, 0).tolist()  # (m, L, 1 + k)
-    return [new_tuple(StepMeasures, (*row, cosines[i] if (cosines is not None and use) else None))
-            for i, (row, use) in enumerate(zip(table.tolist(), with_averages))]
+        aa, au = sums[6:6 + k], sums[6 + k:]
+        cos_avg = np.where((u > 0) & (aa > 0) & np.asarray(with_averages)[:, None], -au / (u * np.sqrt(aa)), np.nan)
+        cosines = np.concatenate([table[:, 5][None], cos_avg]).transpose(1, 2, 0)  # (m, L, 1 + k)
+    return BlockMeasures([new_tuple(StepMeasures, row) for row in table.tolist()], table, cosines)
 
 
 class GradientAverages:

@@ -1,13 +1,15 @@
 """Verdicts: small named rules over one layer's measures, tried in order; the first that holds names it.
 
-`judge` keeps each layer's running state (descent cosines over a window, recent bias norms, counters)
-and returns the verdict for the step. Every threshold is a `Thresholds` field (a `check` option).
+Each rule sees a `LayerWindow`: one layer's measures and running history over a block of m steps, as
+(m,) arrays (core/history.py keeps the history), and says at which of those steps it holds. Every
+threshold is a `Thresholds` field (a `check` option). `verdict_codes` tries the rules in order.
 """
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, fields
+
+import numpy as np
 
 VERDICTS = ("ok", "uphill", "gradient mismatch", "frozen", "exploding", "vanishing", "unrelated",
             "off", "pending", "no gradients")
@@ -57,174 +59,108 @@ def loss_diverged(loss: float, first_loss: float, th: Thresholds) -> bool:
     return not math.isfinite(loss) or loss > th.diverge_loss * max(1.0, first_loss)
 
 
-class Running:
-    """Running means of the last k values, for any k up to `keep`, from the last keep + 1 cumulative sums
-    (O(1) each)."""
 
-    __slots__ = ("cum", "sums", "n", "keep")
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self.clear()
-
-    def add(self, x: float) -> None:
-        self.cum += x
-        self.sums.append(self.cum)
-        self.n += 1
-
-    def mean(self, k: int) -> float:
-        """Mean of the last min(k, n) values (NaN if none)."""
-        m = k if k < self.n else self.n
-        return (self.sums[-1] - self.sums[-1 - m]) / m if m else math.nan
-
-    def clear(self) -> None:
-        self.cum = 0.0
-        self.sums = deque([0.0], maxlen=self.keep + 1)
-        self.n = 0
+CODE = {name: i for i, name in enumerate(VERDICTS)}
+OK, UPHILL, MISMATCH, FROZEN, EXPLODING, VANISHING, UNRELATED, OFF, PENDING, NO_GRADIENTS = range(len(VERDICTS))
+_PREVIOUS, _HOLD, _FALLBACK = -1, -2, -3  # a step whose verdict depends on the step before it
 
 
 @dataclass(slots=True)
-class StepFacts:
-    """What one step tells every layer: its loss, whether the loss has not fallen over the last window,
-    and whether g and u are known and the biases were trained."""
+class LayerWindow:
+    """One layer over a block of m steps: each field an (m,) array (first_norm: a number). The history
+    fields are as they stand after each step: defined cosines counted since the biases were last not
+    trained, the window means of the descent cosines, the largest rms(g) seen, the run of frozen steps."""
 
-    loss: float
-    rising: bool
-    has_g: bool
-    has_u: bool
-    trained: bool
-
-
-class LayerState:
-    """One layer: this step's measures (from its sums: |b|, rms(g), the largest rms(g) of any layer, |u|,
-    and cos(u, -g) then cos(u, -a) for each running average a of g, NaN where undefined), and its history:
-    descent cosines over a window, recent bias norms, the largest rms(g) seen, the run of frozen steps,
-    the last gradient check, the verdict and the step it began."""
-
-    __slots__ = ("b_norm", "g_rms", "g_rms_max", "u_norm", "cosines",
-                 "cos", "norms", "first_norm", "max_g_rms", "frozen_run", "gradient_on", "best_window",
-                 "fd_error", "verdict", "since")
-
-    def __init__(self, th: Thresholds) -> None:
-        self.b_norm = self.g_rms = self.g_rms_max = self.u_norm = math.nan
-        self.cosines = (math.nan,)
-        self.cos = [Running(max(th.window, th.unrelated_steps)) for _ in range(1 + len(th.momentum_betas))]
-        self.norms = deque(maxlen=th.window)
-        self.first_norm = None
-        self.max_g_rms = 0.0
-        self.frozen_run = 0
-        self.gradient_on = False
-        self.best_window = math.nan
-        self.fd_error = None
-        self.verdict = "pending"
-        self.since = 0
-
-    def observe(self, th: Thresholds) -> None:
-        """Take this step's measures into the history (a step with a known, finite gradient)."""
-        cos = self.cos
-        for running, c in zip(cos, self.cosines):
-            if c == c:  # defined (not NaN)
-                running.add(c)
-        g_rms, b_norm = self.g_rms, self.b_norm
-        if g_rms > self.max_g_rms:
-            self.max_g_rms = g_rms
-        on = self.gradient_on = g_rms > th.grad_eps and g_rms >= th.quiet_grad_frac * self.max_g_rms
-        moving = self.u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
-        self.frozen_run = 0 if (moving or not on) else self.frozen_run + 1
-        raw = cos[0]
-        if raw.n < th.min_steps:
-            self.best_window = math.nan
-        else:
-            self.best_window = best_mean(cos, th.window) if len(cos) > 1 else raw.mean(th.window)
-
-
-def best_mean(runnings: list[Running], k: int) -> float:
-    """Of the running means over the last k values, the one of largest magnitude (the direction the update
-    follows most closely); NaN if none is defined."""
-    best, size = math.nan, 0.0
-    for r in runnings:
-        mean = r.mean(k)
-        if mean == mean and (best != best or abs(mean) > size):
-            best, size = mean, abs(mean)
-    return best
+    loss: np.ndarray          # the step's loss
+    rising: np.ndarray        # bool: the loss has not fallen over the last window (or is not finite)
+    b_norm: np.ndarray        # |b|
+    g_rms: np.ndarray         # rms(g)
+    g_rms_max: np.ndarray     # the largest rms(g) of any layer at this step
+    fd_error: np.ndarray      # the last gradient check's largest relative error (NaN: none yet)
+    first_norm: float         # |b| at the first step
+    window_full: np.ndarray   # bool: a whole window of bias norms seen
+    oldest_norm: np.ndarray   # |b| window - 1 steps ago
+    n_cos: np.ndarray         # defined cos(u, -g) seen
+    mean_window: np.ndarray   # mean cos(u, -g) over the last window
+    best_window: np.ndarray   # of the window means of cos(u, -g) and cos(u, -a), the largest in magnitude
+    best_long: np.ndarray     # the same over the last unrelated_steps
+    gradient_on: np.ndarray   # bool: rms(g) above grad_eps and above quiet_grad_frac times its largest
+    max_g_rms: np.ndarray     # the largest rms(g) this layer has had
+    frozen_run: np.ndarray    # steps in a row with a zero update and the gradient on
 
 
 # --- the rules, in the order they are tried ------------------------------------------------------------
-def gradient_mismatch(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
+def gradient_mismatch(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """The last finite-difference check's relative error is above th.fd_tolerance."""
-    return s.fd_error is not None and s.fd_error > th.fd_tolerance
+    return w.fd_error > th.fd_tolerance
 
 
-def uphill(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
+def uphill(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """The update climbs the direction it follows most (window mean below th.uphill_cos). On a quiet
     (converged) gradient momentum and Adam jitter and the averages hold stale signs: only a clear climb
-    along the raw gradient counts there (below th.quiet_uphill_cos), as a sign bug gives at any scale;
-    and an uphill already called is held while the gradient stays quiet."""
-    if s.cos[0].n >= th.min_steps:
-        if s.gradient_on:
-            if s.best_window < th.uphill_cos:
-                return True
-        elif s.cos[0].mean(th.window) < th.quiet_uphill_cos:
-            return True
-    return not s.gradient_on and s.verdict == "uphill"
+    along the raw gradient counts there (below th.quiet_uphill_cos), as a sign bug gives at any scale.
+    (An uphill already called is also held while the gradient stays quiet: `verdict_codes`.)"""
+    climbs = np.where(w.gradient_on, w.best_window < th.uphill_cos, w.mean_window < th.quiet_uphill_cos)
+    return (w.n_cos >= th.min_steps) & climbs
 
 
-def exploding(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
+def exploding(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """The bias norm blows up (above th.explode_norm times max(1, the first norm), or above 10 and grown
     th.explode_growth-fold within a window) while the loss does not fall (a norm growing as the loss
     falls is learning)."""
-    if not f.rising:
-        return False
-    if s.b_norm > th.explode_norm * max(1.0, s.first_norm):
-        return True
-    return len(s.norms) == s.norms.maxlen and s.b_norm > 10 and s.b_norm > th.explode_growth * max(s.norms[0], 1e-300)
+    b = w.b_norm
+    huge = b > th.explode_norm * max(1.0, w.first_norm)
+    grown = w.window_full & (b > 10) & (b > th.explode_growth * np.maximum(w.oldest_norm, 1e-300))
+    return w.rising & (huge | grown)
 
 
-def frozen(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
+def frozen(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """th.frozen_steps steps in a row with a zero update and a non-quiet gradient."""
-    return s.frozen_run >= th.frozen_steps
+    return w.frozen_run >= th.frozen_steps
 
 
-def vanishing(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
+def vanishing(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """rms(g) below th.vanish_grad, the loss above th.converged_loss, and this layer's rms(g) never above
     th.vanish_ratio times the largest layer's now (a layer that converged first is not vanishing)."""
-    return 0 < s.g_rms < th.vanish_grad and s.max_g_rms < th.vanish_ratio * s.g_rms_max and f.loss > th.converged_loss
+    g = w.g_rms
+    return (0 < g) & (g < th.vanish_grad) & (w.max_g_rms < th.vanish_ratio * w.g_rms_max) & (w.loss > th.converged_loss)
 
 
-def unrelated(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
+def unrelated(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """|mean cos| below th.unrelated_cos over th.unrelated_steps steps and below twice that over the window
     (an update switching between following and climbing the gradient averages 0 too, not in every window)."""
-    return (s.cos[0].n >= th.unrelated_steps and abs(s.best_window) < 2 * th.unrelated_cos
-            and abs(best_mean(s.cos, th.unrelated_steps)) < th.unrelated_cos)
+    return ((w.n_cos >= th.unrelated_steps) & (np.abs(w.best_window) < 2 * th.unrelated_cos)
+            & (np.abs(w.best_long) < th.unrelated_cos))
 
 
 RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding),
          ("frozen", frozen), ("vanishing", vanishing), ("unrelated", unrelated))
 
 
-def judge(s: LayerState, f: StepFacts, th: Thresholds, b_norm: float, g_rms: float, g_rms_max: float,
-          u_norm: float, cosines: tuple | list) -> str:
-    """This step's verdict for one layer, from its measures: |b|, rms(g), the largest rms(g) of any layer,
-    |u|, and cos(u, -g) then cos(u, -a) for each running average a of g (NaN where undefined). The layer's
-    history is updated, its verdict is not: the caller records changes."""
-    s.b_norm, s.g_rms, s.g_rms_max, s.u_norm, s.cosines = b_norm, g_rms, g_rms_max, u_norm, cosines
-    if s.first_norm is None:
-        s.first_norm = b_norm
-    s.norms.append(b_norm)
-    if not f.trained:
-        for running in s.cos:
-            running.clear()
-        s.frozen_run = 0
-        return "off"
-    if not f.has_u:
-        return s.verdict
-    finite = b_norm < math.inf and g_rms < math.inf and u_norm < math.inf
-    if not f.has_g or not finite:  # without gradients, or a non-finite step (divergence, reported elsewhere)
-        return "exploding" if exploding(s, f, th) else ("no gradients" if not f.has_g else s.verdict)
-    s.observe(th)
-    for verdict, rule in RULES:
-        if rule(s, f, th):
-            return verdict
-    if s.cos[0].n >= th.min_steps or (s.verdict not in ("pending", "off") and s.cos[0].n):
-        return "ok"
-    return s.verdict if s.verdict != "off" else "pending"
+def verdict_codes(w: LayerWindow, judged: np.ndarray, trained: np.ndarray, has_u: np.ndarray,
+                  has_g: np.ndarray, before: int, th: Thresholds) -> np.ndarray:
+    """Each step's verdict (an index into VERDICTS), given the verdict before the block.
+
+    judged: (m,) bool, the steps with a known, finite gradient and update while trained; the rules decide
+    those. The others: `off` while the biases are not trained; the verdict stands while the update is
+    not known yet; without a gradient (or on a non-finite step) only `exploding` is called. Until
+    min_steps cosines are in, `ok` stays `ok` and anything else `pending`."""
+    mismatch, climbs, blows, still, faint, aimless = (rule(w, th) for _, rule in RULES)
+    rest = np.select([blows, still, faint, aimless, w.n_cos >= th.min_steps],
+                     [EXPLODING, FROZEN, VANISHING, UNRELATED, OK], _FALLBACK)
+    on_judged = np.select([mismatch, climbs, ~w.gradient_on], [MISMATCH, UPHILL, _HOLD], rest)
+    unjudged = np.where(blows, EXPLODING, np.where(has_g, _PREVIOUS, NO_GRADIENTS))
+    codes = np.select([~trained, ~has_u, ~judged], [OFF, _PREVIOUS, unjudged], on_judged)
+    if before != UPHILL and not (codes == UPHILL).any():  # nothing to hold: a quiet step is judged on
+        codes = np.where(codes == _HOLD, rest, codes)
+    for i in np.flatnonzero(codes < 0).tolist():  # the few steps that depend on the one before
+        previous = int(codes[i - 1]) if i else before
+        code = int(codes[i])
+        if code == _HOLD:
+            code = UPHILL if previous == UPHILL else int(rest[i])
+        if code == _PREVIOUS:
+            code = previous
+        elif code == _FALLBACK:
+            code = OK if previous not in (PENDING, OFF) and w.n_cos[i] > 0 else (previous if previous != OFF else PENDING)
+        codes[i] = code
+    return codes

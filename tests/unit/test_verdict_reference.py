@@ -1,0 +1,103 @@
+"""The block verdicts (NumPy over many steps at once) against the plain step-by-step reference
+(tests/unit/plain_verdicts.py): the same verdict for every layer at every step, whatever the block size,
+on random runs that pass through every branch: biases not trained for a while, steps without gradients
+or updates, non-finite steps, gradient checks, sign flips, frozen and random updates, vanishing and
+exploding norms."""
+import math
+
+import numpy as np
+import pytest
+
+from biasmon.core import Diagnoser, Layout, Observation, Thresholds
+from biasmon.core.measures import GradientAverages, block_sums, measures
+
+from plain_verdicts import PlainJudge
+
+LAYOUT = Layout(("wide", "one", "small"), (6, 1, 3))
+KINDS = ("sgd", "momentum", "flipped", "frozen", "random", "tiny", "huge", "quiet")
+
+
+def random_run(seed: int, steps: int = 700) -> list[Observation]:
+    """Steps of a run that changes its behaviour every few dozen steps."""
+    rng = np.random.default_rng(seed)
+    n = sum(LAYOUT.sizes)
+    b, v, out, kind, trained = rng.normal(size=n), np.zeros(n), [], "sgd", True
+    for t in range(steps):
+        if rng.random() < 0.04:
+            kind = KINDS[rng.integers(len(KINDS))]
+        if rng.random() < 0.02:
+            trained = not trained
+        scale = {"tiny": 1e-9, "quiet": 1e-5, "huge": 1e3}.get(kind, 1.0)
+        g = scale * (b - 1.0 + 0.3 * rng.normal(size=n))
+        if seed % 2:  # the last layer's gradient never matters: vanishing
+            g[-3:] *= 1e-12
+        v = 0.9 * v + g
+        u = {"sgd": -0.1 * g, "momentum": -0.05 * v, "flipped": 0.1 * g, "frozen": np.zeros(n),
+             "random": 0.01 * rng.normal(size=n), "tiny": -0.1 * g, "quiet": -0.1 * g * rng.choice([-1, 1], n),
+             "huge": 3.0 * np.abs(b) + 1.0}[kind]
+        if not trained:
+            u = np.zeros(n)
+        loss = float(np.sum(g * g) / scale ** 2 * (10.0 if kind == "huge" else 1.0))
+        obs = Observation(t, loss, None, b.copy(), None if rng.random() < 0.03 else g.copy(),
+                          None if rng.random() < 0.02 else u.copy(), trained)
+        if rng.random() < 0.01:
+            obs.fd_errors = {"wide": float(rng.choice([1e-9, 0.5, math.inf])), "small": 1e-7}
+        if rng.random() < 0.005:
+            obs.b = obs.b * np.inf
+        out.append(obs)
+        b = b + u
+    return out
+
+
+def plain_verdicts(run: list[Observation], th: Thresholds) -> list[list[str]]:
+    judge = PlainJudge(LAYOUT.names, th)
+    avg = GradientAverages(th.momentum_betas, sum(LAYOUT.sizes))
+    out = []
+    for o in run:
+        if o.fd_errors is not None:
+            for state, name in zip(judge.layers, LAYOUT.names):
+                value = o.fd_errors.get(name)
+                if value is not None:
+                    state.fd_error = value if math.isfinite(value) else math.inf
+        zeros = np.zeros(sum(LAYOUT.sizes))
+        vec = np.array([[o.b], [zeros if o.g is None else o.g], [zeros if o.u is None else o.u]])
+        a, with_avg = avg.block(vec[1], [o.g is not None], [o.trained])
+        with np.errstate(all="ignore"):
+            m = measures(block_sums(vec, a, LAYOUT.starts), np.asarray(LAYOUT.sizes, float), with_avg)
+        cosines = m.cosines[0].tolist() if with_avg[0] else None
+        out.append(judge.step(o.loss, o.g is not None, o.u is not None, o.trained, m.steps[0], cosines))
+    return out
+
+
+def block_verdicts(run: list[Observation], th: Thresholds, block: int) -> list[list[str]]:
+    diagnoser = Diagnoser(LAYOUT, th)
+    out = []
+    for start in range(0, len(run), block):
+        for d in diagnoser.observe(run[start:start + block]):
+            out.append([d.layers[name].verdict for name in LAYOUT.names])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_verdicts_match_the_plain_reference_at_every_step(seed):
+    th = Thresholds()
+    run = random_run(seed)
+    expected = plain_verdicts(run, th)
+    seen = {v for row in expected for v in row}
+    assert {"ok", "uphill", "off", "pending"} <= seen, seen   # the run exercises the main branches
+    for block in (1, 7, 64, 700):
+        got = block_verdicts(run, th, block)
+        first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+        assert first is None, (block, first, got[first], expected[first])
+
+
+def test_every_verdict_is_reached_by_some_random_run():
+    th = Thresholds(unrelated_steps=60, window=10)
+    seen = set()
+    for seed in range(6):
+        run = random_run(seed)
+        got = block_verdicts(run, th, 32)
+        assert got == plain_verdicts(run, th)
+        seen |= {v for row in got for v in row}
+    assert {"ok", "uphill", "gradient mismatch", "frozen", "exploding", "vanishing", "unrelated", "off",
+            "pending", "no gradients"} <= seen, seen
