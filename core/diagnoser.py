@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .layout import Layout
-from .history import BlockSteps, LayerHistory, oldest_in_window
+from .history import BlockSteps, History, oldest_in_window
 from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
 from .verdicts import CAUSES, OFF, PENDING, VERDICTS, Thresholds, verdict_codes
@@ -70,7 +70,7 @@ class Diagnoser:
         self.off_cause = off_cause
         self.starts = layout.starts
         self.averages = GradientAverages(th.momentum_betas, int(sum(layout.sizes)))
-        self.history = [LayerHistory(th, 1 + len(th.momentum_betas)) for _ in layout.names]
+        self.history = History(th, len(layout.names), 1 + len(th.momentum_betas))
         self.verdict = [PENDING] * len(layout.names)   # each layer's verdict (an index into VERDICTS)
         self.since = [0] * len(layout.names)           # the step it began
         self.fd_error: list[float | None] = [None] * len(layout.names)  # the last gradient check's error
@@ -88,7 +88,7 @@ class Diagnoser:
 
     def observe(self, steps: list[Observation]) -> list[Diagnosis]:
         """The diagnoses of consecutive steps, in order."""
-        if not self.history:
+        if not self.layout.names:
             return [Diagnosis({}, None, []) for _ in steps]
         if not steps:
             return []
@@ -117,7 +117,7 @@ class Diagnoser:
 
     def _verdicts(self, steps: list[Observation], m: BlockMeasures, has_g: np.ndarray, trained: np.ndarray,
                   fd_errors: list) -> np.ndarray:
-        """(L, m) each layer's verdict code at each step."""
+        """(m, L) each layer's verdict code at each step."""
         th = self.thresholds
         loss = np.array([o.loss for o in steps], dtype=np.float64)
         oldest, _, self.losses = oldest_in_window(self.losses, loss, th.window)
@@ -133,18 +133,15 @@ class Diagnoser:
         block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, cosines)
         finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)
         judged = (trained & has_u & has_g)[:, None] & finite
-        codes = np.empty((len(self.history), len(steps)), dtype=np.int64)
-        for i, history in enumerate(self.history):
-            window = history.advance(block, i, judged[:, i])
-            codes[i] = verdict_codes(window, judged[:, i], trained, has_u, has_g, self.verdict[i], th)
-        return codes
+        window = self.history.advance(block, judged)
+        return verdict_codes(window, judged, trained, has_u, has_g, self.verdict, th)
 
     def _diagnoses(self, steps: list[Observation], m: BlockMeasures, codes: np.ndarray, fd_errors: list) -> list[Diagnosis]:
         """Each step's Diagnosis, from its measures and verdict codes; verdict changes become events."""
         names, causes = self.layout.names, [self.off_cause if v == "off" else CAUSES.get(v, "") for v in VERDICTS]
-        per_layer = codes.tolist()
+        per_step = codes.tolist()
         out = []
-        for k, (o, row, fd) in enumerate(zip(steps, m.steps, fd_errors)):
+        for o, row, fd, step_codes in zip(steps, m.steps, fd_errors, per_step):
             has_g, has_u = o.g is not None, o.u is not None
             loss_change = None
             if self.prev_pred is not None and self.prev_loss is not None:
@@ -152,7 +149,7 @@ class Diagnoser:
             pred = o.extra_pred
             layers, events = {}, []
             for i, name in enumerate(names):
-                code = per_layer[i][k]
+                code = step_codes[i]
                 if code != self.verdict[i]:
                     self.verdict[i], self.since[i] = code, o.step
                     events.append(Event.verdict(o.step, name, VERDICTS[code], causes[code]))

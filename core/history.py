@@ -1,9 +1,9 @@
-"""Each layer's running history, advanced a block of steps at a time: the descent cosines (counted since
+"""Every layer's running history, advanced a block of steps at a time: the descent cosines (counted since
 the biases were last not trained), recent bias norms, the largest rms(g), the run of frozen steps.
 
-`LayerHistory.advance` turns a block's measures into the `LayerWindow` the verdict rules read
-(core/verdicts.py). Means over the last k values are differences of cumulative sums, as a per-step
-running sum gives them, bit for bit.
+`History.advance` turns a block's measures into the `LayerWindow` the verdict rules read
+(core/verdicts.py): (m, L) arrays, all layers at once. Means over the last k values are differences of
+cumulative sums, as a per-step running sum gives them, bit for bit.
 """
 from __future__ import annotations
 
@@ -26,113 +26,132 @@ class BlockSteps:
     u_norm: np.ndarray      # (m, L)
     g_rms_max: np.ndarray   # (m,) the largest rms(g) of any layer (as Python's max: a leading NaN wins)
     fd_error: np.ndarray    # (m, L) the last gradient check's largest relative error, NaN if none
-    cosines: np.ndarray     # (m, L, series) cos(u, -g) then cos(u, -a) for each running average a; NaN: undefined
+    cosines: np.ndarray     # (m, L, S) cos(u, -g) then cos(u, -a) for each running average a; NaN: undefined
 
 
-class CosineSeries:
-    """One descent cosine's defined values since the last clear: their count, and the cumulative sums of
-    the last `keep` of them (so the mean of the last k <= keep values is one difference)."""
+class Cosines:
+    """C columns of descent cosines (layers x series): per column the count of defined values since the
+    last clear, and the cumulative sums after the last `keep` of them (the mean of the last k <= keep
+    values is one difference)."""
 
-    __slots__ = ("keep", "cums", "n")
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
+    def __init__(self, columns: int, keep: int) -> None:
+        self.keep, self.columns = keep, columns
         self.clear()
 
     def clear(self) -> None:
-        self.cums = np.zeros(1)   # (min(n, keep) + 1,): the cumulative sums after the last values
-        self.n = 0
+        self.sums = np.zeros((self.keep + 1, self.columns))  # row r: the sum after count n - keep + r
+        self.n = np.zeros(self.columns, dtype=np.int64)
 
     def advance(self, values: np.ndarray, ks: tuple[int, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Take in a block's values, (m,) with NaN where undefined (skipped). Returns the count after each
-        step, (m,), and for each k the mean of the last min(k, count) values after each step (NaN if none)."""
+        """Take in a block's values, (m, C) with NaN where undefined (skipped). Returns the count after each
+        step, (m, C), and for each k the mean of the last min(k, count) values after each step (NaN if none)."""
+        keep, (m, columns) = self.keep, values.shape
         defined = values == values
-        counts = self.n + np.cumsum(defined)
-        sums = np.cumsum(np.concatenate((self.cums[-1:], values[defined])))
-        full = np.concatenate((self.cums[:-1], sums))
-        at = counts + (len(self.cums) - 1 - self.n)   # where in `full` the sum after each step is
+        counts = self.n + np.cumsum(defined, axis=0)
+        sums = np.cumsum(np.concatenate((self.sums[-1:], np.where(defined, values, 0.0))), axis=0)[1:]
+        base = self.n - keep   # the count of row 0 of self.sums
+        table = np.concatenate((self.sums, sums))   # (keep + 1 + m, C): every sum, by row
+        columns_at = np.arange(columns)
+        if defined.all():   # the count goes up by one a step: a count's sum is in the row of that count
+            def sum_at(count: np.ndarray) -> np.ndarray:
+                return table[count - base, columns_at]
+        else:   # the sum when the count was `count`: the first row at that count, found in one sorted search
+            stride = keep + 2 + m
+            offsets = columns_at * stride
+            row_counts = np.concatenate((np.broadcast_to(np.arange(keep + 1)[:, None], (keep + 1, columns)),
+                                         counts - base)) + offsets   # (rows, C), increasing down each column
+            flat_counts, flat_sums = row_counts.T.ravel(), table.T.ravel()
+
+            def sum_at(count: np.ndarray) -> np.ndarray:
+                return flat_sums[np.searchsorted(flat_counts, count - base + offsets)]
+
         means = []
         with np.errstate(invalid="ignore"):
             for k in ks:
                 last = np.minimum(counts, k)
-                means.append((full[at] - full[at - last]) / last)
-        if len(counts):
-            self.n = int(counts[-1])
-            self.cums = full[len(full) - 1 - min(self.n, self.keep):]
+                means.append((sums - sum_at(counts - last)) / last)
+        if m:
+            self.n = counts[-1].copy()
+            self.sums = sum_at(self.n - keep + np.arange(keep + 1)[:, None])
         return counts, means
 
 
-class LayerHistory:
-    """One layer's history; `advance` takes a block of steps in and returns the window the rules read."""
+class History:
+    """Every layer's history; `advance` takes a block of steps in and returns the window the rules read."""
 
-    def __init__(self, th: Thresholds, series: int) -> None:
-        self.th = th
-        self.series = [CosineSeries(max(th.window, th.unrelated_steps)) for _ in range(series)]
-        self.norms = np.zeros(0)      # the last window - 1 bias norms
-        self.first_norm: float | None = None
-        self.max_g_rms = 0.0
-        self.frozen_run = 0
+    def __init__(self, th: Thresholds, layers: int, series: int) -> None:
+        self.th, self.layers, self.series = th, layers, series
+        self.cosines = Cosines(layers * series, max(th.window, th.unrelated_steps))
+        self.norms = np.zeros((0, layers))   # the last window - 1 bias norms
+        self.first_norm: np.ndarray | None = None
+        self.max_g_rms = np.zeros(layers)
+        self.frozen_run = np.zeros(layers, dtype=np.int64)
 
-    def advance(self, step: BlockSteps, layer: int, judged: np.ndarray) -> LayerWindow:
-        """The layer's window over a block: its measures are column `layer` of the block's (m, L) arrays
-        and cosines (m, L, series); judged: (m,) the steps that add to the history (trained, with a finite
-        gradient and update). A step whose biases are not trained clears the cosines and frozen run."""
-        th = self.th
-        b, g_rms, u = step.b_norm[:, layer], step.g_rms[:, layer], step.u_norm[:, layer]
+    def advance(self, step: BlockSteps, judged: np.ndarray) -> LayerWindow:
+        """The layers' window over a block. judged: (m, L) the steps that add to a layer's history (trained,
+        with a finite gradient and update). A step whose biases are not trained clears the cosines and
+        frozen runs."""
+        th, b, g_rms, u = self.th, step.b_norm, step.g_rms, step.u_norm
         if self.first_norm is None:
-            self.first_norm = float(b[0])
+            self.first_norm = b[0].copy()
         oldest, full, self.norms = oldest_in_window(self.norms, b, th.window)
-        max_g = np.maximum.accumulate(np.concatenate(([self.max_g_rms], np.where(judged, g_rms, -np.inf))))[1:]
-        self.max_g_rms = float(max_g[-1])
+        max_g = np.maximum.accumulate(np.concatenate((self.max_g_rms[None], np.where(judged, g_rms, -np.inf))))[1:]
+        self.max_g_rms = max_g[-1]
         on = (g_rms > th.grad_eps) & (g_rms >= th.quiet_grad_frac * max_g)
         moving = u > 1e-12 * np.where(b > 1.0, b, 1.0)
-        runs = self._frozen_runs(judged & on & ~moving, (judged & (moving | ~on)) | ~step.trained)
-        n_cos, (window, long) = self._cosines(np.where(judged[:, None], step.cosines[:, layer], np.nan), step.trained)
-        best = np.where(n_cos >= th.min_steps, _best(window), np.nan)
-        return LayerWindow(step.loss, step.rising, b, g_rms, step.g_rms_max, step.fd_error[:, layer],
-                           self.first_norm, full, oldest, n_cos, window[0], best, _best(long), on, max_g, runs)
+        runs = self._frozen_runs(judged & on & ~moving, (judged & (moving | ~on)) | ~step.trained[:, None])
+        cosines = np.where(judged[:, :, None], step.cosines, np.nan)
+        n_cos, means = self._cosines(cosines.reshape(len(b), -1), step.trained)
+        best_window, best_long = _best(means)
+        return LayerWindow(step.loss[:, None], step.rising[:, None], b, g_rms, step.g_rms_max[:, None],
+                           step.fd_error, self.first_norm, full, oldest, n_cos, means[0, ..., 0],
+                           np.where(n_cos >= th.min_steps, best_window, np.nan), best_long, on, max_g, runs)
 
     def _frozen_runs(self, frozen: np.ndarray, resets: np.ndarray) -> np.ndarray:
-        """The run of frozen steps after each step: +1 on a frozen step, 0 after a reset, else unchanged."""
-        counts = np.cumsum(frozen)
-        base = np.maximum.accumulate(np.where(resets, counts, -self.frozen_run))
-        runs = counts - base
-        self.frozen_run = int(runs[-1])
+        """(m, L) the run of frozen steps after each step: +1 on a frozen step, 0 after a reset, else as it was."""
+        counts = np.cumsum(frozen, axis=0)
+        runs = counts - np.maximum.accumulate(np.where(resets, counts, -self.frozen_run), axis=0)
+        self.frozen_run = runs[-1]
         return runs
 
     def _cosines(self, cosines: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Count of raw cosines and the (series, 2, m) means over the window and over unrelated_steps,
+        """(m, L) count of cos(u, -g), and (2, m, L, S) the means over the window and over unrelated_steps,
         after each step; a step whose biases are not trained clears every series."""
-        th, m = self.th, len(cosines)
-        counts = np.zeros(m, dtype=np.int64)
-        means = np.full((2, len(self.series), m), np.nan)
-        cuts = np.flatnonzero(~trained).tolist()
+        th, m, shape = self.th, len(cosines), (len(cosines), self.layers, self.series)
+        ks = (th.window, th.unrelated_steps)
+        if trained.all():
+            counts, means = self.cosines.advance(cosines, ks)
+            return counts.reshape(shape)[..., 0], np.stack(means).reshape((2,) + shape)
+        counts, means = np.zeros((m, self.layers * self.series), dtype=np.int64), np.full((2, m, cosines.shape[1]), np.nan)
         start = 0
-        for stop in cuts + [m]:
+        for stop in np.flatnonzero(~trained).tolist() + [m]:
             if stop > start:
-                for j, series in enumerate(self.series):
-                    n, (window, long) = series.advance(cosines[start:stop, j], (th.window, th.unrelated_steps))
-                    means[0, j, start:stop], means[1, j, start:stop] = window, long
-                    if j == 0:
-                        counts[start:stop] = n
+                counts[start:stop], (means[0, start:stop], means[1, start:stop]) = \
+                    self.cosines.advance(cosines[start:stop], ks)
             if stop < m:
-                for series in self.series:
-                    series.clear()
+                self.cosines.clear()
             start = stop + 1
-        return counts, means
+        return counts.reshape(shape)[..., 0], means.reshape((2,) + shape)
 
 
 def oldest_in_window(kept: np.ndarray, new: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A window of the last `window` values, after each of the (m,) new ones: its oldest value, (m,),
-    whether it is whole, (m,), and the last window - 1 values to keep for the next block. kept: what the
-    previous call returned to keep (all values so far, while fewer than window - 1)."""
+    """A window of the last `window` rows, after each of the new rows, (m, ...): its oldest row, whether it
+    is whole, (m,), and the last window - 1 rows to keep for the next block. kept: what the previous call
+    returned to keep (all rows so far, while fewer than window - 1)."""
     back = window - 1
     values = np.concatenate((kept, new))
     at = np.arange(len(kept), len(values)) - back
-    return values[np.maximum(at, 0)], at >= 0, values[max(len(values) - back, 0):] if back > 0 else values[:0]
+    full = (at >= 0).reshape((-1,) + (1,) * (new.ndim - 1))
+    return values[np.maximum(at, 0)], full, values[max(len(values) - back, 0):] if back > 0 else values[:0]
 
 
 def _best(means: np.ndarray) -> np.ndarray:
-    """(series, m) means: per step the one of largest magnitude (the first of equals; NaN if none)."""
-    size = np.where(means == means, np.abs(means), -1.0)
-    return np.take_along_axis(means, size.argmax(axis=0)[None], axis=0)[0]
+    """(..., S) means: the one of largest magnitude (the first of equals; NaN if none), (...)."""
+    best = means[..., 0]
+    size = np.where(best == best, np.abs(best), -1.0)
+    for j in range(1, means.shape[-1]):
+        other = means[..., j]
+        other_size = np.where(other == other, np.abs(other), -1.0)
+        better = other_size > size
+        best, size = np.where(better, other, best), np.where(better, other_size, size)
+    return best

@@ -67,18 +67,19 @@ _PREVIOUS, _HOLD, _FALLBACK = -1, -2, -3  # a step whose verdict depends on the 
 
 @dataclass(slots=True)
 class LayerWindow:
-    """One layer over a block of m steps: each field an (m,) array (first_norm: a number). The history
-    fields are as they stand after each step: defined cosines counted since the biases were last not
-    trained, the window means of the descent cosines, the largest rms(g) seen, the run of frozen steps."""
+    """Every layer over a block of m steps: each field (m, L), or (m, 1) for what all layers share, or
+    (L,) for first_norm. The history fields are as they stand after each step: defined cosines counted
+    since the biases were last not trained, the window means of the descent cosines, the largest rms(g)
+    seen, the run of frozen steps."""
 
-    loss: np.ndarray          # the step's loss
-    rising: np.ndarray        # bool: the loss has not fallen over the last window (or is not finite)
+    loss: np.ndarray          # (m, 1) the step's loss
+    rising: np.ndarray        # (m, 1) bool: the loss has not fallen over the last window (or is not finite)
     b_norm: np.ndarray        # |b|
     g_rms: np.ndarray         # rms(g)
-    g_rms_max: np.ndarray     # the largest rms(g) of any layer at this step
+    g_rms_max: np.ndarray     # (m, 1) the largest rms(g) of any layer at this step
     fd_error: np.ndarray      # the last gradient check's largest relative error (NaN: none yet)
-    first_norm: float         # |b| at the first step
-    window_full: np.ndarray   # bool: a whole window of bias norms seen
+    first_norm: np.ndarray    # (L,) |b| at the first step
+    window_full: np.ndarray   # (m, 1) bool: a whole window of bias norms seen
     oldest_norm: np.ndarray   # |b| window - 1 steps ago
     n_cos: np.ndarray         # defined cos(u, -g) seen
     mean_window: np.ndarray   # mean cos(u, -g) over the last window
@@ -109,7 +110,7 @@ def exploding(w: LayerWindow, th: Thresholds) -> np.ndarray:
     th.explode_growth-fold within a window) while the loss does not fall (a norm growing as the loss
     falls is learning)."""
     b = w.b_norm
-    huge = b > th.explode_norm * max(1.0, w.first_norm)
+    huge = b > th.explode_norm * np.where(w.first_norm > 1.0, w.first_norm, 1.0)
     grown = w.window_full & (b > 10) & (b > th.explode_growth * np.maximum(w.oldest_norm, 1e-300))
     return w.rising & (huge | grown)
 
@@ -138,29 +139,32 @@ RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("explodi
 
 
 def verdict_codes(w: LayerWindow, judged: np.ndarray, trained: np.ndarray, has_u: np.ndarray,
-                  has_g: np.ndarray, before: int, th: Thresholds) -> np.ndarray:
-    """Each step's verdict (an index into VERDICTS), given the verdict before the block.
+                  has_g: np.ndarray, before: list[int], th: Thresholds) -> np.ndarray:
+    """(m, L) each step's verdict for each layer (an index into VERDICTS); before: each layer's verdict
+    before the block.
 
-    judged: (m,) bool, the steps with a known, finite gradient and update while trained; the rules decide
-    those. The others: `off` while the biases are not trained; the verdict stands while the update is
-    not known yet; without a gradient (or on a non-finite step) only `exploding` is called. Until
-    min_steps cosines are in, `ok` stays `ok` and anything else `pending`."""
+    judged: (m, L) bool, the steps with a known, finite gradient and update while trained; the rules
+    decide those. The others ((m,) trained, has_u, has_g): `off` while the biases are not trained; the
+    verdict stands while the update is not known yet; without a gradient (or on a non-finite step) only
+    `exploding` is called. Until min_steps cosines are in, `ok` stays `ok` and anything else `pending`."""
     mismatch, climbs, blows, still, faint, aimless = (rule(w, th) for _, rule in RULES)
-    rest = np.select([blows, still, faint, aimless, w.n_cos >= th.min_steps],
-                     [EXPLODING, FROZEN, VANISHING, UNRELATED, OK], _FALLBACK)
-    on_judged = np.select([mismatch, climbs, ~w.gradient_on], [MISMATCH, UPHILL, _HOLD], rest)
-    unjudged = np.where(blows, EXPLODING, np.where(has_g, _PREVIOUS, NO_GRADIENTS))
-    codes = np.select([~trained, ~has_u, ~judged], [OFF, _PREVIOUS, unjudged], on_judged)
-    if before != UPHILL and not (codes == UPHILL).any():  # nothing to hold: a quiet step is judged on
-        codes = np.where(codes == _HOLD, rest, codes)
-    for i in np.flatnonzero(codes < 0).tolist():  # the few steps that depend on the one before
-        previous = int(codes[i - 1]) if i else before
-        code = int(codes[i])
+    where = np.where
+    rest = where(blows, EXPLODING, where(still, FROZEN, where(faint, VANISHING, where(
+        aimless, UNRELATED, where(w.n_cos >= th.min_steps, OK, _FALLBACK)))))
+    on_judged = where(mismatch, MISMATCH, where(climbs, UPHILL, where(w.gradient_on, rest, _HOLD)))
+    unjudged = where(blows, EXPLODING, where(has_g[:, None], _PREVIOUS, NO_GRADIENTS))
+    codes = where(trained[:, None], where(has_u[:, None], where(judged, on_judged, unjudged), _PREVIOUS), OFF)
+    nothing_held = (np.asarray(before) != UPHILL) & ~(codes == UPHILL).any(axis=0)
+    codes = where((codes == _HOLD) & nothing_held, rest, codes)  # no uphill to hold: a quiet step is judged on
+    layers, steps = np.nonzero((codes < 0).T)
+    for layer, i in zip(layers.tolist(), steps.tolist()):  # the few steps that depend on the one before
+        previous = int(codes[i - 1, layer]) if i else before[layer]
+        code = int(codes[i, layer])
         if code == _HOLD:
-            code = UPHILL if previous == UPHILL else int(rest[i])
+            code = UPHILL if previous == UPHILL else int(rest[i, layer])
         if code == _PREVIOUS:
             code = previous
         elif code == _FALLBACK:
-            code = OK if previous not in (PENDING, OFF) and w.n_cos[i] > 0 else (previous if previous != OFF else PENDING)
-        codes[i] = code
+            code = OK if previous not in (PENDING, OFF) and w.n_cos[i, layer] > 0 else (previous if previous != OFF else PENDING)
+        codes[i, layer] = code
     return codes
