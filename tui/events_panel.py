@@ -36,8 +36,9 @@ def describe(event: Event) -> Text:
     return Text.assemble(step, (event.kind, "bold"), f" {d}" if d else "")
 
 
-class EventsPanel(RichLog):
-    """The events log, newest last; at most 1000 lines."""
+class EventsPanel(RichLog, can_focus=False):
+    """The events log, newest last; at most 1000 lines. It never takes the focus (not
+    even the app's first focus): focused, it would keep ←/→ and enter from the app and the preset list."""
 
     def __init__(self, **kwargs):
         super().__init__(max_lines=1000, wrap=False, markup=False, **kwargs)

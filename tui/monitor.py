@@ -35,7 +35,8 @@ PALETTE = [  # the command palette: title, key, action and its arguments (shown 
     ("Gradient check now", "g", "grad_check", ()), ("Halve the bias learning rate", "[", "bias_lr", (0.5,)),
     ("Double the bias learning rate", "]", "bias_lr", (2,)),
     ("Slower: cap the steps per second", "-", "rate", (0.5,)),
-    ("Faster: raise or lift the steps-per-second cap", "+", "rate", (2,))]
+    ("Faster: raise or lift the steps-per-second cap", "+", "rate", (2,)),
+    ("Seek back 10%", "←", "seek", (-0.1,)), ("Seek forward 10%", "→", "seek", (0.1,))]
 
 
 class BiasmonApp(App):
@@ -96,7 +97,6 @@ class BiasmonApp(App):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(EventsPanel).can_focus = False
         self.source.start()
 
     def on_unmount(self) -> None:

@@ -24,6 +24,12 @@ class PresetList(OptionList):
     def on_mount(self) -> None:
         self.highlighted = self.names.index(self.active) if self.active in self.names else None
 
+    def on_show(self) -> None:
+        """Shown (at start, or when the terminal grew wide enough): take the focus if no one has it, so
+        enter works without tab first."""
+        if self.screen.focused is None:
+            self.focus()
+
     def mark_active(self, active: str) -> None:
         """Mark `active` and move the cursor to it."""
         self.active = active
