@@ -153,6 +153,7 @@ class BiasmonApp(App):
         """Update the panels; the plots (the costly part) at most PLOT_SECONDS apart unless forced."""
         cur = self.current
         now = time.monotonic()
+        has_biases = self.source.has_biases(cur)
         if force_plots or now - self._plotted >= PLOT_SECONDS / 2:
             # one plot per turn while training, so no single screen update carries both (a key pressed then
             # would wait for it); each plot still refreshes every PLOT_SECONDS
@@ -161,9 +162,9 @@ class BiasmonApp(App):
             if force_plots or self._plot_turn:
                 self.query_one(LossPanel).show(cur, self.previous)
             if force_plots or not self._plot_turn:
-                self.query_one(NormPanel).show(cur)
+                self.query_one(NormPanel).show(cur, has_biases)
         self.query_one(SignPanel).show(cur.diag if cur else {}, cur.loss_change if cur else None,
-                                       cur.span if cur else 1, self.source.has_biases(cur))
+                                       cur.span if cur else 1, has_biases)
 
     def show_status(self) -> None:
         """Bring the status line up to date; threads step aside until the change is on screen."""
