@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 
 from .events_panel import EventsPanel
-from .history import RunHistory
+from .history import RunHistory, step_range
 from .loss_panel import LossPanel
 from .messages import Progress, SourceFailed
 from .norm_panel import NormPanel
@@ -162,7 +162,7 @@ class BiasmonApp(App):
             if force_plots or self._plot_turn:
                 self.query_one(LossPanel).show(cur, self.previous)
             if force_plots or not self._plot_turn:
-                self.query_one(NormPanel).show(cur, has_biases)
+                self.query_one(NormPanel).show(cur, has_biases, step_range(cur, self.previous))
         self.query_one(SignPanel).show(cur.diag if cur else {}, cur.loss_change if cur else None,
                                        cur.span if cur else 1, has_biases)
 
