@@ -37,11 +37,11 @@ def describe(event: Event) -> Text:
 
 
 class EventsPanel(RichLog, can_focus=False):
-    """The events log, newest last; at most 1000 lines. It never takes the focus (not
+    """The events log, newest last; at most 1000 lines, long ones wrapped. It never takes the focus (not
     even the app's first focus): focused, it would keep ←/→ and enter from the app and the preset list."""
 
     def __init__(self, **kwargs):
-        super().__init__(max_lines=1000, wrap=False, markup=False, **kwargs)
+        super().__init__(max_lines=1000, wrap=True, min_width=20, markup=False, **kwargs)
         self.border_title = "events"
 
     def add(self, event: Event, fd_tolerance: float = Thresholds().fd_tolerance) -> None:

@@ -1,5 +1,6 @@
 """What the panels say: before data, without biases, on the axes, in the events log."""
 from biasmon.tui.app import create_live_app
+from biasmon.tui.events_panel import EventsPanel
 from biasmon.tui.loss_panel import LossPanel
 from biasmon.tui.norm_panel import NormPanel
 from pilot_helpers import SIZE, wait_for
@@ -30,3 +31,17 @@ async def test_both_plots_label_the_same_whole_steps():
         loss, norms = tick_labels(app.query_one(LossPanel)), tick_labels(app.query_one(NormPanel))
         assert loss == norms and len(loss) >= 3
         assert all(label.isdigit() for label in loss), loss
+
+
+async def test_long_event_lines_wrap_inside_the_events_log():
+    app = create_live_app(pause_at=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        log = app.query_one(EventsPanel)
+        words = [f"word{i}" for i in range(40)]
+        log.note(" ".join(words))
+        await pilot.pause()
+        width = log.scrollable_content_region.width
+        lines = [line.text.rstrip() for line in log.lines]
+        assert all(len(line) <= width for line in lines), (width, max(map(len, lines)))
+        assert " ".join(lines).split()[-40:] == words
