@@ -71,28 +71,31 @@ class LiveSource(Source):
             self.post(Progress(notes=[Note(f"cannot start {name}: {exc}", "bold red")], panels=False))
             self.app.notify(str(exc), title=f"cannot start {name}", severity="error")
             return
-        previous = self.trainer
-        note = None
-        if reason is not None:
-            what = "restarted" if reason == "restarted" else f"switched at step {previous.step_index if previous else 0}"
-            note = f"── new run: {name} ({what}) ──"
         self.preset_name, self.trainer = name, trainer
         self.state = RunState.PAUSED if self.paused else RunState.RUNNING
         self.rate = 0.0
         if self.preset_list is not None:
             self.preset_list.mark_active(name)
-        self.post(Progress([Segment(Batch(trainer.run_id), RunStart(trainer.run_id, name, note))]))
-        self.app.run_worker(partial(self._train, trainer, reason, previous), name="trainer", group="run",
+        self.post(Progress([Segment(Batch(trainer.run_id), RunStart(trainer.run_id, name))]))
+        self.app.run_worker(partial(self._train, trainer, reason), name="trainer", group="run",
                             exclusive=True, thread=True)
 
-    def _train(self, trainer: Trainer, reason: str | None, previous: Trainer | None) -> None:
-        """The worker: hands each batch of the training loop to the app (in the worker's thread)."""
+    def _train(self, trainer: Trainer, reason: str | None) -> None:
+        """The worker: begins the run, then hands each batch of the training loop to the app (in the
+        worker's thread). The events log marks the new run with the step the run it replaces reached."""
         worker = get_current_worker()
         with self._loops_lock:
             self.running_loops += 1
         try:
             loop = TrainingLoop(trainer, self, self.recording, lambda: worker.is_cancelled, self.app.drawing.is_set)
-            for handover in loop.run(reason, previous):
+            left = loop.begin(reason)
+            if left is None:
+                return
+            if reason is not None:
+                what = f"{'restarted' if reason == 'restarted' else 'switched'} at step {left}"
+                self.post(Progress([Segment(Batch(trainer.run_id))], [Note(f"── new run: {trainer.preset.name} "
+                                                                         f"({what}) ──", "bold")], panels=False))
+            for handover in loop.run():
                 self.app.drawing.set()  # the UI has a message waiting: the next blocks step aside
                 self.post(Progress([Segment(handover.batch)], rate=handover.rate, done=handover.done))
         except Exception as exc:  # a bug must not take the session (or the recording) down with a traceback

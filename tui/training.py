@@ -46,12 +46,16 @@ class TrainingLoop:
         self.builder = BatchBuilder(trainer.run_id)
         self.next_due = 0.0
 
-    def run(self, reason: str | None, previous: Trainer | None) -> Iterator[Handover]:
-        """Train, yielding a Handover every BATCH_SECONDS, at each pause and at the end."""
+    def begin(self, reason: str | None) -> int | None:
+        """The run begins (in the recording, if on): the step the run it replaces reached; None if this
+        run was cancelled first (it must not begin)."""
         with self.recording.lock:  # the previous run's last block is written by now: its step count is final
             if self.cancelled():
-                return
-            self.recording.begin(self.trainer, reason, previous.step_index if previous else 0)
+                return None
+            return self.recording.begin(self.trainer, reason)
+
+    def run(self) -> Iterator[Handover]:
+        """Train (after begin), yielding a Handover every BATCH_SECONDS, at each pause and at the end."""
         c = self.controls
         last_post = self.next_due = time.monotonic()
         steps_since = 0
