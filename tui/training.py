@@ -74,10 +74,19 @@ class TrainingLoop:
                 c.paused = True  # the batch handed over below brings the status line up to date
             now = time.monotonic()
             if now - last_post >= BATCH_SECONDS or c.paused:
-                yield Handover(self.builder.take(), steps_since / (now - last_post) if not c.paused else 0.0, False)
+                yield Handover(self.builder.take(), self._rate(steps_since, now - last_post), False)
                 last_post, steps_since = now, 0
         if not self.cancelled():
             yield Handover(self.builder.take(), 0.0, True)
+
+    def _rate(self, steps: int, seconds: float) -> float:
+        """Steps per second for the status line (0 while paused). Under a cap, at most the cap: a window of
+        a quarter second may hold one step more than the cap allows (a step at each edge), and steps a
+        busy UI delayed are caught up (up to 0.1 s of them), but over time the loop keeps to the cap."""
+        if self.controls.paused:
+            return 0.0
+        rate = steps / seconds
+        return min(rate, self.controls.max_rate) if self.controls.max_rate else rate
 
     def _block_size(self) -> int:
         """Steps in the next block; with a speed cap, first wait for its turn (sleeping frees the GIL)."""
