@@ -46,19 +46,20 @@ class BiasmonApp(App):
     TITLE = "biasmon"
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (50, "-narrow"), (80, "-medium"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-tiny-h"), (16, "-short"), (30, "-tall")]
-    BINDINGS = [
+    BIAS_LR, SEEK, SPEED = (Binding.Group(name, compact=True) for name in ("lr", "seek", "speed"))
+    BINDINGS = [  # short words, and pairs grouped, so that the footer fits 80 columns
         Binding("space", "toggle_pause", "pause"),
         Binding("n", "step", "step"),
         Binding("r", "restart", "restart"),
         Binding("f", "flip", "flip"),
         Binding("g", "grad_check", "check"),
-        Binding("[", "bias_lr(0.5)", "lr/2"),
-        Binding("]", "bias_lr(2)", "lr×2"),
-        Binding("left", "seek(-0.1)", "back 10%"),
-        Binding("right", "seek(0.1)", "fwd 10%"),
-        Binding("minus", "rate(0.5)", "slower"),
-        Binding("plus,equals_sign", "rate(2)", "faster"),
-        Binding("s", "svg", "svg"),
+        Binding("[", "bias_lr(0.5)", "lr/2", group=BIAS_LR),
+        Binding("]", "bias_lr(2)", "lr×2", group=BIAS_LR),
+        Binding("left", "seek(-0.1)", "back 10%", group=SEEK),
+        Binding("right", "seek(0.1)", "fwd 10%", group=SEEK),
+        Binding("minus", "rate(0.5)", "slower", group=SPEED),
+        Binding("plus,equals_sign", "rate(2)", "faster", group=SPEED),
+        Binding("s", "svg", "svg", show=False),
         Binding("q", "quit", "quit"),
         *[Binding(str(i), f"preset({i})", f"preset {i}", show=False) for i in range(1, 10)],
     ]

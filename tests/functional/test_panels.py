@@ -3,7 +3,7 @@ from biasmon.tui.app import create_live_app
 from biasmon.tui.events_panel import EventsPanel
 from biasmon.tui.loss_panel import LossPanel
 from biasmon.tui.norm_panel import NormPanel
-from pilot_helpers import SIZE, wait_for
+from pilot_helpers import SIZE, status_text, wait_for
 
 
 async def test_the_norm_panel_waits_for_data_before_saying_there_are_no_biases():
@@ -45,3 +45,14 @@ async def test_long_event_lines_wrap_inside_the_events_log():
         lines = [line.text.rstrip() for line in log.lines]
         assert all(len(line) <= width for line in lines), (width, max(map(len, lines)))
         assert " ".join(lines).split()[-40:] == words
+
+
+async def test_at_80_by_24_the_status_line_and_the_footer_fit(tmp_path):
+    app = create_live_app(max_rate=20, pause_at=5, record_path=str(tmp_path / "a-long-recording-name.jsonl"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        status = status_text(app)
+        assert len(status) <= 80 and "flip off" in status and "lr x1" in status, status
+        palette = app.query_one("FooterKey.-command-palette").region
+        keys = [key.region for key in app.query("FooterKey") if key.region != palette]
+        assert len(keys) >= 9 and all(0 < key.right <= palette.x for key in keys)
