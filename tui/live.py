@@ -19,7 +19,8 @@ from .training import TrainingLoop
 
 UNLIMITED = 10**12  # live runs train until paused or quit, unless --steps is given
 RATE_LEVELS = [2 ** k for k in range(2, 14)]  # steps/s caps offered by - and + (4 .. 8192); None: full speed
-ENDED = "this run has ended: r restarts it, 1-9 picks a preset"
+NEXT = "r restarts, 1-9 picks a preset"  # what to press once a run has ended (status line)
+SETTLED_ACTIONS = frozenset({"toggle_pause", "step", "flip", "grad_check", "bias_lr"})  # nothing to act on
 
 
 class LiveSource(Source):
@@ -123,25 +124,18 @@ class LiveSource(Source):
                       total=self.steps, rate=self.rate if self.state is RunState.RUNNING else 0,
                       diverged_at=self.diverged_at, flip=t.flip_sign if t else None,
                       lr_scale=t.bias_lr_scale if t else None, max_rate=self.max_rate,
-                      recording=self.recording.path if self.recording.on else "")
+                      recording=self.recording.path if self.recording.on else "",
+                      hint=NEXT if self.state in (RunState.DIVERGED, RunState.FINISHED) else None)
 
     def has_biases(self, current: RunHistory | None) -> bool:
         return bool(self.trainer.layout.names) if self.trainer is not None else super().has_biases(current)
 
-    def _ended(self) -> bool:
-        """Whether the run has ended (then says how to go on)."""
-        if self.trainer is not None and self.trainer.done:
-            self.app.notify(ENDED, timeout=4)
-            return True
-        return False
-
-    def toggle_pause(self) -> None:
-        if not self._ended():
-            super().toggle_pause()
+    def can(self, action: str) -> bool:
+        """A run that has ended (diverged, or --steps done) trains no more: pause, step, flip, the gradient
+        check and the bias lr have nothing to act on (the status line says what to press)."""
+        return not (action in SETTLED_ACTIONS and self.trainer is not None and self.trainer.done)
 
     def step(self) -> None:
-        if self._ended():
-            return
         if not self.paused:
             self.toggle_pause()
         self.step_requests.release()

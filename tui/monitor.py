@@ -173,14 +173,19 @@ class BiasmonApp(App):
         self.drawing.set()
         self.call_after_refresh(self.drawing.clear)
 
-    def watch_status(self, status: Status | None) -> None:
+    def watch_status(self, old: Status | None, status: Status | None) -> None:
         if status is not None:
             self.query_one(StatusLine).show(status)
+            if old is None or old.state is not status.state:
+                self.refresh_bindings()  # a run that ended: the keys it makes useless are shown disabled
 
     # --- keys ------------------------------------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
-        """Hide the optional actions the source does not support (and their keys in the footer)."""
-        return action not in OPTIONAL_ACTIONS or action in self.source.actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide the optional actions the source does not support (and their keys in the footer); show
+        disabled those that can do nothing now (after a divergence)."""
+        if action in OPTIONAL_ACTIONS and action not in self.source.actions:
+            return False
+        return True if self.source.can(action) else None
 
     async def action_quit(self) -> None:
         self.exiting = True
