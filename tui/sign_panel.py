@@ -22,7 +22,15 @@ VERDICT_STYLES = {
 
 
 def _num(value, spec="+.3f"):
-    return "-" if value is None else format(value, spec)
+    return "—" if value is None else format(value, spec)
+
+
+def _ratio(d) -> str:
+    """|u|/|b|; "—" when neither a gradient nor an update reaches the layer (dead units, or the step a run
+    diverged at): a 0.00e+00 there, beside a verdict held from before, read as a measurement."""
+    if not d.u_norm and not d.g_norm:
+        return "—"
+    return _num(d.ratio, ".2e")
 
 
 class SignPanel(Static):
@@ -71,9 +79,9 @@ def _table(diag: dict, width: int) -> Table:
     for name, d in diag.items():
         verdict = d.verdict or "-"
         agree = d.sign_agree
-        cells = [name, _num(d.cos), "-" if agree is None else f"{100 * agree:.0f}%"]
+        cells = [name, _num(d.cos), "—" if agree is None else f"{100 * agree:.0f}%"]
         if medium:
-            cells.append(_num(d.ratio, ".2e"))
+            cells.append(_ratio(d))
         if wide:
             cells.append(_num(d.fd_error, ".1e"))
         cells.append(Text(verdict, style=VERDICT_STYLES.get(verdict, "")))

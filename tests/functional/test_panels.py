@@ -1,8 +1,12 @@
 """What the panels say: before data, without biases, on the axes, in the events log."""
+from textual.app import App
+from textual.geometry import Region
+
 from biasmon.tui.app import create_live_app
 from biasmon.tui.events_panel import EventsPanel
 from biasmon.tui.loss_panel import LossPanel
 from biasmon.tui.norm_panel import NormPanel
+from biasmon.tui.sign_panel import SignPanel
 from pilot_helpers import SIZE, status_text, wait_for
 
 
@@ -56,3 +60,24 @@ async def test_at_80_by_24_the_status_line_and_the_footer_fit(tmp_path):
         palette = app.query_one("FooterKey.-command-palette").region
         keys = [key.region for key in app.query("FooterKey") if key.region != palette]
         assert len(keys) >= 9 and all(0 < key.right <= palette.x for key in keys)
+
+
+def panel_text(widget):
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.size)))
+
+
+async def test_a_layer_nothing_reaches_shows_dashes_not_zeros_beside_its_held_verdict():
+    from biasmon.core import LayerDiagnosis
+    dead = LayerDiagnosis(b_norm=7.8, g_norm=0.0, u_norm=0.0, ratio=0.0, cos=None, sign_agree=None,
+                          pred_dloss=0.0, fd_error=None, verdict="uphill", cause="sign flipped?", since=4)
+    app = SignOnly()
+    async with app.run_test(size=(120, 10)) as pilot:
+        app.query_one(SignPanel).show({"hidden1": dead}, None)
+        await pilot.pause()
+        row = next(line for line in panel_text(app.query_one(SignPanel)).splitlines() if "hidden1" in line)
+        assert row.split()[1:-2] == ["—"] * 4 and "uphill" in row and "0.00e+00" not in row
+
+
+class SignOnly(App):
+    def compose(self):
+        yield SignPanel()
