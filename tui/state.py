@@ -7,7 +7,7 @@ from enum import StrEnum
 
 class RunState(StrEnum):
     """Where the shown run is. Live: running/paused/finished; replay: playing/paused/end of recording;
-    watch: following/frozen/end of stream; any of them: diverged."""
+    watch: waiting for the file/following/frozen/end of stream; any of them: diverged."""
 
     READY = "ready"
     RUNNING = "running"
@@ -16,6 +16,7 @@ class RunState(StrEnum):
     DIVERGED = "diverged"
     PLAYING = "playing"
     END_OF_RECORDING = "end of recording"
+    WAITING = "waiting for the file"
     FOLLOWING = "following"
     FROZEN = "frozen"
     END_OF_STREAM = "end of stream"
