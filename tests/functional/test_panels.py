@@ -57,13 +57,15 @@ async def test_at_80_by_24_the_status_line_and_the_footer_fit(tmp_path):
         await wait_for(pilot, lambda: app.state == "paused")
         status = status_text(app)
         assert len(status) <= 80 and "flip off" in status and "lr x1" in status, status
+        await wait_for(pilot, lambda: len(app.query("FooterKey.-command-palette")) == 1)  # composed when ready
+        await pilot.pause()
         palette = app.query_one("FooterKey.-command-palette").region
         keys = [key.region for key in app.query("FooterKey") if key.region != palette]
         assert len(keys) >= 9 and all(0 < key.right <= palette.x for key in keys)
 
 
 def panel_text(widget):
-    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.size)))
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.region.size)))
 
 
 async def test_a_layer_nothing_reaches_shows_dashes_not_zeros_beside_its_held_verdict():
