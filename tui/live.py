@@ -15,6 +15,7 @@ from .recording import Recording
 from .segments import RunStart, Segment
 from .source import Source
 from .state import RunState, Status
+from .text import shown
 from .training import TrainingLoop
 
 UNLIMITED = 10**12  # live runs train until paused or quit, unless --steps is given
@@ -70,7 +71,7 @@ class LiveSource(Source):
             trainer = Trainer(self.all_presets[name], seed=self.seed, steps=self.steps or UNLIMITED)
         except BiasmonError as exc:
             self.post(Progress(notes=[Note(f"cannot start {name}: {exc}", "bold red")], panels=False))
-            self.app.notify(str(exc), title=f"cannot start {name}", severity="error")
+            self.app.notify(shown(exc), title=f"cannot start {shown(name)}", severity="error", markup=False)
             return
         self.preset_name, self.trainer = name, trainer
         self.state = RunState.PAUSED if self.paused else RunState.RUNNING

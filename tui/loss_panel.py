@@ -1,8 +1,11 @@
 """Loss panel: train and validation loss on a log axis; the previous run faint behind the current one."""
 from __future__ import annotations
 
+from rich.text import Text
+
 from .history import RunHistory, step_range
 from .plot import Line, PlotextPlot
+from .text import shown
 
 
 class LossPanel(PlotextPlot):
@@ -23,6 +26,6 @@ class LossPanel(PlotextPlot):
                 lines.append(Line("val", *current.val_loss.view(n), "orange", "bold"))
         self.set_lines(lines, step_range(current, previous))
         if previous is not None:
-            self.border_title = f"loss (log)  faint: {previous.label}"
+            self.border_title = Text(f"loss (log)  faint: {shown(previous.label)}")  # not markup: stream text
         else:
             self.border_title = "loss (log)"

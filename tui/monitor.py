@@ -27,6 +27,7 @@ from .sign_panel import SignPanel
 from .source import OPTIONAL_ACTIONS, Source
 from .state import RunState, Status
 from .status_line import StatusLine
+from .text import shown
 
 PLOT_SECONDS = 0.5  # plots are rebuilt at most twice a second while training runs
 PALETTE = [  # the command palette: title, key, action and its arguments (shown if the source supports it)
@@ -147,7 +148,7 @@ class BiasmonApp(App):
         if self.exiting:
             return
         self.query_one(EventsPanel).note(message.message, "bold red")
-        self.notify(message.message, severity="error", timeout=8)
+        self.notify(shown(message.message), severity="error", timeout=8, markup=False)
 
     # --- panels ----------------------------------------------------------------------------------
     def _refresh_panels(self, force_plots: bool = True) -> None:

@@ -16,7 +16,9 @@ import plotext as plt
 from rich.text import Text
 from textual.widget import Widget
 
-# One RGB colour per name, used by plotext for the line and by the legend (hex in Textual markup), so the
+from .text import shown as printable
+
+# One RGB colour per name, used by plotext for the line and by the legend (as hex), so the
 # two always match whatever the terminal's palette.
 COLOURS = {"cyan": (95, 215, 255), "orange": (255, 135, 0), "gray": (128, 128, 128), "green": (135, 255, 95),
            "magenta": (255, 95, 255), "blue": (95, 135, 255), "yellow": (215, 215, 0), "teal": (0, 175, 175),
@@ -77,8 +79,11 @@ class PlotextPlot(Widget):
         self._cache = None
         shown = [l for l in lines if len(l.y)]
         shown.sort(key=lambda l: l.style == "dim")  # the current run's entries first: they must not be cut
-        self.border_subtitle = "  ".join(
-            f"[{_hex(l.color)}{' dim' if l.style == 'dim' else ''}]━ {l.label}[/]" for l in shown)
+        legend = Text()  # rich Text, not markup: a label from a stream is shown as it is (escaped)
+        for l in shown:
+            legend.append("  " if legend else "")
+            legend.append(f"━ {printable(l.label)}", style=_hex(l.color) + (" dim" if l.style == "dim" else ""))
+        self.border_subtitle = legend
         self.refresh()
 
     def points_wanted(self) -> int:

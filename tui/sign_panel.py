@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ..core import PROBLEMS, LossChange
+from .text import shown
 
 VERDICT_STYLES = {
     "ok": "bold green",
@@ -56,7 +57,7 @@ class SignPanel(Static):
             content = Table.grid(expand=True)
             content.add_row(table)
             for note in notes:
-                content.add_row(Text(note, style="dim" if not note.startswith("cause") else "bold"))
+                content.add_row(Text(shown(note), style="dim" if not note.startswith("cause") else "bold"))
         shape = (len(diag), len(notes), width)  # the screen is laid out again only when the height may change
         self.update(content, layout=shape != self._shape)
         self._shape = shape
@@ -79,12 +80,12 @@ def _table(diag: dict, width: int) -> Table:
     for name, d in diag.items():
         verdict = d.verdict or "-"
         agree = d.sign_agree
-        cells = [name, _num(d.cos), "—" if agree is None else f"{100 * agree:.0f}%"]
+        cells = [Text(shown(name)), _num(d.cos), "—" if agree is None else f"{100 * agree:.0f}%"]
         if medium:
             cells.append(_ratio(d))
         if wide:
             cells.append(_num(d.fd_error, ".1e"))
-        cells.append(Text(verdict, style=VERDICT_STYLES.get(verdict, "")))
+        cells.append(Text(shown(verdict), style=VERDICT_STYLES.get(verdict, "")))
         if wide:
             cells.append(str(d.since))
         table.add_row(*cells)
