@@ -6,41 +6,43 @@ from textual.widgets import RichLog
 
 from ..core import RESET_EVENTS, Event, Thresholds
 from .sign_panel import VERDICT_STYLES
+from .text import shown
 
 
 def describe(event: Event) -> Text:
-    """One line of the events log for `event`."""
+    """One line of the events log for `event`; whatever the stream wrote is shown escaped (shown())."""
     d, step = event.data, f"step {event.step:>6}  "
     if event.kind == "verdict":
         verdict = d.get("verdict", "?")
-        return Text.assemble(step, (f"{d.get('layer')}: ", "bold"), (verdict, VERDICT_STYLES.get(verdict, "")),
-                             f"  {d.get('cause', '')}")
+        return Text.assemble(step, (f"{shown(d.get('layer'))}: ", "bold"),
+                             (shown(verdict), VERDICT_STYLES.get(verdict, "")), f"  {shown(d.get('cause', ''))}")
     if event.kind == "diverged":
-        where = f" (first non-finite layer: {d['layer']})" if d.get("layer") else (
-            f" (parameters grew most in {d['grew_most']})" if d.get("grew_most") else "")
-        return Text.assemble(step, ("DIVERGED", "bold white on red"), f"{where} {d.get('reason') or ''}")
+        where = f" (first non-finite layer: {shown(d['layer'])})" if d.get("layer") else (
+            f" (parameters grew most in {shown(d['grew_most'])})" if d.get("grew_most") else "")
+        return Text.assemble(step, ("DIVERGED", "bold white on red"), f"{where} {shown(d.get('reason') or '')}")
     if event.kind == "gradient_check":
         errors = d.get("errors") or {}
         worst = max(errors.values(), default=0.0) if errors else 0.0
-        body = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+        body = ", ".join(f"{shown(k)} {v:.1e}" for k, v in errors.items())
         return Text.assemble(step, ("gradient check ", "bold"), f"max rel. error {worst:.1e}: {body}")
     if event.kind == "flip_sign":
         on = d.get("flip_sign")
         return Text.assemble(step, ("flip_sign ", "bold"), ("ON: bias moves along +gradient", "bold red") if on
                              else ("off: bias moves along -gradient", "green"))
     if event.kind == "bias_lr_scale":
-        return Text.assemble(step, ("bias lr multiplier ", "bold"), f"x{d.get('bias_lr_scale')}")
+        return Text.assemble(step, ("bias lr multiplier ", "bold"), f"x{shown(d.get('bias_lr_scale'))}")
     if event.kind in RESET_EVENTS:
-        return Text.assemble(step, (event.kind.replace("_", " ") + " ", "bold"), str(d.get("preset", "")),
-                             f"  run {d.get('run_id', '')}")
-    return Text.assemble(step, (event.kind, "bold"), f" {d}" if d else "")
+        return Text.assemble(step, (event.kind.replace("_", " ") + " ", "bold"), shown(d.get("preset", "")),
+                             f"  run {shown(d.get('run_id', ''))}")
+    return Text.assemble(step, (shown(event.kind), "bold"), f" {shown(d)}" if d else "")
 
 
-class EventsPanel(RichLog):
-    """The events log, newest last; at most 1000 lines."""
+class EventsPanel(RichLog, can_focus=False):
+    """The events log, newest last; at most 1000 lines, long ones wrapped. It never takes the focus (not
+    even the app's first focus): focused, it would keep ←/→ and enter from the app and the preset list."""
 
     def __init__(self, **kwargs):
-        super().__init__(max_lines=1000, wrap=False, markup=False, **kwargs)
+        super().__init__(max_lines=1000, wrap=True, min_width=20, markup=False, **kwargs)
         self.border_title = "events"
 
     def add(self, event: Event, fd_tolerance: float = Thresholds().fd_tolerance) -> None:
@@ -53,4 +55,4 @@ class EventsPanel(RichLog):
 
     def note(self, text: str, style: str = "") -> None:
         """Log a line that is not an event."""
-        self.write(Text(text, style=style))
+        self.write(Text(shown(text), style=style))

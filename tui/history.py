@@ -147,6 +147,7 @@ class RunHistory:
         self.norms: dict[str, Series] = {}
         self.diag: dict = {}
         self.loss_change = None
+        self.first_step = None
         self.last_step = None
         self.span = 1
         self.diverged = None
@@ -163,12 +164,25 @@ class RunHistory:
             self.loss_change = batch.loss_change
         if batch.last_step is not None:
             self.last_step = batch.last_step
+            if self.first_step is None:
+                self.first_step = batch.steps[0]
         self.span = max(self.span, batch.span)
         for event in batch.events:
             if event.kind == "diverged" and self.diverged is None:
                 self.diverged = event
 
     @property
+    def steps(self) -> tuple[int, int] | None:
+        """The first and last step shown (None: no step yet)."""
+        return None if self.last_step is None else (self.first_step, self.last_step)
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the run's series."""
         return self.loss.nbytes + self.val_loss.nbytes + sum(s.nbytes for s in self.norms.values())
+
+
+def step_range(*runs: RunHistory | None) -> tuple[int, int] | None:
+    """The steps from the first to the last shown of these runs (None: no step yet): the plots share it."""
+    spans = [run.steps for run in runs if run is not None and run.steps is not None]
+    return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None

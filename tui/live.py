@@ -15,11 +15,13 @@ from .recording import Recording
 from .segments import RunStart, Segment
 from .source import Source
 from .state import RunState, Status
+from .text import shown
 from .training import TrainingLoop
 
 UNLIMITED = 10**12  # live runs train until paused or quit, unless --steps is given
 RATE_LEVELS = [2 ** k for k in range(2, 14)]  # steps/s caps offered by - and + (4 .. 8192); None: full speed
-ENDED = "this run has ended: r restarts it, 1-9 picks a preset"
+NEXT = "r restarts, 1-9 picks a preset"  # what to press once a run has ended (status line)
+SETTLED_ACTIONS = frozenset({"toggle_pause", "step", "flip", "grad_check", "bias_lr"})  # nothing to act on
 
 
 class LiveSource(Source):
@@ -69,30 +71,33 @@ class LiveSource(Source):
             trainer = Trainer(self.all_presets[name], seed=self.seed, steps=self.steps or UNLIMITED)
         except BiasmonError as exc:
             self.post(Progress(notes=[Note(f"cannot start {name}: {exc}", "bold red")], panels=False))
-            self.app.notify(str(exc), title=f"cannot start {name}", severity="error")
+            self.app.notify(shown(exc), title=f"cannot start {shown(name)}", severity="error", markup=False)
             return
-        previous = self.trainer
-        note = None
-        if reason is not None:
-            what = "restarted" if reason == "restarted" else f"switched at step {previous.step_index if previous else 0}"
-            note = f"── new run: {name} ({what}) ──"
         self.preset_name, self.trainer = name, trainer
         self.state = RunState.PAUSED if self.paused else RunState.RUNNING
         self.rate = 0.0
         if self.preset_list is not None:
             self.preset_list.mark_active(name)
-        self.post(Progress([Segment(Batch(trainer.run_id), RunStart(trainer.run_id, name, note))]))
-        self.app.run_worker(partial(self._train, trainer, reason, previous), name="trainer", group="run",
+        self.post(Progress([Segment(Batch(trainer.run_id), RunStart(trainer.run_id, name))]))
+        self.app.run_worker(partial(self._train, trainer, reason), name="trainer", group="run",
                             exclusive=True, thread=True)
 
-    def _train(self, trainer: Trainer, reason: str | None, previous: Trainer | None) -> None:
-        """The worker: hands each batch of the training loop to the app (in the worker's thread)."""
+    def _train(self, trainer: Trainer, reason: str | None) -> None:
+        """The worker: begins the run, then hands each batch of the training loop to the app (in the
+        worker's thread). The events log marks the new run with the step the run it replaces reached."""
         worker = get_current_worker()
         with self._loops_lock:
             self.running_loops += 1
         try:
             loop = TrainingLoop(trainer, self, self.recording, lambda: worker.is_cancelled, self.app.drawing.is_set)
-            for handover in loop.run(reason, previous):
+            left = loop.begin(reason)
+            if left is None:
+                return
+            if reason is not None:
+                what = f"{'restarted' if reason == 'restarted' else 'switched'} at step {left}"
+                self.post(Progress([Segment(Batch(trainer.run_id))], [Note(f"── new run: {trainer.preset.name} "
+                                                                         f"({what}) ──", "bold")], panels=False))
+            for handover in loop.run():
                 self.app.drawing.set()  # the UI has a message waiting: the next blocks step aside
                 self.post(Progress([Segment(handover.batch)], rate=handover.rate, done=handover.done))
         except Exception as exc:  # a bug must not take the session (or the recording) down with a traceback
@@ -120,25 +125,18 @@ class LiveSource(Source):
                       total=self.steps, rate=self.rate if self.state is RunState.RUNNING else 0,
                       diverged_at=self.diverged_at, flip=t.flip_sign if t else None,
                       lr_scale=t.bias_lr_scale if t else None, max_rate=self.max_rate,
-                      recording=self.recording.path if self.recording.on else "")
+                      recording=self.recording.path if self.recording.on else "",
+                      hint=NEXT if self.state in (RunState.DIVERGED, RunState.FINISHED) else None)
 
     def has_biases(self, current: RunHistory | None) -> bool:
         return bool(self.trainer.layout.names) if self.trainer is not None else super().has_biases(current)
 
-    def _ended(self) -> bool:
-        """Whether the run has ended (then says how to go on)."""
-        if self.trainer is not None and self.trainer.done:
-            self.app.notify(ENDED, timeout=4)
-            return True
-        return False
-
-    def toggle_pause(self) -> None:
-        if not self._ended():
-            super().toggle_pause()
+    def can(self, action: str) -> bool:
+        """A run that has ended (diverged, or --steps done) trains no more: pause, step, flip, the gradient
+        check and the bias lr have nothing to act on (the status line says what to press)."""
+        return not (action in SETTLED_ACTIONS and self.trainer is not None and self.trainer.done)
 
     def step(self) -> None:
-        if self._ended():
-            return
         if not self.paused:
             self.toggle_pause()
         self.step_requests.release()

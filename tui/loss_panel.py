@@ -1,8 +1,11 @@
 """Loss panel: train and validation loss on a log axis; the previous run faint behind the current one."""
 from __future__ import annotations
 
-from .history import RunHistory
+from rich.text import Text
+
+from .history import RunHistory, step_range
 from .plot import Line, PlotextPlot
+from .text import shown
 
 
 class LossPanel(PlotextPlot):
@@ -21,8 +24,8 @@ class LossPanel(PlotextPlot):
             lines.append(Line("train", *current.loss.view(n), "cyan", "bold"))
             if current.val_loss.has_values:
                 lines.append(Line("val", *current.val_loss.view(n), "orange", "bold"))
-        self.set_lines(lines)
+        self.set_lines(lines, step_range(current, previous))
         if previous is not None:
-            self.border_title = f"loss (log)  faint: {previous.label}"
+            self.border_title = Text(f"loss (log)  faint: {shown(previous.label)}")  # not markup: stream text
         else:
             self.border_title = "loss (log)"

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 
 from .events_panel import EventsPanel
-from .history import RunHistory
+from .history import RunHistory, step_range
 from .loss_panel import LossPanel
 from .messages import Progress, SourceFailed
 from .norm_panel import NormPanel
@@ -27,6 +27,7 @@ from .sign_panel import SignPanel
 from .source import OPTIONAL_ACTIONS, Source
 from .state import RunState, Status
 from .status_line import StatusLine
+from .text import shown
 
 PLOT_SECONDS = 0.5  # plots are rebuilt at most twice a second while training runs
 PALETTE = [  # the command palette: title, key, action and its arguments (shown if the source supports it)
@@ -35,7 +36,8 @@ PALETTE = [  # the command palette: title, key, action and its arguments (shown 
     ("Gradient check now", "g", "grad_check", ()), ("Halve the bias learning rate", "[", "bias_lr", (0.5,)),
     ("Double the bias learning rate", "]", "bias_lr", (2,)),
     ("Slower: cap the steps per second", "-", "rate", (0.5,)),
-    ("Faster: raise or lift the steps-per-second cap", "+", "rate", (2,))]
+    ("Faster: raise or lift the steps-per-second cap", "+", "rate", (2,)),
+    ("Seek back 10%", "←", "seek", (-0.1,)), ("Seek forward 10%", "→", "seek", (0.1,))]
 
 
 class BiasmonApp(App):
@@ -45,19 +47,20 @@ class BiasmonApp(App):
     TITLE = "biasmon"
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (50, "-narrow"), (80, "-medium"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-tiny-h"), (16, "-short"), (30, "-tall")]
-    BINDINGS = [
+    BIAS_LR, SEEK, SPEED = (Binding.Group(name, compact=True) for name in ("lr", "seek", "speed"))
+    BINDINGS = [  # short words, and pairs grouped, so that the footer fits 80 columns
         Binding("space", "toggle_pause", "pause"),
         Binding("n", "step", "step"),
         Binding("r", "restart", "restart"),
         Binding("f", "flip", "flip"),
         Binding("g", "grad_check", "check"),
-        Binding("[", "bias_lr(0.5)", "lr/2"),
-        Binding("]", "bias_lr(2)", "lr×2"),
-        Binding("left", "seek(-0.1)", "back 10%"),
-        Binding("right", "seek(0.1)", "fwd 10%"),
-        Binding("minus", "rate(0.5)", "slower"),
-        Binding("plus,equals_sign", "rate(2)", "faster"),
-        Binding("s", "svg", "svg"),
+        Binding("[", "bias_lr(0.5)", "lr/2", group=BIAS_LR),
+        Binding("]", "bias_lr(2)", "lr×2", group=BIAS_LR),
+        Binding("left", "seek(-0.1)", "back 10%", group=SEEK),
+        Binding("right", "seek(0.1)", "fwd 10%", group=SEEK),
+        Binding("minus", "rate(0.5)", "slower", group=SPEED),
+        Binding("plus,equals_sign", "rate(2)", "faster", group=SPEED),
+        Binding("s", "svg", "svg", show=False),
         Binding("q", "quit", "quit"),
         *[Binding(str(i), f"preset({i})", f"preset {i}", show=False) for i in range(1, 10)],
     ]
@@ -96,7 +99,6 @@ class BiasmonApp(App):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(EventsPanel).can_focus = False
         self.source.start()
 
     def on_unmount(self) -> None:
@@ -146,13 +148,14 @@ class BiasmonApp(App):
         if self.exiting:
             return
         self.query_one(EventsPanel).note(message.message, "bold red")
-        self.notify(message.message, severity="error", timeout=8)
+        self.notify(shown(message.message), severity="error", timeout=8, markup=False)
 
     # --- panels ----------------------------------------------------------------------------------
     def _refresh_panels(self, force_plots: bool = True) -> None:
         """Update the panels; the plots (the costly part) at most PLOT_SECONDS apart unless forced."""
         cur = self.current
         now = time.monotonic()
+        has_biases = self.source.has_biases(cur)
         if force_plots or now - self._plotted >= PLOT_SECONDS / 2:
             # one plot per turn while training, so no single screen update carries both (a key pressed then
             # would wait for it); each plot still refreshes every PLOT_SECONDS
@@ -161,9 +164,9 @@ class BiasmonApp(App):
             if force_plots or self._plot_turn:
                 self.query_one(LossPanel).show(cur, self.previous)
             if force_plots or not self._plot_turn:
-                self.query_one(NormPanel).show(cur)
+                self.query_one(NormPanel).show(cur, has_biases, step_range(cur, self.previous))
         self.query_one(SignPanel).show(cur.diag if cur else {}, cur.loss_change if cur else None,
-                                       cur.span if cur else 1, self.source.has_biases(cur))
+                                       cur.span if cur else 1, has_biases)
 
     def show_status(self) -> None:
         """Bring the status line up to date; threads step aside until the change is on screen."""
@@ -171,14 +174,19 @@ class BiasmonApp(App):
         self.drawing.set()
         self.call_after_refresh(self.drawing.clear)
 
-    def watch_status(self, status: Status | None) -> None:
+    def watch_status(self, old: Status | None, status: Status | None) -> None:
         if status is not None:
             self.query_one(StatusLine).show(status)
+            if old is None or old.state is not status.state:
+                self.refresh_bindings()  # a run that ended: the keys it makes useless are shown disabled
 
     # --- keys ------------------------------------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
-        """Hide the optional actions the source does not support (and their keys in the footer)."""
-        return action not in OPTIONAL_ACTIONS or action in self.source.actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide the optional actions the source does not support (and their keys in the footer); show
+        disabled those that can do nothing now (after a divergence)."""
+        if action in OPTIONAL_ACTIONS and action not in self.source.actions:
+            return False
+        return True if self.source.can(action) else None
 
     async def action_quit(self) -> None:
         self.exiting = True

@@ -7,6 +7,7 @@ decade labels, so it never hits plotext's log-scale errors (constant series, sin
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -15,7 +16,9 @@ import plotext as plt
 from rich.text import Text
 from textual.widget import Widget
 
-# One RGB colour per name, used by plotext for the line and by the legend (hex in Textual markup), so the
+from .text import shown as printable
+
+# One RGB colour per name, used by plotext for the line and by the legend (as hex), so the
 # two always match whatever the terminal's palette.
 COLOURS = {"cyan": (95, 215, 255), "orange": (255, 135, 0), "gray": (128, 128, 128), "green": (135, 255, 95),
            "magenta": (255, 95, 255), "blue": (95, 135, 255), "yellow": (215, 215, 0), "teal": (0, 175, 175),
@@ -33,6 +36,16 @@ class Line:
     y: np.ndarray
     color: str = "cyan"  # a COLOURS name
     style: str | None = None  # "bold" for the current run, "dim" for a faded previous one
+
+
+def step_ticks(lo: float, hi: float, width: int) -> list[int]:
+    """Whole-number ticks (steps) from lo to hi: a stride of 1, 2 or 5 times a power of ten, as many as
+    fit `width` columns with room for their labels."""
+    fit = max(2, width // (len(str(int(hi))) + 3))
+    stride, grow = 1, itertools.cycle((2, 2.5, 2))  # 1, 2, 5, 10, 20, 50, ...
+    while len(ticks := range(math.ceil(lo / stride) * stride, math.floor(hi) + 1, stride)) > fit:
+        stride = round(stride * next(grow))
+    return list(ticks)
 
 
 def _log_ticks(lo: float, hi: float):
@@ -54,18 +67,23 @@ class PlotextPlot(Widget):
         super().__init__(**kwargs)
         self.log_y = log_y
         self.lines: list[Line] = []
+        self.x_range: tuple[float, float] | None = None
         self.empty_text = "waiting for data..."
         self._cache = None
         self.border_title = title
 
-    def set_lines(self, lines: list[Line]) -> None:
-        """Plot these lines (the legend follows)."""
+    def set_lines(self, lines: list[Line], x_range: tuple[float, float] | None = None) -> None:
+        """Plot these lines (the legend follows) over the steps x_range (default: the lines' own)."""
         self.lines = lines
+        self.x_range = x_range
         self._cache = None
         shown = [l for l in lines if len(l.y)]
         shown.sort(key=lambda l: l.style == "dim")  # the current run's entries first: they must not be cut
-        self.border_subtitle = "  ".join(
-            f"[{_hex(l.color)}{' dim' if l.style == 'dim' else ''}]━ {l.label}[/]" for l in shown)
+        legend = Text()  # rich Text, not markup: a label from a stream is shown as it is (escaped)
+        for l in shown:
+            legend.append("  " if legend else "")
+            legend.append(f"━ {printable(l.label)}", style=_hex(l.color) + (" dim" if l.style == "dim" else ""))
+        self.border_subtitle = legend
         self.refresh()
 
     def points_wanted(self) -> int:
@@ -93,6 +111,14 @@ class PlotextPlot(Widget):
         self._cache = (key, text)
         return text
 
+    def _step_axis(self, fig, lines, width: int) -> None:
+        """The x axis: x_range (or the lines' steps), whole-number ticks."""
+        lo, hi = self.x_range or (min(float(x.min()) for _, x, _ in lines), max(float(x.max()) for _, x, _ in lines))
+        hi = max(hi, lo + 1)
+        ticks = step_ticks(lo, hi, width - 8)  # the y labels take a few columns
+        fig.ruler("x").lim(lo, hi)
+        fig.ruler("x").ticks(ticks, [str(t) for t in ticks])
+
     def _build(self, lines, width, height) -> str:
         plt.terminal.limit(False, False)  # never clamp to the real terminal's size
         fig = plt.figure
@@ -105,6 +131,7 @@ class PlotextPlot(Widget):
         if hi - lo < 1e-12:
             lo, hi = lo - 0.5, hi + 0.5
         fig.ruler("y").lim(lo, hi)
+        self._step_axis(fig, lines, width)
         if self.log_y:
             fig.ruler("y").ticks(*_log_ticks(lo, hi))
         for line, x, y in lines:

@@ -1,5 +1,5 @@
 """The file `biasmon --record FILE` writes (no Textual here): the first run's header, then every record of
-every run in order, a preset switch or restart as an event carrying the old run's last step."""
+every run in order, a preset switch or restart as an event carrying the step the run it replaces reached."""
 from __future__ import annotations
 
 import threading
@@ -18,6 +18,7 @@ class Recording:
         self.lock = threading.Lock()
         self.writer: RecordWriter | None = None
         self.handle: TextIO | None = None
+        self.running: Trainer | None = None  # the last run that began: the one a new run replaces
 
     def open(self) -> str | None:
         """Create the file; the error to show if it cannot be written."""
@@ -35,15 +36,20 @@ class Recording:
         """Whether records are being written."""
         return self.writer is not None
 
-    def begin(self, trainer: Trainer, reason: str | None, old_step: int) -> None:
-        """A run starts: the header for the first, else a `reason` event at the old run's last step."""
+    def begin(self, trainer: Trainer, reason: str | None) -> int:
+        """A run starts (hold `lock`): the header for the first, else a `reason` event at the step the run
+        it replaces reached, which is returned (0 for the first). That is the last run that began, not the
+        last one asked for: in a burst of keys most runs are cancelled before they begin."""
+        left = self.running.step_index if self.running is not None else 0
+        self.running = trainer
         if self.writer is None:
-            return
+            return left
         if reason is None:
             self.writer.write_json(trainer.header())
         else:
-            self.write(Event(reason, old_step, {"run_id": trainer.run_id, "preset": trainer.preset.name,
-                                                "layers": trainer.header()["layers"]}))
+            self.write(Event(reason, left, {"run_id": trainer.run_id, "preset": trainer.preset.name,
+                                            "layers": trainer.header()["layers"]}))
+        return left
 
     def write(self, record: StepRecord | Event) -> None:
         """Write one StepRecord or Event, if recording."""

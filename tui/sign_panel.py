@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ..core import PROBLEMS, LossChange
+from .text import shown
 
 VERDICT_STYLES = {
     "ok": "bold green",
@@ -22,7 +23,15 @@ VERDICT_STYLES = {
 
 
 def _num(value, spec="+.3f"):
-    return "-" if value is None else format(value, spec)
+    return "—" if value is None else format(value, spec)
+
+
+def _ratio(d) -> str:
+    """|u|/|b|; "—" when neither a gradient nor an update reaches the layer (dead units, or the step a run
+    diverged at): a 0.00e+00 there, beside a verdict held from before, read as a measurement."""
+    if not d.u_norm and not d.g_norm:
+        return "—"
+    return _num(d.ratio, ".2e")
 
 
 class SignPanel(Static):
@@ -48,7 +57,7 @@ class SignPanel(Static):
             content = Table.grid(expand=True)
             content.add_row(table)
             for note in notes:
-                content.add_row(Text(note, style="dim" if not note.startswith("cause") else "bold"))
+                content.add_row(Text(shown(note), style="dim" if not note.startswith("cause") else "bold"))
         shape = (len(diag), len(notes), width)  # the screen is laid out again only when the height may change
         self.update(content, layout=shape != self._shape)
         self._shape = shape
@@ -71,12 +80,12 @@ def _table(diag: dict, width: int) -> Table:
     for name, d in diag.items():
         verdict = d.verdict or "-"
         agree = d.sign_agree
-        cells = [name, _num(d.cos), "-" if agree is None else f"{100 * agree:.0f}%"]
+        cells = [Text(shown(name)), _num(d.cos), "—" if agree is None else f"{100 * agree:.0f}%"]
         if medium:
-            cells.append(_num(d.ratio, ".2e"))
+            cells.append(_ratio(d))
         if wide:
             cells.append(_num(d.fd_error, ".1e"))
-        cells.append(Text(verdict, style=VERDICT_STYLES.get(verdict, "")))
+        cells.append(Text(shown(verdict), style=VERDICT_STYLES.get(verdict, "")))
         if wide:
             cells.append(str(d.since))
         table.add_row(*cells)

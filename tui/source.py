@@ -87,6 +87,10 @@ class Source:
         """Whether the shown network has biases (so an empty sign panel is waiting, not empty for good)."""
         return current is None or bool(current.norms) or current.last_step is None
 
+    def can(self, action: str) -> bool:
+        """Whether `action` can do anything now (the app shows it disabled if not)."""
+        return True
+
     def toggle_pause(self) -> None:
         """Pause or resume (replay: stop playing; watch: freeze the view)."""
         self.paused = not self.paused

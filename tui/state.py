@@ -7,7 +7,7 @@ from enum import StrEnum
 
 class RunState(StrEnum):
     """Where the shown run is. Live: running/paused/finished; replay: playing/paused/end of recording;
-    watch: following/frozen/end of stream; any of them: diverged."""
+    watch: waiting for the file/following/frozen/end of stream; any of them: diverged."""
 
     READY = "ready"
     RUNNING = "running"
@@ -16,6 +16,7 @@ class RunState(StrEnum):
     DIVERGED = "diverged"
     PLAYING = "playing"
     END_OF_RECORDING = "end of recording"
+    WAITING = "waiting for the file"
     FOLLOWING = "following"
     FROZEN = "frozen"
     END_OF_STREAM = "end of stream"
@@ -38,13 +39,21 @@ class Status:
     lr_scale: float | None = None
     recording: str | None = None         # live: the file being written, "" when not recording
     max_rate: int | None = None
+    hint: str | None = None              # what to press now (a live run that has ended)
+
+    @property
+    def shown_step(self) -> int | None:
+        """The step to show: a run that diverged reached the step it diverged at (a step with no record,
+        one after the last shown), so the status line never says "step 314 ... diverged at step 315"."""
+        if self.state is RunState.DIVERGED and self.diverged_at is not None and (
+                self.step is None or self.step < self.diverged_at):
+            return self.diverged_at
+        return self.step
 
     @property
     def state_text(self) -> str:
-        """The state as words: "diverged at step 120", "paused  record 40/300"."""
-        text = self.state.value
-        if self.state is RunState.DIVERGED:
-            text = f"diverged at step {self.diverged_at}"
-        if self.position is not None:
-            text += f"  record {self.position[0]}/{self.position[1]}"
-        return text
+        """The state as words: "diverged" (at the step shown), "diverged at step 120" (records went on),
+        "paused"."""
+        if self.state is RunState.DIVERGED and self.shown_step != self.diverged_at:
+            return f"diverged at step {self.diverged_at}"
+        return self.state.value

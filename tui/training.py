@@ -46,12 +46,16 @@ class TrainingLoop:
         self.builder = BatchBuilder(trainer.run_id)
         self.next_due = 0.0
 
-    def run(self, reason: str | None, previous: Trainer | None) -> Iterator[Handover]:
-        """Train, yielding a Handover every BATCH_SECONDS, at each pause and at the end."""
+    def begin(self, reason: str | None) -> int | None:
+        """The run begins (in the recording, if on): the step the run it replaces reached; None if this
+        run was cancelled first (it must not begin)."""
         with self.recording.lock:  # the previous run's last block is written by now: its step count is final
             if self.cancelled():
-                return
-            self.recording.begin(self.trainer, reason, previous.step_index if previous else 0)
+                return None
+            return self.recording.begin(self.trainer, reason)
+
+    def run(self) -> Iterator[Handover]:
+        """Train (after begin), yielding a Handover every BATCH_SECONDS, at each pause and at the end."""
         c = self.controls
         last_post = self.next_due = time.monotonic()
         steps_since = 0
@@ -70,10 +74,19 @@ class TrainingLoop:
                 c.paused = True  # the batch handed over below brings the status line up to date
             now = time.monotonic()
             if now - last_post >= BATCH_SECONDS or c.paused:
-                yield Handover(self.builder.take(), steps_since / (now - last_post) if not c.paused else 0.0, False)
+                yield Handover(self.builder.take(), self._rate(steps_since, now - last_post), False)
                 last_post, steps_since = now, 0
         if not self.cancelled():
             yield Handover(self.builder.take(), 0.0, True)
+
+    def _rate(self, steps: int, seconds: float) -> float:
+        """Steps per second for the status line (0 while paused). Under a cap, at most the cap: a window of
+        a quarter second may hold one step more than the cap allows (a step at each edge), and steps a
+        busy UI delayed are caught up (up to 0.1 s of them), but over time the loop keeps to the cap."""
+        if self.controls.paused:
+            return 0.0
+        rate = steps / seconds
+        return min(rate, self.controls.max_rate) if self.controls.max_rate else rate
 
     def _block_size(self) -> int:
         """Steps in the next block; with a speed cap, first wait for its turn (sleeping frees the GIL)."""

@@ -1,4 +1,5 @@
-"""Watching a stream another process writes: a file as it grows (like tail -f) or a pipe until it closes.
+"""Watching a stream another process writes: a file as it grows (like tail -F: one not created yet is waited
+for) or a pipe until it closes.
 A thread worker (a thin loop over `follow`) posts what it read four times a second; frozen, the view
 holds what arrives and catches up when it is unfrozen."""
 from __future__ import annotations
@@ -35,6 +36,32 @@ class PipeStream:
         return self.handle.readline()
 
 
+class WaitingFile:
+    """A file `watch` started on before the trainer created it: read as empty until it appears (the
+    status line says so), then followed from its first line."""
+
+    is_pipe = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: IO[str] | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the file has not appeared yet."""
+        return self.handle is None
+
+    def readline(self) -> str:
+        """The next line of the file, "" while there is none or no file yet."""
+        if self.handle is None:
+            if not self.path.exists():
+                return ""
+            if not self.path.is_file():
+                raise StreamError(f"{self.path}: appeared, but is not a regular file to watch")
+            self.handle = open(self.path, encoding="utf-8", errors="replace")
+        return self.handle.readline()
+
+
 def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
     """The stream `biasmon watch SOURCE` follows and its name; `-` is standard input, and the keys are
     then read from /dev/tty."""
@@ -51,6 +78,8 @@ def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
         os.close(tty)
         return PipeStream(pipe), "stdin"
     path = Path(source)
+    if not path.exists():  # like tail -F: the trainer may not have created it yet
+        return WaitingFile(path), str(path)
     if not path.is_file():
         raise BiasmonError(f"{path}: no such file to watch")
     return open(path, encoding="utf-8", errors="replace"), str(path)
@@ -102,15 +131,19 @@ class WatchSource(Source):
     mode = "WATCH"
     going, halted = RunState.FOLLOWING, RunState.FROZEN
 
-    def __init__(self, stream: IO[str] | PipeStream, name: str) -> None:
+    def __init__(self, stream: IO[str] | PipeStream | WaitingFile, name: str) -> None:
         super().__init__(name)
         self.stream = stream
         self.held: list[Segment] = []  # read while the view is frozen
+        if getattr(stream, "waiting", False):
+            self.state = RunState.WAITING
 
     def start(self) -> None:
         super().start()
         self.app.run_worker(self._follow, name="follow", group="watch", exclusive=True, thread=True)
-        self.post(Progress(panels=False))
+        waiting = self.state is RunState.WAITING
+        self.post(Progress(notes=[Note(f"waiting for {self.name} to be created: it is followed once it appears "
+                                       "(start the trainer)", "bold")] if waiting else [], panels=False))
 
     def _follow(self) -> None:
         """The worker: posts each Read of `follow`, its records cut into runs (in the worker's thread)."""
@@ -133,6 +166,10 @@ class WatchSource(Source):
         """Frozen: hold the runs read (log what was skipped); else show them with all held before."""
         if progress.rate is not None:
             self.rate = progress.rate
+        if self.state is RunState.WAITING and not self.stream.waiting:
+            self.state = self.halted if self.paused else self.going
+            progress = dataclasses.replace(progress, notes=[Note(f"{self.name} appeared: following it"),
+                                                            *progress.notes])
         self.held.extend(progress.segments)
         segments = []
         if not self.paused:

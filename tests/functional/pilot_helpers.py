@@ -23,3 +23,8 @@ def status_text(app):
 
 def event_lines(app):
     return "\n".join(line.text for line in app.query_one(EventsPanel).lines)
+
+
+def event_text(app):
+    """The events log as one line: entries wrapped over several lines read whole."""
+    return " ".join(line.text.strip() for line in app.query_one(EventsPanel).lines)

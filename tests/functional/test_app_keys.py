@@ -48,7 +48,7 @@ async def test_r_restarts_from_step_zero_with_a_new_run():
 
 
 async def test_f_flips_the_sign_and_the_verdict_turns_uphill_then_back():
-    app = create_live_app()
+    app = create_live_app(max_rate=50)  # slow motion, as in README's walkthrough: back before it diverges
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "output" in app.current.diag and app.current.diag["output"].verdict == "ok")
         await pilot.press("f")
@@ -57,8 +57,25 @@ async def test_f_flips_the_sign_and_the_verdict_turns_uphill_then_back():
         assert "flip_sign ON" in event_lines(app)
         await pilot.press("f")
         assert not app.source.trainer.flip_sign
-        if app.current.diverged is None:
-            await wait_for(pilot, lambda: all(d.verdict == "ok" for d in app.current.diag.values()))
+        await wait_for(pilot, lambda: all(d.verdict == "ok" for d in app.current.diag.values()))
+        assert app.current.diverged is None
+
+
+async def test_after_a_divergence_the_status_line_says_press_r_and_the_keys_that_cannot_act_are_disabled():
+    app = create_live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f")  # at full speed the flipped run diverges within a second
+        await wait_for(pilot, lambda: app.state == "diverged")
+        diverged_at = app.current.diverged.step
+        assert f"step {diverged_at}  diverged: r restarts, 1-9 picks a preset" in status_text(app)
+        before = status_text(app)
+        await pilot.press("f", "left_square_bracket", "right_square_bracket", "g", "space", "n")
+        assert status_text(app) == before and app.source.trainer.flip_sign
+        assert app.source.trainer.bias_lr_scale == 1 and not app.source.paused
+        for action in ("flip", "bias_lr", "grad_check", "toggle_pause", "step"):
+            assert app.check_action(action, ()) is None  # shown disabled in the footer, not in the palette
+        await pilot.press("r")
+        assert not app.source.trainer.flip_sign and app.check_action("flip", ()) is True
 
 
 async def test_g_runs_a_gradient_check_now():

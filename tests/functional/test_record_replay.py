@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 import pytest
+from textual import events
 
 from biasmon.core.errors import BiasmonError
 from biasmon.tui.app import create_live_app, create_replay_app
-from biasmon.tui.events_panel import EventsPanel
-from pilot_helpers import SIZE, wait_for
+from pilot_helpers import SIZE, event_lines, event_text, wait_for
 
 
 def read_lines(path):
@@ -85,8 +85,7 @@ async def test_replay_of_a_truncated_or_corrupted_file_says_what_it_skipped(tmp_
     app = create_replay_app(bad)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        text = "\n".join(line.text for line in app.query_one(EventsPanel).lines)
-        assert "skipped 2 unreadable line(s): 6, 22" in text
+        assert "skipped 2 unreadable line(s): 6, 22" in event_text(app)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -110,3 +109,34 @@ def test_replay_of_a_missing_file_exits_2(tmp_path):
     run = subprocess.run([sys.executable, "-m", "biasmon", "replay", str(tmp_path / "nope.jsonl")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr and "nope.jsonl" in run.stderr
+
+
+def steps_left_behind(lines):
+    """(step of each preset_switched / restarted event, steps the run before it recorded)."""
+    pairs, steps = [], 0
+    for line in lines[1:]:
+        if line.get("event") in ("preset_switched", "restarted"):
+            pairs.append((line["step"], steps))
+            steps = 0
+        elif "event" not in line:
+            steps = line["step"] + 1
+    return pairs
+
+
+async def test_key_storms_record_the_step_each_run_left_had_reached(tmp_path):
+    path = tmp_path / "storm.jsonl"
+    app = create_live_app("gradient", record_path=str(path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: (app.current.last_step or 0) > 40)
+        for burst in range(12):  # bursts of keys faster than a worker starts, with pauses that let runs train
+            for i in range(4):
+                key = "r" if (burst + i) % 5 == 0 else str(1 + (3 * burst + i) % 9)
+                app.post_message(events.Key(key, key))
+            await pilot.pause(0.05 * (burst % 3))
+        await wait_for(pilot, lambda: (app.current.last_step or 0) > 20)
+        note = [line for line in event_lines(app).splitlines() if line.startswith("── new run:")][-1]
+        await pilot.press("q")
+    pairs = steps_left_behind(read_lines(path))
+    assert len(pairs) >= 10 and any(left > 0 for left, _ in pairs)
+    assert all(left == recorded for left, recorded in pairs), pairs
+    assert note.startswith("── new run:") and note.endswith(f"at step {pairs[-1][0]}) ──"), note

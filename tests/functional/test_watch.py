@@ -5,7 +5,7 @@ import textwrap
 
 from biasmon.tui.app import BiasmonApp, create_watch_app
 from biasmon.tui.watch import PipeStream, WatchSource
-from pilot_helpers import SIZE, event_lines, wait_for
+from pilot_helpers import SIZE, event_text, status_text, wait_for
 
 
 # A trainer in plain Python: gradient descent on b for L = |b - 1|^2 / 2, one JSON line per step,
@@ -44,7 +44,7 @@ async def test_watch_follows_a_file_still_being_written(tmp_path):
             await wait_for(pilot, lambda: app.current.last_step == 58)  # step 59 waits for its update
             assert first_seen < 58
             assert app.current.diag["out"].verdict == "ok"
-            assert "skipped line 12: not JSON" in event_lines(app)
+            assert "skipped line 12: not JSON" in event_text(app)
             assert app.check_action("flip", ()) is False and app.check_action("preset", ()) is False
 
 
@@ -56,12 +56,25 @@ async def test_watch_reads_a_pipe_to_its_end():
         await wait_for(pilot, lambda: app.state == "end of stream")
         assert app.current.last_step == 39
         assert app.current.loss.count == 40
-        text = event_lines(app)
+        text = event_text(app)
         assert "skipped line 12: not JSON" in text and "skipped line 42: not JSON" in text
     proc.wait()
 
 
-def test_watch_of_a_missing_file_exits_2(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "biasmon", "watch", str(tmp_path / "none.jsonl")],
-                         capture_output=True, text=True)
-    assert run.returncode == 2 and "none.jsonl" in run.stderr and "Traceback" not in run.stderr
+async def test_watch_waits_for_a_file_the_trainer_has_not_created_yet_and_says_so(tmp_path):
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER)
+    path = tmp_path / "later.jsonl"
+    app = create_watch_app(str(path))  # like tail -F: no error, a wait
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "waiting for the file" in status_text(app))
+        assert "waiting for later.jsonl to be created" in event_text(app).replace(str(tmp_path) + "/", "")
+        with path.open("w") as out:
+            subprocess.run([sys.executable, str(script), "20", "0", "end"], stdout=out, check=True)
+        await wait_for(pilot, lambda: app.current is not None and app.current.last_step == 18)
+        assert "following" in status_text(app) and "appeared: following it" in event_text(app)
+
+
+def test_watch_of_a_directory_exits_2(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "biasmon", "watch", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 2 and str(tmp_path) in run.stderr and "Traceback" not in run.stderr
