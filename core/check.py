@@ -132,7 +132,7 @@ class Check:
         self.history: dict[str, LayerHistory] = {}
         self.first_step: int | None = None
         self.runs = 0
-        self.check_notes: list[str] = []   # what gradient_check events said besides their errors
+        self.check_notes: dict[str, list[int]] = {}   # what gradient_check events said: note -> steps
 
     def feed(self, text: str) -> None:
         self.add(self.reader.feed(text))
@@ -152,7 +152,7 @@ class Check:
             elif rec.kind in RESET_EVENTS:
                 self.runs += 1
             elif rec.kind == "gradient_check" and isinstance(rec.data.get("note"), str):
-                self.check_notes.append(f"gradient check at step {rec.step}: {rec.data['note']}")
+                self.check_notes.setdefault(rec.data["note"], []).append(rec.step)
 
     def result(self) -> CheckResult:
         s, reader = self.summary, self.reader
@@ -190,9 +190,9 @@ class Check:
         elif reader.max_span > 1:
             notes.append(f"sparse steps: a derived update spans up to {reader.max_span} steps "
                          "(the difference of consecutive logged biases)")
-        notes += self.check_notes[:MAX_LISTED]
-        if len(self.check_notes) > MAX_LISTED:
-            notes.append(f"... and {len(self.check_notes) - MAX_LISTED} more gradient checks with a note")
+        for note, steps in list(self.check_notes.items())[:MAX_LISTED]:
+            more = f" (and {len(steps) - 1} later check{'s' if len(steps) > 2 else ''})" if len(steps) > 1 else ""
+            notes.append(f"gradient check at step {steps[0]}{more}: {note}")
         if any(d.verdict == "pending" for d in s.verdicts.values()):
             notes.append(f"too few steps for a verdict on some layers (uphill needs {self.thresholds.min_steps} "
                          "steps with a defined cosine, unrelated a full --unrelated-steps stretch)")
