@@ -37,6 +37,7 @@ from .errors import BiasmonError
 from .gradcheck import differs, finite_difference_errors
 from .layout import Layout
 from .records import Event, StepRecord, json_number
+from .spans import Span as _Span
 from .stream import RecordWriter, header
 from .verdicts import Thresholds
 
@@ -244,24 +245,3 @@ class StreamWriter:
 
 NONDETERMINISTIC = ("loss_at is not deterministic: two calls at the same biases gave {:.10g} and {:.10g} "
                     "(dropout? a different batch each call?): no gradient check")
-
-
-class _Span:
-    """The steps one line sums (StreamWriter(every=k)): the first step's biases, loss and val_loss, the
-    gradients and updates summed (None if any step had none), a layer unreached only if it was at every step."""
-
-    def __init__(self, step: int, loss: float, val_loss: float | None, b: dict, unreached: tuple | None,
-                 g: dict | None, u: dict | None) -> None:
-        self.step, self.loss, self.val_loss, self.b, self.count = step, loss, val_loss, b, 1
-        self.unreached, self.g, self.u = unreached, _copy(g), _copy(u)
-
-    def add(self, g: dict | None, unreached: tuple | None, u: dict | None) -> None:
-        self.count += 1
-        self.g = None if g is None or self.g is None else {n: v + g[n] for n, v in self.g.items()}
-        self.u = None if u is None or self.u is None else {n: v + u[n] for n, v in self.u.items()}
-        if self.unreached is not None:
-            self.unreached = None if unreached is None else tuple(a and b for a, b in zip(self.unreached, unreached))
-
-
-def _copy(vectors: dict | None) -> dict | None:
-    return None if vectors is None else {n: np.array(v, dtype=np.float64) for n, v in vectors.items()}
