@@ -132,6 +132,7 @@ class Check:
         self.history: dict[str, LayerHistory] = {}
         self.first_step: int | None = None
         self.runs = 0
+        self.check_notes: dict[str, list[int]] = {}   # what gradient_check events said: note -> steps
 
     def feed(self, text: str) -> None:
         self.add(self.reader.feed(text))
@@ -150,6 +151,8 @@ class Check:
                 self.history.setdefault(layer, LayerHistory()).change(rec.data.get("verdict"), rec.step)
             elif rec.kind in RESET_EVENTS:
                 self.runs += 1
+            elif rec.kind == "gradient_check" and isinstance(rec.data.get("note"), str):
+                self.check_notes.setdefault(rec.data["note"], []).append(rec.step)
 
     def result(self) -> CheckResult:
         s, reader = self.summary, self.reader
@@ -181,9 +184,15 @@ class Check:
             notes.append("no bias_grads logged: " + ", ".join(f"'{v}'" for v in NEED_GRADIENTS)
                          + " need gradients (and 'gradient mismatch' gradient_check events); checked without "
                            "them: exploding bias norms and divergence only")
-        if reader.max_span > 1:
+        if reader.max_span > 1 and reader.summed_grads:
+            notes.append(f"sparse steps: a line spans up to {reader.max_span} steps, its bias_grads summed over "
+                         "them (grad_steps), so its update and gradient compare exactly")
+        elif reader.max_span > 1:
             notes.append(f"sparse steps: a derived update spans up to {reader.max_span} steps "
                          "(the difference of consecutive logged biases)")
+        for note, steps in list(self.check_notes.items())[:MAX_LISTED]:
+            more = f" (and {len(steps) - 1} later check{'s' if len(steps) > 2 else ''})" if len(steps) > 1 else ""
+            notes.append(f"gradient check at step {steps[0]}{more}: {note}")
         if any(d.verdict == "pending" for d in s.verdicts.values()):
             notes.append(f"too few steps for a verdict on some layers (uphill needs {self.thresholds.min_steps} "
                          "steps with a defined cosine, unrelated a full --unrelated-steps stretch)")

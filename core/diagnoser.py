@@ -35,6 +35,7 @@ class Observation:
     fd_errors: dict | None = None          # a gradient check taken at this step: {layer: relative error}
     extra_pred: float = 0.0                # the weights' part of the predicted loss change, g_w . u_w
     stored: "Diagnosis | None" = None      # the diagnosis a stream line carried (replay), or None
+    unreached: tuple[bool, ...] | None = None  # per layer (layout order): no gradient reached it (g is zeros there)
 
     def record(self, layout: Layout, diagnosis: "Diagnosis | None") -> StepRecord:
         """The StepRecord of this step with its diagnosis."""

@@ -44,3 +44,26 @@ def finite_difference_errors(loss_at, b: np.ndarray, g: np.ndarray, layout: Layo
                 up, down, step = around(i, h)
                 rel[i] = min(rel[i], error((up - centre) / step, i), error((centre - down) / step, i))
     return {name: float(part.max()) if part.size else 0.0 for name, part in layout.split(rel).items()}
+
+
+ROUNDING_ULPS = 64.0  # a loss evaluation's rounding error, in units of float64 eps times the loss
+
+
+def rounding_bound(loss: float, b: np.ndarray, g: np.ndarray, layout: Layout, step: float = 1e-6) -> dict:
+    """Each layer's largest relative error that rounding of a float64 loss alone can give a central
+    difference at the largest probe step: ROUNDING_ULPS * eps * |loss| / h, relative to max(|g|, floor)
+    as in finite_difference_errors (b, g: (n,)). An error within it is no evidence of a wrong gradient."""
+    b, g = np.asarray(b, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    floor = max(1e-6, 1e-4 * float(np.abs(g).max(initial=0.0)))
+    noise = ROUNDING_ULPS * np.finfo(np.float64).eps * abs(float(loss))
+    rel = noise / (step * np.maximum(1.0, np.abs(b))) / np.maximum(np.abs(g), floor)
+    return {name: float(part.max()) if part.size else 0.0 for name, part in layout.split(rel).items()}
+
+
+def differs(first: float, second: float) -> bool:
+    """Two evaluations of a loss at the same point differ by more than rounding (ROUNDING_ULPS): the loss
+    function is not deterministic (dropout, a different batch), so finite differences of it mean nothing."""
+    if first == second:
+        return False
+    scale = max(abs(first), abs(second))
+    return not abs(first - second) <= ROUNDING_ULPS * np.finfo(np.float64).eps * scale

@@ -40,13 +40,16 @@ def _unpack(packed: tuple | None) -> Vectors | None:
     return _new(Vectors, (packed[0], packed[1], np.frombuffer(packed[2], dtype=np.float64)))
 
 
-def _step_line(step, loss, val_loss, biases, grads, updates, trained, diag, loss_change) -> "StepLine":
+def _step_line(step, loss, val_loss, biases, grads, updates, trained, diag, loss_change, unreached,
+               grad_steps) -> "StepLine":
     return _new(StepLine, (step, loss, val_loss, _unpack(biases), _unpack(grads), _unpack(updates), trained, diag,
-                           loss_change))
+                           loss_change, unreached, grad_steps))
 
 
 class StepLine(NamedTuple):
-    """A step line's fields. diag and loss_change are what the line carried (unchecked JSON values)."""
+    """A step line's fields. diag and loss_change are what the line carried (unchecked JSON values).
+    unreached: per layer, True where `bias_grads` held null (no gradient reached it; grads holds zeros
+    there), or None if no layer was null. grad_steps: the steps `bias_grads` sums (1 unless the line says)."""
 
     step: int
     loss: float
@@ -57,10 +60,13 @@ class StepLine(NamedTuple):
     trained: bool
     diag: Any = None
     loss_change: Any = None
+    unreached: tuple[bool, ...] | None = None
+    grad_steps: int = 1
 
     def __reduce__(self):  # cheap to pass between processes: plain values, the vectors as raw bytes
         return _step_line, (self.step, self.loss, self.val_loss, _pack(self.biases), _pack(self.grads),
-                            _pack(self.updates), self.trained, self.diag, self.loss_change)
+                            _pack(self.updates), self.trained, self.diag, self.loss_change, self.unreached,
+                            self.grad_steps)
 
 
 def as_float(value: Any, where: str) -> float:
@@ -117,6 +123,28 @@ def _vectors(obj: dict, key: str, strict_types: bool = False) -> Vectors | None:
     return Vectors(tuple(value), tuple(sizes), arr)
 
 
+def _grad_vectors(obj: dict, biases: Vectors, strict_types: bool) -> tuple[Vectors | None, tuple | None]:
+    """obj['bias_grads'] as Vectors, and which layers were null (no gradient reached them: zeros here,
+    sized as in `biases`), or None if none was."""
+    value = obj.get("bias_grads")
+    if type(value) is not dict or None not in value.values():
+        return _vectors(obj, "bias_grads", strict_types), None
+    sizes = dict(zip(biases.names, biases.sizes))
+    filled = {}
+    for name, vec in value.items():
+        if vec is None and name not in sizes:
+            raise ValueError(f"'bias_grads.{name}' is null but 'biases' has no layer {name!r}")
+        filled[name] = [0.0] * sizes[name] if vec is None else vec
+    return _vectors({"bias_grads": filled}, "bias_grads", strict_types), tuple(v is None for v in value.values())
+
+
+def _grad_steps(obj: dict) -> int:
+    value = obj.get("grad_steps", 1)
+    if type(value) is not int or value < 1:
+        raise ValueError(f"'grad_steps' must be a whole number >= 1, got {json.dumps(value)[:40]}")
+    return value
+
+
 def parse_step(obj: dict, strict_types: bool = False) -> StepLine:
     """The fields of a step line (a dict). strict_types: check entry by entry (the line holds true/false
     somewhere). Raises ValueError naming the key."""
@@ -128,12 +156,13 @@ def parse_step(obj: dict, strict_types: bool = False) -> StepLine:
     biases = _vectors(obj, "biases", strict_types)
     if biases is None:
         raise ValueError("'biases' is missing (an object of layer name -> list of numbers)")
-    grads = _vectors(obj, "bias_grads", strict_types)
+    grads, unreached = _grad_vectors(obj, biases, strict_types)
     updates = _vectors(obj, "bias_updates", strict_types)
     trained = obj.get("bias_trained", True)
     if type(trained) is not bool:
         raise ValueError(f"'bias_trained' must be true or false, got {json.dumps(trained)[:40]}")
-    return StepLine(step, loss, val_loss, biases, grads, updates, trained, obj.get("diag"), obj.get("loss_change"))
+    return StepLine(step, loss, val_loss, biases, grads, updates, trained, obj.get("diag"), obj.get("loss_change"),
+                    unreached, _grad_steps(obj) if "grad_steps" in obj else 1)
 
 
 def prepare_lines(lines: list[str]) -> list[StepLine | str]:

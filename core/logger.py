@@ -14,7 +14,14 @@ so `biasmon watch run.jsonl` can follow the run and a crash loses at most the li
 
 With `loss_at` (a function of a {layer: bias vector} dict returning the loss at those biases, all else
 held fixed) it also runs the finite-difference gradient check every `check_every` steps and writes a
-`gradient_check` event, so a trainer whose gradient itself is wrong is flagged `gradient mismatch`.
+`gradient_check` event, so a trainer whose gradient itself is wrong is flagged `gradient mismatch`. A
+`loss_at` that gives two different losses at the same biases (dropout, a different batch each call) is
+reported as such (the event carries `nondeterministic` and a `note`, no errors), never as a mismatch.
+
+With `every=k` it writes one line per k calls: the biases and loss of the span's first step, the
+gradients of its k steps summed (`grad_steps: k`) and, if given, their updates summed, so the update
+derived from consecutive lines is the one the summed gradient drove. A layer whose gradient is None
+(no gradient reached it) is written as null.
 """
 from __future__ import annotations
 
@@ -27,9 +34,10 @@ import numpy as np
 
 from . import __version__
 from .errors import BiasmonError
-from .gradcheck import finite_difference_errors
+from .gradcheck import differs, finite_difference_errors
 from .layout import Layout
 from .records import Event, StepRecord, json_number
+from .spans import Span as _Span
 from .stream import RecordWriter, header
 from .verdicts import Thresholds
 
@@ -48,14 +56,16 @@ class StreamWriter:
 
     target: a path (opened for writing, truncated) or an open text file (left open by close()).
     loss_at: optional f({layer: ndarray}) -> float, the loss at the given biases; with it a
-        finite-difference gradient check runs at step 0 and every `check_every` steps (0: never).
+        finite-difference gradient check runs at step 0 and every `check_every` steps (0: never), on the
+        single step's gradient (with every > 1: at the first step of a span).
+    every: write one line per `every` calls, its gradients (and updates) summed over them.
     run_id, meta: optional identification written into the header.
     """
 
     def __init__(self, target: str | os.PathLike[str] | TextIO, *,
                  loss_at: Callable[[dict[str, np.ndarray]], float] | None = None, check_every: int = 100,
                  fd_tolerance: float | None = None, run_id: str | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, every: int = 1) -> None:
         if isinstance(target, (str, os.PathLike)):
             try:
                 self._handle = open(target, "w", encoding="utf-8")
@@ -66,6 +76,11 @@ class StreamWriter:
             self._handle, self._owns = target, False
         if check_every is None or check_every < 0:
             raise BiasmonError(f"StreamWriter: check_every must be a whole number >= 0, got {check_every!r}")
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise BiasmonError(f"StreamWriter: every must be a whole number >= 1, got {every!r}")
+        self.every = int(every)
+        self._span: _Span | None = None   # the line being summed (every > 1)
+        self._last_check_step: int | None = None
         self._writer = RecordWriter(self._handle)
         self.loss_at = loss_at
         self.check_every = int(check_every)
@@ -99,14 +114,41 @@ class StreamWriter:
         elif layout != self.layout:
             raise BiasmonError(f"StreamWriter: step {step}: layers changed from {self.layout.describe()} "
                                f"to {layout.describe()}")
-        g = self._same_layout("bias_grads", bias_grads, step)
+        g, unreached = self._grads(bias_grads, step)
         u = self._same_layout("bias_updates", bias_updates, step)
         self._ensure_header()
-        if self.loss_at is not None and g is not None and self.check_every and (
-                self.last_check is None or step % self.check_every == 0):
+        if self.loss_at is not None and g is not None and self.check_due(step):
             self._gradient_check(step, b, g)
-        self._writer.write(StepRecord(step, loss, val_loss, b, g, u))
         self._last_step = step
+        if self.every == 1:
+            self._write(StepRecord(step, loss, val_loss, b, g, u), unreached, None)
+            return
+        if self._span is None or self._span.count == self.every:
+            self._write_span()
+            self._span = _Span(step, loss, val_loss, b, unreached, g, u)
+        else:
+            self._span.add(g, unreached, u)
+
+    def check_due(self, step: int) -> bool:
+        """Whether a gradient check is due if step(step, ...) is called next: at the first step, then every
+        `check_every` steps; with every > 1 only at the first step of a span (a single step's gradient)."""
+        if not self.check_every:
+            return False
+        if self.every > 1 and not (self._span is None or self._span.count == self.every):
+            return False
+        if self._last_check_step is None:
+            return True
+        if self.every == 1:
+            return step % self.check_every == 0
+        return step // self.check_every > self._last_check_step // self.check_every
+
+    def gradient_check_event(self, step: int, data: dict[str, Any]) -> None:
+        """Write a gradient_check event for `step` (a check made elsewhere, e.g. the PyTorch helper's)."""
+        self._ensure_header()
+        self._last_check_step = step
+        if isinstance(data.get("errors"), dict):
+            self.last_check = data["errors"]
+        self._writer.write(Event("gradient_check", step, data))
 
     def event(self, kind: str, step: int, **data: Any) -> None:
         """Write an event line, e.g. event("diverged", 120, reason="loss is NaN")."""
@@ -117,6 +159,7 @@ class StreamWriter:
         """Write the header if nothing was logged, then close the file (an open file given: flush it)."""
         if self.closed:
             return
+        self._write_span()
         self._ensure_header()
         self.closed = True
         if self._owns:
@@ -154,6 +197,32 @@ class StreamWriter:
         self._writer.write_json(header(self.run_id, **fields))
         self._header_written = True
 
+    def _grads(self, vectors: dict[str, Any] | None, step: int) -> tuple[dict | None, tuple | None]:
+        """bias_grads as {layer: vector}, a None layer as zeros, and which layers were None (or None)."""
+        if not isinstance(vectors, dict) or all(v is not None for v in vectors.values()):
+            return self._same_layout("bias_grads", vectors, step), None
+        sizes = dict(zip(self.layout.names, self.layout.sizes))
+        filled = {name: np.zeros(sizes.get(str(name), 0)) if v is None else v for name, v in vectors.items()}
+        return self._same_layout("bias_grads", filled, step), tuple(v is None for v in vectors.values())
+
+    def _write(self, record: StepRecord, unreached: tuple | None, grad_steps: int | None) -> None:
+        """A step line: the record, with null for each layer no gradient reached, and grad_steps if given."""
+        if unreached is None and grad_steps is None:
+            self._writer.write(record)
+            return
+        line = record.to_json()
+        if unreached is not None:
+            line["bias_grads"] = {n: None if off else v for (n, v), off in zip(line["bias_grads"].items(), unreached)}
+        if grad_steps is not None:
+            line["grad_steps"] = grad_steps
+        self._writer.write_json(line)
+
+    def _write_span(self) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            self._write(StepRecord(span.step, span.loss, span.val_loss, span.b, span.g, span.u),
+                        span.unreached, span.count)
+
     def _gradient_check(self, step: int, b: dict[str, np.ndarray], g: dict[str, np.ndarray]) -> None:
         layout = self.layout
 
@@ -164,6 +233,15 @@ class StreamWriter:
         g_flat = np.concatenate(list(g.values())) if g else np.zeros(0)
         if not (np.all(np.isfinite(b_flat)) and np.all(np.isfinite(g_flat))):
             return
+        first, second = loss_flat(b_flat), loss_flat(b_flat)
+        if differs(first, second):
+            self.gradient_check_event(step, {"nondeterministic": True, "losses": [json_number(first), json_number(second)],
+                                             "note": NONDETERMINISTIC.format(first, second)})
+            return
         errors = finite_difference_errors(loss_flat, b_flat, g_flat, layout, tolerance=self.fd_tolerance)
+        self.gradient_check_event(step, {"errors": {n: json_number(e) for n, e in errors.items()}})
         self.last_check = errors
-        self._writer.write(Event("gradient_check", step, {"errors": {n: json_number(e) for n, e in errors.items()}}))
+
+
+NONDETERMINISTIC = ("loss_at is not deterministic: two calls at the same biases gave {:.10g} and {:.10g} "
+                    "(dropout? a different batch each call?): no gradient check")

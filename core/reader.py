@@ -63,6 +63,7 @@ class StreamReader:
         self.line_no = 0
         self.steps_read = 0
         self.max_span = 1
+        self.summed_grads = False     # a line's bias_grads summed the steps it spans (grad_steps > 1)
         self.has_grads: bool | None = None
         self.diverged: Event | None = None   # the stream's first divergence
         self._queue: list[Observation] = []
@@ -144,7 +145,7 @@ class StreamReader:
             out = self.finish()
             self._reset_run()
         elif kind == "gradient_check" and isinstance(event.data.get("errors"), dict):
-            self._grad_check = event.data["errors"]
+            self._grad_check = _evidence(event.data["errors"], event.data.get("bound"), self.thresholds.fd_tolerance)
         elif kind == "diverged":
             self.diverged = self.diverged or event
         elif kind == "verdict" and self.recompute:
@@ -191,10 +192,14 @@ class StreamReader:
             self._first_loss = loss
         elif loss_diverged(loss, self._first_loss, self.thresholds):
             out = self._diverge(line.step, None, f"loss blew up to {loss:.3g}")
-        step = Observation(line.step, loss, val_loss, b, g, None, line.trained, fd_errors=self._grad_check,
-                           stored=None if self.recompute else _stored(line))
+        step = Observation(line.step, loss, val_loss, b, g, None, line.trained, span=line.grad_steps,
+                           fd_errors=self._grad_check, stored=None if self.recompute else _stored(line),
+                           unreached=line.unreached)
         self._grad_check = None
         self._flush_pending(b, line.step)
+        if line.grad_steps > 1:
+            self.summed_grads = True
+            self.max_span = max(self.max_span, line.grad_steps)
         if u is not None:
             step.u = u
             self._queue.append(step)
@@ -232,6 +237,16 @@ class StreamReader:
             out.append(step.record(self.layout, diagnosis))
             out += diagnosis.events
         return out
+
+
+def _evidence(errors: dict, bound: object, tolerance: float) -> dict:
+    """A gradient check's errors without the failures inside the check's own error `bound` (layer ->
+    relative error rounding alone can give, when the event carries it): those are no evidence either way."""
+    if not isinstance(bound, dict):
+        return errors
+    return {name: e for name, e in errors.items()
+            if not (isinstance(e, (int, float)) and isinstance(bound.get(name), (int, float))
+                    and tolerance < e <= bound[name])}
 
 
 def _flat(vectors: Vectors | None) -> np.ndarray | None:

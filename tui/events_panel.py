@@ -20,11 +20,14 @@ def describe(event: Event) -> Text:
         where = f" (first non-finite layer: {shown(d['layer'])})" if d.get("layer") else (
             f" (parameters grew most in {shown(d['grew_most'])})" if d.get("grew_most") else "")
         return Text.assemble(step, ("DIVERGED", "bold white on red"), f"{where} {shown(d.get('reason') or '')}")
+    if event.kind == "gradient_check" and isinstance(d.get("note"), str) and not d.get("errors"):
+        return Text.assemble(step, ("gradient check ", "bold"), shown(d["note"]))
     if event.kind == "gradient_check":
         errors = d.get("errors") or {}
         worst = max(errors.values(), default=0.0) if errors else 0.0
         body = ", ".join(f"{shown(k)} {v:.1e}" for k, v in errors.items())
-        return Text.assemble(step, ("gradient check ", "bold"), f"max rel. error {worst:.1e}: {body}")
+        note = f"  ({shown(d['note'])})" if isinstance(d.get("note"), str) else ""
+        return Text.assemble(step, ("gradient check ", "bold"), f"max rel. error {worst:.1e}: {body}{note}")
     if event.kind == "flip_sign":
         on = d.get("flip_sign")
         return Text.assemble(step, ("flip_sign ", "bold"), ("ON: bias moves along +gradient", "bold red") if on
@@ -47,7 +50,7 @@ class EventsPanel(RichLog, can_focus=False):
 
     def add(self, event: Event, fd_tolerance: float = Thresholds().fd_tolerance) -> None:
         """Log the event; a scheduled gradient check is logged only when asked for or when it fails."""
-        if event.kind == "gradient_check" and not event.data.get("requested"):
+        if event.kind == "gradient_check" and not event.data.get("requested") and "note" not in event.data:
             errors = event.data.get("errors") or {}
             if max(errors.values(), default=0.0) <= fd_tolerance:
                 return

@@ -3,7 +3,8 @@ without biasmon's core, logging each step with biasmon's StreamWriter (or, with 
 
     python numpy_mlp.py OUT.jsonl --update sgd|momentum|adam|loss_scaled|sign|sign_loss|sign_inverse|
                                            sign_gap|frozen|random|exploding|diverging|wrong_grad
-                        [--flip LAYER] [--steps N] [--every K] [--no-grads] [--raw] [--fd-check]
+                        [--flip LAYER] [--steps N] [--every K] [--sum-every K] [--no-grads] [--raw] [--fd-check]
+                        [--batch B [--shuffle]]
 
 Updates: sgd, momentum (0.9), adam are correct optimizers; loss_scaled multiplies the SGD step by the
 loss; sign* move the biases along +gradient (all layers, or only --flip LAYER), scaled by nothing, the
@@ -11,7 +12,9 @@ loss, 1/(loss+eps) or the train/val gap; frozen never moves the biases; random m
 the right size in a random direction; exploding uses a bias learning rate far too large; diverging a
 learning rate too large for everything; wrong_grad back-propagates without tanh's derivative in the
 hidden layers and descends along that wrong gradient (with --fd-check the finite-difference check
-catches it).
+catches it). --every K logs every K-th step with that step's gradient; --sum-every K logs through
+StreamWriter(every=K) (one line per K steps, gradients summed). --shuffle draws the minibatches of an epoch
+without replacement (a new permutation each epoch) instead of independently at each step.
 """
 import argparse
 import json
@@ -78,6 +81,8 @@ def main(argv=None):
     p.add_argument("--fd-check", action="store_true", help="give StreamWriter loss_at for the gradient check")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=0, help="minibatch size (0: full batch)")
+    p.add_argument("--shuffle", action="store_true", help="epochs of minibatches drawn without replacement")
+    p.add_argument("--sum-every", type=int, default=1, help="StreamWriter(every=K): gradients summed per line")
     a = p.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     (x, y), (xv, yv) = data(rng)
@@ -97,9 +102,16 @@ def main(argv=None):
         log = None
     else:
         from biasmon import StreamWriter
-        log = StreamWriter(a.out, loss_at=loss_at if a.fd_check else None, check_every=50)
+        log = StreamWriter(a.out, loss_at=loss_at if a.fd_check else None, check_every=50,
+                           **({"every": a.sum_every} if a.sum_every > 1 else {}))
+    order = np.arange(0)
     for t in range(a.steps):
-        if a.batch:
+        if a.batch and a.shuffle:
+            if order.size < a.batch:
+                order = rng.permutation(len(x))
+            pick, order = order[:a.batch], order[a.batch:]
+            loss, gw, gb = backward(ws, bs, x[pick], y[pick], wrong=a.update == "wrong_grad")
+        elif a.batch:
             pick = rng.choice(len(x), size=a.batch, replace=False)
             loss, gw, gb = backward(ws, bs, x[pick], y[pick], wrong=a.update == "wrong_grad")
         else:

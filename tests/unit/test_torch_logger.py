@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+torch.set_num_threads(1)   # tiny models: threads only contend on a shared machine
 
 from biasmon.core.check import check_stream  # noqa: E402
 from biasmon.torch_logger import TorchBiasLogger, bias_parameters  # noqa: E402

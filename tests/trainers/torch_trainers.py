@@ -1,0 +1,109 @@
+"""Small PyTorch trainers, correct and buggy, logged with biasmon's TorchBiasLogger (tools/verdict_matrix.py).
+
+A 2-16-16-1 tanh MLP on y = sin(2 x0) + 0.5 x1^2 (256 samples), MSE, minibatches of 16 drawn per epoch
+without replacement (batch=0: full batch). Options: the optimizer (sgd, momentum, nesterov, adam, adamw,
+rmsprop), a StepLR schedule, clip_grad_norm_, dropout, a normalisation layer after the first Linear
+(batch | layer), the sign bug (maximize=True; bias_group="flip": the biases alone maximize), lr 0 for the
+biases (bias_group="zero"), a detached bias (the second Linear's), a custom tanh with a wrong backward,
+the gradient check (check=True) and sparse logging (every=k).
+"""
+from __future__ import annotations
+
+import torch
+
+from biasmon.torch_logger import TorchBiasLogger
+
+OPTIMIZERS = {
+    "sgd": lambda p, maximize: torch.optim.SGD(p, lr=0.05, maximize=maximize),
+    "momentum": lambda p, maximize: torch.optim.SGD(p, lr=0.02, momentum=0.9, maximize=maximize),
+    "nesterov": lambda p, maximize: torch.optim.SGD(p, lr=0.02, momentum=0.9, nesterov=True, maximize=maximize),
+    "adam": lambda p, maximize: torch.optim.Adam(p, lr=0.01, maximize=maximize),
+    "adamw": lambda p, maximize: torch.optim.AdamW(p, lr=0.01, weight_decay=0.01, maximize=maximize),
+    "rmsprop": lambda p, maximize: torch.optim.RMSprop(p, lr=0.003, maximize=maximize),
+}
+
+
+class WrongTanh(torch.autograd.Function):
+    """tanh whose backward forgets tanh's derivative."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class Tanh(torch.nn.Module):
+    def __init__(self, wrong: bool = False) -> None:
+        super().__init__()
+        self.wrong = wrong
+
+    def forward(self, x):
+        return WrongTanh.apply(x) if self.wrong else torch.tanh(x)
+
+
+class DetachedLinear(torch.nn.Linear):
+    """A Linear whose bias is added detached from the graph: no gradient ever reaches it."""
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.weight, self.bias.detach())
+
+
+def model(norm: str | None = None, dropout: float = 0.0, detached: bool = False, wrong: bool = False):
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(2, 16)]
+    if norm:
+        layers.append(torch.nn.BatchNorm1d(16) if norm == "batch" else torch.nn.LayerNorm(16))
+    layers += [Tanh(wrong), torch.nn.Dropout(dropout), (DetachedLinear if detached else torch.nn.Linear)(16, 16),
+               Tanh(), torch.nn.Linear(16, 1)]
+    return torch.nn.Sequential(*layers)
+
+
+def optimizer(net, opt: str, maximize: bool, bias_group: str | None):
+    if bias_group is None:
+        return OPTIMIZERS[opt](net.parameters(), maximize)
+    biases = [p for n, p in net.named_parameters() if n.endswith("bias")]
+    others = [p for n, p in net.named_parameters() if not n.endswith("bias")]
+    group = {"params": biases, "maximize": True} if bias_group == "flip" else {"params": biases, "lr": 0.0}
+    return OPTIMIZERS[opt]([{"params": others}, group], maximize)
+
+
+def batches(x, y, size: int, gen):
+    """Endless minibatches, an epoch at a time, drawn without replacement (size 0: the full batch)."""
+    while True:
+        if not size:
+            yield x, y
+            continue
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x) - size + 1, size):
+            pick = order[i:i + size]
+            yield x[pick], y[pick]
+
+
+def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: bool = False, clip: float | None = None,
+          dropout: float = 0.0, norm: str | None = None, maximize: bool = False, bias_group: str | None = None,
+          detached: bool = False, wrong: bool = False, check: bool = False, every: int = 1) -> None:
+    """Train and log one case to `path`."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 2, generator=gen) * 3 - 1.5
+    y = torch.sin(2 * x[:, :1]) + 0.5 * x[:, 1:] ** 2
+    net = model(norm, dropout, detached, wrong)
+    optim = optimizer(net, opt, maximize, bias_group)
+    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=100, gamma=0.5) if schedule else None
+    loss_fn = torch.nn.functional.mse_loss
+    data = batches(x, y, batch, gen)
+    with TorchBiasLogger(net, path, optimizer=optim, loss_fn=loss_fn if check else None, check_every=50,
+                         every=every) as log:
+        for _ in range(steps):
+            xb, yb = next(data)
+            optim.zero_grad()
+            loss = loss_fn(net(xb), yb)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            optim.step()
+            if sched:
+                sched.step()
+            log.step(loss, batch=(xb, yb))

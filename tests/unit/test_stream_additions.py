@@ -1,0 +1,176 @@
+"""Stream format additions: a layer no gradient reached (`bias_grads` null), lines that sum the gradients
+of the steps they span (`grad_steps`, StreamWriter(every=k)), and gradient checks that cannot decide (a
+loss_at that is not deterministic; an error inside the check's own bound)."""
+import io
+import json
+
+import numpy as np
+import pytest
+
+import biasmon.core.reader as reader_module
+from biasmon import StreamWriter
+from biasmon.core import Diagnoser, StreamReader
+from biasmon.core.check import Check
+from biasmon.core.lines import parse_step
+from biasmon.core.records import StepRecord
+from biasmon.core.verdicts import Thresholds
+
+TARGET = np.array([0.3, -0.2, 0.1])
+
+
+def read(text, monkeypatch=None):
+    """The step records, and (with monkeypatch) the Observations the reader handed its Diagnoser."""
+    seen = []
+    if monkeypatch is not None:
+        class Capturing(Diagnoser):
+            def observe(self, steps):
+                seen.extend(steps)
+                return super().observe(steps)
+        monkeypatch.setattr(reader_module, "Diagnoser", Capturing)
+    reader = StreamReader(recompute=True)
+    out = []
+    for line in text.splitlines():
+        out += reader.feed(line)
+    out += reader.finish()
+    return [r for r in out if isinstance(r, StepRecord)], seen, reader
+
+
+def check_text(text):
+    check = Check(Thresholds())
+    for line in text.splitlines():
+        check.feed(line)
+    check.finish()
+    return check.result()
+
+
+def test_a_null_layer_in_bias_grads_reads_as_unreached_with_zeros():
+    line = parse_step({"step": 0, "loss": 1.0, "biases": {"a": [1.0, 2.0], "b": [3.0]},
+                       "bias_grads": {"a": [0.5, -0.5], "b": None}})
+    assert line.unreached == (False, True)
+    assert line.grads.flat.tolist() == [0.5, -0.5, 0.0]
+    assert parse_step({"step": 0, "loss": 1.0, "biases": {"a": [1.0]}, "bias_grads": {"a": [0.5]}}).unreached is None
+
+
+def test_the_writer_writes_a_none_gradient_as_null_and_the_reader_passes_it_on(monkeypatch):
+    handle = io.StringIO()
+    with StreamWriter(handle) as log:
+        for t in range(3):
+            log.step(t, 1.0, biases={"a": [1.0 - t, 2.0], "b": [3.0]}, bias_grads={"a": [1.0, 0.0], "b": None})
+    lines = [json.loads(x) for x in handle.getvalue().splitlines()[1:]]
+    assert [line["bias_grads"] for line in lines] == [{"a": [1.0, 0.0], "b": None}] * 3
+    steps, seen, reader = read(handle.getvalue(), monkeypatch)
+    assert reader.problems == [] and len(steps) == 3
+    assert [o.unreached for o in seen] == [(False, True)] * 3
+    assert seen[0].g.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_a_null_layer_that_biases_does_not_have_is_a_problem():
+    _, _, reader = read(json.dumps({"step": 0, "loss": 1.0, "biases": {"a": [1.0]}, "bias_grads": {"z": None}}))
+    assert reader.problems and "'bias_grads.z' is null but 'biases' has no layer 'z'" in reader.problems[0].message
+
+
+def minibatch_sgd(log, steps, every_call=1, lr=0.1, seed=0):
+    """SGD on 0.5*|b - target_i|^2 with a target drawn per step (minibatches); log.step every `every_call`."""
+    rng = np.random.default_rng(seed)
+    b, grads, biases = np.array([1.0, 2.0, 3.0]), [], []
+    for t in range(steps):
+        g = b - TARGET - rng.normal(0, 0.5, 3)
+        if t % every_call == 0:
+            log.step(t, float(g @ g) / 2, biases={"h": b[:2], "o": b[2:]}, bias_grads={"h": g[:2], "o": g[2:]})
+        grads.append(g)
+        biases.append(b)
+        b = b - lr * g
+    return np.array(biases), np.array(grads)
+
+
+@pytest.mark.parametrize("k", [2, 5, 7])
+def test_every_k_writes_one_line_per_span_with_the_summed_gradient(k):
+    handle = io.StringIO()
+    with StreamWriter(handle, every=k) as log:
+        biases, grads = minibatch_sgd(log, 30)
+    lines = [json.loads(x) for x in handle.getvalue().splitlines()[1:]]
+    assert [line["step"] for line in lines] == list(range(0, 30, k))
+    assert [line["grad_steps"] for line in lines] == [min(k, 30 - s) for s in range(0, 30, k)]
+    for line in lines:
+        s = line["step"]
+        np.testing.assert_allclose(line["bias_grads"]["h"] + line["bias_grads"]["o"], grads[s:s + k].sum(axis=0))
+        np.testing.assert_array_equal(line["biases"]["h"] + line["biases"]["o"], biases[s])
+    steps, _, reader = read(handle.getvalue())
+    assert reader.max_span == k and reader.summed_grads
+    for rec in steps[:-1]:   # the derived update is exactly -lr times the summed gradient
+        np.testing.assert_allclose(rec.bias_updates["h"], -0.1 * rec.bias_grads["h"], rtol=1e-12, atol=1e-15)
+        assert rec.span == k
+
+
+def test_check_says_that_sparse_lines_carry_summed_gradients():
+    handle = io.StringIO()
+    with StreamWriter(handle, every=4) as log:
+        minibatch_sgd(log, 200)
+    notes = check_text(handle.getvalue()).notes
+    assert any("bias_grads summed over them (grad_steps)" in n for n in notes), notes
+
+
+def test_grad_steps_sets_the_span_of_a_line_with_its_update():
+    text = "\n".join(json.dumps({"step": 3 * t, "loss": 1.0, "biases": {"a": [0.0]}, "bias_grads": {"a": [1.0]},
+                                 "bias_updates": {"a": [-0.1]}, "grad_steps": 3}) for t in range(4))
+    steps, seen, reader = read(text)
+    assert [r.span for r in steps] == [3, 3, 3, 3] and reader.summed_grads
+    _, _, bad = read(json.dumps({"step": 0, "loss": 1.0, "biases": {"a": [0.0]}, "grad_steps": 0}))
+    assert bad.problems[0].message == "'grad_steps' must be a whole number >= 1, got 0"
+
+
+def quadratic_loss_at(biases):
+    b = np.concatenate([biases["h"], biases["o"]])
+    return float(0.5 * np.sum((b - TARGET) ** 2))
+
+
+def test_the_gradient_check_with_every_k_compares_a_single_steps_gradient():
+    handle = io.StringIO()
+    b = np.array([1.0, 2.0, 3.0])
+    with StreamWriter(handle, every=5, loss_at=quadratic_loss_at, check_every=10) as log:
+        for t in range(30):
+            g = b - TARGET
+            log.step(t, quadratic_loss_at({"h": b[:2], "o": b[2:]}), biases={"h": b[:2], "o": b[2:]},
+                     bias_grads={"h": g[:2], "o": g[2:]})
+            b = b - 0.05 * g
+    events = [json.loads(x) for x in handle.getvalue().splitlines() if '"gradient_check"' in x]
+    assert [e["step"] for e in events] == [0, 10, 20]
+    assert max(max(e["errors"].values()) for e in events) < 1e-6
+
+
+def test_a_loss_at_that_is_not_deterministic_is_said_to_be_so_not_a_mismatch():
+    rng = np.random.default_rng(1)
+
+    def noisy_loss_at(biases):   # as with dropout, or a different batch per call
+        return quadratic_loss_at(biases) * (1 + 0.05 * rng.normal())
+
+    handle = io.StringIO()
+    b = np.array([1.0, 2.0, 3.0])
+    with StreamWriter(handle, loss_at=noisy_loss_at, check_every=10) as log:
+        for t in range(40):
+            g = b - TARGET
+            log.step(t, 1.0, biases={"h": b[:2], "o": b[2:]}, bias_grads={"h": g[:2], "o": g[2:]})
+            b = b - 0.05 * g
+    events = [json.loads(x) for x in handle.getvalue().splitlines() if '"gradient_check"' in x]
+    assert events and all(e["nondeterministic"] is True and "errors" not in e for e in events)
+    result = check_text(handle.getvalue())
+    assert result.exit == 0 and {d.verdict for d in result.layers.values()} == {"ok"}
+    assert any("loss_at is not deterministic" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("bound, verdict", [(1.0, "ok"), (0.1, "gradient mismatch")])
+def test_an_error_inside_the_checks_own_bound_is_no_evidence(bound, verdict):
+    lines = [json.dumps({"event": "gradient_check", "step": 0, "errors": {"a": 0.5}, "bound": {"a": bound}})]
+    b = np.array([2.0, -1.0])
+    for t in range(20):
+        lines.append(json.dumps({"step": t, "loss": 1.0, "biases": {"a": b.tolist()}, "bias_grads": {"a": b.tolist()}}))
+        b = b - 0.1 * b
+    steps, _, _ = read("\n".join(lines))
+    assert steps[-2].diag["a"].verdict == verdict
+
+
+def test_the_events_log_shows_what_a_gradient_check_could_not_decide():
+    from biasmon.core import Event
+    from biasmon.tui.events_panel import describe
+    note = "loss_at is not deterministic: two calls at the same biases gave 1 and 2"
+    assert note in describe(Event("gradient_check", 5, {"nondeterministic": True, "note": note})).plain

@@ -1,0 +1,131 @@
+"""A matrix of small correct and buggy trainers, each judged by `biasmon check`: a stable text table to diff
+before and after a change of the verdicts.
+
+    python tools/verdict_matrix.py [--only SUBSTRING] [--steps N]
+
+PyTorch cases (skipped if torch is not installed) log through biasmon.torch_logger.TorchBiasLogger;
+NumPy cases run tests/trainers/numpy_mlp.py. Per case: the expected outcome (`expect`: exit status, and
+a layer's verdict where it matters), `check`'s exit status, each layer's final verdict, the problem
+verdicts seen (first step, longest stretch; * = counts for the exit status) and `ok?`: yes / NO, or
+`no (lead)` where the expected outcome needs verdicts not written yet (a bias no gradient reaches, a bias
+followed by a normalisation layer, sparse logging without every=).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "trainers"))
+
+from biasmon.core.check import check_stream  # noqa: E402
+
+PENDING = "lead"   # the expected outcome needs the verdict changes of issue 9 (the lead's side)
+
+
+def torch_cases() -> dict:
+    """name -> (trainer options, expected exit, {layer: expected verdict}, pending)."""
+    ok = (0, {}, None)
+    cases = {
+        "sgd full batch": (dict(opt="sgd", batch=0), *ok),
+        "sgd minibatch + StepLR": (dict(opt="sgd", schedule=True), *ok),
+        "momentum 0.9": (dict(opt="momentum"), *ok),
+        "nesterov": (dict(opt="nesterov"), *ok),
+        "adam": (dict(opt="adam"), *ok),
+        "adamw": (dict(opt="adamw"), *ok),
+        "rmsprop": (dict(opt="rmsprop"), *ok),
+        "sgd + clip_grad_norm_ + check": (dict(opt="sgd", clip=0.05, check=True), *ok),
+        "adam + dropout + check": (dict(opt="adam", dropout=0.2, check=True), *ok),
+        "adam + layernorm + check": (dict(opt="adam", norm="layer", check=True), *ok),
+        "adam + batchnorm (bias before BN)": (dict(opt="adam", norm="batch"), 0, {}, PENDING),
+        "sgd + batchnorm (bias before BN)": (dict(opt="sgd", norm="batch"), 0, {}, PENDING),
+        "sign bug: maximize=True": (dict(opt="sgd", maximize=True), 1, {"*": "uphill"}, None),
+        "sign bug: bias group maximize": (dict(opt="adam", bias_group="flip"), 1, {"*": "uphill"}, None),
+        "lr 0 for biases": (dict(opt="sgd", bias_group="zero"), 1, {"*": "frozen"}, None),
+        "detached bias": (dict(opt="sgd", detached=True), 1, {}, PENDING),
+        "sgd every=16 (one epoch) + check": (dict(opt="sgd", every=16, check=True, steps=960), *ok),
+        "adam every=16 (one epoch)": (dict(opt="adam", every=16, steps=960), *ok),
+        "sign bug: bias group maximize, every=16": (dict(opt="sgd", every=16, bias_group="flip", steps=960), 1,
+                                                    {"*": "uphill"}, None),
+        "wrong custom backward + check": (dict(opt="sgd", wrong=True, check=True), 1, {"0": "gradient mismatch"}, None),
+    }
+    return {f"torch {name}": case for name, case in cases.items()}
+
+
+def numpy_cases() -> dict:
+    """name -> (numpy_mlp.py arguments, expected exit, {layer: verdict}, pending)."""
+    cases = {
+        "sgd": (["--update", "sgd"], 0, {}, None),
+        "momentum": (["--update", "momentum"], 0, {}, None),
+        "adam": (["--update", "adam"], 0, {}, None),
+        "sign flip": (["--update", "sign"], 1, {"*": "uphill"}, None),
+        "frozen": (["--update", "frozen"], 1, {"*": "frozen"}, None),
+        "wrong gradient + loss_at": (["--update", "wrong_grad", "--fd-check"], 1, {"hidden1": "gradient mismatch"}, None),
+    }
+    epoch = 9   # 36 training samples in minibatches of 4, drawn without replacement
+    for k in (2, 5, 7, 10, 16, epoch):
+        label = "epoch" if k == epoch else str(k)
+        for update in ("sgd", "momentum", "adam", "sign"):   # at least 40 logged lines
+            base = ["--update", update, "--batch", "4", "--shuffle", "--steps", str(max(300, 40 * k))]
+            expect = (1, {"*": "uphill"}) if update == "sign" else (0, {})
+            cases[f"k={label} {update} every="] = (base + ["--sum-every", str(k)], *expect, None)
+            cases[f"k={label} {update} sparse"] = (base + ["--every", str(k)], *expect, PENDING)
+    return {f"numpy {name}": case for name, case in cases.items()}
+
+
+def run_numpy(path: Path, args: list, steps: int) -> None:
+    import numpy_mlp
+    numpy_mlp.main([str(path), "--steps", str(steps), *args])   # a case's own --steps comes last and wins
+
+
+def judge(path: Path, exit_expected: int, verdicts: dict, pending: str | None) -> list[str]:
+    """The table row's cells after `case`: expect, exit, verdicts, problems, ok?."""
+    r = check_stream(path)
+    final = {name: layer.verdict for name, layer in r.layers.items()}
+    seen = [f"{name}:{p.verdict}@{p.first_step}/{p.longest_steps}{'*' if p.counts else ''}"
+            for name, layer in r.layers.items() for p in layer.problems]
+    good = r.exit == exit_expected and all(
+        all(v == want for v in final.values()) if layer == "*" else final.get(layer) == want
+        for layer, want in verdicts.items())
+    expect = f"exit {exit_expected}" + "".join(f", {layer} {want}" for layer, want in verdicts.items())
+    mark = "yes" if good else (f"no ({pending})" if pending else "NO")
+    return [expect, str(r.exit), " ".join(f"{n}={v}" for n, v in final.items()), " ".join(seen) or "-", mark]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="", help="run the cases whose name contains this")
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args()
+    cases = {}
+    try:
+        import torch
+        torch.set_num_threads(1)
+        import torch_trainers
+        cases.update({n: ("torch", *c) for n, c in torch_cases().items()})
+    except ImportError:
+        print("torch is not installed: PyTorch cases skipped")
+    cases.update({n: ("numpy", *c) for n, c in numpy_cases().items()})
+    rows = [["case", "expect", "exit", "final verdicts", "problems seen (first/longest, * counts)", "ok?"]]
+    with tempfile.TemporaryDirectory() as work:
+        for i, (name, (kind, options, code, verdicts, pending)) in enumerate(cases.items()):
+            if args.only not in name:
+                continue
+            path = Path(work) / f"case{i}.jsonl"
+            if kind == "torch":
+                torch_trainers.train(path, **{"steps": args.steps, **options})
+            else:
+                run_numpy(path, options, args.steps)
+            rows.append([name, *judge(path, code, verdicts, pending)])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    marks = [r[-1] for r in rows[1:]]
+    print(f"\n{len(marks)} cases: {marks.count('yes')} as expected, {marks.count('NO')} not, "
+          f"{len(marks) - marks.count('yes') - marks.count('NO')} waiting for the lead's verdicts")
+
+
+if __name__ == "__main__":
+    main()
