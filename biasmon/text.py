@@ -66,6 +66,9 @@ HELP = {
     "vanish_ratio": "... and the layer's rms(g) has never been above this times the largest layer's rms(g) now "
                     "(a layer that converged first is not vanishing)",
     "converged_loss": "a loss at or below this counts as converged (no 'vanishing')",
+    "redundant_ulps": "'redundant' (not a problem) when a layer's rms(g) has never been above this many units of "
+                      "rounding (float32's or float64's, as the logged gradients are) times the largest any layer "
+                      "has had: rounding noise, as a bias a normalisation layer cancels has; 0 turns it off",
     "fd_tolerance": "'gradient mismatch' when a finite-difference check's relative error exceeds this",
     "momentum_betas": "running averages (momentum factors) of the gradient that the update may follow "
                       "(comma-separated; empty: only the raw gradient)",

@@ -103,7 +103,9 @@ class Diagnoser:
             avg, with_avg = self.averages.block(vec[1], has_g, trained)
             m = measures(block_sums(vec, avg, self.starts), self.sizes, with_avg)
             fd_errors = self._fd_errors(steps)
-            codes = self._verdicts(steps, m, np.array(has_g), np.array(trained), fd_errors)
+            single = (vec[1].astype(np.float32) == vec[1]).all(axis=1)  # every gradient a float32 number
+            rounding = np.where(single, np.finfo(np.float32).eps, np.finfo(np.float64).eps)
+            codes = self._verdicts(steps, m, np.array(has_g), np.array(trained), fd_errors, rounding)
         return self._diagnoses(steps, m, codes, fd_errors)
 
     def _fd_errors(self, steps: list[Observation]) -> list[list[float | None]]:
@@ -117,8 +119,8 @@ class Diagnoser:
         return out
 
     def _verdicts(self, steps: list[Observation], m: BlockMeasures, has_g: np.ndarray, trained: np.ndarray,
-                  fd_errors: list) -> np.ndarray:
-        """(m, L) each layer's verdict code at each step."""
+                  fd_errors: list, rounding: np.ndarray) -> np.ndarray:
+        """(m, L) each layer's verdict code at each step; rounding: (m,) each step's unit of rounding."""
         th = self.thresholds
         loss = np.array([o.loss for o in steps], dtype=np.float64)
         oldest, _, self.losses = oldest_in_window(self.losses, loss, th.window)
@@ -131,9 +133,14 @@ class Diagnoser:
         cosines = m.cosines  # (m, L, 1 + k); without any gradient in the block only cos(u, -g), undefined
         if cosines.shape[2] < 1 + len(self.averages.betas):
             cosines = np.full(cosines.shape[:2] + (1 + len(self.averages.betas),), np.nan)
-        block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, cosines)
+        unreached = np.zeros(b.shape, dtype=bool)
+        for i, o in enumerate(steps):
+            if o.unreached is not None and o.g is not None:
+                unreached[i] = o.unreached
+        block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, cosines,
+                           unreached, rounding)
         finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)
-        judged = (trained & has_u & has_g)[:, None] & finite
+        judged = (trained & has_u & has_g)[:, None] & finite & ~unreached
         window = self.history.advance(block, judged)
         return verdict_codes(window, judged, trained, has_u, has_g, self.verdict, th)
 
@@ -156,7 +163,8 @@ class Diagnoser:
                     events.append(Event.verdict(o.step, name, VERDICTS[code], causes[code]))
                 if has_g and has_u:
                     pred += row.ug[i]
-                layers[name] = _layer(row, i, has_g, has_u, fd[i], VERDICTS[code], causes[code], self.since[i])
+                reached = has_g and not (o.unreached is not None and o.unreached[i])
+                layers[name] = _layer(row, i, reached, has_u, fd[i], VERDICTS[code], causes[code], self.since[i])
             self.prev_loss = o.loss
             self.prev_pred = pred if has_u else None
             out.append(_new_tuple(Diagnosis, (layers, loss_change, events)))

@@ -27,6 +27,8 @@ class BlockSteps:
     g_rms_max: np.ndarray   # (m,) the largest rms(g) of any layer (as Python's max: a leading NaN wins)
     fd_error: np.ndarray    # (m, L) the last gradient check's largest relative error, NaN if none
     cosines: np.ndarray     # (m, L, S) cos(u, -g) then cos(u, -a) for each running average a; NaN: undefined
+    unreached: np.ndarray   # (m, L) bool: no gradient reached the layer (the trainer logged null)
+    rounding: np.ndarray    # (m,) the unit of rounding of the step's gradients (float32's or float64's eps)
 
 
 class Cosines:
@@ -86,6 +88,9 @@ class History:
         self.first_norm: np.ndarray | None = None
         self.max_g_rms = np.zeros(layers)
         self.frozen_run = np.zeros(layers, dtype=np.int64)
+        self.unreached_run = np.zeros(layers, dtype=np.int64)
+        self.rounding_run = np.zeros(layers, dtype=np.int64)
+        self.top_g_rms = 0.0   # the largest rms(g) any layer has had
 
     def advance(self, step: BlockSteps, judged: np.ndarray) -> LayerWindow:
         """The layers' window over a block. judged: (m, L) the steps that add to a layer's history (trained,
@@ -95,24 +100,27 @@ class History:
         if self.first_norm is None:
             self.first_norm = b[0].copy()
         oldest, full, self.norms = oldest_in_window(self.norms, b, th.window)
-        max_g = np.maximum.accumulate(np.concatenate((self.max_g_rms[None], np.where(judged, g_rms, -np.inf))))[1:]
+        judged_g = np.where(judged, g_rms, -np.inf)
+        max_g = np.maximum.accumulate(np.concatenate((self.max_g_rms[None], judged_g)))[1:]
+        top = np.maximum.accumulate(np.concatenate(([self.top_g_rms], judged_g.max(axis=1))))[1:]
+        self.top_g_rms = float(top[-1])
         self.max_g_rms = max_g[-1]
         on = (g_rms > th.grad_eps) & (g_rms >= th.quiet_grad_frac * max_g)
         moving = u > 1e-12 * np.where(b > 1.0, b, 1.0)
-        runs = self._frozen_runs(judged & on & ~moving, (judged & (moving | ~on)) | ~step.trained[:, None])
+        off = ~step.trained[:, None]
+        runs = _runs(judged & on & ~moving, (judged & (moving | ~on)) | off, self.frozen_run)
+        unreached = _runs(step.unreached & ~off, ~step.unreached | off, self.unreached_run)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            noise = max_g < (th.redundant_ulps * step.rounding * top)[:, None]
+        rounding = _runs(judged & noise, (judged & ~noise) | off, self.rounding_run)
+        self.frozen_run, self.unreached_run, self.rounding_run = runs[-1], unreached[-1], rounding[-1]
         cosines = np.where(judged[:, :, None], step.cosines, np.nan)
         n_cos, means = self._cosines(cosines.reshape(len(b), -1), step.trained)
         best_window, best_long = _best(means)
         return LayerWindow(step.loss[:, None], step.rising[:, None], b, g_rms, step.g_rms_max[:, None],
                            step.fd_error, self.first_norm, full, oldest, n_cos, means[0, ..., 0],
-                           np.where(n_cos >= th.min_steps, best_window, np.nan), best_long, on, max_g, runs)
-
-    def _frozen_runs(self, frozen: np.ndarray, resets: np.ndarray) -> np.ndarray:
-        """(m, L) the run of frozen steps after each step: +1 on a frozen step, 0 after a reset, else as it was."""
-        counts = np.cumsum(frozen, axis=0)
-        runs = counts - np.maximum.accumulate(np.where(resets, counts, -self.frozen_run), axis=0)
-        self.frozen_run = runs[-1]
-        return runs
+                           np.where(n_cos >= th.min_steps, best_window, np.nan), best_long, on, max_g, runs,
+                           unreached, rounding)
 
     def _cosines(self, cosines: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(m, L) count of cos(u, -g), and (2, m, L, S) the means over the window and over unrelated_steps,
@@ -132,6 +140,12 @@ class History:
                 self.cosines.clear()
             start = stop + 1
         return counts.reshape(shape)[..., 0], means.reshape((2,) + shape)
+
+
+def _runs(hits: np.ndarray, resets: np.ndarray, carry: np.ndarray) -> np.ndarray:
+    """(m, L) a run's length after each step: +1 at a hit, 0 at a reset, else as it was (carry: before)."""
+    counts = np.cumsum(hits, axis=0)
+    return counts - np.maximum.accumulate(np.where(resets, counts, -carry), axis=0)
 
 
 def oldest_in_window(kept: np.ndarray, new: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

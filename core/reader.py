@@ -33,7 +33,8 @@ class LineProblem:
 def _all_finite(arr: np.ndarray) -> bool:
     """True if every entry is finite: one sum (inf/NaN propagate; a sum of finite entries overflowing
     means entries near 1e307, so it is checked entry by entry then)."""
-    total = float(arr.sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(arr.sum())
     return math.isfinite(total) or bool(np.isfinite(arr).all())
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 VERDICTS = ("ok", "uphill", "gradient mismatch", "frozen", "exploding", "vanishing", "unrelated",
-            "off", "pending", "no gradients")
-PROBLEMS = ("uphill", "gradient mismatch", "frozen", "exploding", "vanishing", "unrelated")
+            "off", "pending", "no gradients", "detached", "redundant")
+PROBLEMS = ("uphill", "gradient mismatch", "frozen", "exploding", "vanishing", "unrelated", "detached")
 CAUSES = {
     "ok": "update points down the gradient",
     "uphill": "update points up the gradient: sign flipped?",
@@ -23,6 +23,8 @@ CAUSES = {
     "vanishing": "gradient has vanished while the loss is still high",
     "unrelated": "update is unrelated to the gradient (cosine near 0)",
     "pending": "not enough steps yet",
+    "detached": "no gradient reaches this bias (detached from the loss, or unused): it never learns",
+    "redundant": "gradient is zero up to rounding: a normalisation layer after it cancels it (bias=False)",
 }
 
 
@@ -36,7 +38,7 @@ class Thresholds:
     uphill_cos: float = -0.2    # mean cos(u, -d) over the window, d the direction u follows most: below this, uphill
     unrelated_cos: float = 0.1  # best |mean cos| below this over unrelated_steps steps (and 2x this over the window) ...
     unrelated_steps: int = 200  # ... (a full window of them): update unrelated to the gradient
-    frozen_steps: int = 10      # steps in a row with u = 0 while g != 0: frozen
+    frozen_steps: int = 10      # steps in a row with u = 0 while g != 0: frozen (with no gradient at all: detached)
     quiet_grad_frac: float = 1e-3  # rms(g) below this times the layer's largest rms(g): converged, no frozen ...
     quiet_uphill_cos: float = -0.9  # ... and uphill only when the window's mean cos(u, -g) is below this
     grad_eps: float = 1e-10     # rms(g) at or below this is a zero gradient
@@ -45,6 +47,7 @@ class Thresholds:
     vanish_grad: float = 1e-8   # rms(g) below this while the loss is above converged_loss ...
     vanish_ratio: float = 1e-4  # ... and never above this times the largest layer's rms(g) now: vanishing
     converged_loss: float = 1e-6
+    redundant_ulps: float = 200.0  # rms(g) below this many units of rounding times the largest layer's: redundant
     fd_tolerance: float = 1e-3  # largest relative finite-difference error above this: gradient mismatch
     momentum_betas: tuple = (0.9, 0.99)  # the update may follow these running averages of g too
     diverge_loss: float = 1e6   # a loss above this times max(1, first loss) is divergence
@@ -61,7 +64,8 @@ def loss_diverged(loss: float, first_loss: float, th: Thresholds) -> bool:
 
 
 CODE = {name: i for i, name in enumerate(VERDICTS)}
-OK, UPHILL, MISMATCH, FROZEN, EXPLODING, VANISHING, UNRELATED, OFF, PENDING, NO_GRADIENTS = range(len(VERDICTS))
+OK, UPHILL, MISMATCH, FROZEN, EXPLODING, VANISHING, UNRELATED, OFF, PENDING, NO_GRADIENTS, DETACHED, REDUNDANT = \
+    range(len(VERDICTS))
 _PREVIOUS, _HOLD, _FALLBACK = -1, -2, -3  # a step whose verdict depends on the step before it
 
 
@@ -88,12 +92,25 @@ class LayerWindow:
     gradient_on: np.ndarray   # bool: rms(g) above grad_eps and above quiet_grad_frac times its largest
     max_g_rms: np.ndarray     # the largest rms(g) this layer has had
     frozen_run: np.ndarray    # steps in a row with a zero update and the gradient on
+    unreached_run: np.ndarray  # steps in a row at which no gradient reached the layer
+    rounding_run: np.ndarray   # judged steps in a row with the layer's largest rms(g) ever at the rounding
+                               # level of the largest any layer has had
 
 
 # --- the rules, in the order they are tried ------------------------------------------------------------
 def gradient_mismatch(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """The last finite-difference check's relative error is above th.fd_tolerance."""
     return w.fd_error > th.fd_tolerance
+
+
+def redundant(w: LayerWindow, th: Thresholds) -> np.ndarray:
+    """The gradient is rounding noise next to the other layers': the layer's largest rms(g) ever below
+    th.redundant_ulps units of rounding (of float32 if every logged gradient is a float32 number, else of
+    float64) times the largest any layer has had, for th.min_steps steps in a row (a layer that had a
+    gradient and converged is not redundant). A bias followed by a normalisation layer (BatchNorm subtracts
+    the batch mean) has a gradient of exactly zero in exact arithmetic: harmless, not a problem. Tried
+    after uphill and exploding (a blow-up elsewhere dwarfs every other gradient)."""
+    return w.rounding_run >= th.min_steps
 
 
 def uphill(w: LayerWindow, th: Thresholds) -> np.ndarray:
@@ -120,6 +137,13 @@ def frozen(w: LayerWindow, th: Thresholds) -> np.ndarray:
     return w.frozen_run >= th.frozen_steps
 
 
+def detached(w: LayerWindow, th: Thresholds) -> np.ndarray:
+    """No gradient reached the layer (the trainer logged null: detached from the loss, or unused) at
+    th.frozen_steps steps in a row. Judged on the steps without a gradient, where the other rules
+    cannot be."""
+    return w.unreached_run >= th.frozen_steps
+
+
 def vanishing(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """rms(g) below th.vanish_grad, the loss above th.converged_loss, and this layer's rms(g) never above
     th.vanish_ratio times the largest layer's now (a layer that converged first is not vanishing)."""
@@ -134,7 +158,7 @@ def unrelated(w: LayerWindow, th: Thresholds) -> np.ndarray:
             & (np.abs(w.best_long) < th.unrelated_cos))
 
 
-RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding),
+RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding), ("redundant", redundant),
          ("frozen", frozen), ("vanishing", vanishing), ("unrelated", unrelated))
 
 
@@ -146,13 +170,13 @@ def verdict_codes(w: LayerWindow, judged: np.ndarray, trained: np.ndarray, has_u
     judged: (m, L) bool, the steps with a known, finite gradient and update while trained; the rules
     decide those. The others ((m,) trained, has_u, has_g): `off` while the biases are not trained; the
     verdict stands while the update is not known yet; without a gradient (or on a non-finite step) only
-    `exploding` is called. Until min_steps cosines are in, `ok` stays `ok` and anything else `pending`."""
-    mismatch, climbs, blows, still, faint, aimless = (rule(w, th) for _, rule in RULES)
+    `exploding` and `detached` are called. Until min_steps cosines are in, `ok` stays `ok` and anything else `pending`."""
+    mismatch, climbs, blows, cancelled, still, faint, aimless = (rule(w, th) for _, rule in RULES)
     where = np.where
-    rest = where(blows, EXPLODING, where(still, FROZEN, where(faint, VANISHING, where(
-        aimless, UNRELATED, where(w.n_cos >= th.min_steps, OK, _FALLBACK)))))
+    rest = where(blows, EXPLODING, where(cancelled, REDUNDANT, where(still, FROZEN, where(faint, VANISHING, where(
+        aimless, UNRELATED, where(w.n_cos >= th.min_steps, OK, _FALLBACK))))))
     on_judged = where(mismatch, MISMATCH, where(climbs, UPHILL, where(w.gradient_on, rest, _HOLD)))
-    unjudged = where(blows, EXPLODING, where(has_g[:, None], _PREVIOUS, NO_GRADIENTS))
+    unjudged = where(blows, EXPLODING, where(detached(w, th), DETACHED, where(has_g[:, None], _PREVIOUS, NO_GRADIENTS)))
     codes = where(trained[:, None], where(has_u[:, None], where(judged, on_judged, unjudged), _PREVIOUS), OFF)
     nothing_held = (np.asarray(before) != UPHILL) & ~(codes == UPHILL).any(axis=0)
     codes = where((codes == _HOLD) & nothing_held, rest, codes)  # no uphill to hold: a quiet step is judged on

@@ -16,6 +16,8 @@ VERDICT_STYLES = {
     "exploding": "bold red",
     "vanishing": "bold yellow",
     "unrelated": "bold yellow",
+    "detached": "bold white on red",
+    "redundant": "blue",
     "no gradients": "dim",
     "off": "dim",
     "pending": "dim",

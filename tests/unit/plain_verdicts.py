@@ -47,6 +47,8 @@ class StepFacts:
     has_g: bool
     has_u: bool
     trained: bool
+    rounding: float = 0.0   # the unit of rounding of the step's gradients
+    top: float = 0.0        # the largest rms(g) any layer has had (judged steps, this one included)
 
 
 class LayerState:
@@ -57,7 +59,7 @@ class LayerState:
 
     __slots__ = ("b_norm", "g_rms", "g_rms_max", "u_norm", "cosines",
                  "cos", "norms", "first_norm", "max_g_rms", "frozen_run", "gradient_on", "best_window",
-                 "fd_error", "verdict", "since")
+                 "fd_error", "verdict", "since", "unreached_run", "rounding_run")
 
     def __init__(self, th: Thresholds) -> None:
         self.b_norm = self.g_rms = self.g_rms_max = self.u_norm = math.nan
@@ -67,13 +69,15 @@ class LayerState:
         self.first_norm = None
         self.max_g_rms = 0.0
         self.frozen_run = 0
+        self.unreached_run = 0
+        self.rounding_run = 0
         self.gradient_on = False
         self.best_window = math.nan
         self.fd_error = None
         self.verdict = "pending"
         self.since = 0
 
-    def observe(self, th: Thresholds) -> None:
+    def observe(self, th: Thresholds, f: StepFacts) -> None:
         """Take this step's measures into the history (a step with a known, finite gradient)."""
         cos = self.cos
         for running, c in zip(cos, self.cosines):
@@ -86,6 +90,7 @@ class LayerState:
         moving = self.u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
         self.frozen_run = 0 if (moving or not on) else self.frozen_run + 1
         raw = cos[0]
+        self.rounding_run = self.rounding_run + 1 if self.max_g_rms < th.redundant_ulps * f.rounding * f.top else 0
         if raw.n < th.min_steps:
             self.best_window = math.nan
         else:
@@ -107,6 +112,11 @@ def best_mean(runnings: list[Running], k: int) -> float:
 def gradient_mismatch(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """The last finite-difference check's relative error is above th.fd_tolerance."""
     return s.fd_error is not None and s.fd_error > th.fd_tolerance
+
+
+def redundant(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
+    """The layer's largest rms(g) has stayed at the rounding level of the largest any layer has had."""
+    return s.rounding_run >= th.min_steps
 
 
 def uphill(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
@@ -152,12 +162,12 @@ def unrelated(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
             and abs(best_mean(s.cos, th.unrelated_steps)) < th.unrelated_cos)
 
 
-PLAIN_RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding),
+PLAIN_RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding), ("redundant", redundant),
          ("frozen", frozen), ("vanishing", vanishing), ("unrelated", unrelated))
 
 
 def judge(s: LayerState, f: StepFacts, th: Thresholds, b_norm: float, g_rms: float, g_rms_max: float,
-          u_norm: float, cosines: tuple | list) -> str:
+          u_norm: float, cosines: tuple | list, unreached: bool = False) -> str:
     """This step's verdict for one layer, from its measures: |b|, rms(g), the largest rms(g) of any layer,
     |u|, and cos(u, -g) then cos(u, -a) for each running average a of g (NaN where undefined). The layer's
     history is updated, its verdict is not: the caller records changes."""
@@ -168,14 +178,19 @@ def judge(s: LayerState, f: StepFacts, th: Thresholds, b_norm: float, g_rms: flo
     if not f.trained:
         for running in s.cos:
             running.clear()
-        s.frozen_run = 0
+        s.frozen_run = s.unreached_run = s.rounding_run = 0
         return "off"
+    s.unreached_run = s.unreached_run + 1 if unreached else 0
     if not f.has_u:
         return s.verdict
     finite = b_norm < math.inf and g_rms < math.inf and u_norm < math.inf
-    if not f.has_g or not finite:  # without gradients, or a non-finite step (divergence, reported elsewhere)
-        return "exploding" if exploding(s, f, th) else ("no gradients" if not f.has_g else s.verdict)
-    s.observe(th)
+    if not f.has_g or not finite or unreached:  # without a gradient, or a non-finite step (divergence)
+        if exploding(s, f, th):
+            return "exploding"
+        if s.unreached_run >= th.frozen_steps:
+            return "detached"
+        return "no gradients" if not f.has_g else s.verdict
+    s.observe(th, f)
     for verdict, rule in PLAIN_RULES:
         if rule(s, f, th):
             return verdict
@@ -191,17 +206,28 @@ class PlainJudge:
         self.names, self.th, self.always_trained = names, th, always_trained
         self.layers = [LayerState(th) for _ in names]
         self.losses = deque(maxlen=th.window)
+        self.top = 0.0
 
-    def step(self, loss: float, has_g: bool, has_u: bool, trained: bool, measures, cosines) -> list[str]:
-        """measures: the step's StepMeasures; cosines: per layer [cos(u,-g), cos(u,-a)...], or None."""
+    def step(self, loss: float, has_g: bool, has_u: bool, trained: bool, measures, cosines,
+             unreached: tuple | None = None, rounding: float = 0.0) -> list[str]:
+        """measures: the step's StepMeasures; cosines: per layer [cos(u,-g), cos(u,-a)...], or None;
+        unreached: per layer, no gradient reached it; rounding: the unit of rounding of the gradients."""
         self.losses.append(loss)
         rising = self.losses[-1] >= self.losses[0] or not math.isfinite(loss)
-        facts = StepFacts(loss, rising, has_g, has_u, trained or self.always_trained)
+        unreached = unreached or (False,) * len(self.layers)
+        trained = trained or self.always_trained
+        for i, g in enumerate(measures.g_rms):
+            judged = trained and has_g and has_u and not unreached[i] and \
+                measures.b_norm[i] < math.inf and g < math.inf and measures.u_norm[i] < math.inf
+            if judged and g > self.top:
+                self.top = g
+        facts = StepFacts(loss, rising, has_g, has_u, trained, rounding, self.top)
         top = max(measures.g_rms)
         out = []
         for i, state in enumerate(self.layers):
             mine = (measures.cos[i],) if cosines is None or not (has_g and has_u) else cosines[i]
-            verdict = judge(state, facts, self.th, measures.b_norm[i], measures.g_rms[i], top, measures.u_norm[i], mine)
+            verdict = judge(state, facts, self.th, measures.b_norm[i], measures.g_rms[i], top, measures.u_norm[i], mine,
+                            unreached[i])
             state.verdict = verdict
             out.append(verdict)
         return out

@@ -174,3 +174,62 @@ def test_the_events_log_shows_what_a_gradient_check_could_not_decide():
     from biasmon.tui.events_panel import describe
     note = "loss_at is not deterministic: two calls at the same biases gave 1 and 2"
     assert note in describe(Event("gradient_check", 5, {"nondeterministic": True, "note": note})).plain
+
+
+def detached_stream(null_from: int, steps: int = 60) -> str:
+    """SGD on two layers; from step null_from on, the 'frozen_head' layer's gradient is logged null."""
+    lines, b = [], np.array([0.5, -0.4, 0.2])
+    for t in range(steps):
+        g = b - TARGET
+        grads = {"hidden": g[:2].tolist(), "frozen_head": None if t >= null_from else g[2:].tolist()}
+        lines.append(json.dumps({"step": t, "loss": float(g @ g), "biases": {"hidden": b[:2].tolist(),
+                                 "frozen_head": b[2:].tolist()}, "bias_grads": grads}))
+        b = b - 0.1 * np.where([True, True, t < null_from], g, 0.0)
+    return "\n".join(lines)
+
+
+def test_a_bias_no_gradient_reaches_is_detached_a_problem_and_the_others_are_judged_as_usual():
+    result = check_text(detached_stream(null_from=0))
+    layers = result.layers
+    assert layers["frozen_head"].verdict == "detached" and layers["hidden"].verdict == "ok"
+    assert result.exit == 1
+    records, _, _ = read(detached_stream(null_from=0))
+    assert records[-2].diag["frozen_head"].g_norm is None and records[-2].diag["hidden"].g_norm is not None
+
+
+def test_a_gradient_missing_for_a_few_steps_is_not_detached_but_ten_in_a_row_are():
+    assert check_text(detached_stream(null_from=52)).exit == 0   # 8 lines without: not yet
+    result = check_text(detached_stream(null_from=45))           # 15 lines without
+    assert result.layers["frozen_head"].verdict == "detached"
+
+
+def rounding_noise_stream(steps: int = 60) -> str:
+    """A float32 trainer: 'hidden' learns; 'pre_norm' has a gradient of rounding noise (a bias a
+    normalisation layer cancels), so its Adam-like steps go nowhere in particular."""
+    rng = np.random.default_rng(5)
+    lines, b, c = [], np.array([0.5, -0.4], dtype=np.float32), np.zeros(3, dtype=np.float32)
+    for t in range(steps):
+        g = (b - TARGET[:2]).astype(np.float32)
+        noise = (rng.normal(size=3) * 3e-9).astype(np.float32)
+        lines.append(json.dumps({"step": t, "loss": float(g @ g), "biases": {"hidden": b.tolist(), "pre_norm": c.tolist()},
+                                 "bias_grads": {"hidden": g.tolist(), "pre_norm": noise.tolist()}}))
+        b = (b - np.float32(0.1) * g).astype(np.float32)
+        c = (c - np.float32(1e-3) * np.sign(noise)).astype(np.float32)
+    return "\n".join(lines)
+
+
+def test_a_gradient_of_rounding_noise_is_redundant_not_a_problem():
+    result = check_text(rounding_noise_stream())
+    assert result.layers["pre_norm"].verdict == "redundant" and result.layers["hidden"].verdict == "ok"
+    assert result.exit == 0
+
+
+def test_redundant_can_be_turned_off_and_a_float64_gradient_that_small_is_not_rounding():
+    check = Check(Thresholds(redundant_ulps=0))
+    for line in rounding_noise_stream().splitlines():
+        check.feed(line)
+    check.finish()
+    assert check.result().layers["pre_norm"].verdict != "redundant"
+    as_float64 = "\n".join(json.dumps({**obj, "bias_grads": {k: [x * (1 + 1e-12) for x in v] for k, v in obj["bias_grads"].items()}})
+                           for obj in map(json.loads, rounding_noise_stream().splitlines()))
+    assert check_text(as_float64).layers["pre_norm"].verdict != "redundant"

@@ -187,3 +187,23 @@ def test_two_optimizer_steps_for_one_log_step_are_refused(tmp_path):
         opt.step()
     with pytest.raises(BiasmonError, match="ran 2 times since the last log.step"):
         log.step(1.0)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_bias_followed_by_batchnorm_is_redundant_not_a_problem(tmp_path, optimizer):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.BatchNorm1d(16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    x, y = data()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05) if optimizer == "sgd" else torch.optim.Adam(net.parameters(), 1e-2)
+    with TorchBiasLogger(net, tmp_path / "bn.jsonl", optimizer=opt) as log:
+        for step in range(120):
+            pick = torch.arange(16) + 16 * (step % 4)
+            opt.zero_grad()
+            loss = loss_fn(net(x[pick]), y[pick])
+            loss.backward()
+            opt.step()
+            log.step(loss)
+    result = check_stream(str(tmp_path / "bn.jsonl"))
+    verdicts = {name: layer.verdict for name, layer in result.layers.items()}
+    assert verdicts == {"0": "redundant", "1": "ok", "3": "ok"}, verdicts
+    assert result.exit == 0

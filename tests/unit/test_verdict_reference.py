@@ -2,7 +2,7 @@
 (tests/unit/plain_verdicts.py): the same verdict for every layer at every step, whatever the block size,
 on random runs that pass through every branch: biases not trained for a while, steps without gradients
 or updates, non-finite steps, gradient checks, sign flips, frozen and random updates, vanishing and
-exploding norms."""
+exploding norms, layers no gradient reaches, rounding-noise gradients."""
 import math
 
 import numpy as np
@@ -22,6 +22,7 @@ def random_run(seed: int, steps: int = 700) -> list[Observation]:
     rng = np.random.default_rng(seed)
     n = sum(LAYOUT.sizes)
     b, v, out, kind, trained = rng.normal(size=n), np.zeros(n), [], "sgd", True
+    detached_from = int(rng.integers(steps))
     for t in range(steps):
         if rng.random() < 0.04:
             kind = KINDS[rng.integers(len(KINDS))]
@@ -44,6 +45,12 @@ def random_run(seed: int, steps: int = 700) -> list[Observation]:
             obs.fd_errors = {"wide": float(rng.choice([1e-9, 0.5, math.inf])), "small": 1e-7}
         if rng.random() < 0.005:
             obs.b = obs.b * np.inf
+        if obs.g is not None and (detached_from <= t < detached_from + 40 or rng.random() < 0.01):
+            obs.unreached = (False, True, False)   # no gradient reaches 'one': zeros, logged null
+            obs.g[6] = 0.0
+        if seed % 3 == 2 and obs.g is not None:  # a float32 trainer whose 'small' layer is rounding noise
+            obs.g = obs.g.astype(np.float32).astype(np.float64)
+            obs.g[7:] = np.float32(1e-9) * obs.g[7:]
         out.append(obs)
         b = b + u
     return out
@@ -65,7 +72,11 @@ def plain_verdicts(run: list[Observation], th: Thresholds) -> list[list[str]]:
         with np.errstate(all="ignore"):
             m = measures(block_sums(vec, a, LAYOUT.starts), np.asarray(LAYOUT.sizes, float), with_avg)
         cosines = m.cosines[0].tolist() if with_avg[0] else None
-        out.append(judge.step(o.loss, o.g is not None, o.u is not None, o.trained, m.steps[0], cosines))
+        with np.errstate(over="ignore"):
+            single = bool((vec[1].astype(np.float32) == vec[1]).all())
+        rounding = float(np.finfo(np.float32 if single else np.float64).eps)
+        out.append(judge.step(o.loss, o.g is not None, o.u is not None, o.trained, m.steps[0], cosines,
+                              o.unreached if o.g is not None else None, rounding))
     return out
 
 
@@ -100,4 +111,4 @@ def test_every_verdict_is_reached_by_some_random_run():
         assert got == plain_verdicts(run, th)
         seen |= {v for row in got for v in row}
     assert {"ok", "uphill", "gradient mismatch", "frozen", "exploding", "vanishing", "unrelated", "off",
-            "pending", "no gradients"} <= seen, seen
+            "pending", "no gradients", "detached", "redundant"} <= seen, seen
