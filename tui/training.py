@@ -12,7 +12,7 @@ from .history import Batch, BatchBuilder
 from .recording import Recording
 from .source import BATCH_SECONDS
 
-CHUNK_STEPS = 16          # steps per turn of the training loop (one lock, one block of diagnostics)
+CHUNK_STEPS = 64          # steps per turn of the training loop (one lock, one block of diagnostics)
 YIELD_SECONDS = 0.0005    # the trainer steps aside this long when the UI has something to draw
 
 
@@ -92,10 +92,15 @@ class TrainingLoop:
         """Steps in the next block; with a speed cap, first wait for its turn (sleeping frees the GIL)."""
         c = self.controls
         cap = c.max_rate
-        if cap:  # slow motion: one step per 1/cap seconds
+        n = CHUNK_STEPS
+        if cap:  # slow motion: one step per 1/cap seconds, the steps whose turn has come in one block
             time.sleep(max(0.0, self.next_due - time.monotonic()))
-            self.next_due = max(self.next_due, time.monotonic() - 0.1) + 1.0 / cap
-        n = 1 if (c.paused or cap) else CHUNK_STEPS
+            now = time.monotonic()
+            self.next_due = max(self.next_due, now - 0.1)
+            n = min(CHUNK_STEPS, 1 + int((now - self.next_due) * cap))
+            self.next_due += n / cap
+        if c.paused:
+            n = 1
         if c.pause_at is not None:
             n = max(1, min(n, c.pause_at - self.trainer.step_index))
         return n
