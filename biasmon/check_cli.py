@@ -110,6 +110,12 @@ def report_lines(result: CheckResult) -> list[str]:
     lines = [f"{result.source}: {result.steps} steps ({result.first_step}..{result.last_step}), "
              f"{len(result.layers)} bias layers, {grads}; train loss final {fmt(result.final_loss)}, "
              f"best {fmt(result.best_loss)}"]
+    for run in result.runs:
+        if run.failing:
+            lines.append(f"run {run.index}{f' ({run.label})' if run.label else ''}, steps {run.first_step}.."
+                         f"{run.last_step}: PROBLEM: " + "; ".join(f.split(": ", 1)[1] for f in run.failing))
+    if result.runs:
+        lines.append(f"run {len(result.runs) + 1}, the last:")
     rows = _layer_rows(result)
     if len(rows) > 1:
         lines += table(rows, open_last=True)

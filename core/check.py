@@ -8,7 +8,7 @@ Unreadable input (no step line at all, an unknown format version, a missing file
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StreamError
@@ -62,6 +62,19 @@ class Malformed:
 
 
 @dataclass(frozen=True)
+class RunResult:
+    """One run of a stream that holds several (restarted, or a preset switched): each is judged alone."""
+
+    index: int            # 1 for the stream's first run
+    label: str | None     # the preset or run id the stream gave it
+    first_step: int | None
+    last_step: int | None
+    steps: int
+    layers: dict[str, LayerResult]
+    failing: list[str]    # what fails the check in this run
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """What `check` found; to_json() is `check --json`'s output."""
 
@@ -82,6 +95,7 @@ class CheckResult:
     failing: list[str]
     status: str          # "ok" or "problem"
     exit: int            # 0 or 1
+    runs: list[RunResult] = field(default_factory=list)  # every run but the last, if the stream holds several
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -128,10 +142,13 @@ class Check:
         self.sustain = sustain
         self.source = source
         self.reader = StreamReader(thresholds, recompute=True, source=source, block=BLOCK)
-        self.summary = RunSummary()
-        self.history: dict[str, LayerHistory] = {}
+        self.summary = RunSummary()       # the whole stream
+        self.run = RunSummary()           # the run being read
+        self.history: dict[str, LayerHistory] = {}   # the run being read, per layer
         self.first_step: int | None = None
-        self.runs = 0
+        self.run_first_step: int | None = None
+        self.run_label: str | None = None
+        self.earlier: list[RunResult] = []
         self.check_notes: dict[str, list[int]] = {}   # what gradient_check events said: note -> steps
 
     def feed(self, text: str) -> None:
@@ -144,15 +161,42 @@ class Check:
         for rec in records:
             self.summary.add(rec)
             if isinstance(rec, StepRecord):
+                self.run.add(rec)
                 if self.first_step is None:
                     self.first_step = rec.step
+                if self.run_first_step is None:
+                    self.run_first_step = rec.step
             elif rec.kind == "verdict":
                 layer = rec.data.get("layer")
                 self.history.setdefault(layer, LayerHistory()).change(rec.data.get("verdict"), rec.step)
             elif rec.kind in RESET_EVENTS:
-                self.runs += 1
+                self._close_run(_text(rec.data.get("preset")) or _text(rec.data.get("run_id")))
             elif rec.kind == "gradient_check" and isinstance(rec.data.get("note"), str):
                 self.check_notes.setdefault(rec.data["note"], []).append(rec.step)
+
+    def _close_run(self, next_label: str | None) -> None:
+        """The run read so far is judged alone; the next one begins (its label from the event)."""
+        if self.run.steps:
+            layers, failing = self._layers()
+            index = len(self.earlier) + 1
+            if index == 1 and self.run_label is None and isinstance(self.reader.header, dict):
+                self.run_label = _text(self.reader.header.get("run_id"))
+            where = f"run {index}{f' ({self.run_label})' if self.run_label else ''}, steps {self.run_first_step}" \
+                    f"..{self.run.last_step}"
+            self.earlier.append(RunResult(index, self.run_label, self.run_first_step, self.run.last_step,
+                                          self.run.steps, layers, [f"{where}: {f}" for f in failing]))
+        self.run, self.history, self.run_first_step, self.run_label = RunSummary(), {}, None, next_label
+
+    def _layers(self) -> tuple[dict[str, LayerResult], list[str]]:
+        """The run being read: each layer's result, and what fails the check in it."""
+        layers, failing = {}, []
+        for name, d in self.run.verdicts.items():
+            hist = self.history.get(name, LayerHistory())
+            hist.finish(self.run.last_step)
+            problems = hist.problems(d.verdict, self.sustain)
+            failing += [f"{name} {p.verdict}" for p in problems if p.counts]
+            layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
+        return layers, failing
 
     def result(self) -> CheckResult:
         s, reader = self.summary, self.reader
@@ -160,13 +204,11 @@ class Check:
             what = "empty stream" if reader.line_no == 0 else f"{reader.line_no} line(s), none a readable step line"
             first = f"; first problem: {reader.problems[0]}" if reader.problems else ""
             raise StreamError(f"{self.source}: no step lines to check ({what}){first}")
-        layers, failing = {}, []
-        for name, d in s.verdicts.items():
-            hist = self.history.get(name, LayerHistory())
-            hist.finish(s.last_step)
-            problems = hist.problems(d.verdict, self.sustain)
-            failing += [f"{name} {p.verdict}" for p in problems if p.counts]
-            layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
+        if self.run.steps or not self.earlier:
+            layers, failing = self._layers()
+        else:   # the stream ends with a restart and no step after it: the table shows the run before
+            layers, failing = self.earlier[-1].layers, []
+        failing = [f for run in self.earlier for f in run.failing] + failing
         if s.diverged:
             failing.append(f"diverged at step {s.diverged.step}")
         diverged = None if not s.diverged else Divergence(s.diverged.step, _text(s.diverged.data.get("layer")),
@@ -176,7 +218,8 @@ class Check:
             self.source, s.steps, self.first_step, s.last_step, s.final_loss, s.best_loss, s.final_val,
             bool(reader.has_grads), reader.max_span, diverged, layers,
             Malformed(len(problems), [p.line for p in problems], [str(p) for p in problems[:MAX_LISTED]]),
-            self._notes(), self.sustain, failing, "problem" if failing else "ok", 1 if failing else 0)
+            self._notes(), self.sustain, failing, "problem" if failing else "ok", 1 if failing else 0,
+            list(self.earlier))
 
     def _notes(self) -> list[str]:
         s, reader, notes = self.summary, self.reader, []
@@ -193,13 +236,14 @@ class Check:
         for note, steps in list(self.check_notes.items())[:MAX_LISTED]:
             more = f" (and {len(steps) - 1} later check{'s' if len(steps) > 2 else ''})" if len(steps) > 1 else ""
             notes.append(f"gradient check at step {steps[0]}{more}: {note}")
-        if any(d.verdict == "pending" for d in s.verdicts.values()):
+        if any(d.verdict == "pending" for d in self.run.verdicts.values()):
             notes.append(f"too few steps for a verdict on some layers (uphill needs {self.thresholds.min_steps} "
                          "steps with a defined cosine, unrelated a full --unrelated-steps stretch)")
         if not s.verdicts:
             notes.append("no bias layers in the stream")
-        if self.runs:
-            notes.append(f"the stream holds {self.runs + 1} runs (restarted or preset switched); verdicts span all")
+        if self.earlier:
+            notes.append(f"the stream holds {len(self.earlier) + 1} runs (restarted or preset switched), each judged "
+                         "alone; the table shows the last, a problem in any fails the check")
         return notes
 
 
