@@ -40,8 +40,9 @@ def _parse_betas(text: str) -> tuple[float, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="the stream: a JSON Lines file, or - for standard input")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    parser.add_argument("--sustain", type=int, default=DEFAULT_SUSTAIN, metavar="STEPS",
-                        help="a problem verdict seen earlier fails the check if it lasted this many steps "
+    parser.add_argument("--sustain", type=int, default=DEFAULT_SUSTAIN, metavar="LINES",
+                        help="a problem verdict seen earlier fails the check if it lasted this many step lines "
+                             "(a step each, unless the stream is logged sparsely; the window counts lines too) "
                              f"(default {DEFAULT_SUSTAIN}); a layer's final verdict always counts")
     parser.add_argument("--strict", action="store_true", help="malformed lines make the input unreadable (exit 2)")
     group = parser.add_argument_group("thresholds (docs/stream-format.md says why each default)")
@@ -100,7 +101,7 @@ def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
         for p in layer.problems:
             if not p.final:
                 rows.append(("", f"earlier: {p.verdict}", str(p.first_step), str(p.longest_steps),
-                             "yes" if p.counts else f"no (< {result.sustain} steps)", p.cause))
+                             "yes" if p.counts else f"no (< {result.sustain} lines)", p.cause))
     return rows
 
 

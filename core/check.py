@@ -102,26 +102,27 @@ class CheckResult:
 
 
 class LayerHistory:
-    """One layer's verdicts over the stream: where each stretch began, and the longest stretch per verdict."""
+    """One layer's verdicts over a run: where each stretch began, and the longest stretch per verdict,
+    counted in step lines (a step each, unless the trainer logs sparsely), as the window is."""
 
     def __init__(self) -> None:
-        self.current: tuple[str, int] | None = None   # (verdict, step it began)
+        self.current: tuple[str, int] | None = None   # (verdict, the line it began at)
         self.first: dict[str, int] = {}                # verdict -> first step seen
-        self.longest: dict[str, int] = {}              # verdict -> longest stretch, in steps
+        self.longest: dict[str, int] = {}              # verdict -> longest stretch, in lines
 
-    def change(self, verdict: str, step: int) -> None:
-        self._close(step)
-        self.current = (verdict, step)
+    def change(self, verdict: str, step: int, line: int) -> None:
+        self._close(line)
+        self.current = (verdict, line)
         self.first.setdefault(verdict, step)
 
-    def finish(self, last_step: int) -> None:
-        self._close(last_step + 1)
+    def finish(self, lines: int) -> None:
+        self._close(lines)
 
-    def _close(self, end_step: int) -> None:
+    def _close(self, end_line: int) -> None:
         if self.current is None:
             return
         verdict, start = self.current
-        self.longest[verdict] = max(self.longest.get(verdict, 0), end_step - start)
+        self.longest[verdict] = max(self.longest.get(verdict, 0), end_line - start)
 
     def problems(self, final_verdict: str, sustain: int) -> list[ProblemSeen]:
         out = []
@@ -168,7 +169,7 @@ class Check:
                     self.run_first_step = rec.step
             elif rec.kind == "verdict":
                 layer = rec.data.get("layer")
-                self.history.setdefault(layer, LayerHistory()).change(rec.data.get("verdict"), rec.step)
+                self.history.setdefault(layer, LayerHistory()).change(rec.data.get("verdict"), rec.step, self.run.steps - 1)
             elif rec.kind in RESET_EVENTS:
                 self._close_run(_text(rec.data.get("preset")) or _text(rec.data.get("run_id")))
             elif rec.kind == "gradient_check" and isinstance(rec.data.get("note"), str):
@@ -192,7 +193,7 @@ class Check:
         layers, failing = {}, []
         for name, d in self.run.verdicts.items():
             hist = self.history.get(name, LayerHistory())
-            hist.finish(self.run.last_step)
+            hist.finish(self.run.steps)
             problems = hist.problems(d.verdict, self.sustain)
             failing += [f"{name} {p.verdict}" for p in problems if p.counts]
             layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
