@@ -34,7 +34,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BiasmonError
-from .gradcheck import differs, finite_difference_errors
+from .gradcheck import check_gradient, differs
 from .layout import Layout
 from .records import Event, StepRecord, json_number
 from .spans import Span as _Span
@@ -238,8 +238,10 @@ class StreamWriter:
             self.gradient_check_event(step, {"nondeterministic": True, "losses": [json_number(first), json_number(second)],
                                              "note": NONDETERMINISTIC.format(first, second)})
             return
-        errors = finite_difference_errors(loss_flat, b_flat, g_flat, layout, tolerance=self.fd_tolerance)
-        self.gradient_check_event(step, {"errors": {n: json_number(e) for n, e in errors.items()}})
+        checked = check_gradient(loss_flat, b_flat, g_flat, layout, tolerance=self.fd_tolerance)
+        errors, undecided = checked.errors, {n: k for n, k in checked.undecided.items() if k}
+        self.gradient_check_event(step, {"errors": {n: json_number(e) for n, e in errors.items()},
+                                         **({"undecided": undecided} if undecided else {})})
         self.last_check = errors
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__, strategies
 from .data import DataSet, generate, load_file
 from .diagnoser import Diagnoser, Observation
-from .gradcheck import finite_difference_errors
+from .gradcheck import check_gradient
 from .layout import Layout
 from .network import Network
 from .presets import Preset
@@ -207,9 +207,12 @@ class Trainer:
             x, y = x.astype(np.float64), y.astype(np.float64)
         else:
             ref = net
-        o.fd_errors = finite_difference_errors(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
-                                               tolerance=self.thresholds.fd_tolerance)
+        checked = check_gradient(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
+                                 tolerance=self.thresholds.fd_tolerance)
+        o.fd_errors = checked.errors
+        undecided = {name: n for name, n in checked.undecided.items() if n}
         step.before.append(Event("gradient_check", o.step, {"errors": o.fd_errors,
+                                                             **({"undecided": undecided} if undecided else {}),
                                                              **({"requested": True} if requested else {})}))
 
     def _layer_norms(self) -> list[float]:
