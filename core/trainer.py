@@ -44,8 +44,9 @@ def load_data(preset: Preset) -> DataSet:
     d, sizes, dtype = preset.data, preset.network["layers"], preset.network["dtype"]
     if d["path"] is not None:
         return load_file(d["path"], d["targets"], d["features"], sizes[0], sizes[-1], d["seed"],
-                         d["val_fraction"], dtype)
-    return generate(d["set"], d["samples"], d["noise"], sizes[-1], d["seed"], d["val_fraction"], dtype)
+                         d["val_fraction"], dtype, hidden=sizes[1:-1])
+    return generate(d["set"], d["samples"], d["noise"], sizes[-1], d["seed"], d["val_fraction"], dtype,
+                    inputs=sizes[0])
 
 
 @dataclass
