@@ -209,7 +209,7 @@ class Trainer:
         else:
             ref = net
         o.fd_errors = finite_difference_errors(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
-                                               tolerance=self.thresholds.fd_tolerance)
+                                               tolerance=self.thresholds.fd_tolerance, seed=o.step)
         step.before.append(Event("gradient_check", o.step, {"errors": o.fd_errors,
                                                              **({"requested": True} if requested else {})}))
 
