@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import IO, Iterator
 
 from textual.worker import get_current_worker
 
-from ..core import BiasmonError, Event, StreamError, StreamReader
+from ..core import MAX_LINE_CHARS, OVERLONG_LINE, BiasmonError, Event, StreamError, StreamReader
 from .messages import Note, Progress, SourceFailed
 from .segments import RunSplitter, Segment
 from .source import BATCH_SECONDS, Source
@@ -30,9 +31,9 @@ class PipeStream:
     def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
 
-    def readline(self) -> str:
-        """The next line, "" once the pipe is closed."""
-        return self.handle.readline()
+    def readline(self, size: int = -1) -> str:
+        """The next line (at most `size` characters of it), "" once the pipe is closed."""
+        return self.handle.readline(size)
 
 
 def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
@@ -51,8 +52,16 @@ def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
         os.close(tty)
         return PipeStream(pipe), "stdin"
     path = Path(source)
-    if not path.is_file():
-        raise BiasmonError(f"{path}: no such file to watch")
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise BiasmonError(f"{path}: no such file to watch") from None
+    except OSError as exc:
+        raise BiasmonError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a pipe or a device"
+        raise BiasmonError(f"{path}: not a regular file ({what}); watch a stream file, or pipe the stream in: "
+                           "... | biasmon watch -")
     return open(path, encoding="utf-8", errors="replace"), str(path)
 
 
@@ -68,15 +77,19 @@ class Read:
 
 def follow(stream: IO[str] | PipeStream, reader: StreamReader) -> Iterator[Read | None]:
     """Read the stream as it grows, yielding a Read every BATCH_SECONDS (and at the end of a pipe), None
-    between them. A line is fed only once complete, so a trainer that dies mid-line costs that line."""
-    pending, partial, reported, steps = [], "", 0, 0
+    between them. A line is fed only once complete, so a trainer that dies mid-line costs that line; a line
+    past MAX_LINE_CHARS is skipped (and counted) as it grows, never held whole."""
+    pending, partial, reported, steps, skipping = [], "", 0, 0, False
     last_post = time.monotonic()
     while True:
-        text, ended = stream.readline(), False
-        if text:
+        text, ended = stream.readline(MAX_LINE_CHARS + 1 - len(partial)), False
+        if text and skipping:
+            skipping = not text.endswith("\n")
+        elif text:
             partial += text
-            if partial.endswith("\n"):
-                records, partial = reader.feed(partial), ""
+            if partial.endswith("\n") or len(partial) > MAX_LINE_CHARS:
+                skipping = not partial.endswith("\n")
+                records, partial = reader.feed(OVERLONG_LINE if skipping else partial), ""
                 pending.extend(records)
                 steps += sum(1 for r in records if not isinstance(r, Event))
         elif getattr(stream, "is_pipe", False):
