@@ -184,11 +184,12 @@ def test_binary_garbage_never_crashes(tmp_path, biasmon_cli):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--window", "0"], "--window must be a whole number >= 1, got 0"),
+    (["--window", "0"], "--window must be a whole number from 1 to 1,000,000,000, got 0"),
+    (["--window", "9" * 20], "--window must be a whole number from 1 to 1,000,000,000, got 999"),
     (["--uphill-cos", "nan"], "--uphill-cos must be a finite number, got nan"),
     (["--uphill-cos", "-3"], "--uphill-cos must be between -1 and 1, got -3.0"),
     (["--explode-norm", "-1"], "--explode-norm must be >= 0, got -1.0"),
-    (["--sustain", "0"], "--sustain must be a whole number >= 1, got 0"),
+    (["--sustain", "0"], "--sustain must be a whole number from 1 to 1,000,000,000, got 0"),
     (["--momentum-betas", "0.9,2"], "each momentum factor must be in [0, 1)"),
     (["--frozen-steps", "many"], "invalid int value: 'many'"),
 ])
