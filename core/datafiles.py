@@ -107,6 +107,9 @@ def _table(path: Path, header: list[str], rows: Iterator[tuple[int, list[str]]])
 
 def read_csv(path: Path, targets: Sequence[str], features: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """x (n, d_in) from the feature columns (all non-target ones if features is empty) and y (n, d_out)."""
+    for key, names in (("targets", targets), ("features", features or [])):
+        if len(set(names)) != len(names):
+            raise DataError(f"{path}: data.{key} names a column more than once")
     rows = _rows(path)
     header = _header(path, rows, list(targets) + list(features or []))
     if not targets:

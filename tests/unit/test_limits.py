@@ -165,3 +165,9 @@ def test_a_data_file_with_too_many_rows_for_the_network(tmp_path):
     np.savez(path, x=np.zeros((3000, 2)), y=np.zeros(3000))
     message = data_error(path, hidden=(4000,))
     assert "10,000,000" in message and str(path) in message
+
+
+def test_a_column_named_twice_is_refused_before_the_table_is_copied(tmp_path):
+    path = _write(tmp_path / "d.csv", "a,b,y\n1,2,3\n4,5,6\n")
+    with pytest.raises(DataError, match="data.features names a column more than once"):
+        load_file(path, ["y"], ["a"] * 100_000, 2, 1, seed=0, val_fraction=0.25)
