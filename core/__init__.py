@@ -20,7 +20,8 @@ from .trainer import Trainer, build_network, load_data  # noqa: E402
 from .verdicts import CAUSES, PROBLEMS, VERDICTS, Thresholds  # noqa: E402
 
 __all__ = ["__version__", "BiasmonError", "CAUSES", "DEFAULT_PRESET", "DataError", "Diagnoser", "Diagnosis",
-           "Event", "LayerDiagnosis", "LayerVectors", "Layout", "LossChange", "MAX_LINE_CHARS", "Network", "OVERLONG_LINE",
-           "Observation", "PROBLEMS", "Preset", "PresetError", "RESET_EVENTS", "RecordWriter", "RunSummary", "StepRecord",
-           "StreamError", "StreamReader", "StreamWriter", "Thresholds", "Trainer", "VERDICTS", "build_network",
-           "discover_presets", "finite_difference_errors", "load_data", "load_preset", "read_all"]
+           "Event", "LayerDiagnosis", "LayerVectors", "Layout", "LossChange", "MAX_LINE_CHARS", "Network",
+           "OVERLONG_LINE", "Observation", "PROBLEMS", "Preset", "PresetError", "RESET_EVENTS", "RecordWriter",
+           "RunSummary", "StepRecord", "StreamError", "StreamReader", "StreamWriter", "Thresholds", "Trainer",
+           "VERDICTS", "build_network", "discover_presets", "finite_difference_errors", "load_data",
+           "load_preset", "read_all"]

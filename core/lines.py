@@ -30,8 +30,9 @@ def load_line(text: str) -> Any:
 
 
 def _flat_values(value: Any) -> Any:
-    """A diag or loss_change object as its reader uses it: plain values one level down, anything nested
-    (which only a damaged or hostile line holds) dropped, so the line stays cheap to pass between processes."""
+    """A diag or loss_change object as its reader uses it (stored_diagnosis gives the same from either):
+    plain values one level down, anything nested (which only a damaged or hostile line holds) dropped, so
+    a line parsed in another process can be sent back (a diag nested 960 deep could not be pickled)."""
     if type(value) is not dict:
         return None
     return {key: (v if type(v) is not dict else
@@ -81,7 +82,8 @@ class StepLine(NamedTuple):
 
     def __reduce__(self):  # cheap to pass between processes: plain values, the vectors as raw bytes
         return _step_line, (self.step, self.loss, self.val_loss, _pack(self.biases), _pack(self.grads),
-                            _pack(self.updates), self.trained, self.diag, self.loss_change)
+                            _pack(self.updates), self.trained, _flat_values(self.diag),
+                            _flat_values(self.loss_change))
 
 
 def as_float(value: Any, where: str) -> float:
@@ -134,7 +136,8 @@ def _vectors(obj: dict, key: str, strict_types: bool = False) -> Vectors | None:
         except (ValueError, TypeError, OverflowError):
             arr = None
     if arr is None or arr.dtype.kind != "f" or arr.ndim != 1:
-        arr = np.asarray([as_float(v, f"{key}.{_short(name)}[{i}]") for name, vec in value.items() for i, v in enumerate(vec)],
+        arr = np.asarray([as_float(v, f"{key}.{_short(name)}[{i}]")
+                          for name, vec in value.items() for i, v in enumerate(vec)],
                          dtype=np.float64)
     arr.flags.writeable = False
     return Vectors(tuple(value), tuple(sizes), arr)
@@ -156,8 +159,7 @@ def parse_step(obj: dict, strict_types: bool = False) -> StepLine:
     trained = obj.get("bias_trained", True)
     if type(trained) is not bool:
         raise ValueError(f"'bias_trained' must be true or false, got {json.dumps(trained)[:40]}")
-    return StepLine(step, loss, val_loss, biases, grads, updates, trained, _flat_values(obj.get("diag")),
-                    _flat_values(obj.get("loss_change")))
+    return StepLine(step, loss, val_loss, biases, grads, updates, trained, obj.get("diag"), obj.get("loss_change"))
 
 
 def _short(name: str) -> str:
