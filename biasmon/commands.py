@@ -63,7 +63,8 @@ class CtrlC:
 
     def __enter__(self) -> "CtrlC":
         self.pressed, self.previous = False, None
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # (nohup: Ctrl-C stays ignored)
             self.previous = signal.signal(signal.SIGINT, self._note)
         return self
 

@@ -94,7 +94,8 @@ def test_ctrl_c_during_record_keeps_every_step_it_names(tmp_path):
     import time
     out = tmp_path / "run.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "biasmon", "record", "gradient", "--steps", "10000000",
-                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
         time.sleep(0.05)
@@ -129,12 +130,16 @@ def test_ctrl_c_just_after_a_line_is_written_is_counted(tmp_path, monkeypatch, c
                 os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(commands.RecordWriter, "write", write_then_interrupt)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (nohup ignores it)
     out = tmp_path / "run.jsonl"
-    assert commands.record("gradient", str(out), steps=1000) == 130
+    try:
+        assert commands.record("gradient", str(out), steps=1000) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, outer)
     held = int(re.search(r"holds every step up to (\d+)", capsys.readouterr().err).group(1))
     steps = [r.step for r in read_all(out)[0] if isinstance(r, StepRecord)]
     assert held == steps[-1] == written[-1] >= 50
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_recording_cut_at_random_bytes_reads_back_every_complete_line(tmp_path):
