@@ -20,6 +20,9 @@ from .core.verdicts import PROBLEMS, Thresholds
 from .text import HELP, divergence_line, fmt, print_lines, printable, table
 
 
+MAX_STEPS_OPTION = 10 ** 9  # a step count option past this is not a window (and past 2**63 overflows)
+
+
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -61,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def thresholds_from(args: argparse.Namespace) -> Thresholds:
     values = {f.name: getattr(args, f.name) for f in fields(Thresholds)}
     for name in ("window", "min_steps", "unrelated_steps", "frozen_steps"):
-        if values[name] < 1:
-            raise BiasmonError(f"{_option(name)} must be a whole number >= 1, got {values[name]}")
+        if not 1 <= values[name] <= MAX_STEPS_OPTION:
+            raise BiasmonError(f"{_option(name)} must be a whole number from 1 to {MAX_STEPS_OPTION:,}, "
+                               f"got {values[name]}")
     for name, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise BiasmonError(f"{_option(name)} must be a finite number, got {value}")
@@ -138,8 +142,8 @@ def print_report(result: CheckResult, out: TextIO = sys.stdout) -> None:
 
 def run(args: argparse.Namespace) -> int:
     thresholds = thresholds_from(args)
-    if args.sustain < 1:
-        raise BiasmonError(f"--sustain must be a whole number >= 1, got {args.sustain}")
+    if not 1 <= args.sustain <= MAX_STEPS_OPTION:
+        raise BiasmonError(f"--sustain must be a whole number from 1 to {MAX_STEPS_OPTION:,}, got {args.sustain}")
     result = check_stream(args.file, thresholds, args.sustain)
     bad = result.malformed
     for message in bad.messages:

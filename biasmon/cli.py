@@ -73,6 +73,11 @@ def _positive(value, name):
         raise BiasmonError(f"--{name} must be a whole number >= 1, got {value}")
 
 
+def _seed(value):
+    if value is not None and not 0 <= value < 2 ** 64:
+        raise BiasmonError(f"--seed must be a whole number from 0 to 2**64 - 1, got {value}")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -96,6 +101,7 @@ def _dispatch(argv) -> int:
             return commands.list_presets(args.presets)
         if name == "record":
             _positive(args.steps, "steps")
+            _seed(args.seed)
             return commands.record(args.preset, args.output, args.steps, args.seed, args.presets)
         if name == "compare":
             _positive(args.steps, "steps")
@@ -108,5 +114,6 @@ def _dispatch(argv) -> int:
     args = _run_parser().parse_args(argv)
     _positive(args.steps, "steps")
     _positive(args.rate, "rate")
+    _seed(args.seed)
     from .tui.app import run_live
     return run_live(args.preset, args.presets, args.record, args.seed, args.steps, args.rate)

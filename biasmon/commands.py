@@ -1,7 +1,9 @@
 """The headless commands: presets, record and compare. They print, and return an exit status."""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -10,7 +12,7 @@ from .core.errors import BiasmonError
 from .core.stream import RecordWriter
 from .core.summary import RunSummary
 from .core.trainer import Trainer
-from .text import divergence_line, fmt, print_lines, table
+from .text import divergence_line, fmt, print_lines, printable, table
 
 BLOCK_STEPS = 256  # steps trained and diagnosed together (Trainer.advance): verdicts cost least per step in big blocks
 
@@ -21,7 +23,7 @@ def list_presets(extra_dirs: list[str], out: TextIO = sys.stdout) -> int:
     for i, (name, p) in enumerate(found.items(), start=1):
         key = str(i) if i <= 9 else " "
         default = " (default)" if name == preset_mod.DEFAULT_PRESET else ""
-        print(f"{key}  {name:<{width}}  {p.description}{default}", file=out)
+        print(printable(f"{key}  {name:<{width}}  {p.description}{default}"), file=out)
     return 0
 
 
@@ -55,9 +57,32 @@ def open_output(path: str):
         raise BiasmonError(f"{path}: cannot write the recording ({exc.strerror or exc})") from None
 
 
+class CtrlC:
+    """Within `with CtrlC() as ctrl_c:` (main thread), Ctrl-C sets ctrl_c.pressed instead of raising, so a
+    loop stops between records and can say exactly what it wrote; a second Ctrl-C raises as usual."""
+
+    def __enter__(self) -> "CtrlC":
+        self.pressed, self.previous = False, None
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # (nohup: Ctrl-C stays ignored)
+            self.previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum: int, frame: object) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def record(preset_name: str, output: str, steps: int | None = None, seed: int | None = None,
            extra_dirs: list[str] = (), out: TextIO = sys.stdout) -> int:
-    """Train with no UI, write every record to `output`, print a summary and each layer's verdict."""
+    """Train with no UI, write every record to `output`, print a summary and each layer's verdict.
+    Ctrl-C stops after the block of steps being trained, written whole: the message names the last step
+    in the file."""
     preset = preset_mod.resolve(preset_name, extra_dirs)
     trainer = Trainer(preset, steps=steps, seed=seed)
     summary = RunSummary()
@@ -65,13 +90,16 @@ def record(preset_name: str, output: str, steps: int | None = None, seed: int | 
     started = time.perf_counter()
     handle = open_output(output)
     try:
-        writer = RecordWriter(handle)
-        writer.write_json(trainer.header())
-        while not trainer.done:
-            for rec in trainer.advance(BLOCK_STEPS):
-                writer.write(rec)
-                summary.add(rec)
-            progress.update(trainer.step_index)
+        with CtrlC() as ctrl_c:
+            writer = RecordWriter(handle)
+            writer.write_json(trainer.header())
+            while not trainer.done and not ctrl_c.pressed:
+                for rec in trainer.advance(BLOCK_STEPS):
+                    writer.write(rec)
+                    summary.add(rec)
+                progress.update(trainer.step_index)
+        if ctrl_c.pressed:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         progress.close()
         print(f"interrupted; {output} holds {_held(summary)}", file=sys.stderr)

@@ -8,6 +8,7 @@ from .diagnoser import Diagnoser, Diagnosis, Observation  # noqa: E402
 from .errors import BiasmonError, DataError, PresetError, StreamError  # noqa: E402
 from .gradcheck import finite_difference_errors  # noqa: E402
 from .layout import Layout  # noqa: E402
+from .readlines import MAX_LINE_CHARS, OVERLONG_LINE  # noqa: E402
 from .logger import StreamWriter  # noqa: E402
 from .network import Network  # noqa: E402
 from .presets import DEFAULT_PRESET, Preset, discover as discover_presets, resolve as load_preset  # noqa: E402
@@ -19,7 +20,8 @@ from .trainer import Trainer, build_network, load_data  # noqa: E402
 from .verdicts import CAUSES, PROBLEMS, VERDICTS, Thresholds  # noqa: E402
 
 __all__ = ["__version__", "BiasmonError", "CAUSES", "DEFAULT_PRESET", "DataError", "Diagnoser", "Diagnosis",
-           "Event", "LayerDiagnosis", "LayerVectors", "Layout", "LossChange", "Network", "Observation",
-           "PROBLEMS", "Preset", "PresetError", "RESET_EVENTS", "RecordWriter", "RunSummary", "StepRecord",
-           "StreamError", "StreamReader", "StreamWriter", "Thresholds", "Trainer", "VERDICTS", "build_network",
-           "discover_presets", "finite_difference_errors", "load_data", "load_preset", "read_all"]
+           "Event", "LayerDiagnosis", "LayerVectors", "Layout", "LossChange", "MAX_LINE_CHARS", "Network",
+           "OVERLONG_LINE", "Observation", "PROBLEMS", "Preset", "PresetError", "RESET_EVENTS", "RecordWriter",
+           "RunSummary", "StepRecord", "StreamError", "StreamReader", "StreamWriter", "Thresholds", "Trainer",
+           "VERDICTS", "build_network", "discover_presets", "finite_difference_errors", "load_data",
+           "load_preset", "read_all"]

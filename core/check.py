@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StreamError
-from .lines import chunks, prepare_lines, stream_lines
+from .lines import prepare_lines
+from .readlines import chunks, stream_lines
 from .reader import BLOCK, StreamReader
 from .records import Event, StepRecord
 from .stream import RESET_EVENTS
@@ -205,6 +206,9 @@ class Check:
             what = "empty stream" if reader.line_no == 0 else f"{reader.line_no} line(s), none a readable step line"
             first = f"; first problem: {reader.problems[0]}" if reader.problems else ""
             raise StreamError(f"{self.source}: no step lines to check ({what}){first}")
+        if not s.verdicts and (reader.header or {}).get("layers") != []:
+            raise StreamError(f"{self.source}: no bias layers: every step line's 'biases' is empty; a stream needs "
+                              "at least one layer (a network with no biases at all: a header with \"layers\": [])")
         if self.run.steps or not self.earlier:
             layers, failing = self._layers()
         else:   # the stream ends with a restart and no step after it: the table shows the run before

@@ -5,16 +5,18 @@ network has one output per class, or a single 0/1 column for a two-class, one-ou
 """
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import limits
+from .datafiles import check_regular, read_csv, read_npz
 from .errors import DataError
 
 GENERATORS = ("tiny", "xor", "sine", "spirals", "blobs")
+INPUTS = {"tiny": 2, "xor": 2, "sine": 1, "spirals": 2, "blobs": 2}  # each built-in set's feature columns
 
 # What a generator returns: x (n, d_in), then either real-valued targets (n, d_out) or integer labels (n,).
 _Generated = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -95,104 +97,30 @@ def split(x: np.ndarray, y: np.ndarray, val_fraction: float, rng: np.random.Gene
 
 
 def generate(name: str, samples: int, noise: float, outputs: int, seed: int, val_fraction: float,
-             dtype: str = "float64") -> DataSet:
-    """A built-in data set, deterministic from the seed."""
+             dtype: str = "float64", inputs: int | None = None) -> DataSet:
+    """A built-in data set, deterministic from the seed (inputs: the network's, checked if given)."""
     makers = {"tiny": _tiny, "xor": _xor, "sine": _sine, "spirals": _spirals, "blobs": _blobs}
     if name not in makers:
         raise DataError(f"unknown data set '{name}'; built-in sets: {', '.join(GENERATORS)}")
+    if inputs is not None and inputs != INPUTS[name]:
+        raise DataError(f"data set '{name}' has {INPUTS[name]} feature(s) but the network has {inputs} input(s)")
     rng = np.random.default_rng(seed)
     x, values, labels = makers[name](rng, samples, noise)
     y = _targets(values, labels, outputs, f"data set '{name}'")
     return split(x.astype(dtype), y.astype(dtype), val_fraction, rng, name)
 
 
-def _read_csv_rows(path: Path) -> tuple[list[int], list[list[str]]]:
-    """The file's non-blank rows (header first), each with its csv line number (where the row ends)."""
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.reader(handle)
-            numbered = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except csv.Error as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text CSV file") from None
-    if not numbered:
-        raise DataError(f"{path}: the file is empty")
-    return [n for n, _ in numbered], [row for _, row in numbered]
-
-
-def _parse_table(path: Path, header: list[str], line_nos: list[int], rows: list[list[str]]) -> np.ndarray:
-    """The data rows (rows after the header) as floats: (n, len(header))."""
-    table = np.empty((len(rows) - 1, len(header)))
-    for i, (line_no, row) in enumerate(zip(line_nos[1:], rows[1:])):
-        if len(row) != len(header):
-            raise DataError(f"{path}:{line_no}: {len(row)} cells, the header has {len(header)}")
-        for col, cell in enumerate(row):
-            try:
-                table[i, col] = float(cell)
-            except ValueError:
-                raise DataError(f"{path}:{line_no}: column '{header[col]}' is not a number: {cell!r}") from None
-    if len(table) == 0:
-        raise DataError(f"{path}: the file has a header but no data rows")
-    return table
-
-
-def _read_csv(path: Path, targets: Sequence[str], features: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
-    """x (n, d_in) from the feature columns (all non-target ones if features is empty) and y (n, d_out)."""
-    line_nos, rows = _read_csv_rows(path)
-    header = [cell.strip() for cell in rows[0]]
-    try:
-        [float(cell) for cell in header]
-        raise DataError(f"{path}: the first line must be a header naming the columns")
-    except ValueError:
-        pass
-    missing = [name for name in list(targets) + list(features or []) if name not in header]
-    if missing:
-        raise DataError(f"{path}: no column {', '.join(repr(m) for m in missing)}; "
-                        f"columns: {', '.join(header)}")
-    if not targets:
-        raise DataError(f"{path}: data.targets must name at least one column")
-    feature_names = list(features) if features else [h for h in header if h not in targets]
-    if not feature_names:
-        raise DataError(f"{path}: no feature columns left besides the targets")
-    table = _parse_table(path, header, line_nos, rows)
-    pick = lambda names: table[:, [header.index(n) for n in names]]  # noqa: E731
-    return pick(feature_names), pick(targets)
-
-
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key.lower(): archive[key] for key in archive.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    if "x" not in arrays or "y" not in arrays:
-        raise DataError(f"{path}: needs arrays named 'x' and 'y'; found: {', '.join(arrays) or 'none'}")
-    x, y = arrays["x"], arrays["y"]
-    if x.ndim == 1:
-        x = x[:, None]
-    if y.ndim == 1:
-        y = y[:, None]
-    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
-        raise DataError(f"{path}: 'x' and 'y' must be 2-D with the same number of rows, "
-                        f"got {x.shape} and {y.shape}")
-    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
-        raise DataError(f"{path}: 'x' and 'y' must be numeric")
-    return x.astype(float), y.astype(float)
-
-
 def load_file(path: str | Path, targets: Sequence[str] | None, features: Sequence[str] | None, inputs: int,
-              outputs: int, seed: int, val_fraction: float, dtype: str = "float64") -> DataSet:
-    """A user's .csv (header row; targets named) or .npz (arrays x and y), checked against the network."""
+              outputs: int, seed: int, val_fraction: float, dtype: str = "float64",
+              hidden: Sequence[int] = ()) -> DataSet:
+    """A user's .csv (header row; targets named) or .npz (arrays x and y), checked against the network
+    (inputs, hidden widths, outputs) and the limits of core/limits.py."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
+    check_regular(path)
     if path.suffix.lower() == ".npz":
-        x, y = _read_npz(path)
+        x, y = read_npz(path)
     elif path.suffix.lower() == ".csv":
-        x, y = _read_csv(path, targets or [], features)
+        x, y = read_csv(path, targets or [], features)
     else:
         raise DataError(f"{path}: unsupported data file; use .csv or .npz")
     if len(x) == 0:
@@ -203,5 +131,8 @@ def load_file(path: str | Path, targets: Sequence[str] | None, features: Sequenc
         raise DataError(f"{path}: {x.shape[1]} feature column(s) but the network has {inputs} input(s)")
     if y.shape[1] != outputs:
         raise DataError(f"{path}: {y.shape[1]} target column(s) but the network has {outputs} output(s)")
+    problem = limits.activations_problem([inputs, *hidden, outputs], len(x))
+    if problem:
+        raise DataError(f"{path}: {problem}")
     rng = np.random.default_rng(seed)
     return split(x.astype(dtype), y.astype(dtype), val_fraction, rng, path.name)

@@ -26,6 +26,10 @@ class Layout:
             start += size
         return out
 
-    def describe(self) -> str:
-        """'a[16], b[1]' (for messages)."""
-        return ", ".join(f"{n}[{s}]" for n, s in zip(self.names, self.sizes)) or "no layers"
+    def describe(self, most: int = 6) -> str:
+        """'a[16], b[1]' (for messages): the first `most` layers (names cut to 30 characters), then how many."""
+        shown = ", ".join(f"{n if len(n) <= 30 else n[:30] + '...'}[{s}]"
+                          for n, s in zip(self.names[:most], self.sizes[:most]))
+        if len(self.names) > most:
+            shown += f", ... ({len(self.names):,} layers)"
+        return shown or "no layers"

@@ -1,21 +1,43 @@
 """Parsing one step line of a stream into a typed `StepLine`, checked for types (not against the stream
-so far: core/reader.py does that). `prepare_lines` does the parsing ahead, e.g. in a second process."""
+so far: core/reader.py does that). `prepare_lines` does the parsing ahead, e.g. in a second process.
+core/readlines.py reads the lines themselves."""
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
-import stat
-import sys
-from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import StreamError
+from .diagnoser import Diagnosis
 from .layout import Layout
-from .records import new_tuple as _new
+from .records import LayerDiagnosis, LossChange, new_tuple as _new
+
+MAX_LAYERS = 1000          # bias layers in one step line: more is a malformed line
+
+
+def load_line(text: str) -> Any:
+    """json.loads, with what it cannot take (bad JSON, nesting past the recursion limit, integers of more than
+    4300 digits) as a ValueError saying so."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError("not JSON (truncated or malformed line)") from None
+    except RecursionError:
+        raise ValueError("not JSON that can be read (nested too deeply)") from None
+    except ValueError:
+        raise ValueError("not JSON that can be read (an integer of more than 4300 digits)") from None
+
+
+def _flat_values(value: Any) -> Any:
+    """A diag or loss_change object as its reader uses it (stored_diagnosis gives the same from either):
+    plain values one level down, anything nested (which only a damaged or hostile line holds) dropped, so
+    a line parsed in another process can be sent back (a diag nested 960 deep could not be pickled)."""
+    if type(value) is not dict:
+        return None
+    return {key: (v if type(v) is not dict else
+                  {k: x for k, x in v.items() if not isinstance(x, (dict, list))})
+            for key, v in value.items() if not isinstance(v, list)}
 
 
 class Vectors(NamedTuple):
@@ -65,8 +87,8 @@ class StepLine(NamedTuple):
 
     def __reduce__(self):  # cheap to pass between processes: plain values, the vectors as raw bytes
         return _step_line, (self.step, self.loss, self.val_loss, _pack(self.biases), _pack(self.grads),
-                            _pack(self.updates), self.trained, self.diag, self.loss_change, self.unreached,
-                            self.grad_steps)
+                            _pack(self.updates), self.trained, _flat_values(self.diag),
+                            _flat_values(self.loss_change), self.unreached, self.grad_steps)
 
 
 def as_float(value: Any, where: str) -> float:
@@ -102,12 +124,14 @@ def _vectors(obj: dict, key: str, strict_types: bool = False) -> Vectors | None:
         return None
     if type(value) is not dict:
         raise ValueError(f"'{key}' must be an object of layer name -> list of numbers")
+    if len(value) > MAX_LAYERS:
+        raise ValueError(f"'{key}' has {len(value):,} layers; at most {MAX_LAYERS:,}")
     flat, sizes = [], []
     for name, vec in value.items():
         if type(vec) is not list:
-            raise ValueError(f"'{key}.{name}' must be a list of numbers, got {type(vec).__name__}")
+            raise ValueError(f"'{key}.{_short(name)}' must be a list of numbers, got {type(vec).__name__}")
         if not vec:
-            raise ValueError(f"'{key}.{name}' is empty: a layer needs at least one bias")
+            raise ValueError(f"'{key}.{_short(name)}' is empty: a layer needs at least one bias")
         flat += vec
         sizes.append(len(vec))
     arr = None
@@ -117,7 +141,8 @@ def _vectors(obj: dict, key: str, strict_types: bool = False) -> Vectors | None:
         except (ValueError, TypeError, OverflowError):
             arr = None
     if arr is None or arr.dtype.kind != "f" or arr.ndim != 1:
-        arr = np.asarray([as_float(v, f"{key}.{name}[{i}]") for name, vec in value.items() for i, v in enumerate(vec)],
+        arr = np.asarray([as_float(v, f"{key}.{_short(name)}[{i}]")
+                          for name, vec in value.items() for i, v in enumerate(vec)],
                          dtype=np.float64)
     arr.flags.writeable = False
     return Vectors(tuple(value), tuple(sizes), arr)
@@ -165,6 +190,10 @@ def parse_step(obj: dict, strict_types: bool = False) -> StepLine:
                     unreached, _grad_steps(obj) if "grad_steps" in obj else 1)
 
 
+def _short(name: str) -> str:
+    return name if len(name) <= 30 else name[:30] + "..."
+
+
 def prepare_lines(lines: list[str]) -> list[StepLine | str]:
     """Parse lines ahead of a StreamReader, e.g. in another process: a StepLine for each well-formed step
     line, and the text itself for anything else (header, event, blank or bad line), which the reader
@@ -173,8 +202,8 @@ def prepare_lines(lines: list[str]) -> list[StepLine | str]:
     for text in lines:
         stripped = text.strip()
         try:
-            obj = json.loads(stripped) if stripped.startswith("{") else None
-        except (json.JSONDecodeError, RecursionError):
+            obj = load_line(stripped) if stripped.startswith("{") and type(text) is str else None
+        except ValueError:
             obj = None
         if type(obj) is not dict or "format" in obj or "event" in obj:
             out.append(text)
@@ -186,37 +215,16 @@ def prepare_lines(lines: list[str]) -> list[StepLine | str]:
     return out
 
 
-def stream_lines(path: str | Path) -> Iterator[str]:
-    """The lines of a stream file ('-': standard input), decoding errors replaced (such a line then fails
-    as not JSON). A file that cannot be read raises StreamError naming it."""
-    if path == "-":
-        stdin = sys.stdin
-        if hasattr(stdin, "buffer"):
-            stdin = io.TextIOWrapper(stdin.buffer, encoding="utf-8", errors="replace")
-        yield from stdin
-        return
-    try:
-        mode = os.stat(path).st_mode  # a FIFO would block until a writer comes; /dev/zero never ends
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # (a folder: open() says what is wrong)
-            raise StreamError(f"{path}: not a regular file (a pipe or a device): give a file, or pipe the "
-                              "stream in: ... | biasmon check -  (or watch -)")
-        handle = open(path, encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    with handle:
-        try:
-            yield from handle
-        except OSError as exc:
-            raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
+def stored_diagnosis(line: StepLine) -> Diagnosis | None:
+    """The diagnosis a line carried (its verdict changes are event lines of their own), or None."""
+    if type(line.diag) is not dict:
+        return None
+    layers = {str(name): LayerDiagnosis.from_json(d, line.step) for name, d in line.diag.items()}
+    return Diagnosis({k: v for k, v in layers.items() if v is not None}, LossChange.from_json(line.loss_change), [])
 
 
-def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
-    """Lines in lists of `size` (the last may be shorter)."""
-    chunk = []
-    for text in lines:
-        chunk.append(text)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def check_errors(errors: dict) -> dict:
+    """A gradient_check event's numbers as floats (an integer too big for a float as inf); what is not a
+    number (null included) is passed on as it was, for the diagnoser to ignore."""
+    return {name: as_float(value, "errors") if isinstance(value, int) and not isinstance(value, bool) else value
+            for name, value in errors.items()}

@@ -3,22 +3,23 @@ trainer) become the same records, deriving what a line leaves out: the update fr
 and the diagnostics."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .diagnoser import Diagnoser, Diagnosis, Observation
+from .diagnoser import Diagnoser, Observation
 from .errors import StreamError
 from .layout import Layout
-from .lines import StepLine, Vectors, parse_step, stream_lines
-from .records import Event, LayerDiagnosis, LossChange
+from .lines import StepLine, Vectors, check_errors, load_line, parse_step, stored_diagnosis
+from .readlines import MAX_LINE_CHARS, OVERLONG, Overlong, stream_lines
+from .records import Event
 from .stream import FORMAT, RESET_EVENTS, VERSION
 from .verdicts import Thresholds, loss_diverged
 
 BLOCK = 256  # steps diagnosed together when a whole file is read
+MAX_MESSAGE = 300  # characters of a skipped line's message
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,6 @@ def _all_finite(arr: np.ndarray) -> bool:
     with np.errstate(over="ignore", invalid="ignore"):
         total = float(arr.sum())
     return math.isfinite(total) or bool(np.isfinite(arr).all())
-
-
-def _stored(line: StepLine) -> Diagnosis | None:
-    """The diagnosis a line carried (its verdict changes are event lines of their own), or None."""
-    if type(line.diag) is not dict:
-        return None
-    layers = {str(name): LayerDiagnosis.from_json(d, line.step) for name, d in line.diag.items()}
-    return Diagnosis({k: v for k, v in layers.items() if v is not None}, LossChange.from_json(line.loss_change), [])
 
 
 class StreamReader:
@@ -78,19 +71,24 @@ class StreamReader:
         self._first_loss: float | None = None
 
     def _problem(self, message: str) -> list:
+        """Count the current line as skipped (the message cut to MAX_MESSAGE characters)."""
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + "..."
         self.problems.append(LineProblem(self.line_no, message))
         return []
 
     def feed(self, text: str) -> list:
-        """One line of text (its newline optional)."""
+        """One line of text (its newline optional); lines.OVERLONG_LINE for a line skipped as too long."""
         self.line_no += 1
+        if type(text) is Overlong or len(text) > MAX_LINE_CHARS + 1:
+            return self._problem(OVERLONG)
         text = text.strip()
         if not text:
             return []
         try:
-            obj = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            return self._problem("not JSON (truncated or malformed line)")
+            obj = load_line(text)
+        except ValueError as exc:
+            return self._problem(str(exc))
         if not isinstance(obj, dict):
             return self._problem("not a JSON object")
         if "format" in obj:
@@ -146,7 +144,8 @@ class StreamReader:
             out = self.finish()
             self._reset_run()
         elif kind == "gradient_check" and isinstance(event.data.get("errors"), dict):
-            self._grad_check = _evidence(event.data["errors"], event.data.get("bound"), self.thresholds.fd_tolerance)
+            self._grad_check = _evidence(check_errors(event.data["errors"]), event.data.get("bound"),
+                                         self.thresholds.fd_tolerance)
         elif kind == "diverged":
             self.diverged = self.diverged or event
         elif kind == "verdict" and self.recompute:
@@ -159,7 +158,9 @@ class StreamReader:
             self.layout = Layout(names, sizes)
             self.diagnoser = Diagnoser(self.layout, self.thresholds)
         elif names != self.layout.names or sizes != self.layout.sizes:
-            raise ValueError(f"layers changed: expected {self.layout.describe()}, got {line.biases.layout.describe()}")
+            raise StreamError(f"{self.source}: line {self.line_no}: the bias layers changed within a run: "
+                              f"{self.layout.describe()} before, {line.biases.layout.describe()} here (a run keeps "
+                              "its layers; a header or a restarted / preset_switched event starts a new run)")
         for key, vecs in (("bias_grads", line.grads), ("bias_updates", line.updates)):
             if vecs is not None and (vecs.names != names or vecs.sizes != sizes):
                 raise ValueError(f"'{key}' layers must match 'biases': {self.layout.describe()}, "
@@ -193,9 +194,8 @@ class StreamReader:
             self._first_loss = loss
         elif loss_diverged(loss, self._first_loss, self.thresholds):
             out = self._diverge(line.step, None, f"loss blew up to {loss:.3g}")
-        step = Observation(line.step, loss, val_loss, b, g, None, line.trained, span=line.grad_steps,
-                           fd_errors=self._grad_check, stored=None if self.recompute else _stored(line),
-                           unreached=line.unreached)
+            self._grad_check = _evidence(check_errors(event.data["errors"]), event.data.get("bound"),
+                                         self.thresholds.fd_tolerance)
         self._grad_check = None
         self._flush_pending(b, line.step)
         if line.grad_steps > 1:
@@ -226,6 +226,11 @@ class StreamReader:
             self.max_span = max(self.max_span, step.span)
             step.u = b_next - step.b
         self._queue.append(step)
+
+    def drain(self) -> list:
+        """The records of the steps queued so far (read, their update known), diagnosed now as one block
+        rather than when `block` of them have come (a follower posting what it read, a few times a second)."""
+        return self._drain()
 
     def _drain(self) -> list:
         """Diagnose the queued steps together; their records (each followed by its verdict changes)."""

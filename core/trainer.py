@@ -44,8 +44,9 @@ def load_data(preset: Preset) -> DataSet:
     d, sizes, dtype = preset.data, preset.network["layers"], preset.network["dtype"]
     if d["path"] is not None:
         return load_file(d["path"], d["targets"], d["features"], sizes[0], sizes[-1], d["seed"],
-                         d["val_fraction"], dtype)
-    return generate(d["set"], d["samples"], d["noise"], sizes[-1], d["seed"], d["val_fraction"], dtype)
+                         d["val_fraction"], dtype, hidden=sizes[1:-1])
+    return generate(d["set"], d["samples"], d["noise"], sizes[-1], d["seed"], d["val_fraction"], dtype,
+                    inputs=sizes[0])
 
 
 @dataclass
@@ -208,7 +209,7 @@ class Trainer:
         else:
             ref = net
         checked = check_gradient(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
-                                 tolerance=self.thresholds.fd_tolerance)
+                                 tolerance=self.thresholds.fd_tolerance, seed=o.step)
         o.fd_errors = checked.errors
         undecided = {name: n for name, n in checked.undecided.items() if n}
         step.before.append(Event("gradient_check", o.step, {"errors": o.fd_errors,

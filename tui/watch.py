@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -14,13 +15,14 @@ from typing import IO, Iterator
 
 from textual.worker import get_current_worker
 
-from ..core import BiasmonError, Event, StreamError, StreamReader
+from ..core import MAX_LINE_CHARS, OVERLONG_LINE, BiasmonError, Event, StreamError, StreamReader
 from .messages import Note, Progress, SourceFailed
 from .segments import RunSplitter, Segment
 from .source import BATCH_SECONDS, Source
 from .state import RunState
 
 POLL_SECONDS = 0.05  # a file with nothing new is read again after this long
+READ_BLOCK = 4096    # steps diagnosed together at most; what was read is diagnosed at each post anyway
 
 
 class PipeStream:
@@ -31,9 +33,9 @@ class PipeStream:
     def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
 
-    def readline(self) -> str:
-        """The next line, "" once the pipe is closed."""
-        return self.handle.readline()
+    def readline(self, size: int = -1) -> str:
+        """The next line (at most `size` characters of it), "" once the pipe is closed."""
+        return self.handle.readline(size)
 
 
 class WaitingFile:
@@ -51,15 +53,15 @@ class WaitingFile:
         """Whether the file has not appeared yet."""
         return self.handle is None
 
-    def readline(self) -> str:
-        """The next line of the file, "" while there is none or no file yet."""
+    def readline(self, size: int = -1) -> str:
+        """The next line of the file (at most `size` characters of it), "" while there is none or no file yet."""
         if self.handle is None:
             if not self.path.exists():
                 return ""
             if not self.path.is_file():
                 raise StreamError(f"{self.path}: appeared, but is not a regular file to watch")
             self.handle = open(self.path, encoding="utf-8", errors="replace")
-        return self.handle.readline()
+        return self.handle.readline(size)
 
 
 def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
@@ -78,10 +80,18 @@ def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
         os.close(tty)
         return PipeStream(pipe), "stdin"
     path = Path(source)
-    if not path.exists():  # like tail -F: the trainer may not have created it yet
+    if not path.exists() and not path.is_symlink():  # like tail -F: the trainer may not have created it yet
         return WaitingFile(path), str(path)
-    if not path.is_file():
-        raise BiasmonError(f"{path}: no such file to watch")
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise BiasmonError(f"{path}: no such file to watch") from None
+    except OSError as exc:
+        raise BiasmonError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a pipe or a device"
+        raise BiasmonError(f"{path}: not a regular file ({what}); watch a stream file, or pipe the stream in: "
+                           "... | biasmon watch -")
     return open(path, encoding="utf-8", errors="replace"), str(path)
 
 
@@ -97,15 +107,19 @@ class Read:
 
 def follow(stream: IO[str] | PipeStream, reader: StreamReader) -> Iterator[Read | None]:
     """Read the stream as it grows, yielding a Read every BATCH_SECONDS (and at the end of a pipe), None
-    between them. A line is fed only once complete, so a trainer that dies mid-line costs that line."""
-    pending, partial, reported, steps = [], "", 0, 0
+    between them. A line is fed only once complete, so a trainer that dies mid-line costs that line; a line
+    past MAX_LINE_CHARS is skipped (and counted) as it grows, never held whole."""
+    pending, partial, reported, steps, skipping = [], "", 0, 0, False
     last_post = time.monotonic()
     while True:
-        text, ended = stream.readline(), False
-        if text:
+        text, ended = stream.readline(MAX_LINE_CHARS + 1 - len(partial)), False
+        if text and skipping:
+            skipping = not text.endswith("\n")
+        elif text:
             partial += text
-            if partial.endswith("\n"):
-                records, partial = reader.feed(partial), ""
+            if partial.endswith("\n") or len(partial) > MAX_LINE_CHARS:
+                skipping = not partial.endswith("\n")
+                records, partial = reader.feed(OVERLONG_LINE if skipping else partial), ""
                 pending.extend(records)
                 steps += sum(1 for r in records if not isinstance(r, Event))
         elif getattr(stream, "is_pipe", False):
@@ -118,6 +132,9 @@ def follow(stream: IO[str] | PipeStream, reader: StreamReader) -> Iterator[Read 
         if not (ended or now - last_post >= BATCH_SECONDS):
             yield None
             continue
+        drained = reader.drain()  # the steps read since the last Read, diagnosed as one block
+        pending.extend(drained)
+        steps += sum(1 for r in drained if not isinstance(r, Event))
         yield Read(pending, reader.problems[reported:], steps / (now - last_post), ended)
         reported = len(reader.problems)
         pending, steps, last_post = [], 0, now
@@ -148,7 +165,7 @@ class WatchSource(Source):
     def _follow(self) -> None:
         """The worker: posts each Read of `follow`, its records cut into runs (in the worker's thread)."""
         worker = get_current_worker()
-        reader = StreamReader(source=self.name)
+        reader = StreamReader(source=self.name, block=READ_BLOCK)
         splitter = RunSplitter(reader)
         try:
             for read in follow(self.stream, reader):

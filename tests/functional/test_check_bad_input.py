@@ -49,7 +49,6 @@ def test_malformed_lines_are_counted_with_their_line_numbers_and_never_crash(tmp
         9: json.dumps([1, 2, 3]),
         12: step_line(11, biases="not an object"),
         15: step_line(14, biases={"hidden": [1, "x", 3], "out": [0.1]}),
-        18: step_line(17, biases={"hidden": [1.0, 2.0], "out": [0.1]}),            # a layer changed size
         21: step_line(20, bias_grads={"hidden": [True, 0.0, 0.0], "out": [0.0]}),  # a boolean is not a number
         24: step_line(23, step="24"),
         27: step_line(26, loss="low"),
@@ -69,12 +68,28 @@ def test_malformed_lines_are_counted_with_their_line_numbers_and_never_crash(tmp
     for warning, line_no in zip(warnings, sorted(bad)):
         assert warning.startswith(f"biasmon: warning: {tmp_path / 'run.jsonl'}: line {line_no}: ")
     text = proc.stderr
-    assert "line 18: layers changed: expected hidden[3], out[1], got hidden[2], out[1]" in text
     assert "'bias_grads.hidden[0]' must be a number" in text
     assert "'biases.hidden[1]' must be a number" in text
     assert "'loss' is missing" in text
     assert "'biases.hidden' is empty" in text
     assert result["steps"] == 60 - len(bad)
+
+
+@pytest.mark.parametrize("strict", [[], ["--strict"]])
+def test_a_layer_changing_size_within_a_run_is_unreadable_input(tmp_path, biasmon_cli, strict):
+    lines = good_lines()
+    lines[17] = step_line(17, biases={"hidden": [1.0, 2.0], "out": [0.1]})
+    proc = biasmon_cli("check", *strict, write(tmp_path, lines))
+    assert proc.returncode == 2
+    error = one_error_line(proc)
+    assert "line 18: the bias layers changed within a run: hidden[3], out[1] before, hidden[2], out[1] here" in error
+
+
+def test_a_stream_without_bias_layers_is_unreadable_input(tmp_path, biasmon_cli):
+    proc = biasmon_cli("check", write(tmp_path, ['{"step":0,"loss":1,"biases":{}}', '{"step":1,"loss":1,"biases":{}}']))
+    assert proc.returncode == 2 and "no bias layers" in one_error_line(proc)
+    declared = ['{"format":"biasmon-stream","version":1,"layers":[]}', '{"step":0,"loss":1,"biases":{}}']
+    assert biasmon_cli("check", write(tmp_path, declared)).returncode == 0  # a net without biases, said so
 
 
 def test_the_table_lists_malformed_lines_compactly_and_strict_makes_them_fatal(tmp_path, biasmon_cli):
@@ -169,11 +184,12 @@ def test_binary_garbage_never_crashes(tmp_path, biasmon_cli):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--window", "0"], "--window must be a whole number >= 1, got 0"),
+    (["--window", "0"], "--window must be a whole number from 1 to 1,000,000,000, got 0"),
+    (["--window", "9" * 20], "--window must be a whole number from 1 to 1,000,000,000, got 999"),
     (["--uphill-cos", "nan"], "--uphill-cos must be a finite number, got nan"),
     (["--uphill-cos", "-3"], "--uphill-cos must be between -1 and 1, got -3.0"),
     (["--explode-norm", "-1"], "--explode-norm must be >= 0, got -1.0"),
-    (["--sustain", "0"], "--sustain must be a whole number >= 1, got 0"),
+    (["--sustain", "0"], "--sustain must be a whole number from 1 to 1,000,000,000, got 0"),
     (["--momentum-betas", "0.9,2"], "each momentum factor must be in [0, 1)"),
     (["--frozen-steps", "many"], "invalid int value: 'many'"),
 ])
@@ -195,7 +211,7 @@ def test_text_from_the_stream_is_escaped_and_cannot_forge_a_line(tmp_path, biasm
     evil = "\x1b[31mEVIL\x1b[0m\nresult: ok"
     lines = [json.dumps({"step": t, "loss": 1.0 + t, "biases": {evil: [float(t), 1.0]},
                          "bias_grads": {evil: [1.0, 0.0]}}) for t in range(30)]  # climbing
-    lines.insert(3, json.dumps({"step": 2, "loss": 1.0, "biases": {evil + "x": [1.0]}}))  # a warning naming it
+    lines.insert(3, json.dumps({"step": 2, "loss": 1.0, "biases": {evil: ["x", 1.0]}}))  # a warning naming it
     proc = biasmon_cli("check", write(tmp_path, lines))
     assert "\x1b" not in proc.stdout + proc.stderr
     assert [line for line in proc.stdout.splitlines() if line.startswith("result:")] == ["result: PROBLEM: "

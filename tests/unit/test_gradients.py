@@ -1,11 +1,14 @@
 """Network.gradients against an independent reference: central finite differences of a loss written
 here from scratch (float64), a float32 network, and, where torch is importable, torch autograd."""
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from biasmon.core import Layout, finite_difference_errors, presets
 from biasmon.core.network import ACTIVATIONS, Network
+from biasmon.core.trainer import Trainer
 
 HIDDEN = ("tanh", "sigmoid", "relu", "identity")
 # mse with every output activation; cross_entropy only with identity (softmax is part of the loss)
@@ -163,3 +166,44 @@ def test_loss_and_gradients_match_torch_autograd(hidden, loss, out):
     assert grads.loss == pytest.approx(value.item(), rel=1e-12, abs=1e-15)
     for ga, t in zip(grads.weights + grads.biases, ws + bs):
         np.testing.assert_allclose(ga, t.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+
+# --- issue 10: the gradient check's cost is bounded --------------------------------------------------
+def test_gradient_check_of_a_big_layer_samples_and_still_catches_a_wrong_layer():
+    from biasmon.core.gradcheck import FULL_CHECK_MAX, SAMPLE, sample_entries
+
+    layout = Layout(("wide", "out"), (3000, 1))
+    b = np.linspace(-1.0, 1.0, 3001)
+    calls = []
+
+    def loss_at(bb):
+        calls.append(1)
+        return float(bb @ bb)
+
+    errors = finite_difference_errors(loss_at, b, 2 * b, layout)
+    assert errors == {"wide": pytest.approx(0.0, abs=1e-4), "out": pytest.approx(0.0, abs=1e-4)}
+    assert len(calls) <= 2 * (SAMPLE + 2) < 2 * FULL_CHECK_MAX
+    wrong = 2 * b
+    wrong[:3000] *= -1.0  # every entry of the wide layer has the wrong sign: any sample catches it
+    assert finite_difference_errors(loss_at, b, wrong, layout)["wide"] > 0.5
+    first, again = sample_entries(layout, seed=1), sample_entries(layout, seed=2)
+    assert 3000 in first and len(first) <= SAMPLE + 2 and not np.array_equal(first, again)
+    assert sample_entries(Layout(("a", "b"), (16, 1))) is None  # small nets: every entry, as before
+
+
+def test_a_big_net_s_step_zero_gradient_check_costs_a_sample():
+    preset = presets.resolve("gradient")
+    preset = replace(preset, network=dict(preset.network, layers=[2, 2000, 1]))
+    trainer = Trainer(preset, steps=1)
+    calls = []
+    original = trainer.net.loss_at
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    trainer.net.loss_at = counting
+    records = trainer.step()
+    check = next(r for r in records if getattr(r, "kind", None) == "gradient_check")
+    assert set(check.data["errors"]) == {"hidden1", "output"}
+    assert 0 < len(calls) <= 6 * 70

@@ -239,7 +239,7 @@ def test_parsing_in_a_second_process_gives_the_same_result(tmp_path, monkeypatch
     lines = path.read_text().splitlines()
     lines[5] = "not json"
     lines[9] = lines[9].replace('"loss":', '"loss": true, "x":')
-    lines[12] = lines[12].replace("[", "[null, ", 1)
+    lines[12] = lines[12].replace("[", '["x", ', 1)
     lines.insert(20, json.dumps({"event": "gradient_check", "step": 19, "errors": {"h": 0.5, "o": 1e-9}}))
     path.write_text("\n".join(lines) + "\n{\"step\": 99, \"loss\"")
     sequential = check_stream(path, parallel=False)
