@@ -194,8 +194,9 @@ class StreamReader:
             self._first_loss = loss
         elif loss_diverged(loss, self._first_loss, self.thresholds):
             out = self._diverge(line.step, None, f"loss blew up to {loss:.3g}")
-            self._grad_check = _evidence(check_errors(event.data["errors"]), event.data.get("bound"),
-                                         self.thresholds.fd_tolerance)
+        step = Observation(line.step, loss, val_loss, b, g, None, line.trained, span=line.grad_steps,
+                           fd_errors=self._grad_check, stored=None if self.recompute else stored_diagnosis(line),
+                           unreached=line.unreached)
         self._grad_check = None
         self._flush_pending(b, line.step)
         if line.grad_steps > 1:
