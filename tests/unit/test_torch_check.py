@@ -2,6 +2,8 @@
 dropout off), clipping, a wrong backward, a bias no gradient reaches, every=k, and which parameters are
 biases. Skipped where torch is not installed."""
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,9 @@ from biasmon.core.check import check_stream  # noqa: E402
 from biasmon.core.errors import BiasmonError  # noqa: E402
 from biasmon.torch_logger import TorchBiasLogger, bias_parameters  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
+from torch_trainers import Tanh  # noqa: E402  (a tanh whose backward may be wrong: the bug a check catches)
+
 loss_fn = torch.nn.functional.mse_loss
 
 
@@ -22,30 +27,9 @@ def data():
     return x, torch.sin(2 * x[:, :1]) + 0.5 * x[:, 1:] ** 2
 
 
-class WrongTanh(torch.autograd.Function):
-    """tanh whose backward forgets tanh's derivative (a bug in a custom backward)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return torch.tanh(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-
-class Act(torch.nn.Module):
-    def __init__(self, wrong=False):
-        super().__init__()
-        self.wrong = wrong
-
-    def forward(self, x):
-        return WrongTanh.apply(x) if self.wrong else torch.tanh(x)
-
-
 def model(dropout=0.0, wrong=False):
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.LayerNorm(16), Act(wrong), torch.nn.Dropout(dropout),
+    return torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.LayerNorm(16), Tanh(wrong), torch.nn.Dropout(dropout),
                                torch.nn.Linear(16, 1))
 
 
