@@ -68,10 +68,9 @@ class Cosines:
                 return flat_sums[np.searchsorted(flat_counts, count - base + offsets)]
 
         means = []
-        with np.errstate(invalid="ignore"):
-            for k in ks:
-                last = np.minimum(counts, k)
-                means.append((sums - sum_at(counts - last)) / last)
+        for k in ks:   # (within the Diagnoser's errstate: 0 / 0 is NaN, no mean yet)
+            last = np.minimum(counts, k)
+            means.append((sums - sum_at(counts - last)) / last)
         if m:
             self.n = counts[-1].copy()
             self.sums = sum_at(self.n - keep + np.arange(keep + 1)[:, None])
@@ -87,9 +86,7 @@ class History:
         self.norms = np.zeros((0, layers))   # the last window - 1 bias norms
         self.first_norm: np.ndarray | None = None
         self.max_g_rms = np.zeros(layers)
-        self.frozen_run = np.zeros(layers, dtype=np.int64)
-        self.unreached_run = np.zeros(layers, dtype=np.int64)
-        self.rounding_run = np.zeros(layers, dtype=np.int64)
+        self.runs = np.zeros((3, layers), dtype=np.int64)   # frozen, unreached, rounding-noise steps in a row
         self.top_g_rms = 0.0   # the largest rms(g) any layer has had
 
     def advance(self, step: BlockSteps, judged: np.ndarray) -> LayerWindow:
@@ -108,19 +105,18 @@ class History:
         on = (g_rms > th.grad_eps) & (g_rms >= th.quiet_grad_frac * max_g)
         moving = u > 1e-12 * np.where(b > 1.0, b, 1.0)
         off = ~step.trained[:, None]
-        runs = _runs(judged & on & ~moving, (judged & (moving | ~on)) | off, self.frozen_run)
-        unreached = _runs(step.unreached & ~off, ~step.unreached | off, self.unreached_run)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            noise = max_g < (th.redundant_ulps * step.rounding * top)[:, None]
-        rounding = _runs(judged & noise, (judged & ~noise) | off, self.rounding_run)
-        self.frozen_run, self.unreached_run, self.rounding_run = runs[-1], unreached[-1], rounding[-1]
+        noise = max_g < (th.redundant_ulps * step.rounding * top)[:, None]
+        hits = np.stack((judged & on & ~moving, step.unreached & ~off, judged & noise))
+        resets = np.stack((judged & (moving | ~on), ~step.unreached, judged & ~noise)) | off
+        counts = np.cumsum(hits, axis=1)    # (3, m, L): +1 at a hit, 0 at a reset, else as it was
+        runs = counts - np.maximum.accumulate(np.where(resets, counts, -self.runs[:, None]), axis=1)
+        self.runs = runs[:, -1]
         cosines = np.where(judged[:, :, None], step.cosines, np.nan)
         n_cos, means = self._cosines(cosines.reshape(len(b), -1), step.trained)
         best_window, best_long = _best(means)
         return LayerWindow(step.loss[:, None], step.rising[:, None], b, g_rms, step.g_rms_max[:, None],
                            step.fd_error, self.first_norm, full, oldest, n_cos, means[0, ..., 0],
-                           np.where(n_cos >= th.min_steps, best_window, np.nan), best_long, on, max_g, runs,
-                           unreached, rounding)
+                           np.where(n_cos >= th.min_steps, best_window, np.nan), best_long, on, max_g, *runs)
 
     def _cosines(self, cosines: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(m, L) count of cos(u, -g), and (2, m, L, S) the means over the window and over unrelated_steps,
@@ -140,12 +136,6 @@ class History:
                 self.cosines.clear()
             start = stop + 1
         return counts.reshape(shape)[..., 0], means.reshape((2,) + shape)
-
-
-def _runs(hits: np.ndarray, resets: np.ndarray, carry: np.ndarray) -> np.ndarray:
-    """(m, L) a run's length after each step: +1 at a hit, 0 at a reset, else as it was (carry: before)."""
-    counts = np.cumsum(hits, axis=0)
-    return counts - np.maximum.accumulate(np.where(resets, counts, -carry), axis=0)
 
 
 def oldest_in_window(kept: np.ndarray, new: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
