@@ -6,8 +6,8 @@ Measures steps per second of the default preset (`gradient`, with samples=200: a
 on ~150 training samples, full-batch SGD):
   - core, diagnostics off   Trainer(preset, diagnostics=False)
   - core, diagnostics on    per-step diagnostics, finite-difference gradient check on its schedule,
-                            trained as `record` and `compare` train: Trainer.advance(32), which diagnoses
-                            32 steps as one block (the TUI: 16)
+                            trained as `record` and `compare` train: Trainer.advance(BLOCK_STEPS = 256),
+                            which diagnoses 256 steps as one block (the TUI at full speed: 64)
   - the same, iterating the trainer (one step at a time, each step diagnosed alone)
   - torch, 1 thread and default threads, if torch is importable: the same initial weights, data, lr
     and loss, nn.Sequential + MSELoss + optim.SGD, float64 like the core, and the same per-step work
