@@ -14,7 +14,8 @@ import sys
 from dataclasses import fields
 from typing import TextIO
 
-from .core.check import DEFAULT_SUSTAIN, CheckResult, check_stream
+from .core.check import DEFAULT_SUSTAIN, check_stream
+from .core.check_result import CheckResult
 from .core.errors import BiasmonError, StreamError
 from .core.verdicts import PROBLEMS, Thresholds
 from .text import HELP, divergence_line, fmt, print_lines, printable, table

@@ -8,9 +8,9 @@ Unreadable input (no step line at all, an unknown format version, a missing file
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .check_result import CheckResult, Divergence, LayerResult, Malformed, ProblemSeen, RunResult
 from .errors import StreamError
 from .lines import prepare_lines
 from .readlines import chunks, stream_lines
@@ -25,81 +25,6 @@ DEFAULT_SUSTAIN = 50
 MAX_LISTED = 10
 PARALLEL_MIN_BYTES = 4_000_000   # below this a second process costs more than it saves
 CHUNK_LINES = 2000
-
-
-@dataclass(frozen=True)
-class ProblemSeen:
-    """A problem verdict a layer had at some point: where it began, its longest stretch, whether it counts."""
-
-    verdict: str
-    cause: str
-    first_step: int
-    longest_steps: int
-    final: bool      # the layer's verdict at the end of the stream
-    counts: bool     # final, or lasted `sustain` steps or more
-
-
-@dataclass(frozen=True)
-class LayerResult:
-    verdict: str
-    cause: str
-    since: int
-    first_seen: int
-    problems: list[ProblemSeen]
-
-
-@dataclass(frozen=True)
-class Divergence:
-    step: int
-    layer: str | None
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class Malformed:
-    count: int
-    lines: list[int]
-    messages: list[str]   # the first MAX_LISTED
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One run of a stream that holds several (restarted, or a preset switched): each is judged alone."""
-
-    index: int            # 1 for the stream's first run
-    label: str | None     # the preset or run id the stream gave it
-    first_step: int | None
-    last_step: int | None
-    steps: int
-    layers: dict[str, LayerResult]
-    failing: list[str]    # what fails the check in this run
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """What `check` found; to_json() is `check --json`'s output."""
-
-    source: str
-    steps: int
-    first_step: int | None
-    last_step: int | None
-    final_loss: float | None
-    best_loss: float | None
-    final_val_loss: float | None
-    has_grads: bool
-    max_span: int
-    diverged: Divergence | None
-    layers: dict[str, LayerResult]
-    malformed: Malformed
-    notes: list[str]
-    sustain: int
-    failing: list[str]
-    status: str          # "ok" or "problem"
-    exit: int            # 0 or 1
-    runs: list[RunResult] = field(default_factory=list)  # every run but the last, if the stream holds several
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class LayerHistory:

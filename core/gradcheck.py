@@ -72,8 +72,20 @@ def check_gradient(loss_at, b: np.ndarray, g: np.ndarray, layout: Layout,
     b = np.asarray(b, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     floor = max(1e-6, 1e-4 * float(np.abs(g).max(initial=0.0)))  # below this, differences are FD noise
-    rel = _to_check(b.size, layout, seed)
-    low, high = np.full(b.shape, np.inf), np.full(b.shape, -np.inf)   # each entry's estimates span
+    rel, low, high = _estimates(loss_at, b, g, _to_check(b.size, layout, seed), floor, steps, tolerance)
+    with np.errstate(invalid="ignore"):
+        bound = (high - low) / np.maximum(np.abs(g), floor)
+    undecided = (rel > tolerance) & (rel <= bound)
+    decided = np.where(undecided, 0.0, rel)
+    return GradientCheck({name: float(part.max()) if part.size else 0.0 for name, part in layout.split(decided).items()},
+                         {name: int(part.sum()) for name, part in layout.split(undecided).items()})
+
+
+def _estimates(loss_at, b: np.ndarray, g: np.ndarray, rel: np.ndarray, floor: float, steps: tuple,
+               tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each entry's smallest relative error (rel: (n,), inf where still to check) and the span of its
+    finite-difference estimates (lowest, highest): central at each step until one passes, then one-sided."""
+    low, high = np.full(b.shape, np.inf), np.full(b.shape, -np.inf)
     probe = b.copy()
 
     def error(numeric, i):
@@ -100,12 +112,8 @@ def check_gradient(loss_at, b: np.ndarray, g: np.ndarray, layout: Layout,
             for i in failing:
                 up, down, step = around(i, h)
                 rel[i] = min(rel[i], error((up - centre) / step, i), error((centre - down) / step, i))
-    with np.errstate(invalid="ignore"):
-        bound = (high - low) / np.maximum(np.abs(g), floor)
-    undecided = (rel > tolerance) & (rel <= bound)
-    decided = np.where(undecided, 0.0, rel)
-    return GradientCheck({name: float(part.max()) if part.size else 0.0 for name, part in layout.split(decided).items()},
-                         {name: int(part.sum()) for name, part in layout.split(undecided).items()})
+    return rel, low, high
+
 
 ROUNDING_ULPS = 64.0  # a loss evaluation's rounding error, in units of float64 eps times the loss
 

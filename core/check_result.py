@@ -1,0 +1,80 @@
+"""What `biasmon check` found, as data: `CheckResult` (`to_json()` is `check --json`), with a `LayerResult`
+per layer, the problems each layer had (`ProblemSeen`), and each earlier run of the stream (`RunResult`)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class ProblemSeen:
+    """A problem verdict a layer had at some point: where it began, its longest stretch, whether it counts."""
+
+    verdict: str
+    cause: str
+    first_step: int
+    longest_steps: int
+    final: bool      # the layer's verdict at the end of the stream
+    counts: bool     # final, or lasted `sustain` steps or more
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    verdict: str
+    cause: str
+    since: int
+    first_seen: int
+    problems: list[ProblemSeen]
+
+
+@dataclass(frozen=True)
+class Divergence:
+    step: int
+    layer: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Malformed:
+    count: int
+    lines: list[int]
+    messages: list[str]   # the first MAX_LISTED
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run of a stream that holds several (restarted, or a preset switched): each is judged alone."""
+
+    index: int            # 1 for the stream's first run
+    label: str | None     # the preset or run id the stream gave it
+    first_step: int | None
+    last_step: int | None
+    steps: int
+    layers: dict[str, LayerResult]
+    failing: list[str]    # what fails the check in this run
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What `check` found; to_json() is `check --json`'s output."""
+
+    source: str
+    steps: int
+    first_step: int | None
+    last_step: int | None
+    final_loss: float | None
+    best_loss: float | None
+    final_val_loss: float | None
+    has_grads: bool
+    max_span: int
+    diverged: Divergence | None
+    layers: dict[str, LayerResult]
+    malformed: Malformed
+    notes: list[str]
+    sustain: int
+    failing: list[str]
+    status: str          # "ok" or "problem"
+    exit: int            # 0 or 1
+    runs: list[RunResult] = field(default_factory=list)  # every run but the last, if the stream holds several
+
+    def to_json(self) -> dict:
+        return asdict(self)
