@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import plotext as plt
 from rich.text import Text
 from textual.widget import Widget
 
@@ -120,6 +119,8 @@ class PlotextPlot(Widget):
         fig.ruler("x").ticks(ticks, [str(t) for t in ticks])
 
     def _build(self, lines, width, height) -> str:
+        import plotext as plt   # imported at the first plot, not at start-up (~0.1 s, most of it its docs)
+
         plt.terminal.limit(False, False)  # never clamp to the real terminal's size
         fig = plt.figure
         fig.clear()
