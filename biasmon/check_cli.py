@@ -118,10 +118,9 @@ def report_lines(result: CheckResult) -> list[str]:
              f"best {fmt(result.best_loss)}"]
     for run in result.runs:
         if run.failing:
-            lines.append(f"run {run.index}{f' ({run.label})' if run.label else ''}, steps {run.first_step}.."
-                         f"{run.last_step}: PROBLEM: " + "; ".join(f.split(": ", 1)[1] for f in run.failing))
+            lines.append(f"{run.where()}: PROBLEM: " + "; ".join(run.failing))
     if result.runs:
-        lines.append(f"run {len(result.runs) + 1}, the last:")
+        lines.append(f"run {len(result.runs) + 1}{f' ({result.last_run})' if result.last_run else ''}, the last:")
     rows = _layer_rows(result)
     if len(rows) > 1:
         lines += table(rows, open_last=True)

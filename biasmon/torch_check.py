@@ -6,8 +6,8 @@ switched off and every other module as it was in the forward pass (BatchNorm in 
 batch's statistics; its running statistics are updated only in the copies). Two questions:
 
 - does autograd's gradient (the model's own backward: a custom autograd.Function included) agree with
-  finite differences of the loss? The relative errors go into the event's `errors`, with `bound`, the
-  error rounding alone can give;
+  finite differences of the loss? The relative errors go into the event's `errors` (entries whose
+  gradient lies within the span of their own finite differences are `undecided`, core/gradcheck.py);
 - is the logged `.grad` that gradient? A common factor < 1 is clipping (`grad_scale`, a note), not a
   mismatch; anything else (a sign flipped by a hook, ...) is added to `errors`. Not compared when dropout
   was on in the forward pass (its mask cannot be replayed) or when the loss at the batch is not the
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.gradcheck import differs, finite_difference_errors, rounding_bound
+from .core.gradcheck import check_gradient, differs
 from .core.layout import Layout
 from .core.records import json_number
 
@@ -118,14 +118,16 @@ def gradient_check(loss: BatchLoss, layout: Layout, logged: np.ndarray | None, l
                     "note": "the loss at the step's batch is not deterministic with dropout off: two evaluations "
                             f"gave {first:.10g} and {second:.10g}: no gradient check"}
         g, _ = loss.gradient()
-        errors = finite_difference_errors(loss, loss.b, g, layout, tolerance=tolerance)
-    data = {"errors": errors, "bound": rounding_bound(first, loss.b, g, layout)}
+        checked = check_gradient(loss, loss.b, g, layout, tolerance=tolerance)
+    data = {"errors": checked.errors}
+    undecided = {name: n for name, n in checked.undecided.items() if n}
+    if undecided:
+        data["undecided"] = undecided
     if had_dropout:
         data["dropout_off"] = True
     elif logged is not None:
         _compare_logged(data, layout, logged, g, logged_loss, first)
     data["errors"] = {n: json_number(e) for n, e in data["errors"].items()}
-    data["bound"] = {n: json_number(e) for n, e in data["bound"].items()}
     return data
 
 

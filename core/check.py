@@ -105,13 +105,11 @@ class Check:
         """The run read so far is judged alone; the next one begins (its label from the event)."""
         if self.run.steps:
             layers, failing = self._layers()
-            index = len(self.earlier) + 1
-            if index == 1 and self.run_label is None and isinstance(self.reader.header, dict):
-                self.run_label = _text(self.reader.header.get("run_id"))
-            where = f"run {index}{f' ({self.run_label})' if self.run_label else ''}, steps {self.run_first_step}" \
-                    f"..{self.run.last_step}"
-            self.earlier.append(RunResult(index, self.run_label, self.run_first_step, self.run.last_step,
-                                          self.run.steps, layers, [f"{where}: {f}" for f in failing]))
+            label = self.run_label
+            if not self.earlier and label is None and isinstance(self.reader.first_header, dict):
+                label = _text(self.reader.first_header.get("run_id"))
+            self.earlier.append(RunResult(len(self.earlier) + 1, label, self.run_first_step, self.run.last_step,
+                                          self.run.steps, layers, failing))
         self.run, self.history, self.run_first_step, self.run_label = RunSummary(), {}, None, next_label
 
     def _layers(self) -> tuple[dict[str, LayerResult], list[str]]:
@@ -134,11 +132,13 @@ class Check:
         if not s.verdicts and (reader.header or {}).get("layers") != []:
             raise StreamError(f"{self.source}: no bias layers: every step line's 'biases' is empty; a stream needs "
                               "at least one layer (a network with no biases at all: a header with \"layers\": [])")
-        if self.run.steps or not self.earlier:
+        earlier, label = list(self.earlier), self.run_label
+        if self.run.steps or not earlier:
             layers, failing = self._layers()
-        else:   # the stream ends with a restart and no step after it: the table shows the run before
-            layers, failing = self.earlier[-1].layers, []
-        failing = [f for run in self.earlier for f in run.failing] + failing
+        else:   # the stream ends with a restart and no step after it: the run before is the last
+            last = earlier.pop()
+            layers, failing, label = last.layers, last.failing, last.label
+        failing = [f"{run.where()}: {f}" for run in earlier for f in run.failing] + failing
         if s.diverged:
             failing.append(f"diverged at step {s.diverged.step}")
         diverged = None if not s.diverged else Divergence(s.diverged.step, _text(s.diverged.data.get("layer")),
@@ -148,10 +148,10 @@ class Check:
             self.source, s.steps, self.first_step, s.last_step, s.final_loss, s.best_loss, s.final_val,
             bool(reader.has_grads), reader.max_span, diverged, layers,
             Malformed(len(problems), [p.line for p in problems], [str(p) for p in problems[:MAX_LISTED]]),
-            self._notes(), self.sustain, failing, "problem" if failing else "ok", 1 if failing else 0,
-            list(self.earlier))
+            self._notes(len(earlier)), self.sustain, failing, "problem" if failing else "ok", 1 if failing else 0,
+            earlier, label if earlier else None)
 
-    def _notes(self) -> list[str]:
+    def _notes(self, earlier: int) -> list[str]:
         s, reader, notes = self.summary, self.reader, []
         if reader.has_grads is False:
             notes.append("no bias_grads logged: " + ", ".join(f"'{v}'" for v in NEED_GRADIENTS)
@@ -166,13 +166,13 @@ class Check:
         for note, steps in list(self.check_notes.items())[:MAX_LISTED]:
             more = f" (and {len(steps) - 1} later check{'s' if len(steps) > 2 else ''})" if len(steps) > 1 else ""
             notes.append(f"gradient check at step {steps[0]}{more}: {note}")
-        if any(d.verdict == "pending" for d in self.run.verdicts.values()):
+        if any(d.verdict == "pending" for d in (self.run if self.run.steps else self.summary).verdicts.values()):
             notes.append(f"too few steps for a verdict on some layers (uphill needs {self.thresholds.min_steps} "
                          "steps with a defined cosine, unrelated a full --unrelated-steps stretch)")
         if not s.verdicts:
             notes.append("no bias layers in the stream")
-        if self.earlier:
-            notes.append(f"the stream holds {len(self.earlier) + 1} runs (restarted or preset switched), each judged "
+        if earlier:
+            notes.append(f"the stream holds {earlier + 1} runs (restarted or preset switched), each judged "
                          "alone; the table shows the last, a problem in any fails the check")
         return notes
 

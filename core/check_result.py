@@ -50,7 +50,11 @@ class RunResult:
     last_step: int | None
     steps: int
     layers: dict[str, LayerResult]
-    failing: list[str]    # what fails the check in this run
+    failing: list[str]    # what fails the check in this run ("hidden1 uphill", ...)
+
+    def where(self) -> str:
+        """'run 2 (label), steps 0..299'."""
+        return f"run {self.index}{f' ({self.label})' if self.label else ''}, steps {self.first_step}..{self.last_step}"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class CheckResult:
     status: str          # "ok" or "problem"
     exit: int            # 0 or 1
     runs: list[RunResult] = field(default_factory=list)  # every run but the last, if the stream holds several
+    last_run: str | None = None   # the last run's label (the preset or run id the stream gave it), if several
 
     def to_json(self) -> dict:
         return asdict(self)

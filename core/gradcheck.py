@@ -43,9 +43,10 @@ def _to_check(n: int, layout: Layout, seed: int) -> np.ndarray:
 
 
 class GradientCheck(NamedTuple):
-    """A finite-difference check: each layer's largest relative error over the entries it could decide,
-    and how many entries it could not (their finite differences disagree among themselves by more than
-    with the gradient: a kink within the step, or a loss at float64's noise floor)."""
+    """A finite-difference check: each layer's largest relative error over the entries it could decide (a
+    layer none of whose entries it could decide is left out), and how many entries it could not: failing
+    entries whose gradient lies within the span of their own estimates (a kink within the step, or a
+    loss at float64's noise floor)."""
 
     errors: dict[str, float]
     undecided: dict[str, int]
@@ -66,19 +67,23 @@ def check_gradient(loss_at, b: np.ndarray, g: np.ndarray, layout: Layout,
     loss_at(b_flat) -> float is the loss at biases b_flat (n_biases,); g is the analytic gradient there.
     An entry that fails with central differences is tried at the smaller step sizes, then one-sided at
     them: ReLU nets drive pre-activations onto the kink (seen within 1e-8 of it), where a central
-    difference straddles the kink while the analytic (sub)gradient is one side's slope. The spread of an
-    entry's estimates is the check's own error bound there: a failing entry whose error is within it is
-    undecided, no evidence either way (a long run near a zero loss puts many kinks within every step)."""
+    difference straddles the kink while the analytic (sub)gradient is one side's slope. The span of an
+    entry's estimates is the check's own error bound there: a failing entry whose gradient lies within it
+    is undecided, no evidence either way (a long run near a zero loss puts many kinks within every step);
+    a gradient outside every estimate (a flipped sign, a wrong factor) is a mismatch."""
     b = np.asarray(b, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     floor = max(1e-6, 1e-4 * float(np.abs(g).max(initial=0.0)))  # below this, differences are FD noise
     rel, low, high = _estimates(loss_at, b, g, _to_check(b.size, layout, seed), floor, steps, tolerance)
-    with np.errstate(invalid="ignore"):
-        bound = (high - low) / np.maximum(np.abs(g), floor)
-    undecided = (rel > tolerance) & (rel <= bound)
-    decided = np.where(undecided, 0.0, rel)
-    return GradientCheck({name: float(part.max()) if part.size else 0.0 for name, part in layout.split(decided).items()},
-                         {name: int(part.sum()) for name, part in layout.split(undecided).items()})
+    slack = tolerance * np.maximum(np.abs(g), floor)   # g within the estimates' span, give or take this
+    undecided = (rel > tolerance) & (low - slack <= g) & (g <= high + slack)
+    errors, counts = {}, {}
+    for (name, part), out in zip(layout.split(rel).items(), layout.split(undecided).values()):
+        decided = part[~out]
+        if decided.size or not part.size:   # a layer with every entry undecided says nothing: left out
+            errors[name] = float(decided.max()) if decided.size else 0.0
+        counts[name] = int(out.sum())
+    return GradientCheck(errors, counts)
 
 
 def _estimates(loss_at, b: np.ndarray, g: np.ndarray, rel: np.ndarray, floor: float, steps: tuple,
@@ -116,17 +121,6 @@ def _estimates(loss_at, b: np.ndarray, g: np.ndarray, rel: np.ndarray, floor: fl
 
 
 ROUNDING_ULPS = 64.0  # a loss evaluation's rounding error, in units of float64 eps times the loss
-
-
-def rounding_bound(loss: float, b: np.ndarray, g: np.ndarray, layout: Layout, step: float = 1e-6) -> dict:
-    """Each layer's largest relative error that rounding of a float64 loss alone can give a central
-    difference at the largest probe step: ROUNDING_ULPS * eps * |loss| / h, relative to max(|g|, floor)
-    as in finite_difference_errors (b, g: (n,)). An error within it is no evidence of a wrong gradient."""
-    b, g = np.asarray(b, dtype=np.float64), np.asarray(g, dtype=np.float64)
-    floor = max(1e-6, 1e-4 * float(np.abs(g).max(initial=0.0)))
-    noise = ROUNDING_ULPS * np.finfo(np.float64).eps * abs(float(loss))
-    rel = noise / (step * np.maximum(1.0, np.abs(b))) / np.maximum(np.abs(g), floor)
-    return {name: float(part.max()) if part.size else 0.0 for name, part in layout.split(rel).items()}
 
 
 def differs(first: float, second: float) -> bool:

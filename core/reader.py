@@ -54,6 +54,8 @@ class StreamReader:
         self.source = source
         self.problems: list[LineProblem] = []
         self.header: dict | None = None
+        self.first_header: dict | None = None   # the stream's first header (a later one starts a new run)
+        self.last_step: int | None = None
         self.line_no = 0
         self.steps_read = 0
         self.max_span = 1
@@ -128,9 +130,14 @@ class StreamReader:
             raise StreamError(f"{self.source}: line {self.line_no}: stream format version {obj.get('version')!r} "
                               f"is not supported; this biasmon reads version {VERSION}")
         out = []
-        if self.header is not None or self.steps_read:
+        if self.header is not None or self.steps_read:   # a second header: a new run, as a restart says
+            last = self._pending.step if self._pending is not None else self.last_step
             out = self.finish()
             self._reset_run()
+            out.append(Event("restarted", last if last is not None else 0,
+                             {"run_id": obj.get("run_id"), "from": "a second header"}))
+        elif self.first_header is None:
+            self.first_header = obj
         self.header = obj
         return out
 
@@ -144,8 +151,7 @@ class StreamReader:
             out = self.finish()
             self._reset_run()
         elif kind == "gradient_check" and isinstance(event.data.get("errors"), dict):
-            self._grad_check = _evidence(check_errors(event.data["errors"]), event.data.get("bound"),
-                                         self.thresholds.fd_tolerance)
+            self._grad_check = check_errors(event.data["errors"])
         elif kind == "diverged":
             self.diverged = self.diverged or event
         elif kind == "verdict" and self.recompute:
@@ -180,6 +186,7 @@ class StreamReader:
             self.problems.append(LineProblem(self.line_no, "'val_loss' is not finite: ignored"))
             val_loss = None
         self.steps_read += 1
+        self.last_step = line.step
         if self.has_grads is None:
             self.has_grads = g is not None
         if nonfinite:
@@ -244,16 +251,6 @@ class StreamReader:
             out.append(step.record(self.layout, diagnosis))
             out += diagnosis.events
         return out
-
-
-def _evidence(errors: dict, bound: object, tolerance: float) -> dict:
-    """A gradient check's errors without the failures inside the check's own error `bound` (layer ->
-    relative error rounding alone can give, when the event carries it): those are no evidence either way."""
-    if not isinstance(bound, dict):
-        return errors
-    return {name: e for name, e in errors.items()
-            if not (isinstance(e, (int, float)) and isinstance(bound.get(name), (int, float))
-                    and tolerance < e <= bound[name])}
 
 
 def _flat(vectors: Vectors | None) -> np.ndarray | None:

@@ -34,7 +34,7 @@ def test_a_run_with_the_sign_bug_then_a_clean_restart_fails_and_names_the_run(tm
     done = check(tmp_path, run_lines(-1, 300) + [restart("clean")] + run_lines(1, 300))
     assert done.returncode == 1, done.stdout
     assert "run 1, steps 0..299: PROBLEM: h uphill; o uphill" in done.stdout
-    assert "run 2, the last:" in done.stdout
+    assert "run 2 (clean), the last:" in done.stdout
     result = json.loads(check(tmp_path, run_lines(-1, 300) + [restart("clean")] + run_lines(1, 300), "--json").stdout)
     assert result["exit"] == 1 and [r["index"] for r in result["runs"]] == [1]
     assert result["runs"][0]["layers"]["h"]["verdict"] == "uphill" and result["layers"]["h"]["verdict"] == "ok"
@@ -42,7 +42,7 @@ def test_a_run_with_the_sign_bug_then_a_clean_restart_fails_and_names_the_run(tm
 
 def test_a_clean_run_then_a_buggy_one_fails_on_the_last_and_two_clean_runs_pass(tmp_path):
     done = check(tmp_path, run_lines(1, 300) + [restart("buggy")] + run_lines(-1, 300))
-    assert done.returncode == 1 and "run 1, steps" not in done.stdout and "run 2, the last:" in done.stdout
+    assert done.returncode == 1 and "run 1, steps" not in done.stdout and "run 2 (buggy), the last:" in done.stdout
     assert check(tmp_path, run_lines(1, 300) + [restart("again")] + run_lines(1, 300)).returncode == 0
 
 
@@ -50,3 +50,21 @@ def test_a_long_uphill_run_then_a_restart_is_not_forgiven(tmp_path):
     done = check(tmp_path, run_lines(-1, 2357, lr=5e-4) + [restart("x")] + run_lines(1, 30))
     assert "diverged" not in done.stdout   # slow enough never to diverge: only the verdicts can fail it
     assert done.returncode == 1 and "run 1, steps 0..2356: PROBLEM: h uphill; o uphill" in done.stdout
+
+
+def header(run_id: str) -> str:
+    return json.dumps({"format": "biasmon-stream", "version": 1, "run_id": run_id})
+
+
+def test_a_second_header_starts_a_new_run_as_a_restart_does(tmp_path):
+    done = check(tmp_path, [header("buggy: lr=0.1")] + run_lines(-1, 300) + [header("clean")] + run_lines(1, 300))
+    assert done.returncode == 1, done.stdout
+    assert "run 1 (buggy: lr=0.1), steps 0..299: PROBLEM: h uphill; o uphill" in done.stdout
+    assert "run 2 (clean), the last:" in done.stdout
+
+
+def test_a_stream_that_ends_right_after_a_restart_shows_the_run_before_as_the_last(tmp_path):
+    done = check(tmp_path, run_lines(-1, 300) + [restart("next")])
+    assert done.returncode == 1 and "run 2" not in done.stdout and "run 1" not in done.stdout
+    result = json.loads(check(tmp_path, run_lines(-1, 300) + [restart("next")], "--json").stdout)
+    assert result["runs"] == [] and result["layers"]["h"]["verdict"] == "uphill"

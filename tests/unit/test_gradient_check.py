@@ -37,3 +37,21 @@ def test_a_wrong_gradient_whose_differences_agree_is_still_a_mismatch():
     checked = check_gradient(kinky_loss, b, g, LAYOUT)
     assert checked.errors["h"] > 0.5 and checked.errors["o"] > 5e-3
     assert checked.undecided == {"h": 1, "o": 0}
+
+
+def test_a_flipped_gradient_at_a_kink_is_a_mismatch_not_undecided():
+    """Two ReLU units exactly on their kink (slopes 0 and 1 on either side): the estimates span [0, 1];
+    a gradient of -1 lies outside every one of them."""
+    layout = Layout(("relu",), (2,))
+    loss = lambda b: float(np.sum(np.maximum(b, 0.0)))
+    checked = check_gradient(loss, np.zeros(2), np.array([-1.0, -1.0]), layout)
+    assert checked.errors["relu"] > 0.5 and checked.undecided == {"relu": 0}
+    honest = check_gradient(loss, np.zeros(2), np.array([0.0, 1.0]), layout)   # a one-sided slope each: fine
+    assert honest.errors.get("relu", 0.0) <= 1e-3
+
+
+def test_a_layer_with_every_entry_undecided_is_left_out_of_the_errors():
+    b = np.array([0.2, 0.5, -0.3, 0.1])
+    layout = Layout(("kinks", "rest"), (1, 3))
+    checked = check_gradient(kinky_loss, b, subgradient(b), layout)
+    assert "kinks" not in checked.errors and checked.undecided["kinks"] == 1 and checked.errors["rest"] < 1e-6

@@ -158,15 +158,16 @@ def test_a_loss_at_that_is_not_deterministic_is_said_to_be_so_not_a_mismatch():
     assert any("loss_at is not deterministic" in n for n in result.notes)
 
 
-@pytest.mark.parametrize("bound, verdict", [(1.0, "ok"), (0.1, "gradient mismatch")])
-def test_an_error_inside_the_checks_own_bound_is_no_evidence(bound, verdict):
-    lines = [json.dumps({"event": "gradient_check", "step": 0, "errors": {"a": 0.5}, "bound": {"a": bound}})]
-    b = np.array([2.0, -1.0])
+def test_a_check_that_decided_nothing_for_a_layer_leaves_its_last_error_standing():
+    check = lambda step, data: json.dumps({"event": "gradient_check", "step": step, **data})
+    lines, b = [check(0, {"errors": {"a": 0.5}})], np.array([2.0, -1.0])
     for t in range(20):
+        if t == 10:   # every entry undecided: no evidence either way, the failed check still stands
+            lines.append(check(10, {"errors": {}, "undecided": {"a": 2}}))
         lines.append(json.dumps({"step": t, "loss": 1.0, "biases": {"a": b.tolist()}, "bias_grads": {"a": b.tolist()}}))
         b = b - 0.1 * b
     steps, _, _ = read("\n".join(lines))
-    assert steps[-2].diag["a"].verdict == verdict
+    assert steps[-2].diag["a"].verdict == "gradient mismatch" and steps[-2].diag["a"].fd_error == 0.5
 
 
 def test_the_events_log_shows_what_a_gradient_check_could_not_decide():
