@@ -16,7 +16,7 @@ from .layout import Layout
 from .history import BlockSteps, History, oldest_in_window
 from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
-from .verdicts import CAUSES, OFF, PENDING, VERDICTS, Thresholds, verdict_codes
+from .verdicts import CAUSES, PENDING, VERDICTS, Thresholds, verdict_codes
 
 
 @dataclass(slots=True)

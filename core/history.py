@@ -41,26 +41,26 @@ class Cosines:
         self.clear()
 
     def clear(self) -> None:
-        self.sums = np.zeros((self.keep + 1, self.columns))  # row r: the sum after count n - keep + r
-        self.n = np.zeros(self.columns, dtype=np.int64)
+        self.sums = np.zeros((1, self.columns))   # (held + 1, C), row r: the sum after count n - held + r,
+        self.n = np.zeros(self.columns, dtype=np.int64)   # held = min(largest count, keep): grown as needed
 
     def advance(self, values: np.ndarray, ks: tuple[int, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Take in a block's values, (m, C) with NaN where undefined (skipped). Returns the count after each
         step, (m, C), and for each k the mean of the last min(k, count) values after each step (NaN if none)."""
-        keep, (m, columns) = self.keep, values.shape
+        (m, columns), held = values.shape, len(self.sums) - 1
         defined = values == values
         counts = self.n + np.cumsum(defined, axis=0)
         sums = np.cumsum(np.concatenate((self.sums[-1:], np.where(defined, values, 0.0))), axis=0)[1:]
-        base = self.n - keep   # the count of row 0 of self.sums
-        table = np.concatenate((self.sums, sums))   # (keep + 1 + m, C): every sum, by row
+        base = self.n - held   # the count of row 0 of self.sums
+        table = np.concatenate((self.sums, sums))   # (held + 1 + m, C): every sum, by row
         columns_at = np.arange(columns)
         if defined.all():   # the count goes up by one a step: a count's sum is in the row of that count
             def sum_at(count: np.ndarray) -> np.ndarray:
                 return table[count - base, columns_at]
         else:   # the sum when the count was `count`: the first row at that count, found in one sorted search
-            stride = keep + 2 + m
+            stride = held + 2 + m
             offsets = columns_at * stride
-            row_counts = np.concatenate((np.broadcast_to(np.arange(keep + 1)[:, None], (keep + 1, columns)),
+            row_counts = np.concatenate((np.broadcast_to(np.arange(held + 1)[:, None], (held + 1, columns)),
                                          counts - base)) + offsets   # (rows, C), increasing down each column
             flat_counts, flat_sums = row_counts.T.ravel(), table.T.ravel()
 
@@ -73,7 +73,8 @@ class Cosines:
             means.append((sums - sum_at(counts - last)) / last)
         if m:
             self.n = counts[-1].copy()
-            self.sums = sum_at(self.n - keep + np.arange(keep + 1)[:, None])
+            held = min(int(self.n.max()), self.keep)
+            self.sums = sum_at(self.n - held + np.arange(held + 1)[:, None])
         return counts, means
 
 
@@ -87,7 +88,6 @@ class History:
         self.first_norm: np.ndarray | None = None
         self.max_g_rms = np.zeros(layers)
         self.runs = np.zeros((3, layers), dtype=np.int64)   # frozen, unreached, rounding-noise steps in a row
-        self.top_g_rms = 0.0   # the largest rms(g) any layer has had
 
     def advance(self, step: BlockSteps, judged: np.ndarray) -> LayerWindow:
         """The layers' window over a block. judged: (m, L) the steps that add to a layer's history (trained,
@@ -99,8 +99,7 @@ class History:
         oldest, full, self.norms = oldest_in_window(self.norms, b, th.window)
         judged_g = np.where(judged, g_rms, -np.inf)
         max_g = np.maximum.accumulate(np.concatenate((self.max_g_rms[None], judged_g)))[1:]
-        top = np.maximum.accumulate(np.concatenate(([self.top_g_rms], judged_g.max(axis=1))))[1:]
-        self.top_g_rms = float(top[-1])
+        top = max_g.max(axis=1)   # the largest rms(g) any layer has had
         self.max_g_rms = max_g[-1]
         on = (g_rms > th.grad_eps) & (g_rms >= th.quiet_grad_frac * max_g)
         moving = u > 1e-12 * np.where(b > 1.0, b, 1.0)

@@ -63,7 +63,6 @@ def loss_diverged(loss: float, first_loss: float, th: Thresholds) -> bool:
 
 
 
-CODE = {name: i for i, name in enumerate(VERDICTS)}
 OK, UPHILL, MISMATCH, FROZEN, EXPLODING, VANISHING, UNRELATED, OFF, PENDING, NO_GRADIENTS, DETACHED, REDUNDANT = \
     range(len(VERDICTS))
 _PREVIOUS, _HOLD, _FALLBACK = -1, -2, -3  # a step whose verdict depends on the step before it

@@ -98,11 +98,12 @@ class TrainingLoop:
             now = time.monotonic()
             self.next_due = max(self.next_due, now - 0.1)
             n = min(CHUNK_STEPS, 1 + int((now - self.next_due) * cap))
-            self.next_due += n / cap
         if c.paused:
             n = 1
         if c.pause_at is not None:
             n = max(1, min(n, c.pause_at - self.trainer.step_index))
+        if cap:
+            self.next_due += n / cap   # the steps taken use their turns, no more
         return n
 
     def _block(self, n: int) -> int | None:

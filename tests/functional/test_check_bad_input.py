@@ -236,3 +236,19 @@ def test_a_pipe_or_a_device_is_refused_at_once_not_read_forever(tmp_path, biasmo
         proc = biasmon_cli(command, path)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (path, proc.stderr)
         assert "not a regular file" in proc.stderr
+
+
+def test_huge_step_count_options_cost_memory_only_as_the_stream_needs(tmp_path):
+    """--unrelated-steps 10^8 on a 60-step stream: the running sums grow with the steps read, not with the
+    option (they were allocated for the option at once: a 4.5 GB MemoryError traceback)."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    proc = subprocess.run([sys.executable, "-m", "biasmon", "check", str(write(tmp_path, good_lines())),
+                           "--unrelated-steps", "100000000", "--window", "50000000"],
+                          capture_output=True, text=True, preexec_fn=cap, timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
