@@ -48,7 +48,7 @@ async def test_r_restarts_from_step_zero_with_a_new_run():
 
 
 async def test_f_flips_the_sign_and_the_verdict_turns_uphill_then_back():
-    app = create_live_app(max_rate=50)  # slow motion, as in README's walkthrough: back before it diverges
+    app = create_live_app(max_rate=20)  # slow motion, as in README's walkthrough: back long before it diverges
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "output" in app.current.diag and app.current.diag["output"].verdict == "ok")
         await pilot.press("f")
