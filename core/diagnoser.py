@@ -125,7 +125,7 @@ class Diagnoser:
         loss = np.array([o.loss for o in steps], dtype=np.float64)
         oldest, _, self.losses = oldest_in_window(self.losses, loss, th.window)
         has_u = np.array([o.u is not None for o in steps])
-        b, g_rms, u = m.table[:, 0], m.table[:, 3], m.table[:, 2]
+        b, g_rms, u = m.column("b_norm"), m.column("g_rms"), m.column("u_norm")
         top = g_rms[:, 0]
         for column in g_rms.T[1:]:  # Python's max, layer by layer: a NaN in first place stays
             top = np.where(column > top, column, top)

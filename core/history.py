@@ -113,9 +113,13 @@ class History:
         cosines = np.where(judged[:, :, None], step.cosines, np.nan)
         n_cos, means = self._cosines(cosines.reshape(len(b), -1), step.trained)
         best_window, best_long = _best(means)
-        return LayerWindow(step.loss[:, None], step.rising[:, None], b, g_rms, step.g_rms_max[:, None],
-                           step.fd_error, self.first_norm, full, oldest, n_cos, means[0, ..., 0],
-                           np.where(n_cos >= th.min_steps, best_window, np.nan), best_long, on, max_g, *runs)
+        frozen_run, unreached_run, rounding_run = runs
+        return LayerWindow(loss=step.loss[:, None], rising=step.rising[:, None], b_norm=b, g_rms=g_rms,
+                           g_rms_max=step.g_rms_max[:, None], fd_error=step.fd_error, first_norm=self.first_norm,
+                           window_full=full, oldest_norm=oldest, n_cos=n_cos, mean_window=means[0, ..., 0],
+                           best_window=np.where(n_cos >= th.min_steps, best_window, np.nan), best_long=best_long,
+                           gradient_on=on, max_g_rms=max_g, frozen_run=frozen_run, unreached_run=unreached_run,
+                           rounding_run=rounding_run)
 
     def _cosines(self, cosines: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(m, L) count of cos(u, -g), and (2, m, L, S) the means over the window and over unrelated_steps,

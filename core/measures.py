@@ -54,6 +54,10 @@ class BlockMeasures(NamedTuple):
     table: np.ndarray      # (m, 8, L): the fields of StepMeasures, in order
     cosines: np.ndarray    # (m, L, 1 + k): cos(u, -g), then cos(u, -a) for each running average a (NaN: none)
 
+    def column(self, field: str) -> np.ndarray:
+        """(m, L) one field of StepMeasures for every step and layer, e.g. column("g_rms")."""
+        return self.table[:, StepMeasures._fields.index(field)]
+
 
 def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> BlockMeasures:
     """Each step's measures from its sums. sums: (6 + 2k, m, layers) as block_sums gives (or as a trainer

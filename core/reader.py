@@ -94,9 +94,9 @@ class StreamReader:
         if not isinstance(obj, dict):
             return self._problem("not a JSON object")
         if "format" in obj:
-            return self._drain() + self._read_header(obj)
+            return self.drain() + self._read_header(obj)
         if "event" in obj:
-            return self._drain() + self._read_event(obj)
+            return self.drain() + self._read_event(obj)
         try:
             return self._read_step(parse_step(obj, "true" in text or "false" in text))
         except ValueError as exc:
@@ -120,7 +120,7 @@ class StreamReader:
     def finish(self) -> list:
         """At end of input: the last pending step, with its update unknown (and any queued steps)."""
         self._flush_pending(None, None)
-        return self._drain()
+        return self.drain()
 
     # --- lines -----------------------------------------------------------------------------------
     def _read_header(self, obj: dict) -> list:
@@ -214,11 +214,11 @@ class StreamReader:
             self._queue.append(step)
         else:
             self._pending = step
-        return out + (self._drain() if len(self._queue) >= self.block else [])
+        return out + (self.drain() if len(self._queue) >= self.block else [])
 
     def _diverge(self, step: int, layer: str | None, reason: str) -> list:
         """The queued steps' records, then a diverged event (the first divergence of the stream only)."""
-        out = self._drain()
+        out = self.drain()
         if self.diverged is None:
             self.diverged = Event("diverged", step, {"layer": layer, "reason": reason})
             out.append(self.diverged)
@@ -237,11 +237,8 @@ class StreamReader:
 
     def drain(self) -> list:
         """The records of the steps queued so far (read, their update known), diagnosed now as one block
-        rather than when `block` of them have come (a follower posting what it read, a few times a second)."""
-        return self._drain()
-
-    def _drain(self) -> list:
-        """Diagnose the queued steps together; their records (each followed by its verdict changes)."""
+        (each record followed by its verdict changes): when `block` of them have come, before an event or a
+        header, at the end, or when a follower posts what it read, a few times a second."""
         queue, self._queue = self._queue, []
         if not queue:
             return []
