@@ -99,14 +99,13 @@ class Diagnoser:
     The descent cosine of a layer is cos(u, -d) for d the gradient g and for running averages of g
     (momentum_betas): SGD follows g, heavy-ball momentum and Adam follow a running average of it, and a
     positive factor (learning rate, loss, schedule) or Adam's per-coordinate scaling changes neither sign.
-    off_cause: the cause shown while a step's biases are not trained (verdict `off`); always_trained:
-    judge every step as trained (biases that are meant to move but never do: the frozen strategy)."""
+    off_cause: the cause shown while a step's biases are not trained (verdict `off`). param: "bias" or
+    "weight", named in verdict events; averages: how many running averages a summary-form step brings."""
 
     def __init__(self, layout: Layout, thresholds: Thresholds | None = None,
-                 off_cause: str = "not trained at this step", always_trained: bool = False,
+                 off_cause: str = "not trained at this step",
                  param: str = "bias", averages: int | None = None) -> None:
         self.layout = layout
-        self.always_trained = always_trained
         self.thresholds = th = thresholds or Thresholds()
         self.off_cause = off_cause
         self.param = param   # "bias" or "weight": what the layers' entries are (named in verdict events)
@@ -139,7 +138,7 @@ class Diagnoser:
         if not steps:
             return []
         has_g = [o.has_g for o in steps]
-        trained = [o.trained or self.always_trained for o in steps]
+        trained = [o.trained for o in steps]
         with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
             if steps[0].sums is not None:
                 sums, with_avg, rounding = self._given_sums(steps)
