@@ -22,8 +22,8 @@ from .text import shown
 BARS = " ▁▂▃▄▅▆▇█"
 LABEL_MAX = 12       # a row label's widest (cut with …)
 MIN_CELLS = 8        # fewer columns than this for the values: the strip says it is too small
-NO_VALUE = "·"
-VIEW_NAMES = {"biases": "biases", "weights": "weights", "both": "biases & weights"}       # a column with no defined cos (a frozen or untrained layer, or a gap in the steps)
+NO_VALUE = "·"       # a column with no defined cos (a frozen or untrained layer, or a gap in the steps)
+VIEW_NAMES = {"biases": "biases", "weights": "weights", "both": "biases & weights"}
 
 
 def _blend(a, b, t):
@@ -52,11 +52,11 @@ def _style(value: float) -> Style:
 
 
 def band_lines(values: np.ndarray, height: int) -> list[Text]:
-    """A band `height` rows high, one column per value: the bar's height is the value (at least ▁ so that
-    -1 is seen), its colour the value's; NaN columns show a dim dot on the bottom row."""
+    """A band `height` rows high, one column per value: the bar's height is the value (+1 full, 0 half, -1
+    the lowest ▁, so that it is seen), its colour the value's; NaN columns show a dim dot on the bottom row."""
     finite = np.isfinite(values)
     eighths = 8 * height
-    level = np.where(finite, 1 + np.rint((np.clip(np.nan_to_num(values), -1, 1) + 1) / 2 * (eighths - 1)), 0)
+    level = np.where(finite, np.maximum(1, np.rint((np.clip(np.nan_to_num(values), -1, 1) + 1) / 2 * eighths)), 0)
     lines = []
     for row in range(height - 1, -1, -1):  # top row first; row 0 is the bottom
         cells = np.clip(level - 8 * row, 0, 8).astype(int)
