@@ -70,13 +70,14 @@ def band_lines(values: np.ndarray, height: int) -> list[Text]:
     return lines
 
 
-def legend() -> Text:
-    """The scale, for the border: the glyph and colour of +1, 0 and -1."""
+def legend(width: int = 80) -> Text:
+    """The scale, for the border: the glyph and colour of +1, 0 and -1 (in words if `width` leaves room)."""
+    words = ("+1 downhill", "0", "−1 uphill") if width >= 36 else ("+1", "0", "−1")
     text = Text()
-    for glyph, value, words in (("█", 1.0, "+1 downhill"), ("▄", 0.0, "0"), ("▁", -1.0, "−1 uphill")):
+    for glyph, value, word in zip("█▄▁", (1.0, 0.0, -1.0), words):
         text.append("  " if text else "")
         text.append(glyph, _style(value))
-        text.append(f" {words}")
+        text.append(f" {word}")
     return text
 
 
@@ -116,6 +117,7 @@ class DirectionStrip(Widget):
         self.rows, self.x_range, self.empty_text = rows, x_range, empty_text or "waiting for data..."
         self._cache = None
         self.border_title = Text(f"cos(u,-g): {VIEW_NAMES.get(view, view)} [w]")  # Text: "[w]" is no markup
+        self.border_subtitle = legend(self.size.width)
         self.refresh(layout=relayout)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:

@@ -48,7 +48,7 @@ class BiasmonApp(App):
     CSS_PATH = "biasmon.tcss"
     TITLE = "biasmon"
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (50, "-narrow"), (80, "-medium"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-tiny-h"), (16, "-short"), (30, "-tall")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny-h"), (16, "-short"), (30, "-tall"), (36, "-taller")]
     BIAS_LR, SEEK, SPEED = (Binding.Group(name, compact=True) for name in ("lr", "seek", "speed"))
     BINDINGS = [  # short words, and pairs grouped, so that the footer fits 80 columns
         Binding("space", "toggle_pause", "pause"),
