@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
 from textual.geometry import Size
 from textual.widget import Widget
 
@@ -23,6 +23,7 @@ BARS = " ▁▂▃▄▅▆▇█"
 LABEL_MAX = 12       # a row label's widest (cut with …)
 MIN_CELLS = 8        # fewer columns than this for the values: the strip says it is too small
 NO_VALUE = "·"       # a column with no defined cos (a frozen or untrained layer, or a gap in the steps)
+NAN_KEY = 99         # the style key of a NaN column
 VIEW_NAMES = {"biases": "biases", "weights": "weights", "both": "biases & weights"}
 
 
@@ -53,20 +54,22 @@ def _style(value: float) -> Style:
 
 def band_lines(values: np.ndarray, height: int) -> list[Text]:
     """A band `height` rows high, one column per value: the bar's height is the value (+1 full, 0 half, -1
-    the lowest ▁, so that it is seen), its colour the value's; NaN columns show a dim dot on the bottom row."""
+    the lowest ▁, so that it is seen), its colour the value's; NaN columns show a dim dot on the bottom row.
+    Each line is one string with a span per run of equal colours (not a span per cell: a wide strip has
+    thousands of cells)."""
     finite = np.isfinite(values)
     eighths = 8 * height
-    level = np.where(finite, np.maximum(1, np.rint((np.clip(np.nan_to_num(values), -1, 1) + 1) / 2 * eighths)), 0)
+    clipped = np.clip(np.nan_to_num(values), -1, 1)
+    level = np.where(finite, np.maximum(1, np.rint((clipped + 1) / 2 * eighths)), 0).astype(int)
+    key = np.where(finite, np.rint(clipped * 10), NAN_KEY).astype(int)  # the style of each column
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], len(key)]
+    runs = [(int(a), int(b), "dim" if key[a] == NAN_KEY else _style(key[a] / 10)) for a, b in zip(starts, ends)]
     lines = []
     for row in range(height - 1, -1, -1):  # top row first; row 0 is the bottom
-        cells = np.clip(level - 8 * row, 0, 8).astype(int)
-        text = Text()
-        for value, ok, cell in zip(values.tolist(), finite.tolist(), cells.tolist()):
-            if ok:
-                text.append(BARS[cell], _style(value))
-            else:
-                text.append(NO_VALUE if row == 0 else " ", "dim")
-        lines.append(text)
+        cells = np.clip(level - 8 * row, 0, 8)
+        glyphs = [BARS[c] if ok else (NO_VALUE if row == 0 else " ") for c, ok in zip(cells.tolist(), finite.tolist())]
+        lines.append(Text("".join(glyphs), spans=[Span(a, b, style) for a, b, style in runs]))
     return lines
 
 
