@@ -208,7 +208,7 @@ class BatchBuilder:
                     norms.setdefault(name, []).append(d.b_norm)
                     cos.setdefault(name, []).append(d.cos)
                 b.diag = diag
-            else:
+            elif record.biases is not None:
                 for name, vec in record.biases.items():
                     norms.setdefault(name, []).append(float(np.sqrt(np.dot(vec, vec))))
                     cos.setdefault(name, []).append(None)
