@@ -212,7 +212,7 @@ class BatchBuilder:
                 for name, vec in record.biases.items():
                     norms.setdefault(name, []).append(float(np.sqrt(np.dot(vec, vec))))
                     cos.setdefault(name, []).append(None)
-            weight_diag = getattr(record, "weight_diag", None)
+            weight_diag = record.weight_diag
             if weight_diag:
                 w = b.weights if b.weights is not None else LayerBatch()
                 b.weights = w

@@ -5,13 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from biasmon.core import LayerDiagnosis
+from biasmon.core import LayerDiagnosis, StepRecord
 from biasmon.tui.app import create_live_app
 from biasmon.tui.direction_strip import BARS, LABEL_MAX, DirectionStrip, band_lines, colour
-from biasmon.tui.history import Batch, LayerBatch, MeanSeries, RunHistory, shown_rows
+from biasmon.tui.history import Batch, BatchBuilder, LayerBatch, MeanSeries, RunHistory, shown_rows
 from biasmon.tui.norm_panel import NormPanel
 from biasmon.tui.sign_panel import SignPanel
 from pilot_helpers import SIZE, wait_for
+from test_panels import panel_text
 
 
 def feed(series, values, chunks):
@@ -114,6 +115,36 @@ def test_each_view_shows_its_rows():
     assert shown_rows(RunHistory("empty"), "weights") == []
 
 
+def test_records_with_weight_diagnoses_fill_the_weights_rows():
+    builder = BatchBuilder("r")
+    for step in range(6):
+        cos = 1.0 if step < 3 else -1.0
+        builder.add(StepRecord(step, 1.0, None, None, None, None, diag={"h": diagnosis(1.0)},
+                               weight_diag={"h": diagnosis(cos, b_norm=float(step))}))
+    builder.add(StepRecord(6, 1.0, None, None, None, None, diag={"h": diagnosis(1.0)}))  # no weights this step
+    run = RunHistory("r")
+    run.apply(builder.take())
+    weights = run.weights
+    assert weights.cos["h"].view(6, (0, 5)).tolist() == [1, 1, 1, -1, -1, -1]
+    assert weights.norms["h"].last == 5.0 and weights.diag["h"].cos == -1.0
+    assert run.biases.cos["h"].count == 7 and run.last_step == 6
+    assert RunHistory("none").weights.cos == {}
+
+
+async def test_after_f_the_bias_bands_turn_red_and_the_weight_bands_stay_green():
+    app = create_live_app("gradient", seed=0, pause_at=80)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused" and app.current.last_step == 79)
+        await pilot.press("w", "w", "f")
+        app.source.pause_at = 160
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.state == "paused" and app.current.last_step == 159)
+        await pilot.pause()
+        strip = app.query_one(DirectionStrip)
+        for layer in app.current.diag:
+            assert is_red(cell_colours(strip, f"{layer} b")[-1]) and is_green(cell_colours(strip, f"{layer} W")[-1])
+
+
 def styles(line):
     """The style of each cell of a rendered line."""
     out = [None] * len(line.plain)
@@ -180,15 +211,14 @@ async def test_w_cycles_the_view_of_the_strip_and_the_layer_panels():
         assert app.view == "weights"
         assert "weights" in str(strip.border_title) and "weight" in str(sign.border_title)
         assert "|W|" in str(norms.border_title)
-        weights = app.current.weights.diag
-        assert [label for label, _ in strip.rows] == list(weights)
-        if not weights:  # a run whose records carry no weight diagnoses
-            assert "no weight diagnoses" in str(strip.render())
+        assert list(app.current.weights.diag) == layers  # the live trainer diagnoses each layer's weights too
+        assert [label for label, _ in strip.rows] == layers
+        await pilot.pause()
+        assert "|u|/|W|" in panel_text(sign)
         await pilot.press("w")
         assert app.view == "both" and "biases & weights" in str(strip.border_title)
-        expected = [f"{name} {kind}" for name in layers for kind, rows in (("b", app.current.biases),
-                                                                          ("W", app.current.weights))
-                    if name in rows.diag]
-        assert [label for label, _ in strip.rows] == expected
+        assert [label for label, _ in strip.rows] == [f"{name} {kind}" for name in layers for kind in "bW"]
+        assert [line.plain.split()[:2] for line in strip.render().split("\n")[:2]] == [
+            [layers[0], "b"], [layers[0], "W"]]
         await pilot.press("w")
         assert app.view == "biases" and [label for label, _ in strip.rows] == layers

@@ -63,3 +63,15 @@ def test_the_strip_turns_red_after_f_compact(snap_compare):
 def test_the_strip_turns_red_after_f(snap_compare):
     app = create_live_app("gradient", seed=0, pause_at=FLIP_AT)
     assert snap_compare(app, terminal_size=(140, 40), run_before=flipped_then_paused)
+
+
+async def flipped_then_both_views(pilot):
+    """As flipped_then_paused, then w twice: each layer's biases and weights."""
+    await flipped_then_paused(pilot)
+    await pilot.press("w", "w")
+    await pilot.pause()
+
+
+def test_biases_red_weights_green_after_f_compact(snap_compare):
+    app = create_live_app("gradient", seed=0, pause_at=FLIP_AT)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=flipped_then_both_views)
