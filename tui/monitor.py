@@ -63,7 +63,7 @@ class BiasmonApp(App):
         Binding("minus", "rate(0.5)", "slower", group=SPEED),
         Binding("plus,equals_sign", "rate(2)", "faster", group=SPEED),
         Binding("s", "svg", "svg", show=False),
-        Binding("w", "cycle_view", "view", show=False),  # the strip's title says "w: view"
+        Binding("w", "cycle_view", "view", show=False),  # in the palette; the strip's title shows [w]
         Binding("q", "quit", "quit"),
         *[Binding(str(i), f"preset({i})", f"preset {i}", show=False) for i in range(1, 10)],
     ]
