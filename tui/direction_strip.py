@@ -139,11 +139,12 @@ class DirectionStrip(Widget):
         key = (width, height)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        text = self._picture(width, height)
+        text = self.picture(width, height)
         self._cache = (key, text)
         return text
 
-    def _picture(self, width: int, height: int) -> Text:
+    def picture(self, width: int, height: int) -> Text:
+        """The strip at this content size: one band per row (as many as fit), then the step axis."""
         if not self.rows or self.x_range is None:
             return Text(self.empty_text, style="dim")
         label_width = min(LABEL_MAX, max(len(shown(label)) for label, _ in self.rows)) + 1
@@ -165,7 +166,9 @@ class DirectionStrip(Widget):
                 lines.append(Text(name.ljust(label_width) if i == 0 else " " * label_width, style="bold") + line)
             lines.extend(Text("") for _ in range(band - fill))
         if shown_rows < n:
-            lines.append(Text(f"… {n - shown_rows} more rows: make the terminal taller", style="dim"))
+            more = Text(f"… {n - shown_rows} more rows (a taller terminal shows them)", style="dim")
+            more.truncate(width, overflow="ellipsis")
+            lines.append(more)
         if axis:
             lines.extend(Text("") for _ in range(room - len(lines)))
             lines.append(Text(" " * label_width) + axis_line(*self.x_range, cells))

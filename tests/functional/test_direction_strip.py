@@ -222,3 +222,17 @@ async def test_w_cycles_the_view_of_the_strip_and_the_layer_panels():
             [layers[0], "b"], [layers[0], "W"]]
         await pilot.press("w")
         assert app.view == "biases" and [label for label, _ in strip.rows] == layers
+
+
+def test_rows_that_do_not_fit_are_counted_and_the_rest_keep_one_line_each():
+    strip = DirectionStrip()
+    series = MeanSeries()
+    series.extend(list(range(10)), [1.0] * 10)
+    strip.rows = [(f"layer{i}", series) for i in range(10)]
+    strip.x_range = (0, 9)
+    lines = strip.picture(30, 6).plain.split("\n")
+    assert len(lines) == 6 and [l.split()[0] for l in lines[:5]] == [f"layer{i}" for i in range(5)]
+    assert lines[5].startswith("… 5 more rows") and len(lines[5]) <= 30
+    roomy = strip.picture(30, 40).plain.split("\n")
+    assert len(roomy) == 40 and roomy[-1].split()[-1] == "9"        # the step axis at the bottom
+    assert sum(l.startswith("layer") for l in roomy) == 10
