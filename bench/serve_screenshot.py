@@ -3,7 +3,7 @@ chromium (driven over the DevTools protocol, with aiohttp, which the serve extra
 app has drawn, save a PNG, and say whether the page shows the app.
 
     python bench/serve_screenshot.py [-o serve.png] [--size 1280x800] [--wait 4] [--timeout 40]
-                                     [--chromium PATH] [-- BIASMON ARGS...]
+                                     [--chromium PATH] [--keys f [--after 3]] [-- BIASMON ARGS...]
 
 The page shows the app when (1) the page's terminal got the app's first bytes over its websocket (the
 page adds the class -first-byte to its body) and the session did not end (-closed), and (2) the screenshot
@@ -128,10 +128,20 @@ async def cdp(ws, state: dict, method: str, **params) -> dict:
             return message.get("result", {})
 
 
-async def shoot(devtools_port: int, url: str, size: tuple[int, int], wait: float,
-                deadline: float) -> tuple[bytes, str]:
-    """Open url in the browser's page, wait for the app's first bytes and then `wait` seconds; the PNG and
-    the body's classes."""
+async def press(ws, state: dict, keys: str) -> None:
+    """Type keys into the page's terminal, as a person would (its hidden textarea has the focus)."""
+    await cdp(ws, state, "Runtime.evaluate", expression="document.querySelector('.xterm-helper-textarea').focus()")
+    for key in keys:
+        for kind in ("keyDown", "keyUp"):
+            await cdp(ws, state, "Input.dispatchKeyEvent", type=kind, key=key, text=key if kind == "keyDown" else "",
+                      code=f"Key{key.upper()}" if key.isalpha() else "", windowsVirtualKeyCode=ord(key.upper()))
+        await asyncio.sleep(0.1)
+
+
+async def shoot(devtools_port: int, url: str, size: tuple[int, int], wait: float, deadline: float,
+                keys: str = "", after: float = 0.0) -> tuple[bytes, str]:
+    """Open url in the browser's page, wait for the app's first bytes and then `wait` seconds (and, given
+    keys, press them and wait `after` seconds more); the PNG and the body's classes."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -154,6 +164,9 @@ async def shoot(devtools_port: int, url: str, size: tuple[int, int], wait: float
                 await asyncio.sleep(0.25)
             if "-first-byte" in classes:
                 await asyncio.sleep(wait)  # let it train and draw a few batches
+                if keys:
+                    await press(ws, state, keys)
+                    await asyncio.sleep(after)
                 result = await cdp(ws, state, "Runtime.evaluate", returnByValue=True,
                                    expression="document.body.className")
                 classes = result.get("result", {}).get("value", "")
@@ -193,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait", type=float, default=4.0, help="seconds to let the app train once it has drawn")
     p.add_argument("--timeout", type=float, default=40.0, help="give up after this many seconds in all")
     p.add_argument("--chromium", help="the browser (default: chromium on the PATH)")
+    p.add_argument("--keys", default="", help="keys to press in the page once it has drawn (f: the sign bug)")
+    p.add_argument("--after", type=float, default=3.0, help="seconds to wait after pressing --keys")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     chromium = find_chromium(args.chromium)
@@ -227,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             time.sleep(0.1)
         devtools_port = int(active.read_text().split()[0])
-        png, classes = asyncio.run(shoot(devtools_port, url, (width, height), args.wait, deadline))
+        png, classes = asyncio.run(shoot(devtools_port, url, (width, height), args.wait, deadline, args.keys,
+                                         args.after))
         Path(args.output).write_bytes(png)
         print(f"serve_screenshot: {url} -> {args.output} (page body: {classes!r})")
         if "-first-byte" not in classes:
