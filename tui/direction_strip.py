@@ -163,7 +163,7 @@ class DirectionStrip(Widget):
             name = shown(label)
             name = name if len(name) < label_width else name[:label_width - 2] + "…"
             for i, line in enumerate(band_lines(row, fill)):
-                lines.append(Text(name.ljust(label_width) if i == 0 else " " * label_width, style="bold") + line)
+                lines.append(Text.assemble((name.ljust(label_width) if i == 0 else " " * label_width, "bold"), line))
             lines.extend(Text("") for _ in range(band - fill))
         if shown_rows < n:
             more = Text(f"… {n - shown_rows} more rows (a taller terminal shows them)", style="dim")
