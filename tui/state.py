@@ -57,3 +57,16 @@ class Status:
         if self.state is RunState.DIVERGED and self.shown_step != self.diverged_at:
             return f"diverged at step {self.diverged_at}"
         return self.state.value
+
+
+class LayerView(StrEnum):
+    """Which parameters the per-layer panels show (key w cycles): each layer's biases, its weights, or both."""
+
+    BIASES = "biases"
+    WEIGHTS = "weights"
+    BOTH = "both"
+
+    def next(self) -> "LayerView":
+        """The view w goes to from this one."""
+        views = list(LayerView)
+        return views[(views.index(self) + 1) % len(views)]
