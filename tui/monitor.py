@@ -34,6 +34,7 @@ PLOT_SECONDS = 0.5  # plots are rebuilt at most twice a second while training ru
 PALETTE = [  # the command palette: title, key, action and its arguments (shown if the source supports it)
     ("Pause / resume", "space", "toggle_pause", ()), ("One step", "n", "step", ()),
     ("Restart the run", "r", "restart", ()), ("Flip the bias update sign (the bug)", "f", "flip", ()),
+    ("Flip the weights' update sign (the same bug in the weights)", "F", "flip_weights", ()),
     ("Gradient check now", "g", "grad_check", ()), ("Halve the bias learning rate", "[", "bias_lr", (0.5,)),
     ("Double the bias learning rate", "]", "bias_lr", (2,)),
     ("Slower: cap the steps per second", "-", "rate", (0.5,)),
@@ -55,6 +56,7 @@ class BiasmonApp(App):
         Binding("n", "step", "step"),
         Binding("r", "restart", "restart"),
         Binding("f", "flip", "flip"),
+        Binding("F", "flip_weights", "flip weights", show=False),
         Binding("g", "grad_check", "check"),
         Binding("[", "bias_lr(0.5)", "lr/2", group=BIAS_LR),
         Binding("]", "bias_lr(2)", "lr×2", group=BIAS_LR),
@@ -228,6 +230,9 @@ class BiasmonApp(App):
 
     def action_step(self) -> None:
         self._then_status(self.source.step)
+
+    def action_flip_weights(self) -> None:
+        self._then_status(self.source.flip_weights)
 
     def action_seek(self, fraction: float) -> None:
         self._then_status(self.source.seek, fraction)

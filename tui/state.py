@@ -36,6 +36,7 @@ class Status:
     diverged_at: int | None = None       # the step of the first divergence, with RunState.DIVERGED
     position: tuple[int, int] | None = None  # replay: records shown, records in the file
     flip: bool | None = None
+    flip_weights: bool | None = None     # live: the weights' sign bug (shown only when on)
     lr_scale: float | None = None
     recording: str | None = None         # live: the file being written, "" when not recording
     max_rate: int | None = None
