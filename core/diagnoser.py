@@ -218,12 +218,12 @@ class Diagnoser:
         diagnoses and loss change (the others None): what a reader that wants verdicts only needs."""
         names, causes = self.layout.names, [self.off_cause if v == "off" else CAUSES.get(v, "") for v in VERDICTS]
         n = len(steps)
-        step_no = np.array([o.step for o in steps], dtype=np.int64)
+        step_no = [o.step for o in steps]   # Python ints: a stream's step may be past 64 bits
         has_g = np.array([o.has_g for o in steps])
         has_u = np.array([o.has_u for o in steps])
         changed = codes != np.concatenate((np.array(self.verdict, dtype=codes.dtype)[None], codes[:-1]))
-        since = np.maximum.accumulate(np.concatenate((np.array(self.since, dtype=np.int64)[None],
-                                                      np.where(changed, step_no[:, None], -1))), axis=0)[1:]
+        # the row of the block where each layer's verdict last changed, after each step (-1: before the block)
+        changed_at = np.maximum.accumulate(np.where(changed, np.arange(n)[:, None], -1), axis=0).tolist()
         pred = np.array([o.extra_pred for o in steps], dtype=np.float64)
         ug, gu = m.column("ug"), has_g & has_u
         for j in range(len(names)):   # layer by layer, as a running sum adds them
@@ -231,22 +231,27 @@ class Diagnoser:
         events: list[list[Event]] = [[] for _ in range(n)]
         for i, j in zip(*np.nonzero(changed)):
             code = int(codes[i, j])
-            events[i].append(Event.verdict(int(step_no[i]), names[j], VERDICTS[code], causes[code], self.param))
+            events[i].append(Event.verdict(step_no[i], names[j], VERDICTS[code], causes[code], self.param))
         prev_pred = [self.prev_pred] + [p if u else None for p, u in zip(pred[:-1].tolist(), has_u[:-1].tolist())]
         prev_loss = [self.prev_loss] + [o.loss for o in steps[:-1]]
         detailed = range(n) if self.every_step else range(n - 1, n)
         out = [_new_tuple(Diagnosis, (None, None, events[i], sums[i])) for i in range(n)]
-        code_rows, since_rows = codes.tolist(), since.tolist()
+        code_rows = codes.tolist()
+
+        def since(i: int) -> list[int]:   # each layer's verdict's first step, after step i
+            return [self.since[j] if at < 0 else step_no[at] for j, at in enumerate(changed_at[i])]
+
         for i in detailed:
             o, row = steps[i], m.step(i)
             loss_change = None
             if prev_pred[i] is not None and prev_loss[i] is not None:
                 loss_change = _new_tuple(LossChange, (prev_pred[i], o.loss - prev_loss[i]))
             reached = [bool(has_g[i]) and not (o.unreached is not None and o.unreached[j]) for j in range(len(names))]
+            began = since(i)
             layers = {name: _layer(row, j, reached[j], bool(has_u[i]), fd_errors[i][j], VERDICTS[code_rows[i][j]],
-                                   causes[code_rows[i][j]], since_rows[i][j]) for j, name in enumerate(names)}
+                                   causes[code_rows[i][j]], began[j]) for j, name in enumerate(names)}
             out[i] = _new_tuple(Diagnosis, (layers, loss_change, events[i], sums[i]))
-        self.verdict, self.since = code_rows[-1], since_rows[-1]
+        self.verdict, self.since = code_rows[-1], since(n - 1)
         self.prev_loss = steps[-1].loss
         self.prev_pred = float(pred[-1]) if has_u[-1] else None
         return out

@@ -237,8 +237,9 @@ def _sums(obj: dict, key: str, strict_types: bool = False) -> Sums | None:
     rows = list(value.values())
     if not strict_types and _plain_rows(rows):
         return Sums(tuple(value), tuple(row[0] for row in rows), rows)
-    return Sums(tuple(value), tuple(row[0] for row in rows), [_checked_row(key, name, row, len(rows[0]), strict_types)
-                                                             for name, row in value.items()])
+    width = len(rows[0]) if type(rows[0]) is list else 0
+    checked = [_checked_row(key, name, row, width, strict_types) for name, row in value.items()]
+    return Sums(tuple(value), tuple(row[0] for row in checked), checked)
 
 
 def _plain_rows(rows: list) -> bool:
