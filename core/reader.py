@@ -33,9 +33,13 @@ class LineProblem:
 
 def _all_finite(arr: np.ndarray) -> bool:
     """True if every entry is finite: one sum (inf/NaN propagate; a sum of finite entries overflowing
-    means entries near 1e307, so it is checked entry by entry then)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = float(arr.sum())
+    means entries near 1e307, so it is checked entry by entry then). A short vector is summed in Python
+    (its floats overflow to inf without a warning), faster than NumPy's sum with its warnings silenced."""
+    if arr.size <= 256:
+        total = sum(arr.tolist())
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = float(arr.sum())
     return math.isfinite(total) or bool(np.isfinite(arr).all())
 
 
