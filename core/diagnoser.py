@@ -66,7 +66,7 @@ class Observation:
             None if w is None or w.g is None else LayerVectors(w.g, w_layout),
             None if w is None or w.u is None else LayerVectors(w.u, w_layout),
             None if w_diag is None else w_diag.layers,
-            _sums(layout, diagnosis), _sums(w_layout, w_diag)))
+            _sums(layout, diagnosis, self), _sums(w_layout, w_diag, w)))
 
 
 class WeightStep(NamedTuple):
@@ -77,10 +77,10 @@ class WeightStep(NamedTuple):
     diagnosis: "Diagnosis | None"
 
 
-def _sums(layout: Layout | None, diagnosis: "Diagnosis | None") -> LayerSums | None:
+def _sums(layout: Layout | None, diagnosis: "Diagnosis | None", o: "Observation | None") -> LayerSums | None:
     if layout is None or diagnosis is None or diagnosis.sums is None:
         return None
-    return _new_tuple(LayerSums, (layout.names, diagnosis.sums))
+    return _new_tuple(LayerSums, (layout.names, diagnosis.sums, o.has_g, o.has_u))
 
 
 class Diagnosis(NamedTuple):
@@ -110,7 +110,8 @@ class Diagnoser:
         self.off_cause = off_cause
         self.param = param   # "bias" or "weight": what the layers' entries are (named in verdict events)
         self.starts = layout.starts
-        self.averages = GradientAverages(th.momentum_betas, int(sum(layout.sizes)))
+        # running averages of g, kept here for vectors (summary-form steps bring their own sums of them)
+        self.averages = GradientAverages(th.momentum_betas, int(sum(layout.sizes)) if averages is None else 0)
         # steps in the summary form bring their own sums of `averages` running averages (None: the betas')
         self.series = 1 + (len(th.momentum_betas) if averages is None else averages)
         self.float32_grads = False   # summary form: the sums are of float32 gradients (the unit of rounding)

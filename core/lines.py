@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from itertools import chain
 from operator import gt, itemgetter
 from typing import Any, NamedTuple
@@ -17,6 +18,7 @@ from .records import LayerDiagnosis, LossChange, new_tuple as _new
 
 MAX_LAYERS = 1000          # bias layers in one step line: more is a malformed line
 MAX_AVERAGES = 8           # running averages in a summary-form row
+MAX_ENTRIES = 2 ** 53      # entries of one layer in a summary-form row (a float counts them exactly)
 
 
 try:   # orjson parses a line 3-5 times faster than the standard library, to the same values
@@ -25,11 +27,15 @@ except ImportError:   # installed without it (pip --no-deps, a platform with no 
     _fast_loads = None
 
 
+_LONG_NUMBER = re.compile(r"\d{20}")   # an integer orjson would read as a float (past 64 bits): the stdlib's
+
+
 def load_line(text: str) -> Any:
     """The JSON value of a line, with what it cannot take (bad JSON, nesting past the recursion limit,
-    integers of more than 4300 digits) as a ValueError saying so. orjson reads it if it can; what orjson
-    refuses (the NaN and Infinity literals, integers past 64 bits, errors) the standard library reads."""
-    if _fast_loads is not None:
+    integers of more than 4300 digits) as a ValueError saying so. orjson reads it if it can; the standard
+    library reads what orjson refuses (the NaN and Infinity literals, errors) and a line with a run of 20
+    digits or more (an integer past 64 bits, which orjson would read as a float)."""
+    if _fast_loads is not None and not _LONG_NUMBER.search(text):
         try:
             return _fast_loads(text)
         except ValueError:
@@ -87,17 +93,8 @@ class Sums(NamedTuple):
     rows: list
 
     @property
-    def layout(self) -> Layout:
-        return Layout(self.names, self.sizes)
-
-    @property
     def width(self) -> int:
         return len(self.rows[0])
-
-    @property
-    def table(self) -> np.ndarray:
-        """(L, 7 + 2k), NaN for null."""
-        return np.array(self.rows, dtype=np.float64)
 
 
 def _pack_sums(s: Sums | None) -> tuple | None:
@@ -251,7 +248,7 @@ def _plain_rows(rows: list) -> bool:
     if len(widths) != 1 or next(iter(widths)) not in _WIDTHS:
         return False
     counts = list(map(_FIRST, rows))
-    if set(map(type, counts)) != {int} or min(counts) < 1:
+    if set(map(type, counts)) != {int} or min(counts) < 1 or max(counts) > MAX_ENTRIES:
         return False
     values = list(chain.from_iterable(rows))
     try:
@@ -271,8 +268,8 @@ def _checked_row(key: str, name: str, row: Any, width: int, strict_types: bool) 
                          f"and a.u for each of up to {MAX_AVERAGES} running averages] (7 + 2k numbers)")
     if len(row) != width:
         raise ValueError(f"'{key}': every layer needs the same running averages (rows of one length)")
-    if type(row[0]) is not int or row[0] < 1:
-        raise ValueError(f"'{where}[0]' (n, the layer's entries) must be a whole number >= 1")
+    if type(row[0]) is not int or not 1 <= row[0] <= MAX_ENTRIES:
+        raise ValueError(f"'{where}[0]' (n, the layer's entries) must be a whole number from 1 to 2**53")
     row = [row[0]] + [None if v is None else as_float(v, f"{where}[{i}]") for i, v in enumerate(row) if i]
     pp, gg, uu, ug, sig, agree = row[1:7]
     if _negative(pp) or _negative(gg) or _negative(uu) or _negative(sig) or _negative(agree) or \
@@ -314,9 +311,11 @@ def parse_step(obj: dict, strict_types: bool = False) -> StepLine:
     if "bias_sums" in obj or "weight_sums" in obj:
         if "biases" in obj or "weights" in obj:
             raise ValueError("a line has vectors ('biases', 'weights') or sums ('bias_sums', 'weight_sums'), not both")
+        bias_sums, weight_sums = _sums(obj, "bias_sums", strict_types), _sums(obj, "weight_sums", strict_types)
+        if bias_sums is None and weight_sums is None:
+            raise ValueError("'bias_sums' or 'weight_sums' must be an object of layer name -> list of sums")
         return _new(StepLine, (step, loss, val_loss, None, None, None, trained, None, None, None, grad_steps,
-                               None, None, None, None, _sums(obj, "bias_sums", strict_types),
-                               _sums(obj, "weight_sums", strict_types), None))
+                               None, None, None, None, bias_sums, weight_sums, None))
     biases = _vectors(obj, "biases", strict_types)
     if biases is None:
         raise ValueError("'biases' is missing (an object of layer name -> list of numbers; "

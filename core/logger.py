@@ -132,14 +132,18 @@ class StreamWriter:
         if weights is not None:
             kinds["weight"] = self._logged(step, "weights", weights, weight_grads, weight_updates)
         self._ensure_header()
+        starts_line = self.every == 1 or self._span is None or self._span.count == self.every
+        if starts_line:   # the lines before this one are written first: a check event applies to the next line
+            self._write_span()
+            for done in self._sums.complete(kinds) if self._sums is not None else ():
+                self._writer.write_json(done, allow_nan=True)
         b, g = kinds["bias"].values, kinds["bias"].grads
         if self.loss_at is not None and g is not None and self.check_due(step):
             self._gradient_check(step, b, g)
         self._last_step = step
         if self.every == 1:
             self._write(step, loss, val_loss, kinds, None)
-        elif self._span is None or self._span.count == self.every:
-            self._write_span()
+        elif starts_line:
             self._span = _Span(step, loss, val_loss, kinds)
         else:
             self._span.add(kinds)
@@ -194,7 +198,7 @@ class StreamWriter:
         self._write_span()
         self._ensure_header()
         for line in self._sums.finish() if self._sums is not None else ():
-            self._writer.write_json(line)
+            self._writer.write_json(line, allow_nan=True)
         self.closed = True
         if self._owns:
             self._handle.close()
@@ -262,7 +266,7 @@ class StreamWriter:
         if self._sums is not None:
             layouts = {"bias": self.layout, "weight": self.weight_layout}
             for done in self._sums.push(line, kinds, layouts, True):
-                self._writer.write_json(done)
+                self._writer.write_json(done, allow_nan=True)
             return
         for kind, logged in kinds.items():
             keys = ("biases", "bias_grads", "bias_updates") if kind == "bias" else \

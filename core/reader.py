@@ -183,8 +183,9 @@ class StreamReader:
             if bias is not None and weight is not None and bias.width != weight.width:
                 raise ValueError("'bias_sums' and 'weight_sums' need the same running averages (rows of one length)")
             if self.layout is not None and self.summary_form and width != self._width:
-                raise ValueError(f"every line of a run needs the same running averages: rows of {self._width} "
-                                 f"numbers before, {width} here")
+                raise StreamError(f"{self.source}: line {self.line_no}: the running averages changed within a run: "
+                                  f"rows of {self._width} numbers before, {width} here (a run keeps its form; a "
+                                  "header or a restarted / preset_switched event starts a new run)")
             self._width = width
         else:
             bias, weight = line.biases, line.weights
@@ -210,19 +211,20 @@ class StreamReader:
             raise ValueError(f"step {line.step} does not follow step {self._pending.step}")
 
     def _start_run(self, layout: Layout, weights: Layout | None, line: StepLine) -> None:
-        self.layout, self.weight_layout, self.summary_form = layout, weights, line.biases is None
-        self._layers = (layout.names, layout.sizes)
-        self._weight_layers = (weights.names, weights.sizes) if weights is not None else None
-        averages = None
-        if self.summary_form:
-            averages = (self._width - 7) // 2
-        self.diagnoser = Diagnoser(layout, self.thresholds, averages=averages)
-        if weights is not None:
-            self.weight_diagnoser = Diagnoser(weights, self.thresholds, param="weight", averages=averages)
+        """The run's diagnosers, made first (a failure leaves the run unstarted), then its layers."""
+        summary = line.biases is None
+        averages = (self._width - 7) // 2 if summary else None
+        diagnoser = Diagnoser(layout, self.thresholds, averages=averages)
+        weight_diagnoser = None if weights is None else \
+            Diagnoser(weights, self.thresholds, param="weight", averages=averages)
         float32 = isinstance(self.header, dict) and self.header.get("grad_dtype") == "float32"
-        for d in (self.diagnoser, self.weight_diagnoser):
+        for d in (diagnoser, weight_diagnoser):
             if d is not None:
                 d.float32_grads, d.every_step = float32, self.every_step
+        self.diagnoser, self.weight_diagnoser = diagnoser, weight_diagnoser
+        self.layout, self.weight_layout, self.summary_form = layout, weights, summary
+        self._layers = (layout.names, layout.sizes)
+        self._weight_layers = (weights.names, weights.sizes) if weights is not None else None
 
     def _read_step(self, line: StepLine) -> list:
         self._check_layers(line)
@@ -334,7 +336,7 @@ class StreamReader:
 def _first_order(o: Observation) -> float:
     """g . u of one step's parameters (0 where either is not known): their part of the loss change."""
     if o.sums is not None:
-        return float(sum(row[4] for row in o.sums if row[4] is not None and row[4] == row[4]))
+        return float(sum(row[4] for row in o.sums if row[4] is not None and math.isfinite(row[4])))
     if o.g is None or o.u is None:
         return 0.0
     return float(o.g @ o.u)
@@ -349,8 +351,8 @@ def _summary_observations(line: StepLine) -> tuple[Observation, Observation | No
         if sums is None:
             out.append(None if key == "weight_sums" else _observation(line, [], line.trained))
             continue
-        bad = [i for i, row in enumerate(sums.rows)
-               if row[1] is None or not isfinite(row[1]) or row[3] == math.inf]
+        bad = [i for i, row in enumerate(sums.rows) if row[1] is None or not isfinite(row[1])
+               or (row[2] is not None and not isfinite(row[2])) or (row[3] is not None and not isfinite(row[3]))]
         if bad:
             nonfinite.append(key)
             if key == "bias_sums":
@@ -360,15 +362,16 @@ def _summary_observations(line: StepLine) -> tuple[Observation, Observation | No
 
 
 def _observation(line: StepLine, rows: list, trained: bool) -> Observation:
-    """The Observation of one kind's sums (rows as read): a layer whose |g|^2 is null (while another's is
-    not) is one no gradient reached (the diagnoser reads its gradient's sums as 0, as a null vector's
-    zeros); the update is known if any layer's |u|^2 is."""
+    """The Observation of one kind's sums (rows as read). The gradient was logged if some layer has |g|^2,
+    or says no gradient reached it (|g|^2 null, its counts 0); a layer whose |g|^2 is null is then one no
+    gradient reached (the diagnoser reads its gradient's sums as 0, as a null vector's zeros). All null,
+    counts too: no gradient logged. The update is known if any layer's |u|^2 is."""
     no_g = [row[2] is None for row in rows]
-    some, every = any(no_g), all(no_g)
+    has_g = bool(rows) and (not all(no_g) or any(row[5] is not None for row in rows))
     has_u = any(row[3] is not None for row in rows)
     return Observation(line.step, line.loss, line.val_loss, None, None, None, trained, span=line.grad_steps,
-                       sums=rows, unreached=tuple(no_g) if some and not every else None,
-                       sums_have=(bool(rows) and not every, has_u))
+                       sums=rows, unreached=tuple(no_g) if has_g and any(no_g) else None,
+                       sums_have=(has_g, has_u))
 
 
 def _describe(layout: Layout, weights: Layout | None, summary: bool) -> str:

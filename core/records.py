@@ -137,14 +137,34 @@ class LayerSums(NamedTuple):
 
     names: tuple[str, ...]
     table: np.ndarray
+    has_g: bool = True      # the gradient was logged (else its sums are unknown: null)
+    has_u: bool = True      # the update is known (else its sums are unknown: null)
 
     def to_json(self) -> dict:
-        return {name: [int(v) if i in _COUNTS and v == v else json_number(v) for i, v in enumerate(row)]
-                for name, row in zip(self.names, self.table.tolist())}
+        return sums_json(self.names, self.table, self.has_g, self.has_u, None)
 
 
 SUM_COLUMNS = ("n", "pp", "gg", "uu", "ug", "sig", "agree")  # entries, |p|^2, |g|^2, |u|^2, u.g, significant, opposing
-_COUNTS = (0, 5, 6)
+
+
+def sums_json(names: tuple[str, ...], table: np.ndarray, has_g: bool, has_u: bool, unreached: tuple | None) -> dict:
+    """{layer: row} for a summary-form line (docs/stream-format.md): the counts as whole numbers; what is
+    not known (no gradient logged, no update known, no running average yet) null; |p|^2, |g|^2 or |u|^2
+    not finite (an overflow, a NaN: divergence) as the literal NaN or Infinity, which null would hide; a
+    layer no gradient reached (unreached[i]) with |g|^2 and u.g null and its counts 0."""
+    out = {}
+    known = (True, True, has_g, has_u)
+    for i, (name, row) in enumerate(zip(names, table.tolist())):
+        cells = [v if math.isfinite(v) else (v if j < 4 and known[j] else None) for j, v in enumerate(row)]
+        for j in (0, 5, 6):
+            if cells[j] is not None:
+                cells[j] = int(cells[j])
+        if not has_g:
+            cells[2] = cells[4] = cells[5] = cells[6] = None
+        if unreached is not None and unreached[i]:
+            cells[2], cells[4], cells[5], cells[6] = None, None, 0, 0
+        out[name] = cells
+    return out
 
 
 class StepRecord(NamedTuple):

@@ -28,10 +28,15 @@ class RecordWriter:
         self.handle = handle
         self.summary = form == "sums"
 
-    def write_json(self, obj: dict) -> None:
-        self.handle.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+    def write_json(self, obj: dict, allow_nan: bool = False) -> None:
+        """One line. allow_nan: a summary-form line, whose non-finite sums are the literals NaN and
+        Infinity (null there means unknown)."""
+        self.handle.write(json.dumps(obj, separators=(",", ":"), allow_nan=allow_nan) + "\n")
         self.handle.flush()
 
     def write(self, record) -> None:
         """A StepRecord or Event."""
-        self.write_json(record.summary_json() if self.summary and hasattr(record, "summary_json") else record.to_json())
+        if self.summary and hasattr(record, "summary_json"):
+            self.write_json(record.summary_json(), allow_nan=True)
+        else:
+            self.write_json(record.to_json())

@@ -10,7 +10,7 @@ import numpy as np
 
 from .layout import Layout
 from .measures import GradientAverages, block_sums
-from .records import SUM_COLUMNS, json_number
+from .records import SUM_COLUMNS, sums_json
 from .spans import Logged
 
 
@@ -39,21 +39,6 @@ def layer_sums(layout: Layout, p: np.ndarray, g: np.ndarray | None, u: np.ndarra
     return table
 
 
-def sums_json(layout: Layout, table: np.ndarray, unreached: tuple | None) -> dict:
-    """{layer: row} for a line, counts as whole numbers, null for NaN (and for the gradient's sums of a
-    layer no gradient reached)."""
-    out = {}
-    for i, (name, row) in enumerate(zip(layout.names, table.tolist())):
-        off = unreached is not None and unreached[i]
-        out[name] = [None if (off and j in _GRADIENT) else
-                     (int(v) if j in _COUNTS and v == v else json_number(v)) for j, v in enumerate(row)]
-    return out
-
-
-_COUNTS = (0, 5, 6)
-_GRADIENT = (2, 4, 5, 6)
-
-
 class SummaryLines:
     """Summary-form lines from the vectors of consecutive steps. betas: the running averages of g whose
     sums each line carries (as the Diagnoser's momentum_betas, so that both judge alike)."""
@@ -63,9 +48,14 @@ class SummaryLines:
         self.averages: dict[str, GradientAverages] = {}
         self.pending: dict | None = None   # the last step, waiting for the next one's values (its update)
 
+    def complete(self, following: dict[str, Logged]) -> list[dict]:
+        """The line waiting for its update, completed by the next step's values (`following`), if any."""
+        return self._flush(following)
+
     def push(self, line: dict, kinds: dict[str, Logged], layouts: dict[str, Layout], trained: bool) -> list[dict]:
         """One step: `line` its plain keys (step, loss, ...), `kinds` its vectors by kind ("bias",
-        "weight"). Returns the lines now complete (the previous step's once this one gives its update)."""
+        "weight"). Returns the lines now complete: the previous step's (completed by this one's values,
+        unless complete() did it first), and this one's if its updates were given."""
         out = self._flush(kinds)
         entry = {"line": line, "kinds": kinds, "layouts": layouts, "avg": {}}
         for kind, logged in kinds.items():
@@ -95,8 +85,9 @@ class SummaryLines:
             u = _flat(logged.updates)
             if u is None and following is not None:
                 u = _flat(following[kind].values) - p
-            table = layer_sums(layout, p, _flat(logged.grads), u, entry["avg"][kind], len(self.betas))
-            line[f"{kind}_sums"] = sums_json(layout, table, logged.unreached)
+            g = _flat(logged.grads)
+            table = layer_sums(layout, p, g, u, entry["avg"][kind], len(self.betas))
+            line[f"{kind}_sums"] = sums_json(layout.names, table, g is not None, u is not None, logged.unreached)
         return [line]
 
 

@@ -97,11 +97,8 @@ class Trainer:
         self._check_requested = False
         self._check_every = p.diagnostics["grad_check_every"] if has_biases or self.diagnose_weights else 0
         self._announced = {"flip_sign": self.flip_sign, "flip_weight_sign": self.flip_weight_sign, "bias_lr_scale": 1.0}
-        off_cause = "network has no biases" if not has_biases else (
-            f"bias training starts at step {p.bias['from_step']}" if self.strategy.trains_biases
-            else "strategy 'frozen' never moves the biases")
-        # the frozen strategy is judged as training: its biases are meant to move
-        self._judge_frozen = self.strategy.name == "frozen"
+        off_cause = "network has no biases" if not has_biases else f"bias training starts at step {p.bias['from_step']}"
+        self._judge_frozen = self.strategy.name == "frozen"   # judged as training: its biases are meant to move
         self.diagnoser = Diagnoser(self.layout, self.thresholds, off_cause) \
             if self.diagnostics else None
         self.weight_diagnoser = Diagnoser(self.weight_layout, self.thresholds, param="weight") \
@@ -130,6 +127,8 @@ class Trainer:
         if form == "sums":
             fields["form"] = "sums"
             fields["averages"] = [f"ema{b:g}" for b in self.thresholds.momentum_betas]
+            if self.net.dtype == np.float32:
+                fields["grad_dtype"] = "float32"
         version = 2 if self.diagnose_weights or form == "sums" else 1
         return header(self.run_id, version, **fields, biasmon=__version__)
 

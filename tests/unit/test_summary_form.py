@@ -22,7 +22,8 @@ PRESETS = Path(__file__).resolve().parents[2] / "presets"
 
 
 def _mlp_run(writer: StreamWriter, *, flip_bias=False, flip_weights=False, momentum=0.0, steps=300,
-             unreached_from=None, frozen_layer=False, give_updates=False, seed=0):
+             unreached_from=None, frozen_layer=False, give_updates=False, seed=0, all_unreached_from=None,
+             nan_from=None):
     """A 2-8-1 tanh MLP trained by plain SGD (momentum optional) on a fixed regression set, logged with
     its weights; bugs as asked."""
     rng = np.random.default_rng(seed)
@@ -50,10 +51,15 @@ def _mlp_run(writer: StreamWriter, *, flip_bias=False, flip_weights=False, momen
             if frozen_layer and i == 1:
                 u = np.zeros_like(u)
             updates.append(u)
+        if nan_from is not None and t >= nan_from:
+            g_b2 = g_b2 * np.nan
         hidden_grad = None if unreached_from is not None and t >= unreached_from else g_b1
+        out_grad = g_b2
+        if all_unreached_from is not None and t >= all_unreached_from:
+            hidden_grad = out_grad = None
         extra = {"bias_updates": {"h": updates[1], "o": updates[3]},
                  "weight_updates": {"h": updates[0], "o": updates[2]}} if give_updates else {}
-        writer.step(t, loss, {"h": b1.copy(), "o": b2.copy()}, {"h": hidden_grad, "o": g_b2},
+        writer.step(t, loss, {"h": b1.copy(), "o": b2.copy()}, {"h": hidden_grad, "o": out_grad},
                     weights={"h": w1.copy(), "o": w2.copy()}, weight_grads={"h": g_w1, "o": g_w2}, **extra)
         for p, u in zip(params, updates):
             p += u
@@ -69,6 +75,8 @@ CASES = {
     "a frozen bias": {"frozen_layer": True},
     "a detached bias": {"unreached_from": 100},
     "updates given": {"give_updates": True, "flip_weights": True},
+    "every bias detached": {"all_unreached_from": 100},
+    "a NaN gradient": {"nan_from": 120},
 }
 
 
@@ -80,6 +88,10 @@ def test_sums_are_judged_exactly_as_the_vectors_they_came_from(tmp_path, case):
         _mlp_run(StreamWriter(path, form=form, check_every=0), **CASES[case])
         results[form] = check_stream(path).to_json()
         results[form].pop("source")
+        # what a message quotes differs by form ('bias_sums' / 'bias_grads'); where and how many do not
+        results[form]["malformed"].pop("messages")
+        if results[form]["diverged"]:
+            results[form]["diverged"] = results[form]["diverged"]["step"]
     assert results["sums"] == results["vectors"]
     assert results["sums"]["weights"], "the weights are judged too"
 
@@ -163,7 +175,7 @@ def test_layer_sums_match_a_plain_loop():
 
 @pytest.mark.parametrize("row,message", [
     ([16, 1.0, 1.0], "7 + 2k numbers"),
-    ([0, 1.0, 1.0, 1.0, 0.0, 1, 1], "whole number >= 1"),
+    ([0, 1.0, 1.0, 1.0, 0.0, 1, 1], "whole number from 1 to 2**53"),
     ([16, -1.0, 1.0, 1.0, 0.0, 1, 1], ">= 0"),
     ([16, 1.0, 1.0, 1.0, 0.0, 1, 2], "agree <= sig"),
     ([16, 1.0, "x", 1.0, 0.0, 1, 1], "bias_sums.h[2]"),
@@ -199,3 +211,48 @@ def test_an_empty_or_wrongly_typed_row_is_a_skipped_line_not_a_crash(sums):
     reader = StreamReader()
     reader.feed(json.dumps({"step": 0, "loss": 1.0, "bias_sums": sums}))
     assert len(reader.problems) == 1 and "bias_sums" in reader.problems[0].message
+
+
+def test_a_nan_gradient_is_divergence_and_every_layer_unreached_is_detached_in_either_form(tmp_path):
+    for form in ("vectors", "sums"):
+        path = tmp_path / f"{form}.jsonl"
+        _mlp_run(StreamWriter(path, form=form, check_every=0), nan_from=120)
+        assert check_stream(path).diverged.step == 120, form
+        _mlp_run(StreamWriter(path, form=form, check_every=0), all_unreached_from=100)
+        r = check_stream(path)
+        assert {n: v.verdict for n, v in r.layers.items()} == {"h": "detached", "o": "detached"} and r.exit == 1, form
+
+
+def test_a_gradient_check_event_comes_right_before_the_line_it_applies_to(tmp_path):
+    for form, every in (("vectors", 1), ("sums", 1), ("vectors", 3), ("sums", 3)):
+        path = tmp_path / f"{form}{every}.jsonl"
+        log = StreamWriter(path, form=form, every=every, check_every=4, loss_at=lambda b: float(b["a"][0] ** 2))
+        for t in range(12):
+            log.step(t, 1.0, {"a": [1.0 - 0.1 * t]}, {"a": [2.0 - 0.2 * t]})
+        log.close()
+        lines = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+        checks = [i for i, line in enumerate(lines) if line.get("event") == "gradient_check"]
+        assert checks and all(lines[i + 1]["step"] == lines[i]["step"] for i in checks), (form, every)
+
+
+def test_a_huge_layer_in_the_summary_form_costs_no_memory_and_bad_rows_are_skipped_lines(tmp_path):
+    path = tmp_path / "big.jsonl"
+    line = {"step": 0, "loss": 1.0, "weight_sums": {"w": [10 ** 15, 1.0, 1.0, 0.01, -0.1, 10, 10, 1.0, 1.0, -0.1, -0.1]}}
+    path.write_text(json.dumps(line) + "\n")
+    assert check_stream(path).weights["w"].verdict == "pending"
+    reader = StreamReader()
+    reader.feed(json.dumps({"step": 0, "loss": 1.0, "bias_sums": None}))
+    reader.feed(json.dumps({"step": 1, "loss": 1.0, "bias_sums": {"h": [2 ** 60, 0, 0, 0, 0, 0, 0]}}))
+    assert [p.line for p in reader.problems] == [1, 2] and "2**53" in reader.problems[1].message
+
+
+def test_a_step_number_past_64_bits_reads_as_a_whole_number():
+    from biasmon.core.lines import load_line
+    assert load_line('{"step": 18446744073709551617, "loss": 1}')["step"] == 2 ** 64 + 1
+
+
+def test_a_float32_presets_summary_header_says_its_gradients_are_float32():
+    preset = presets.load(PRESETS / "gradient.toml")
+    preset = replace(preset, network=dict(preset.network, dtype="float32"))
+    assert Trainer(preset, steps=5).header("sums")["grad_dtype"] == "float32"
+    assert "grad_dtype" not in Trainer(presets.load(PRESETS / "gradient.toml"), steps=5).header("sums")
