@@ -1,6 +1,6 @@
 """Speed of biasmon's core, headless, against PyTorch CPU autograd on the same nets and data.
 
-    python bench/bench_core.py [--rounds R] [--nets NAME ...] [--no-threads]
+    python bench/bench_core.py [--rounds R] [--thread-rounds R2] [--nets NAME ...] [--no-torch] [--no-threads]
 
 Four nets, each with full-batch SGD (lr 0.05, momentum 0), float64 on both sides, val_fraction 0.25:
   - 2-16-16-1         the default preset `gradient` (ReLU, He init, mse) on `tiny` with samples=200
@@ -11,7 +11,7 @@ Four nets, each with full-batch SGD (lr 0.05, momentum 0), float64 on both sides
                       y = sin(2 x.v) for a fixed random v with |v| ~ 1
 (the synthetic sets are written as .npz files into a temporary folder and read as a user's data file is).
 
-Rows, each figure the median of R interleaved runs (A, B, A, B, ...):
+Rows, each figure the median of R interleaved runs (A, B, A, B, ...; R = 5 in row 1, 3 in row 2):
   1. core vs torch, both 1 thread: steps/s of the core as `record` trains (Trainer.advance(BLOCK_STEPS),
      per-step diagnostics on, the finite-difference check off: bench/bench_gradcheck.py measures it) over
      torch's nn.Sequential + loss + optim.SGD with the same per-step work (train forward, backward, update,
@@ -47,9 +47,10 @@ from biasmon.commands import BLOCK_STEPS
 from biasmon.core import presets
 from biasmon.core.trainer import Trainer, build_network, load_data
 
-# name -> (steps per run in row 1, steps per run in row 2): each run about 0.3 s (row 2: 1 s) idle here
-STEPS = {"2-16-16-1": (1500, 4000), "2-64-64-1": (400, 1000), "784-128-10": (30, 80),
-         "10-256-256-256-1": (30, 80)}
+# name -> (steps per run in row 1, in row 2): a run of row 1 takes about 0.3 s here; of row 2, 1.5 to 3.5 s,
+# long enough for the trainer to try the other thread count (core/threads.py) and pay for it
+STEPS = {"2-16-16-1": (1500, 6000), "2-64-64-1": (400, 2000), "784-128-10": (30, 200),
+         "10-256-256-256-1": (30, 200)}
 TARGETS = {"2-16-16-1": 5.0, "2-64-64-1": 1.5, "784-128-10": 1.2, "10-256-256-256-1": 1.0}
 
 
@@ -175,13 +176,14 @@ def row_threads(nets: dict, rounds: int, busy: bool) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each in row 1")
+    parser.add_argument("--thread-rounds", type=int, default=3, help="runs of each in row 2 (longer runs)")
     parser.add_argument("--nets", nargs="*", choices=list(STEPS), default=list(STEPS))
     parser.add_argument("--no-torch", action="store_true", help="skip row 1")
     parser.add_argument("--no-threads", action="store_true", help="skip row 2")
     args = parser.parse_args(argv)
     print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.2f}; medians of {args.rounds} interleaved runs", flush=True)
+          f"{os.getloadavg()[0]:.2f}; medians of {args.rounds} (row 2: {args.thread_rounds}) interleaved runs", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         nets = {name: preset for name, preset in bench_nets(folder).items() if name in args.nets}
         torch = None
@@ -196,7 +198,7 @@ def main(argv=None) -> int:
             row_torch(torch, nets, args.rounds)
         if not args.no_threads:
             for busy in (False, True):
-                row_threads(nets, args.rounds, busy)
+                row_threads(nets, args.thread_rounds, busy)
     return 0
 
 

@@ -46,15 +46,28 @@ def _times_slope(name: str, delta: np.ndarray, a: np.ndarray) -> None:
         delta *= np.sign(a)  # a >= 0: sign is the 0/1 step, and float * float beats a bool mask
 
 
+DOT_CHUNK = 8192  # OpenBLAS splits a dot product of more than 10,000 entries across its threads
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> float:
+    """a @ b for 1-d a and b (n,), with bits that do not depend on the BLAS thread count (core/threads.py
+    changes it): up to DOT_CHUNK entries in one product (one thread, as a @ b), past that the products
+    of DOT_CHUNK-entry pieces added in order."""
+    n = a.shape[0]
+    if n <= DOT_CHUNK:
+        return float(a @ b)
+    return float(sum(float(a[i:i + DOT_CHUNK] @ b[i:i + DOT_CHUNK]) for i in range(0, n, DOT_CHUNK)))
+
+
 def _loss_value(loss: str, out: np.ndarray, y: np.ndarray) -> float:
     """The loss of out (n, k) against y (n, k): mse is the mean of squared errors over all entries;
     cross_entropy the mean over samples of -sum(y * log softmax(out)), y one-hot."""
     if loss == "mse":
         diff = (out - y).ravel()
-        return float(diff @ diff) / diff.size
+        return dot(diff, diff) / diff.size
     shifted = out - out.max(axis=1, keepdims=True)
     log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -float(np.vdot(y, shifted - log_z)) / out.shape[0]
+    return -dot(y.ravel(), (shifted - log_z).ravel()) / out.shape[0]
 
 
 def _loss_and_grad_inplace(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -62,14 +75,14 @@ def _loss_and_grad_inplace(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[f
     if loss == "mse":
         diff = out - y
         flat = diff.ravel()
-        value = float(flat @ flat) / flat.size
+        value = dot(flat, flat) / flat.size
         diff *= 2.0 / flat.size
         return value, diff
     n = out.shape[0]
     shifted = out - out.max(axis=1, keepdims=True)
     log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     shifted -= log_z  # log softmax
-    value = -float(np.vdot(y, shifted)) / n
+    value = -dot(y.ravel(), shifted.ravel()) / n
     np.exp(shifted, out=shifted)
     shifted -= y
     shifted *= 1.0 / n

@@ -18,10 +18,11 @@ from .data import DataSet, generate, load_file
 from .diagnoser import Diagnoser, Observation
 from .gradcheck import check_gradient
 from .layout import Layout
-from .network import Network
+from .network import Network, dot
 from .presets import Preset
 from .records import Event, StepRecord
 from .stream import header
+from .threads import ThreadChooser
 from .update import UpdateRule
 from .verdicts import Thresholds, loss_diverged
 
@@ -72,6 +73,8 @@ class Trainer:
         # with beta = momentum. The diagnoser need not try other averages (as it must for a stream).
         self.thresholds = thresholds or Thresholds(momentum_betas=(momentum,) if momentum else ())
         self.data = load_data(self.preset)
+        # BLAS threads for the steps, chosen by timing them, if the gradient's bits do not depend on them
+        self._threads = ThreadChooser(lambda: self.net.gradients(self.data.x_train, self.data.y_train).w_flat)
         self.reset()
 
     # --- state -----------------------------------------------------------------------------------
@@ -139,8 +142,9 @@ class Trainer:
             return []
         with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
             trained = []
-            while len(trained) < n and not self.done:
-                trained.append(self._train_step())
+            with self._threads.block():
+                while len(trained) < n and not self.done:
+                    trained.append(self._threads.timed(self._train_step))
             return self._records(trained)
 
     def _train_step(self) -> TrainedStep:
@@ -164,7 +168,7 @@ class Trainer:
         if self.diagnoser is not None:
             if self._check_requested or (self._check_every and t % self._check_every == 0):
                 self._gradient_check(step)
-            step.observation.extra_pred = float(grads.w_flat @ u_w)
+            step.observation.extra_pred = dot(grads.w_flat, u_w)   # bits independent of the BLAS threads
         net.w_flat += u_w
         net.b_flat += u_b
         self.step_index = t + 1
