@@ -14,6 +14,7 @@ import numpy as np
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
 LOSSES = ("mse", "cross_entropy")
 WEIGHT_INITS = ("xavier", "he")
+PROBE_FLOATS = 1 << 17  # probe_losses stacks at most about this many activations (1 MB in float64) at once
 
 
 def _activate_inplace(name: str, z: np.ndarray) -> np.ndarray:
@@ -159,6 +160,38 @@ class Network:
             return _loss_value(self.loss, self.forward(x), y)
         finally:
             self.b_flat[...] = saved
+
+    def probe_losses(self, x: np.ndarray, y: np.ndarray, b_flat: np.ndarray, entries: np.ndarray,
+                     values: np.ndarray) -> np.ndarray:
+        """(k,) the loss at biases b_flat (n_b,) with entry entries[j] set to values[j], one entry at a time
+        (entries, values: (k,)), with the bits loss_at(x, y, that vector) gives. A bias of layer l changes
+        layers l and up only: the layers below are computed once, and the probes of one layer go through
+        the layers above together, stacked along a first axis ((c, n, d), PROBE_FLOATS numbers at most)."""
+        entries = np.asarray(entries, dtype=np.intp)
+        values = np.asarray(values, dtype=self.dtype)
+        biases = [b_flat[part] for part in self._b_layout]
+        products, a = [], x                      # each layer's a @ w (n, d_{l+1}) at b_flat
+        for w, b, act in zip(self.weights, biases, self.activations):
+            z = a @ w
+            products.append(z.copy())
+            z += b
+            a = _activate_inplace(act, z)
+        out = np.empty(len(entries))
+        layer_of = np.searchsorted(self.b_offsets[1:], entries, side="right")
+        for layer in range(len(self.weights)):
+            picked = np.flatnonzero(layer_of == layer)
+            per_probe = len(x) * max(self.sizes[layer + 1:])
+            for start in range(0, len(picked), max(1, PROBE_FLOATS // per_probe)):   # none: no pass
+                chunk = picked[start:start + max(1, PROBE_FLOATS // per_probe)]
+                probed = np.repeat(biases[layer][None], len(chunk), axis=0)             # (c, d_{l+1})
+                probed[np.arange(len(chunk)), entries[chunk] - self.b_offsets[layer]] = values[chunk]
+                a = _activate_inplace(self.activations[layer], products[layer][None] + probed[:, None, :])
+                for w, b, act in zip(self.weights[layer + 1:], biases[layer + 1:], self.activations[layer + 1:]):
+                    z = a @ w                    # (c, n, d): each probe's product as a 2-d one gives it
+                    z += b
+                    a = _activate_inplace(act, z)
+                out[chunk] = [_loss_value(self.loss, a[j], y) for j in range(len(chunk))]
+        return out
 
     def _ones(self, n: int, dtype: np.dtype) -> np.ndarray:
         cached = self._ones_cache

@@ -213,7 +213,8 @@ class Trainer:
         else:
             ref = net
         checked = check_gradient(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
-                                 tolerance=self.thresholds.fd_tolerance, seed=o.step)
+                                 tolerance=self.thresholds.fd_tolerance, seed=o.step,
+                                 probe_losses=lambda entries, values: ref.probe_losses(x, y, o.b, entries, values))
         o.fd_errors = checked.errors
         undecided = {name: n for name, n in checked.undecided.items() if n}
         step.before.append(Event("gradient_check", o.step, {"errors": o.fd_errors,
