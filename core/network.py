@@ -7,7 +7,7 @@ per-layer code reads like Nielsen's network.py while diagnostics can reduce over
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,13 +92,23 @@ def _loss_and_grad_inplace(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[f
 
 @dataclass
 class Gradients:
-    """Per-layer gradients shaped like the parameters, plus their flat vectors."""
+    """The flat gradient vectors, and per-layer views of them shaped like the parameters (made when read)."""
 
     loss: float
     w_flat: np.ndarray
     b_flat: np.ndarray
-    weights: list[np.ndarray]
-    biases: list[np.ndarray]
+    w_layout: list = field(repr=False)   # (slice of w_flat, shape) per layer
+    b_layout: list = field(repr=False)   # slice of b_flat per layer
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """dL/dW per layer, (d_l, d_{l+1}) views of w_flat."""
+        return [self.w_flat[part].reshape(shape) for part, shape in self.w_layout]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """dL/db per layer, (d_{l+1},) views of b_flat."""
+        return [self.b_flat[part] for part in self.b_layout]
 
 
 class Network:
@@ -123,6 +133,11 @@ class Network:
                           for i, shape in enumerate(w_shapes)]
         self._b_layout = [slice(int(self.b_offsets[i]), int(self.b_offsets[i + 1])) for i in range(len(w_shapes))]
         self._ones_cache = None
+        # backprop writes into these, then hands out copies: no per-step views of fresh arrays
+        self._gw = np.empty_like(self.w_flat)
+        self._gb = np.empty_like(self.b_flat)
+        self._gws = [self._gw[part].reshape(shape) for part, shape in self._w_layout]
+        self._gbs = [self._gb[part] for part in self._b_layout]
         self.weights = self._views(self.w_flat, self.w_offsets, w_shapes)
         self.biases = self._views(self.b_flat, self.b_offsets, [(s,) for s in self.sizes[1:]])
 
@@ -209,10 +224,7 @@ class Network:
             a = _activate_inplace(act, z)
             acts.append(a)
         loss, delta = _loss_and_grad_inplace(self.loss, a, y)
-        gw = np.empty_like(self.w_flat)
-        gb = np.empty_like(self.b_flat)
-        gws = [gw[part].reshape(shape) for part, shape in self._w_layout]
-        gbs = [gb[part] for part in self._b_layout]
+        gw, gb, gws, gbs = self._gw, self._gb, self._gws, self._gbs
         ones = self._ones(len(x), delta.dtype)
         _times_slope(self.activations[-1], delta, a)
         for layer in range(len(self.weights) - 1, -1, -1):
@@ -224,4 +236,4 @@ class Network:
                 _times_slope(self.activations[layer - 1], delta, acts[layer])
         if not self.has_biases:
             gb[...] = 0.0
-        return Gradients(loss, gw, gb, gws, gbs)
+        return Gradients(loss, gw.copy(), gb.copy(), self._w_layout, self._b_layout)
