@@ -5,20 +5,20 @@ thread waits at every barrier for a sibling that another process has descheduled
 ran 0.08-0.28x of its 1-thread speed on 2 loaded cores). So the trainer's steps are timed one by one, at
 1 thread and at the BLAS pool's own count (as it was when the chooser was made), and run at the faster.
 
-It starts at 1 thread (never slower than a stall). The count not in use is tried again for one step once
-the steps since its last try have taken REPAY times what that step cost (or, before its first try, an
-estimate: GUESS times a current step), so trying costs at most about 1/REPAY of the time however slow the
-other count is; each try it loses doubles the wait (up to MAX_BACKOFF times). A try wins when its step
-took less than WIN times the median of the last steps at the current count; the chooser then switches,
-and a win by chance is undone by the next try. A step that also ran a gradient check is slow at any
-count: the median of the last MEDIAN_OF steps keeps one such step from deciding.
+It starts at 1 thread (never slower than a stall). The count not in use is tried again for one step
+once the steps since its last try have taken REPAY times what that step cost (before its first try:
+GUESS times the median of the first MEDIAN_OF steps), so trying costs at most about 1/REPAY of the time
+however slow the other count is; each try it loses doubles the wait (up to MAX_BACKOFF times). A try
+wins when its step took less than WIN times the median of the last steps at the current count; the
+chooser then switches, and a win by chance is undone by the next try. A step that also ran a gradient
+check is slow at any count: the median of the last MEDIAN_OF steps keeps one such step from deciding.
 
 The records must not depend on the count: OpenBLAS splits a long sum (a product's inner dimension past
-~1,000, as a weight gradient over many samples; a dot product past 10,000 entries) across its threads, so
-its last bits change with the count. The chooser computes `same_bits()` (the
-trainer's weight gradient) at 1 thread and at the pool's count in place of the first try; if the two
-differ it keeps 1 thread for good (a run stays deterministic for its seed; on an idle machine it gives up
-the pool's speed-up then), else the timed call at the pool's count is that count's first cost estimate.
+~1,000, as a weight gradient over many samples; a dot product past 10,000 entries) across its threads,
+so its last bits change with the count. In place of the first try the chooser computes `same_bits()`
+(the trainer's weight gradient) at 1 thread and, timed, at the pool's count; if the two differ it keeps
+1 thread for good (a run stays deterministic for its seed; on an idle machine it gives up the pool's
+speed-up then), else the timed call is the pool's first cost estimate.
 
 Pure NumPy + threadpoolctl; the count is set process-wide (BLAS has one pool), so `block()` sets it for
 the trainer's block of steps and puts the previous count back after.
@@ -60,7 +60,7 @@ class ThreadChooser:
     def __init__(self, same_bits: Callable[[], np.ndarray] | None = None,
                  blas: ThreadpoolController | None = None) -> None:
         """same_bits() -> an array the records depend on (the weight gradient (n_w,)): compared at 1 thread
-        and at the pool's count before the first block; None: not compared."""
+        and at the pool's count in place of the first try; None: not compared."""
         self.blas = blas if blas is not None else _blas()
         self.pool = max((lib.num_threads for lib in self.blas.lib_controllers), default=1)
         self.most = self.pool          # the highest count the chooser uses: 1 once same_bits() differed
@@ -70,6 +70,7 @@ class ThreadChooser:
         self.other_cost: float | None = None                  # the other count's last step, in seconds
         self.since_try = 0.0                                  # seconds of steps since the other was tried
         self.backoff = 1
+        self.wait: float | None = None   # seconds of steps before the next try (None: not known yet)
         self.trying = False
 
     @property
@@ -111,6 +112,7 @@ class ThreadChooser:
         self._set(self.current)
         if not np.array_equal(one, other, equal_nan=True):
             self.most = 1
+        self.since_try, self.wait = 0.0, REPAY * self.backoff * self.other_cost
 
     def _observe(self, seconds: float) -> None:
         if self.trying:
@@ -122,17 +124,19 @@ class ThreadChooser:
             else:
                 self.other_cost = seconds
                 self.backoff = min(MAX_BACKOFF, 2 * self.backoff)
-            self.since_try = 0.0
+            self.since_try, self.wait = 0.0, REPAY * self.backoff * self.other_cost
             self._set(self.current)
             return
         self.recent.append(seconds)
         self.since_try += seconds
-        other_cost = self.other_cost if self.other_cost is not None else GUESS * statistics.median(self.recent)
-        if self.since_try < REPAY * self.backoff * other_cost or self.most <= 1:
+        if self.wait is None:   # before the first try: the other count guessed from the first steps
+            if len(self.recent) < MEDIAN_OF:
+                return
+            self.wait = REPAY * GUESS * statistics.median(self.recent)
+        if self.since_try < self.wait or self.most <= 1:
             return
         if self.same_bits is not None:
             self._compare_bits()
-            self.since_try = 0.0
         else:
             self.trying = True
             self._set(self.other)
