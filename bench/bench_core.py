@@ -13,7 +13,8 @@ Four nets, each with full-batch SGD (lr 0.05, momentum 0), float64 on both sides
 
 Rows, each figure the median of R interleaved runs (A, B, A, B, ...; R = 5 in row 1, 3 in row 2):
   1. core vs torch, both 1 thread: steps/s of the core as `record` trains (Trainer.advance(BLOCK_STEPS),
-     per-step diagnostics on, the finite-difference check off: bench/bench_gradcheck.py measures it) over
+     per-step diagnostics on, the finite-difference check off: bench/bench_gradcheck.py measures it; in
+     brackets the same with diagnostics off, Trainer(diagnostics=False)) over
      torch's nn.Sequential + loss + optim.SGD with the same per-step work (train forward, backward, update,
      the validation loss, both losses read as Python floats), the same initial weights and data.
   2. core at its default threads vs its own 1-thread figure (BLAS limited with threadpoolctl around the
@@ -76,10 +77,10 @@ def bench_nets(folder: str) -> dict:
             "10-256-256-256-1": from_file(net([10, 256, 256, 256, 1], weight_init="xavier"), "wide.npz")}
 
 
-def time_core(preset, steps: int, threads: int | None) -> float:
-    """Seconds per step of the core (diagnostics on, as `record` trains), BLAS limited to `threads`."""
+def time_core(preset, steps: int, threads: int | None, diagnostics: bool = True) -> float:
+    """Seconds per step of the core (as `record` trains), BLAS limited to `threads`."""
     with threadpool_limits(threads) if threads else nullcontext():
-        trainer = Trainer(preset, steps=steps)
+        trainer = Trainer(preset, steps=steps, diagnostics=diagnostics)
         start = time.perf_counter()
         while not trainer.done:
             trainer.advance(BLOCK_STEPS)
@@ -156,11 +157,12 @@ def row_torch(torch, nets: dict, rounds: int) -> None:
     for name, preset in nets.items():
         steps = STEPS[name][0]
         time_core(preset, max(2, steps // 10), 1), time_torch(torch, preset, max(2, steps // 10))  # warm-up
-        t = interleaved(rounds, core=lambda: time_core(preset, steps, 1), torch=lambda: time_torch(torch, preset, steps))
+        t = interleaved(rounds, core=lambda: time_core(preset, steps, 1), torch=lambda: time_torch(torch, preset, steps),
+                        bare=lambda: time_core(preset, steps, 1, diagnostics=False))
         ratio = t["torch"] / t["core"]
         print(f"core vs torch, 1 thread   {name:<17} {ratio:5.2f}x  (core {t['core'] * 1e3:8.3f} ms/step, torch "
-              f"{t['torch'] * 1e3:8.3f} ms/step; target >= {TARGETS[name]}x: {'met' if ratio >= TARGETS[name] else 'MISSED'})",
-              flush=True)
+              f"{t['torch'] * 1e3:8.3f} ms/step; target >= {TARGETS[name]}x: {'met' if ratio >= TARGETS[name] else 'MISSED'}; "
+              f"diagnostics off: {t['torch'] / t['bare']:5.2f}x)", flush=True)
 
 
 def row_threads(nets: dict, rounds: int, busy: bool) -> None:
