@@ -184,6 +184,7 @@ class Network:
         the layers above together, stacked along a first axis ((c, n, d), PROBE_FLOATS numbers at most)."""
         entries = np.asarray(entries, dtype=np.intp)
         values = np.asarray(values, dtype=self.dtype)
+        b_flat = np.asarray(b_flat, dtype=self.dtype)   # as loss_at stores it into the network's biases
         biases = [b_flat[part] for part in self._b_layout]
         products, a = [], x                      # each layer's a @ w (n, d_{l+1}) at b_flat
         for w, b, act in zip(self.weights, biases, self.activations):
@@ -195,9 +196,9 @@ class Network:
         layer_of = np.searchsorted(self.b_offsets[1:], entries, side="right")
         for layer in range(len(self.weights)):
             picked = np.flatnonzero(layer_of == layer)
-            per_probe = len(x) * max(self.sizes[layer + 1:])
-            for start in range(0, len(picked), max(1, PROBE_FLOATS // per_probe)):   # none: no pass
-                chunk = picked[start:start + max(1, PROBE_FLOATS // per_probe)]
+            stack = max(1, PROBE_FLOATS // (len(x) * max(self.sizes[layer + 1:])))   # probes at a time
+            for start in range(0, len(picked), stack):
+                chunk = picked[start:start + stack]
                 probed = np.repeat(biases[layer][None], len(chunk), axis=0)             # (c, d_{l+1})
                 probed[np.arange(len(chunk)), entries[chunk] - self.b_offsets[layer]] = values[chunk]
                 a = _activate_inplace(self.activations[layer], products[layer][None] + probed[:, None, :])
@@ -215,7 +216,8 @@ class Network:
         return cached
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> Gradients:
-        """Backprop: the loss and dL/dW, dL/db for every layer. Nothing is updated."""
+        """Backprop: the loss and dL/dW, dL/db for every layer. Nothing is updated. It works in buffers of
+        the network's own, so one call at a time (not from two threads at once); what it returns is a copy."""
         acts = [x]
         a = x
         for w, b, act in zip(self.weights, self.biases, self.activations):
