@@ -7,13 +7,14 @@ per-layer code reads like Nielsen's network.py while diagnostics can reduce over
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
 LOSSES = ("mse", "cross_entropy")
 WEIGHT_INITS = ("xavier", "he")
+PROBE_FLOATS = 1 << 17  # probe_losses stacks at most about this many activations (1 MB in float64) at once
 
 
 def _activate_inplace(name: str, z: np.ndarray) -> np.ndarray:
@@ -46,15 +47,28 @@ def _times_slope(name: str, delta: np.ndarray, a: np.ndarray) -> None:
         delta *= np.sign(a)  # a >= 0: sign is the 0/1 step, and float * float beats a bool mask
 
 
+DOT_CHUNK = 8192  # OpenBLAS splits a dot product of more than 10,000 entries across its threads
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> float:
+    """a @ b for 1-d a and b (n,), with bits that do not depend on the BLAS thread count (core/threads.py
+    changes it): up to DOT_CHUNK entries in one product (one thread, as a @ b), past that the products
+    of DOT_CHUNK-entry pieces added in order."""
+    n = a.shape[0]
+    if n <= DOT_CHUNK:
+        return float(a @ b)
+    return float(sum(float(a[i:i + DOT_CHUNK] @ b[i:i + DOT_CHUNK]) for i in range(0, n, DOT_CHUNK)))
+
+
 def _loss_value(loss: str, out: np.ndarray, y: np.ndarray) -> float:
     """The loss of out (n, k) against y (n, k): mse is the mean of squared errors over all entries;
     cross_entropy the mean over samples of -sum(y * log softmax(out)), y one-hot."""
     if loss == "mse":
         diff = (out - y).ravel()
-        return float(diff @ diff) / diff.size
+        return dot(diff, diff) / diff.size
     shifted = out - out.max(axis=1, keepdims=True)
     log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -float(np.vdot(y, shifted - log_z)) / out.shape[0]
+    return -dot(y.ravel(), (shifted - log_z).ravel()) / out.shape[0]
 
 
 def _loss_and_grad_inplace(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -62,14 +76,14 @@ def _loss_and_grad_inplace(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[f
     if loss == "mse":
         diff = out - y
         flat = diff.ravel()
-        value = float(flat @ flat) / flat.size
+        value = dot(flat, flat) / flat.size
         diff *= 2.0 / flat.size
         return value, diff
     n = out.shape[0]
     shifted = out - out.max(axis=1, keepdims=True)
     log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     shifted -= log_z  # log softmax
-    value = -float(np.vdot(y, shifted)) / n
+    value = -dot(y.ravel(), shifted.ravel()) / n
     np.exp(shifted, out=shifted)
     shifted -= y
     shifted *= 1.0 / n
@@ -78,13 +92,23 @@ def _loss_and_grad_inplace(loss: str, out: np.ndarray, y: np.ndarray) -> tuple[f
 
 @dataclass
 class Gradients:
-    """Per-layer gradients shaped like the parameters, plus their flat vectors."""
+    """The flat gradient vectors, and per-layer views of them shaped like the parameters (made when read)."""
 
     loss: float
     w_flat: np.ndarray
     b_flat: np.ndarray
-    weights: list[np.ndarray]
-    biases: list[np.ndarray]
+    w_layout: list = field(repr=False)   # (slice of w_flat, shape) per layer
+    b_layout: list = field(repr=False)   # slice of b_flat per layer
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """dL/dW per layer, (d_l, d_{l+1}) views of w_flat."""
+        return [self.w_flat[part].reshape(shape) for part, shape in self.w_layout]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """dL/db per layer, (d_{l+1},) views of b_flat."""
+        return [self.b_flat[part] for part in self.b_layout]
 
 
 class Network:
@@ -109,6 +133,11 @@ class Network:
                           for i, shape in enumerate(w_shapes)]
         self._b_layout = [slice(int(self.b_offsets[i]), int(self.b_offsets[i + 1])) for i in range(len(w_shapes))]
         self._ones_cache = None
+        # backprop writes into these, then hands out copies: no per-step views of fresh arrays
+        self._gw = np.empty_like(self.w_flat)
+        self._gb = np.empty_like(self.b_flat)
+        self._gws = [self._gw[part].reshape(shape) for part, shape in self._w_layout]
+        self._gbs = [self._gb[part] for part in self._b_layout]
         self.weights = self._views(self.w_flat, self.w_offsets, w_shapes)
         self.biases = self._views(self.b_flat, self.b_offsets, [(s,) for s in self.sizes[1:]])
 
@@ -147,6 +176,39 @@ class Network:
         finally:
             self.b_flat[...] = saved
 
+    def probe_losses(self, x: np.ndarray, y: np.ndarray, b_flat: np.ndarray, entries: np.ndarray,
+                     values: np.ndarray) -> np.ndarray:
+        """(k,) the loss at biases b_flat (n_b,) with entry entries[j] set to values[j], one entry at a time
+        (entries, values: (k,)), with the bits loss_at(x, y, that vector) gives. A bias of layer l changes
+        layers l and up only: the layers below are computed once, and the probes of one layer go through
+        the layers above together, stacked along a first axis ((c, n, d), PROBE_FLOATS numbers at most)."""
+        entries = np.asarray(entries, dtype=np.intp)
+        values = np.asarray(values, dtype=self.dtype)
+        b_flat = np.asarray(b_flat, dtype=self.dtype)   # as loss_at stores it into the network's biases
+        biases = [b_flat[part] for part in self._b_layout]
+        products, a = [], x                      # each layer's a @ w (n, d_{l+1}) at b_flat
+        for w, b, act in zip(self.weights, biases, self.activations):
+            z = a @ w
+            products.append(z.copy())
+            z += b
+            a = _activate_inplace(act, z)
+        out = np.empty(len(entries))
+        layer_of = np.searchsorted(self.b_offsets[1:], entries, side="right")
+        for layer in range(len(self.weights)):
+            picked = np.flatnonzero(layer_of == layer)
+            stack = max(1, PROBE_FLOATS // (len(x) * max(self.sizes[layer + 1:])))   # probes at a time
+            for start in range(0, len(picked), stack):
+                chunk = picked[start:start + stack]
+                probed = np.repeat(biases[layer][None], len(chunk), axis=0)             # (c, d_{l+1})
+                probed[np.arange(len(chunk)), entries[chunk] - self.b_offsets[layer]] = values[chunk]
+                a = _activate_inplace(self.activations[layer], products[layer][None] + probed[:, None, :])
+                for w, b, act in zip(self.weights[layer + 1:], biases[layer + 1:], self.activations[layer + 1:]):
+                    z = a @ w                    # (c, n, d): each probe's product as a 2-d one gives it
+                    z += b
+                    a = _activate_inplace(act, z)
+                out[chunk] = [_loss_value(self.loss, a[j], y) for j in range(len(chunk))]
+        return out
+
     def _ones(self, n: int, dtype: np.dtype) -> np.ndarray:
         cached = self._ones_cache
         if cached is None or cached.shape[0] != n or cached.dtype != dtype:
@@ -154,7 +216,8 @@ class Network:
         return cached
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> Gradients:
-        """Backprop: the loss and dL/dW, dL/db for every layer. Nothing is updated."""
+        """Backprop: the loss and dL/dW, dL/db for every layer. Nothing is updated. It works in buffers of
+        the network's own, so one call at a time (not from two threads at once); what it returns is a copy."""
         acts = [x]
         a = x
         for w, b, act in zip(self.weights, self.biases, self.activations):
@@ -163,10 +226,7 @@ class Network:
             a = _activate_inplace(act, z)
             acts.append(a)
         loss, delta = _loss_and_grad_inplace(self.loss, a, y)
-        gw = np.empty_like(self.w_flat)
-        gb = np.empty_like(self.b_flat)
-        gws = [gw[part].reshape(shape) for part, shape in self._w_layout]
-        gbs = [gb[part] for part in self._b_layout]
+        gw, gb, gws, gbs = self._gw, self._gb, self._gws, self._gbs
         ones = self._ones(len(x), delta.dtype)
         _times_slope(self.activations[-1], delta, a)
         for layer in range(len(self.weights) - 1, -1, -1):
@@ -178,4 +238,4 @@ class Network:
                 _times_slope(self.activations[layer - 1], delta, acts[layer])
         if not self.has_biases:
             gb[...] = 0.0
-        return Gradients(loss, gw, gb, gws, gbs)
+        return Gradients(loss, gw.copy(), gb.copy(), self._w_layout, self._b_layout)

@@ -18,10 +18,11 @@ from .data import DataSet, generate, load_file
 from .diagnoser import Diagnoser, Observation, WeightStep
 from .gradcheck import check_gradient
 from .layout import Layout
-from .network import Network
+from .network import Network, dot
 from .presets import Preset
 from .records import Event, StepRecord
 from .stream import header
+from .threads import ThreadChooser
 from .update import UpdateRule
 from .verdicts import Thresholds, loss_diverged
 
@@ -75,6 +76,8 @@ class Trainer:
         # with beta = momentum. The diagnoser need not try other averages (as it must for a stream).
         self.thresholds = thresholds or Thresholds(momentum_betas=(momentum,) if momentum else ())
         self.data = load_data(self.preset)
+        # BLAS threads for the steps, chosen by timing them, if the gradient's bits do not depend on them
+        self._threads = ThreadChooser(lambda: self.net.gradients(self.data.x_train, self.data.y_train).w_flat)
         self.reset()
 
     # --- state -----------------------------------------------------------------------------------
@@ -156,8 +159,9 @@ class Trainer:
             return []
         with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
             trained = []
-            while len(trained) < n and not self.done:
-                trained.append(self._train_step())
+            with self._threads.block():
+                while len(trained) < n and not self.done:
+                    trained.append(self._threads.timed(self._train_step))
             return self._records(trained)
 
     def _train_step(self) -> TrainedStep:
@@ -182,11 +186,11 @@ class Trainer:
         step.observation = Observation(t, loss, val_loss, b, grads.b_flat, u_b, trained or self._judge_frozen)
         if self.weight_diagnoser is not None:
             step.weights = Observation(t, loss, val_loss, net.w_flat.copy(), grads.w_flat, u_w,
-                                       extra_pred=float(grads.b_flat @ u_b))
+                                       extra_pred=dot(grads.b_flat, u_b))
         if self.diagnoser is not None:
             if self._check_requested or (self._check_every and t % self._check_every == 0):
                 self._gradient_check(step)
-            step.observation.extra_pred = float(grads.w_flat @ u_w)
+            step.observation.extra_pred = dot(grads.w_flat, u_w)   # bits independent of the BLAS threads
         net.w_flat += u_w
         net.b_flat += u_b
         self.step_index = t + 1
@@ -237,23 +241,19 @@ class Trainer:
         else:
             ref = net
         data = {}
-        if self.layout.names:
-            checked = check_gradient(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
-                                     tolerance=self.thresholds.fd_tolerance, seed=o.step)
-            o.fd_errors = checked.errors
-            data["errors"] = o.fd_errors
-            undecided = {name: n for name, n in checked.undecided.items() if n}
-            if undecided:
-                data["undecided"] = undecided
+        checks = [("", o, self.layout, lambda bb: ref.loss_at(x, y, bb),
+                   lambda entries, values: ref.probe_losses(x, y, o.b, entries, values))] if self.layout.names else []
         if w is not None:
             ref.b_flat[...] = o.b
-            checked = check_gradient(lambda ww: _loss_at_weights(ref, x, y, ww), w.b, w.g, self.weight_layout,
-                                     tolerance=self.thresholds.fd_tolerance, seed=o.step)
-            w.fd_errors = checked.errors
-            data["weight_errors"] = w.fd_errors
+            checks.append(("weight_", w, self.weight_layout, lambda ww: _loss_at_weights(ref, x, y, ww), None))
+        for prefix, observed, layout, loss_at, probe_losses in checks:
+            checked = check_gradient(loss_at, observed.b, observed.g, layout, tolerance=self.thresholds.fd_tolerance,
+                                     seed=o.step, probe_losses=probe_losses)
+            observed.fd_errors = checked.errors
+            data[f"{prefix}errors"] = checked.errors
             undecided = {name: n for name, n in checked.undecided.items() if n}
             if undecided:
-                data["weight_undecided"] = undecided
+                data[f"{prefix}undecided"] = undecided
         if requested:
             data["requested"] = True
         step.before.append(Event("gradient_check", o.step, data))

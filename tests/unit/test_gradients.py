@@ -195,14 +195,14 @@ def test_a_big_net_s_step_zero_gradient_check_costs_a_sample():
     preset = presets.resolve("gradient")
     preset = replace(preset, network=dict(preset.network, layers=[2, 2000, 1]))
     trainer = Trainer(preset, steps=1)
-    calls = []
-    original = trainer.net.loss_at
+    calls = []   # one per loss evaluated for the check (Network.probe_losses evaluates many per call)
+    original = trainer.net.probe_losses
 
-    def counting(*args):
-        calls.append(1)
-        return original(*args)
+    def counting(x, y, b, entries, values):
+        calls.extend(entries)
+        return original(x, y, b, entries, values)
 
-    trainer.net.loss_at = counting
+    trainer.net.probe_losses = counting
     records = trainer.step()
     check = next(r for r in records if getattr(r, "kind", None) == "gradient_check")
     assert set(check.data["errors"]) == {"hidden1", "output"}

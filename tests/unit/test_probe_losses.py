@@ -1,0 +1,57 @@
+"""Network.probe_losses gives, many probes at once, the bits loss_at gives one probe at a time; the
+gradient check through it says what it says through loss_at."""
+import numpy as np
+import pytest
+
+from biasmon.core import Layout, network
+from biasmon.core.gradcheck import check_gradient
+from biasmon.core.network import Network
+
+
+def trained_net(sizes, act, loss, steps=40):
+    rng = np.random.default_rng(1)
+    net = Network(sizes, [act] * (len(sizes) - 2) + ["identity"], loss=loss)
+    net.initialise(rng, "he", 0.1)
+    x = rng.normal(size=(30, sizes[0]))
+    y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], 30)] if loss == "cross_entropy" else rng.normal(size=(30, sizes[-1]))
+    for _ in range(steps):
+        grads = net.gradients(x, y)
+        net.w_flat -= 0.05 * grads.w_flat
+        net.b_flat -= 0.05 * grads.b_flat
+    return net, x, y
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "identity"])
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("chunk", [None, 50])
+def test_probe_losses_are_loss_at_bit_for_bit(act, loss, chunk, monkeypatch):
+    if chunk:   # a few probes stacked at a time
+        monkeypatch.setattr(network, "PROBE_FLOATS", chunk * 30)
+    net, x, y = trained_net([3, 7, 5, 4], act, loss)
+    b = net.b_flat.copy()
+    rng = np.random.default_rng(2)
+    entries = np.concatenate([rng.permutation(b.size), [0, b.size - 1]])
+    values = b[entries] + rng.normal(size=entries.size) * np.geomspace(1e-9, 1.0, entries.size)
+    expected = []
+    for i, v in zip(entries, values):
+        probe = b.copy()
+        probe[i] = v
+        expected.append(net.loss_at(x, y, probe))
+    got = net.probe_losses(x, y, b, entries, values)
+    assert np.array_equal(got, np.array(expected))
+    assert np.array_equal(net.b_flat, b)       # the network is unchanged
+
+
+def test_the_check_through_probe_losses_says_what_it_says_through_loss_at():
+    net, x, y = trained_net([2, 16, 16, 1], "relu", "mse", steps=400)
+    layout = Layout(("hidden1", "hidden2", "output"), (16, 16, 1))
+    b = net.b_flat.copy()
+    g = net.gradients(x, y).b_flat
+    wrong = g.copy()
+    wrong[3] *= -1.0                               # a flipped entry is still a mismatch
+    for grad in (g, wrong):
+        batched = check_gradient(lambda bb: net.loss_at(x, y, bb), b, grad, layout,
+                                 probe_losses=lambda e, v: net.probe_losses(x, y, b, e, v))
+        one_by_one = check_gradient(lambda bb: net.loss_at(x, y, bb), b, grad, layout)
+        assert batched == one_by_one
+    assert batched.errors["hidden1"] > 0.5 and one_by_one.errors["output"] < 1e-3
