@@ -14,8 +14,27 @@
     log.close()                          # or: with TorchBiasLogger(...) as log:
 
 With `optimizer=` the logger hooks into optimizer.step() (register_step_pre_hook / post_hook): just
-before the step it takes the biases and their `.grad`, just after it the update actually applied.
-Without it, `step(loss)` after optimizer.step() logs the biases as they were at the previous call (or
+before the step it takes the biases and their `.grad`, just after it the update actually applied, so
+param groups with their own lr, a scheduler, clipping and weight decay are all in the logged update.
+An optimizer stepped with a closure (LBFGS, Lightning) computes the gradient inside step(): it is taken
+after the closure's first call, at the biases before the step. After each step `log.running_average`
+holds, per layer, the optimizer's running average of the gradient (SGD's momentum buffer, Adam's
+exp_avg; None where it keeps none): the direction the update follows.
+
+- torch.amp.GradScaler: scaler.step(optimizer) unscales `.grad` in place first, so the logged gradient
+  is the true one; a step it skips (inf/NaN gradients: optimizer.step() is not called) gets no step
+  line, only a `step_skipped` event (`loss`, `reason`): nothing was trained, nothing to judge.
+- Gradient accumulation (several backward() per optimizer.step()): call log.step() once per optimizer
+  step, after it; the line holds the accumulated `.grad` the optimizer used (the loss you pass: e.g. the
+  mean of the micro-batches'). A log.step() with no optimizer step since the last one writes only a
+  `step_skipped` event.
+- DDP (DistributedDataParallel) and other wrappers (DataParallel, torch.compile): give the wrapped model
+  or the one inside; layers are named by the module inside (`0`, not `module.0`). Create the logger in
+  one process only (rank 0): the `.grad` it sees is all-reduced, the mean over every process's batch,
+  the gradient each process's optimizer follows. Its gradient check then compares finite differences
+  with autograd on rank 0's batch, not the logged (averaged) gradient.
+
+Without `optimizer=`, `step(loss)` after optimizer.step() logs the biases as they were at the previous call (or
 at construction), `.grad` as it is now, and the change since (whatever the optimizer, a scheduler or
 your own code did); call it before `zero_grad(set_to_none=True)` then. A bias whose `.grad` is None (no
 gradient reached it: detached, unused) is logged as null, "no gradient", not as zeros.
@@ -47,7 +66,10 @@ import numpy as np
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.logger import StreamWriter
+from .core.records import json_number
 from .torch_check import BatchLoss, float64_state, gradient_check
+from .torch_distributed import unwrap, world_size
+from .torch_optim import check_optimizer, running_averages
 
 BIAS_NAME = re.compile(r"(?i).*bias.*|b\d*|b_.*|.*_b\d*")
 
@@ -103,18 +125,27 @@ class TorchBiasLogger:
         if "loss_at" in writer_options:
             raise BiasmonError("TorchBiasLogger runs the gradient check itself, before the optimizer moves the "
                                "parameters: give loss_fn= and pass the batch to step(loss, batch=(x, y))")
+        model = unwrap(model)   # DDP, DataParallel, torch.compile: layers named by the module inside
         self.model, self.loss_fn = model, loss_fn
+        if not any(True for _ in model.parameters()):
+            raise BiasmonError(f"TorchBiasLogger: the model ({type(model).__name__}) has no parameters: give the "
+                               "torch.nn.Module you train")
         self.params = bias_parameters(model, params)
         if not self.params:
             raise BiasmonError("TorchBiasLogger: the model has no trainable bias parameters (see the docstring "
                                "for the rule; give params= to name them)")
+        if optimizer is not None:
+            check_optimizer(optimizer, self.params)
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.layout = Layout(tuple(self.params), tuple(int(p.numel()) for p in self.params.values()))
+        self.world_size = world_size()       # > 1: the .grad seen is the mean over every process's batch
         self.writer = StreamWriter(target, check_every=check_every if loss_fn else 0, every=every, **writer_options)
         self.step_index = 0
         self._captured: list[list] = []       # [biases, grads, biases after] per optimizer step since step()
         self._state64: dict | None = None     # float64 copies of everything before the step, for the check
         self._before = self._biases()
+        self.optimizer = optimizer
+        self.running_average: dict[str, np.ndarray | None] = {}   # the optimizer's, after its last step
         self._hooks = []
         if optimizer is not None:
             self._hooks = [optimizer.register_step_pre_hook(self._pre_step),
@@ -130,13 +161,37 @@ class TorchBiasLogger:
         grads = {name: None if p.grad is None else _numpy(p.grad) for name, p in self.params.items()}
         return None if all(g is None for g in grads.values()) else grads
 
-    def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    @property
+    def stepped(self) -> bool:
+        """Whether optimizer.step() ran since the last step() call (always False without optimizer=)."""
+        return bool(self._captured)
+
+    def _pre_step(self, optimizer: Any, args: tuple, kwargs: dict) -> tuple | None:
+        """Before optimizer.step(): copy for the check, take the biases and `.grad`; with a closure (LBFGS,
+        Lightning), the gradient is computed inside step(): take them after the closure's first call."""
         if self.loss_fn is not None and not self._captured and self.writer.check_due(self.step_index):
             self._state64 = float64_state(self.model)
-        self._captured.append([self._biases(), self._grads(), None])
+        capture = [self._biases(), None, None]
+        self._captured.append(capture)
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)   # args: (optimizer, closure?)
+        if closure is None:
+            capture[1] = self._grads()
+            return None
+        calls = []
+
+        def closure_then_capture() -> Any:
+            result = closure()
+            if not calls:
+                calls.append(True)
+                capture[1] = self._grads()
+            return result
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": closure_then_capture}
+        return (args[0], closure_then_capture, *args[2:]), kwargs
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._captured[-1][2] = self._biases()
+        self.running_average = running_averages(optimizer, self.params)
 
     def step(self, loss: Any, batch: tuple | None = None, val_loss: Any = None, step: int | None = None) -> None:
         """Log the step just taken: loss (a tensor or number) computed at the biases before the update;
@@ -147,7 +202,10 @@ class TorchBiasLogger:
                                "log.step(): call log.step() once per optimizer step (every=k logs sparsely)")
         if self._captured:
             before, grads, after = self._captured.pop()
-        else:   # no optimizer attached, or it skipped this step (e.g. a GradScaler on an overflow)
+        elif self._hooks:   # attached, and optimizer.step() did not run: no line
+            self._skipped(step, loss)
+            return
+        else:
             before, grads, after = self._before, self._grads(), self._biases()
         loss = _as_float(loss)
         if self.loss_fn is not None and self.writer.check_due(step):
@@ -161,6 +219,18 @@ class TorchBiasLogger:
         if not self._hooks and self.loss_fn is not None and self.writer.check_due(self.step_index):
             self._state64 = float64_state(self.model)
 
+    def _skipped(self, step: int, loss: Any) -> None:
+        """optimizer.step() did not run since the last call: a `step_skipped` event, no step line."""
+        grads = self._grads()
+        overflow = grads is not None and not all(g is None or np.isfinite(g).all() for g in grads.values())
+        reason = ("the gradient is not finite: a GradScaler skips such a step" if overflow else
+                  "optimizer.step() did not run since the last log.step() (accumulating gradients? call "
+                  "log.step() once per optimizer step)")
+        self.writer.event("step_skipped", step, loss=json_number(_as_float(loss)), reason=reason)
+        self._before = self._biases()
+        self._state64 = None
+        self.step_index = step + 1
+
     def _check(self, step: int, before: dict, grads: dict | None, loss: float, batch: tuple | None) -> None:
         if batch is None:
             raise BiasmonError(f"TorchBiasLogger: a gradient check is due at step {step}: pass the step's batch, "
@@ -169,9 +239,12 @@ class TorchBiasLogger:
             return   # the parameters before this step were not copied (attached mid-step)
         names = [self.names[id(p)] for p in self.params.values()]
         batch_loss = BatchLoss(self.model, self._state64, names, self.loss_fn, batch)
-        logged = None if grads is None else np.concatenate(
+        logged = None if grads is None or self.world_size > 1 else np.concatenate(
             [np.zeros_like(before[n]) if g is None else g for n, g in grads.items()])
         data = gradient_check(batch_loss, self.layout, logged, loss, self.writer.fd_tolerance)
+        if self.world_size > 1 and "note" not in data:
+            data["note"] = (f"distributed over {self.world_size} processes: the logged .grad is their mean, "
+                            "this process's batch alone gives another: the logged gradient was not compared")
         self.writer.gradient_check_event(step, data)
 
     def close(self) -> None:
