@@ -243,8 +243,9 @@ class TorchBiasLogger:
             [np.zeros_like(before[n]) if g is None else g for n, g in grads.items()])
         data = gradient_check(batch_loss, self.layout, logged, loss, self.writer.fd_tolerance)
         if self.world_size > 1 and "note" not in data:
-            data["note"] = (f"distributed over {self.world_size} processes: the logged .grad is their mean, "
-                            "this process's batch alone gives another: the logged gradient was not compared")
+            data["note"] = (f"distributed over {self.world_size} processes: the logged .grad is the mean of their "
+                            "batches' gradients; autograd was checked on this process's batch, the logged "
+                            "gradient not compared")
         self.writer.gradient_check_event(step, data)
 
     def close(self) -> None:
