@@ -13,12 +13,14 @@ logs. With accumulate_grad_batches=k there is one line per optimizer step; a ste
 (precision="16-mixed") is a `step_skipped` event. `loss_fn` (and batches of (inputs, targets)) turns
 on the gradient check: loss_fn(module(*inputs), *targets) must be the loss training_step computes.
 
-Works with `lightning` (lightning.pytorch) and `pytorch_lightning` 2.x, whichever is installed (the
-callback is an instance of both Callback classes). Neither is needed to import biasmon.
+Works with `lightning` (lightning.pytorch) and `pytorch_lightning` 2.x: the callback is an instance of
+the Callback class of each one imported when BiasmonCallback is first used (of each one installed if
+none is imported yet). Neither is needed to import biasmon.
 """
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -29,7 +31,11 @@ PACKAGES = ("lightning.pytorch", "pytorch_lightning")
 
 
 def callback_bases() -> tuple[type, ...]:
-    """The Callback class of each Lightning package installed (a one-line BiasmonError if none is)."""
+    """The Callback class of each Lightning package already imported, or else of each one installed (a
+    one-line BiasmonError if none is)."""
+    imported = [sys.modules[name].Callback for name in PACKAGES if hasattr(sys.modules.get(name), "Callback")]
+    if imported:
+        return tuple(imported)
     bases = []
     for name in PACKAGES:
         try:
