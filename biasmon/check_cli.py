@@ -98,7 +98,9 @@ def _compact(numbers: list[int]) -> str:
 
 def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
     rows = [("layer", "verdict", "first step", "longest", "counts", "cause")]
-    for name, layer in result.layers.items():
+    named = [(name, layer) for name, layer in result.layers.items()] + \
+        [(f"{name} weights", layer) for name, layer in result.weights.items()]
+    for name, layer in named:
         final_problem = next((p for p in layer.problems if p.final), None)
         rows.append((name, layer.verdict, str(layer.first_seen),
                      f"{final_problem.longest_steps}" if final_problem else "-",
@@ -110,11 +112,15 @@ def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
     return rows
 
 
+def _weights(result: CheckResult) -> str:
+    return " and their weights" if result.weights else ""
+
+
 def report_lines(result: CheckResult) -> list[str]:
     """The text report: a summary line, the layer table, divergence, notes, malformed lines, the result."""
     grads = "gradients logged" if result.has_grads else "no gradients"
     lines = [f"{result.source}: {result.steps} steps ({result.first_step}..{result.last_step}), "
-             f"{len(result.layers)} bias layers, {grads}; train loss final {fmt(result.final_loss)}, "
+             f"{len(result.layers)} bias layers{_weights(result)}, {grads}; train loss final {fmt(result.final_loss)}, "
              f"best {fmt(result.best_loss)}"]
     for run in result.runs:
         if run.failing:

@@ -47,6 +47,8 @@ def _sub_parser(name):
         p.description = "Train a preset with no UI and write the record stream."
         p.add_argument("preset")
         p.add_argument("-o", "--output", required=True, metavar="FILE")
+        p.add_argument("--form", choices=("sums", "vectors"), default="sums",
+                       help="sums: per-layer sums, under 1 KB a step (default); vectors: every bias and weight")
         p.add_argument("--steps", type=int)
         p.add_argument("--seed", type=int)
         _presets_option(p)
@@ -102,7 +104,7 @@ def _dispatch(argv) -> int:
         if name == "record":
             _positive(args.steps, "steps")
             _seed(args.seed)
-            return commands.record(args.preset, args.output, args.steps, args.seed, args.presets)
+            return commands.record(args.preset, args.output, args.steps, args.seed, args.presets, form=args.form)
         if name == "compare":
             _positive(args.steps, "steps")
             return commands.compare(args.presets_to_run, args.steps, args.presets)

@@ -9,6 +9,7 @@ from typing import TextIO
 
 from .core import presets as preset_mod
 from .core.errors import BiasmonError
+from .core.records import LayerDiagnosis
 from .core.stream import RecordWriter
 from .core.summary import RunSummary
 from .core.trainer import Trainer
@@ -79,10 +80,10 @@ class CtrlC:
 
 
 def record(preset_name: str, output: str, steps: int | None = None, seed: int | None = None,
-           extra_dirs: list[str] = (), out: TextIO = sys.stdout) -> int:
-    """Train with no UI, write every record to `output`, print a summary and each layer's verdict.
-    Ctrl-C stops after the block of steps being trained, written whole: the message names the last step
-    in the file."""
+           extra_dirs: list[str] = (), out: TextIO = sys.stdout, form: str = "sums") -> int:
+    """Train with no UI, write every record to `output` (form: sums, the summary form, or vectors), print
+    a summary and each layer's verdict. Ctrl-C stops after the block of steps being trained, written
+    whole: the message names the last step in the file."""
     preset = preset_mod.resolve(preset_name, extra_dirs)
     trainer = Trainer(preset, steps=steps, seed=seed)
     summary = RunSummary()
@@ -91,8 +92,8 @@ def record(preset_name: str, output: str, steps: int | None = None, seed: int | 
     handle = open_output(output)
     try:
         with CtrlC() as ctrl_c:
-            writer = RecordWriter(handle)
-            writer.write_json(trainer.header())
+            writer = RecordWriter(handle, form)
+            writer.write_json(trainer.header(form))
             while not trainer.done and not ctrl_c.pressed:
                 for rec in trainer.advance(BLOCK_STEPS):
                     writer.write(rec)
@@ -137,6 +138,12 @@ def print_summary(summary: RunSummary, out: TextIO = sys.stdout) -> None:
         print("no bias verdicts (the network has no biases)", file=out)
     for layer, d in summary.verdicts.items():
         print(f"  {layer:<10} {d.verdict:<18} since step {d.since:<6} {d.cause}", file=out)
+    for layer, d in summary.weight_verdicts.items():
+        print(f"  {layer + ' weights':<18} {d.verdict:<18} since step {d.since:<6} {d.cause}", file=out)
+
+
+def _cell(d: LayerDiagnosis | None, missing: str) -> str:
+    return missing if d is None else f"{d.verdict} @{d.since}"
 
 
 def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = (), out: TextIO = sys.stdout) -> int:
@@ -150,13 +157,15 @@ def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = 
             for rec in trainer.advance(BLOCK_STEPS):
                 summary.add(rec)
         rows.append((preset.name, summary))
-        layers += [name for name in summary.verdicts if name not in layers]
-    cells = [("preset", "final train", "best train", "final val", "best val", "diverged", *layers)]
+        layers = list(dict.fromkeys((*layers, *summary.verdicts, *summary.weight_verdicts)))
+    cells = [("preset", "final train", "best train", "final val", "best val", "diverged",
+              *(f"{layer} b / w" for layer in layers))]
     for name, s in rows:
-        verdicts = [("no bias" if layer not in s.verdicts else f"{s.verdicts[layer].verdict} @{s.verdicts[layer].since}")
+        verdicts = [f"{_cell(s.verdicts.get(layer), 'no bias')} / {_cell(s.weight_verdicts.get(layer), '-')}"
                     for layer in layers]
         cells.append((name, fmt(s.final_loss), fmt(s.best_loss), fmt(s.final_val), fmt(s.best_val),
                       "-" if not s.diverged else f"step {s.diverged.step}", *verdicts))
     print_lines(table(cells), out)
-    print("\nlayer cells: the verdict at the end of the run @ the step it was first seen", file=out)
+    print("\nlayer cells: b / w, the verdict of the layer's bias / its weights at the end of the run @ the step "
+          "it was first seen", file=out)
     return 0

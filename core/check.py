@@ -71,7 +71,7 @@ class Check:
         self.reader = StreamReader(thresholds, recompute=True, source=source, block=BLOCK)
         self.summary = RunSummary()       # the whole stream
         self.run = RunSummary()           # the run being read
-        self.history: dict[str, LayerHistory] = {}   # the run being read, per layer
+        self.history: dict[tuple[str, str], LayerHistory] = {}   # the run being read, per (param, layer)
         self.first_step: int | None = None
         self.run_first_step: int | None = None
         self.run_label: str | None = None
@@ -94,8 +94,8 @@ class Check:
                 if self.run_first_step is None:
                     self.run_first_step = rec.step
             elif rec.kind == "verdict":
-                layer = rec.data.get("layer")
-                self.history.setdefault(layer, LayerHistory()).change(rec.data.get("verdict"), rec.step, self.run.steps - 1)
+                key = (rec.data.get("param", "bias"), rec.data.get("layer"))
+                self.history.setdefault(key, LayerHistory()).change(rec.data.get("verdict"), rec.step, self.run.steps - 1)
             elif rec.kind in RESET_EVENTS:
                 self._close_run(_text(rec.data.get("preset")) or _text(rec.data.get("run_id")))
             elif rec.kind == "gradient_check" and isinstance(rec.data.get("note"), str):
@@ -104,24 +104,28 @@ class Check:
     def _close_run(self, next_label: str | None) -> None:
         """The run read so far is judged alone; the next one begins (its label from the event)."""
         if self.run.steps:
-            layers, failing = self._layers()
+            layers, weights, failing = self._layers()
             label = self.run_label
             if not self.earlier and label is None and isinstance(self.reader.first_header, dict):
                 label = _text(self.reader.first_header.get("run_id"))
             self.earlier.append(RunResult(len(self.earlier) + 1, label, self.run_first_step, self.run.last_step,
-                                          self.run.steps, layers, failing))
+                                          self.run.steps, layers, failing, weights))
         self.run, self.history, self.run_first_step, self.run_label = RunSummary(), {}, None, next_label
 
-    def _layers(self) -> tuple[dict[str, LayerResult], list[str]]:
-        """The run being read: each layer's result, and what fails the check in it."""
-        layers, failing = {}, []
-        for name, d in self.run.verdicts.items():
-            hist = self.history.get(name, LayerHistory())
-            hist.finish(self.run.steps)
-            problems = hist.problems(d.verdict, self.sustain)
-            failing += [f"{name} {p.verdict}" for p in problems if p.counts]
-            layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
-        return layers, failing
+    def _layers(self) -> tuple[dict[str, LayerResult], dict[str, LayerResult], list[str]]:
+        """The run being read: each layer's result, its weights', and what fails the check in it."""
+        failing = []
+        out = []
+        for param, verdicts, suffix in (("bias", self.run.verdicts, ""), ("weight", self.run.weight_verdicts, " weights")):
+            layers = {}
+            for name, d in verdicts.items():
+                hist = self.history.get((param, name), LayerHistory())
+                hist.finish(self.run.steps)
+                problems = hist.problems(d.verdict, self.sustain)
+                failing += [f"{name}{suffix} {p.verdict}" for p in problems if p.counts]
+                layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
+            out.append(layers)
+        return out[0], out[1], failing
 
     def result(self) -> CheckResult:
         s, reader = self.summary, self.reader
@@ -129,15 +133,15 @@ class Check:
             what = "empty stream" if reader.line_no == 0 else f"{reader.line_no} line(s), none a readable step line"
             first = f"; first problem: {reader.problems[0]}" if reader.problems else ""
             raise StreamError(f"{self.source}: no step lines to check ({what}){first}")
-        if not s.verdicts and (reader.header or {}).get("layers") != []:
+        if not s.verdicts and not s.weight_verdicts and (reader.header or {}).get("layers") != []:
             raise StreamError(f"{self.source}: no bias layers: every step line's 'biases' is empty; a stream needs "
                               "at least one layer (a network with no biases at all: a header with \"layers\": [])")
         earlier, label = list(self.earlier), self.run_label
         if self.run.steps or not earlier:
-            layers, failing = self._layers()
+            layers, weights, failing = self._layers()
         else:   # the stream ends with a restart and no step after it: the run before is the last
             last = earlier.pop()
-            layers, failing, label = last.layers, last.failing, last.label
+            layers, weights, failing, label = last.layers, last.weights, last.failing, last.label
         failing = [f"{run.where()}: {f}" for run in earlier for f in run.failing] + failing
         if s.diverged:
             failing.append(f"diverged at step {s.diverged.step}")
@@ -149,7 +153,7 @@ class Check:
             bool(reader.has_grads), reader.max_span, diverged, layers,
             Malformed(len(problems), [p.line for p in problems], [str(p) for p in problems[:MAX_LISTED]]),
             self._notes(len(earlier)), self.sustain, failing, "problem" if failing else "ok", 1 if failing else 0,
-            earlier, label if earlier else None)
+            earlier, label if earlier else None, weights)
 
     def _notes(self, earlier: int) -> list[str]:
         s, reader, notes = self.summary, self.reader, []

@@ -50,7 +50,8 @@ class RunResult:
     last_step: int | None
     steps: int
     layers: dict[str, LayerResult]
-    failing: list[str]    # what fails the check in this run ("hidden1 uphill", ...)
+    failing: list[str]    # what fails the check in this run ("hidden1 uphill", "hidden1 weights uphill", ...)
+    weights: dict[str, LayerResult] = field(default_factory=dict)   # each layer's weights, if logged
 
     def where(self) -> str:
         """'run 2 (label), steps 0..299'."""
@@ -80,6 +81,7 @@ class CheckResult:
     exit: int            # 0 or 1
     runs: list[RunResult] = field(default_factory=list)  # every run but the last, if the stream holds several
     last_run: str | None = None   # the last run's label (the preset or run id the stream gave it), if several
+    weights: dict[str, LayerResult] = field(default_factory=dict)   # each layer's weights (the last run), if logged
 
     def to_json(self) -> dict:
         return asdict(self)

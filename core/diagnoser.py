@@ -15,7 +15,7 @@ import numpy as np
 from .layout import Layout
 from .history import BlockSteps, History, oldest_in_window
 from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
-from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
+from .records import Event, LayerDiagnosis, LayerSums, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
 from .verdicts import CAUSES, PENDING, VERDICTS, Thresholds, verdict_codes
 
 
@@ -36,22 +36,59 @@ class Observation:
     extra_pred: float = 0.0                # the weights' part of the predicted loss change, g_w . u_w
     stored: "Diagnosis | None" = None      # the diagnosis a stream line carried (replay), or None
     unreached: tuple[bool, ...] | None = None  # per layer (layout order): no gradient reached it (g is zeros there)
+    sums: np.ndarray | None = None         # the summary form instead of b, g, u: (L, 7 + 2k) as LayerSums.table
+    weights: "Observation | None" = None   # the same step's weights (a stream reader's; the trainer keeps its own)
 
-    def record(self, layout: Layout, diagnosis: "Diagnosis | None") -> StepRecord:
-        """The StepRecord of this step with its diagnosis."""
-        return _new_tuple(StepRecord, (self.step, self.loss, self.val_loss, LayerVectors(self.b, layout),
-                                       None if self.g is None else LayerVectors(self.g, layout),
-                                       None if self.u is None else LayerVectors(self.u, layout),
-                                       None if diagnosis is None else diagnosis.layers,
-                                       None if diagnosis is None else diagnosis.loss_change, self.trained, self.span))
+    @property
+    def has_g(self) -> bool:
+        """Whether the step's gradient was logged."""
+        return self.g is not None if self.sums is None else not np.isnan(self.sums[:, 2]).all()
+
+    @property
+    def has_u(self) -> bool:
+        """Whether the step's update is known."""
+        return self.u is not None if self.sums is None else not np.isnan(self.sums[:, 3]).all()
+
+    def record(self, layout: Layout, diagnosis: "Diagnosis | None", weights: "WeightStep | None" = None) -> StepRecord:
+        """The StepRecord of this step with its diagnosis (and its weights', if they were observed too)."""
+        w = weights.observation if weights is not None else None
+        w_layout = weights.layout if weights is not None else None
+        w_diag = weights.diagnosis if weights is not None else None
+        return _new_tuple(StepRecord, (
+            self.step, self.loss, self.val_loss, None if self.b is None else LayerVectors(self.b, layout),
+            None if self.g is None else LayerVectors(self.g, layout),
+            None if self.u is None else LayerVectors(self.u, layout),
+            None if diagnosis is None else diagnosis.layers,
+            None if diagnosis is None else diagnosis.loss_change, self.trained, self.span,
+            None if w is None or w.b is None else LayerVectors(w.b, w_layout),
+            None if w is None or w.g is None else LayerVectors(w.g, w_layout),
+            None if w is None or w.u is None else LayerVectors(w.u, w_layout),
+            None if w_diag is None else w_diag.layers,
+            _sums(layout, diagnosis), _sums(w_layout, w_diag)))
+
+
+class WeightStep(NamedTuple):
+    """A step's weights as observed and diagnosed, for Observation.record."""
+
+    layout: Layout
+    observation: Observation
+    diagnosis: "Diagnosis | None"
+
+
+def _sums(layout: Layout | None, diagnosis: "Diagnosis | None") -> LayerSums | None:
+    if layout is None or diagnosis is None or diagnosis.sums is None:
+        return None
+    return _new_tuple(LayerSums, (layout.names, diagnosis.sums))
 
 
 class Diagnosis(NamedTuple):
-    """One step's diagnosis: each layer's, the loss change the previous step predicted, verdict changes."""
+    """One step's diagnosis: each layer's, the loss change the previous step predicted, verdict changes,
+    and the per-layer sums it was made of ((L, 7 + 2k) as LayerSums.table; None if not computed)."""
 
     layers: dict[str, LayerDiagnosis]
     loss_change: LossChange | None
     events: list[Event]
+    sums: np.ndarray | None = None
 
 
 class Diagnoser:
@@ -64,14 +101,19 @@ class Diagnoser:
     judge every step as trained (biases that are meant to move but never do: the frozen strategy)."""
 
     def __init__(self, layout: Layout, thresholds: Thresholds | None = None,
-                 off_cause: str = "not trained at this step", always_trained: bool = False) -> None:
+                 off_cause: str = "not trained at this step", always_trained: bool = False,
+                 param: str = "bias", averages: int | None = None) -> None:
         self.layout = layout
         self.always_trained = always_trained
         self.thresholds = th = thresholds or Thresholds()
         self.off_cause = off_cause
+        self.param = param   # "bias" or "weight": what the layers' entries are (named in verdict events)
         self.starts = layout.starts
         self.averages = GradientAverages(th.momentum_betas, int(sum(layout.sizes)))
-        self.history = History(th, len(layout.names), 1 + len(th.momentum_betas))
+        # steps in the summary form bring their own sums of `averages` running averages (None: the betas')
+        self.series = 1 + (len(th.momentum_betas) if averages is None else averages)
+        self.float32_grads = False   # summary form: the sums are of float32 gradients (the unit of rounding)
+        self.history = History(th, len(layout.names), self.series)
         self.verdict = [PENDING] * len(layout.names)   # each layer's verdict (an index into VERDICTS)
         self.since = [0] * len(layout.names)           # the step it began
         self.fd_error: list[float | None] = [None] * len(layout.names)  # the last gradient check's error
@@ -90,23 +132,45 @@ class Diagnoser:
     def observe(self, steps: list[Observation]) -> list[Diagnosis]:
         """The diagnoses of consecutive steps, in order."""
         if not self.layout.names:
-            return [Diagnosis({}, None, []) for _ in steps]
+            return [Diagnosis({}, None, [], None) for _ in steps]
         if not steps:
             return []
-        n = self.averages.avg.shape[1]
-        has_g = [o.g is not None for o in steps]
+        has_g = [o.has_g for o in steps]
         trained = [o.trained or self.always_trained for o in steps]
-        zeros = np.zeros(n)
         with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
-            vec = np.array([[o.b for o in steps], [zeros if o.g is None else o.g for o in steps],
-                            [zeros if o.u is None else o.u for o in steps]], dtype=np.float64)  # (3, m, n)
-            avg, with_avg = self.averages.block(vec[1], has_g, trained)
-            m = measures(block_sums(vec, avg, self.starts), self.sizes, with_avg)
+            if steps[0].sums is not None:
+                sums, with_avg, rounding = self._given_sums(steps)
+            else:
+                sums, with_avg, rounding = self._vector_sums(steps, has_g, trained)
+            m = measures(sums, self.sizes, with_avg)
             fd_errors = self._fd_errors(steps)
-            single = (vec[1].astype(np.float32) == vec[1]).all(axis=1)  # every gradient a float32 number
-            rounding = np.where(single, np.finfo(np.float32).eps, np.finfo(np.float64).eps)
             codes = self._verdicts(steps, m, np.array(has_g), np.array(trained), fd_errors, rounding)
-        return self._diagnoses(steps, m, codes, fd_errors)
+        table = np.concatenate((np.broadcast_to(self.sizes, (1,) + sums.shape[1:]), sums)).transpose(1, 2, 0)
+        return self._diagnoses(steps, m, codes, fd_errors, table)
+
+    def _vector_sums(self, steps: list[Observation], has_g: list[bool], trained: list[bool]):
+        """A block's sums from its vectors: (6 + 2k, m, L), which steps have running averages, and each
+        step's unit of rounding (float32's if every gradient entry is a float32 number)."""
+        zeros = np.zeros(self.averages.avg.shape[1])
+        vec = np.array([[o.b for o in steps], [zeros if o.g is None else o.g for o in steps],
+                        [zeros if o.u is None else o.u for o in steps]], dtype=np.float64)  # (3, m, n)
+        avg, with_avg = self.averages.block(vec[1], has_g, trained)
+        single = (vec[1].astype(np.float32) == vec[1]).all(axis=1)
+        rounding = np.where(single, np.finfo(np.float32).eps, np.finfo(np.float64).eps)
+        sums = block_sums(vec, avg, self.starts)
+        if avg is None and self.series > 1:   # no step has averages: their sums are NaN (cosines undefined)
+            sums = np.concatenate((sums, np.full((2 * (self.series - 1),) + sums.shape[1:], np.nan)))
+        return sums, with_avg, rounding
+
+    def _given_sums(self, steps: list[Observation]):
+        """A block's sums as its steps brought them (the summary form): (6 + 2k, m, L), which steps have
+        running averages, and each step's unit of rounding (float32's if the stream says so)."""
+        table = np.array([o.sums for o in steps], dtype=np.float64)   # (m, L, 7 + 2k)
+        sums = table[:, :, 1:].transpose(2, 0, 1)
+        k = (len(sums) - 6) // 2
+        with_avg = (~np.isnan(sums[6:6 + k])).any(axis=(0, 2)).tolist() if k else [False] * len(steps)
+        eps = np.finfo(np.float32 if self.float32_grads else np.float64).eps
+        return sums, with_avg, np.full(len(steps), eps)
 
     def _fd_errors(self, steps: list[Observation]) -> list[list[float | None]]:
         """Each step's last gradient-check error per layer (a check taken at a step applies from it on)."""
@@ -124,33 +188,33 @@ class Diagnoser:
         th = self.thresholds
         loss = np.array([o.loss for o in steps], dtype=np.float64)
         oldest, _, self.losses = oldest_in_window(self.losses, loss, th.window)
-        has_u = np.array([o.u is not None for o in steps])
+        has_u = np.array([o.has_u for o in steps])
         b, g_rms, u = m.column("b_norm"), m.column("g_rms"), m.column("u_norm")
         top = g_rms[:, 0]
         for column in g_rms.T[1:]:  # Python's max, layer by layer: a NaN in first place stays
             top = np.where(column > top, column, top)
         fd = np.array([[math.nan if e is None else e for e in row] for row in fd_errors], dtype=np.float64)
-        cosines = m.cosines  # (m, L, 1 + k); without any gradient in the block only cos(u, -g), undefined
-        if cosines.shape[2] < 1 + len(self.averages.betas):
-            cosines = np.full(cosines.shape[:2] + (1 + len(self.averages.betas),), np.nan)
         unreached = np.zeros(b.shape, dtype=bool)
         for i, o in enumerate(steps):
-            if o.unreached is not None and o.g is not None:
+            if o.unreached is not None and has_g[i]:
                 unreached[i] = o.unreached
-        block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, cosines,
+        block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, m.cosines,
                            unreached, rounding)
         finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)
         judged = (trained & has_u & has_g)[:, None] & finite & ~unreached
         window = self.history.advance(block, judged)
         return verdict_codes(window, judged, trained, has_u, has_g, self.verdict, th)
 
-    def _diagnoses(self, steps: list[Observation], m: BlockMeasures, codes: np.ndarray, fd_errors: list) -> list[Diagnosis]:
-        """Each step's Diagnosis, from its measures and verdict codes; verdict changes become events."""
+    def _diagnoses(self, steps: list[Observation], m: BlockMeasures, codes: np.ndarray, fd_errors: list,
+                   sums: np.ndarray) -> list[Diagnosis]:
+        """Each step's Diagnosis, from its measures, verdict codes and sums ((m, L, 7 + 2k)); verdict
+        changes become events."""
         names, causes = self.layout.names, [self.off_cause if v == "off" else CAUSES.get(v, "") for v in VERDICTS]
         per_step = codes.tolist()
         out = []
-        for o, row, fd, step_codes in zip(steps, m.steps, fd_errors, per_step):
-            has_g, has_u = o.g is not None, o.u is not None
+        param = self.param
+        for o, row, fd, step_codes, step_sums in zip(steps, m.steps, fd_errors, per_step, sums):
+            has_g, has_u = o.has_g, o.has_u
             loss_change = None
             if self.prev_pred is not None and self.prev_loss is not None:
                 loss_change = _new_tuple(LossChange, (self.prev_pred, o.loss - self.prev_loss))
@@ -160,14 +224,14 @@ class Diagnoser:
                 code = step_codes[i]
                 if code != self.verdict[i]:
                     self.verdict[i], self.since[i] = code, o.step
-                    events.append(Event.verdict(o.step, name, VERDICTS[code], causes[code]))
+                    events.append(Event.verdict(o.step, name, VERDICTS[code], causes[code], param))
                 if has_g and has_u:
                     pred += row.ug[i]
                 reached = has_g and not (o.unreached is not None and o.unreached[i])
                 layers[name] = _layer(row, i, reached, has_u, fd[i], VERDICTS[code], causes[code], self.since[i])
             self.prev_loss = o.loss
             self.prev_pred = pred if has_u else None
-            out.append(_new_tuple(Diagnosis, (layers, loss_change, events)))
+            out.append(_new_tuple(Diagnosis, (layers, loss_change, events, step_sums)))
         return out
 
     def verdicts(self) -> dict:

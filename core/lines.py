@@ -14,6 +14,7 @@ from .layout import Layout
 from .records import LayerDiagnosis, LossChange, new_tuple as _new
 
 MAX_LAYERS = 1000          # bias layers in one step line: more is a malformed line
+MAX_AVERAGES = 8           # running averages in a summary-form row
 
 
 def load_line(text: str) -> Any:
@@ -62,21 +63,48 @@ def _unpack(packed: tuple | None) -> Vectors | None:
     return _new(Vectors, (packed[0], packed[1], np.frombuffer(packed[2], dtype=np.float64)))
 
 
+class Sums(NamedTuple):
+    """One key's per-layer sums (the summary form): layer names and a (L, 7 + 2k) table, NaN for null
+    (the columns: records.SUM_COLUMNS, then |a_j|^2 and a_j . u for each of k running averages)."""
+
+    names: tuple[str, ...]
+    table: np.ndarray
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.names, tuple(int(n) for n in self.table[:, 0]))
+
+
+def _pack_sums(s: Sums | None) -> tuple | None:
+    return None if s is None else (s.names, s.table.shape, s.table.tobytes())
+
+
+def _unpack_sums(packed: tuple | None) -> Sums | None:
+    if packed is None:
+        return None
+    return _new(Sums, (packed[0], np.frombuffer(packed[2], dtype=np.float64).reshape(packed[1])))
+
+
 def _step_line(step, loss, val_loss, biases, grads, updates, trained, diag, loss_change, unreached,
-               grad_steps) -> "StepLine":
+               grad_steps, weights, weight_grads, weight_updates, weight_unreached, bias_sums,
+               weight_sums, weight_diag) -> "StepLine":
     return _new(StepLine, (step, loss, val_loss, _unpack(biases), _unpack(grads), _unpack(updates), trained, diag,
-                           loss_change, unreached, grad_steps))
+                           loss_change, unreached, grad_steps, _unpack(weights), _unpack(weight_grads),
+                           _unpack(weight_updates), weight_unreached, _unpack_sums(bias_sums),
+                           _unpack_sums(weight_sums), weight_diag))
 
 
 class StepLine(NamedTuple):
     """A step line's fields. diag and loss_change are what the line carried (unchecked JSON values).
     unreached: per layer, True where `bias_grads` held null (no gradient reached it; grads holds zeros
-    there), or None if no layer was null. grad_steps: the steps `bias_grads` sums (1 unless the line says)."""
+    there), or None if no layer was null. grad_steps: the steps `bias_grads` sums (1 unless the line says).
+    The weights' fields are the same for each layer's weights. A line in the summary form has bias_sums
+    (and weight_sums) and no vectors: biases is None."""
 
     step: int
     loss: float
     val_loss: float | None
-    biases: Vectors
+    biases: Vectors | None
     grads: Vectors | None
     updates: Vectors | None
     trained: bool
@@ -84,11 +112,20 @@ class StepLine(NamedTuple):
     loss_change: Any = None
     unreached: tuple[bool, ...] | None = None
     grad_steps: int = 1
+    weights: Vectors | None = None
+    weight_grads: Vectors | None = None
+    weight_updates: Vectors | None = None
+    weight_unreached: tuple[bool, ...] | None = None
+    bias_sums: Sums | None = None
+    weight_sums: Sums | None = None
+    weight_diag: Any = None
 
     def __reduce__(self):  # cheap to pass between processes: plain values, the vectors as raw bytes
         return _step_line, (self.step, self.loss, self.val_loss, _pack(self.biases), _pack(self.grads),
                             _pack(self.updates), self.trained, _flat_values(self.diag),
-                            _flat_values(self.loss_change), self.unreached, self.grad_steps)
+                            _flat_values(self.loss_change), self.unreached, self.grad_steps, _pack(self.weights),
+                            _pack(self.weight_grads), _pack(self.weight_updates), self.weight_unreached,
+                            _pack_sums(self.bias_sums), _pack_sums(self.weight_sums), _flat_values(self.weight_diag))
 
 
 def as_float(value: Any, where: str) -> float:
@@ -148,19 +185,48 @@ def _vectors(obj: dict, key: str, strict_types: bool = False) -> Vectors | None:
     return Vectors(tuple(value), tuple(sizes), arr)
 
 
-def _grad_vectors(obj: dict, biases: Vectors, strict_types: bool) -> tuple[Vectors | None, tuple | None]:
-    """obj['bias_grads'] as Vectors, and which layers were null (no gradient reached them: zeros here,
-    sized as in `biases`), or None if none was."""
-    value = obj.get("bias_grads")
+def _grad_vectors(obj: dict, values: Vectors, strict_types: bool, key: str = "bias_grads",
+                  values_key: str = "biases") -> tuple[Vectors | None, tuple | None]:
+    """obj[key] (bias_grads or weight_grads) as Vectors, and which layers were null (no gradient reached
+    them: zeros here, sized as in `values`), or None if none was."""
+    value = obj.get(key)
     if type(value) is not dict or None not in value.values():
-        return _vectors(obj, "bias_grads", strict_types), None
-    sizes = dict(zip(biases.names, biases.sizes))
+        return _vectors(obj, key, strict_types), None
+    sizes = dict(zip(values.names, values.sizes))
     filled = {}
     for name, vec in value.items():
         if vec is None and name not in sizes:
-            raise ValueError(f"'bias_grads.{name}' is null but 'biases' has no layer {name!r}")
+            raise ValueError(f"'{key}.{name}' is null but '{values_key}' has no layer {name!r}")
         filled[name] = [0.0] * sizes[name] if vec is None else vec
-    return _vectors({"bias_grads": filled}, "bias_grads", strict_types), tuple(v is None for v in value.values())
+    return _vectors({key: filled}, key, strict_types), tuple(v is None for v in value.values())
+
+
+def _sums(obj: dict, key: str) -> Sums | None:
+    """obj[key] (bias_sums or weight_sums) as Sums, or None if absent: {layer: [n, |p|^2, |g|^2, |u|^2,
+    u.g, significant, opposing, |a_j|^2..., a_j.u...]}, n a whole number >= 1, null for unknown."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise ValueError(f"'{key}' must be an object of layer name -> list of sums")
+    if not 0 < len(value) <= MAX_LAYERS:
+        raise ValueError(f"'{key}' has {len(value):,} layers; from 1 to {MAX_LAYERS:,} are allowed")
+    rows = []
+    for name, row in value.items():
+        where = f"{key}.{_short(name)}"
+        if type(row) is not list or len(row) < 7 or (len(row) - 7) % 2 or len(row) > 7 + 2 * MAX_AVERAGES:
+            raise ValueError(f"'{where}' must be a list [n, pp, gg, uu, ug, sig, agree, then |a|^2 and a.u for "
+                             f"each of up to {MAX_AVERAGES} running averages] (7 + 2k numbers)")
+        if type(row[0]) is not int or row[0] < 1:
+            raise ValueError(f"'{where}[0]' (n, the layer's entries) must be a whole number >= 1")
+        rows.append([as_float(v, f"{where}[{i}]") for i, v in enumerate(row)])
+    if len({len(r) for r in rows}) > 1:
+        raise ValueError(f"'{key}': every layer needs the same running averages (rows of one length)")
+    table = np.array(rows, dtype=np.float64)
+    if (table[:, 1:] < 0)[:, [0, 1, 2, 4, 5]].any() or (table[:, 6] > table[:, 5]).any():
+        raise ValueError(f"'{key}': |p|^2, |g|^2, |u|^2 and the counts are >= 0, and agree <= sig")
+    table.flags.writeable = False
+    return Sums(tuple(value), table)
 
 
 def _grad_steps(obj: dict) -> int:
@@ -178,16 +244,29 @@ def parse_step(obj: dict, strict_types: bool = False) -> StepLine:
         raise ValueError(f"'step' must be a whole number >= 0, got {json.dumps(step)[:40]}")
     loss = _number(obj, "loss", required=True)
     val_loss = _number(obj, "val_loss")
-    biases = _vectors(obj, "biases", strict_types)
-    if biases is None:
-        raise ValueError("'biases' is missing (an object of layer name -> list of numbers)")
-    grads, unreached = _grad_vectors(obj, biases, strict_types)
-    updates = _vectors(obj, "bias_updates", strict_types)
     trained = obj.get("bias_trained", True)
     if type(trained) is not bool:
         raise ValueError(f"'bias_trained' must be true or false, got {json.dumps(trained)[:40]}")
-    return StepLine(step, loss, val_loss, biases, grads, updates, trained, obj.get("diag"), obj.get("loss_change"),
-                    unreached, _grad_steps(obj) if "grad_steps" in obj else 1)
+    grad_steps = _grad_steps(obj) if "grad_steps" in obj else 1
+    if "bias_sums" in obj or "weight_sums" in obj:
+        if "biases" in obj or "weights" in obj:
+            raise ValueError("a line has vectors ('biases', 'weights') or sums ('bias_sums', 'weight_sums'), not both")
+        return _new(StepLine, (step, loss, val_loss, None, None, None, trained, None, None, None, grad_steps,
+                               None, None, None, None, _sums(obj, "bias_sums"), _sums(obj, "weight_sums"), None))
+    biases = _vectors(obj, "biases", strict_types)
+    if biases is None:
+        raise ValueError("'biases' is missing (an object of layer name -> list of numbers; "
+                         "or 'bias_sums' in the summary form)")
+    grads, unreached = _grad_vectors(obj, biases, strict_types)
+    updates = _vectors(obj, "bias_updates", strict_types)
+    weights = _vectors(obj, "weights", strict_types)
+    w_grads = w_updates = w_unreached = None
+    if weights is not None:
+        w_grads, w_unreached = _grad_vectors(obj, weights, strict_types, "weight_grads", "weights")
+        w_updates = _vectors(obj, "weight_updates", strict_types)
+    return _new(StepLine, (step, loss, val_loss, biases, grads, updates, trained, obj.get("diag"),
+                           obj.get("loss_change"), unreached, grad_steps, weights, w_grads, w_updates, w_unreached,
+                           None, None, obj.get("weight_diag")))
 
 
 def _short(name: str) -> str:
@@ -215,11 +294,13 @@ def prepare_lines(lines: list[str]) -> list[StepLine | str]:
     return out
 
 
-def stored_diagnosis(line: StepLine) -> Diagnosis | None:
-    """The diagnosis a line carried (its verdict changes are event lines of their own), or None."""
-    if type(line.diag) is not dict:
+def stored_diagnosis(line: StepLine, key: str = "diag") -> Diagnosis | None:
+    """The diagnosis a line carried in `key` (diag: the biases', weight_diag: the weights'; its verdict
+    changes are event lines of their own), or None."""
+    diag = line.diag if key == "diag" else line.weight_diag
+    if type(diag) is not dict:
         return None
-    layers = {str(name): LayerDiagnosis.from_json(d, line.step) for name, d in line.diag.items()}
+    layers = {str(name): LayerDiagnosis.from_json(d, line.step) for name, d in diag.items()}
     return Diagnosis({k: v for k, v in layers.items() if v is not None}, LossChange.from_json(line.loss_change), [])
 
 

@@ -36,8 +36,9 @@ from . import __version__
 from .errors import BiasmonError
 from .gradcheck import check_gradient, differs
 from .layout import Layout
-from .records import Event, StepRecord, json_number
-from .spans import Span as _Span
+from .records import Event, _vectors, json_number
+from .spans import Logged, Span as _Span
+from .summary_form import SummaryLines
 from .stream import RecordWriter, header
 from .verdicts import Thresholds
 
@@ -49,6 +50,9 @@ def _flat(name: object, key: str, value: Any) -> np.ndarray:
         raise BiasmonError(f"StreamWriter: {key}[{name!r}] must be a vector of numbers, "
                            f"got {type(value).__name__}") from None
     return arr.reshape(-1)
+
+
+FORMS = ("vectors", "sums")
 
 
 class StreamWriter:
@@ -65,7 +69,8 @@ class StreamWriter:
     def __init__(self, target: str | os.PathLike[str] | TextIO, *,
                  loss_at: Callable[[dict[str, np.ndarray]], float] | None = None, check_every: int = 100,
                  fd_tolerance: float | None = None, run_id: str | None = None,
-                 meta: dict[str, Any] | None = None, every: int = 1) -> None:
+                 meta: dict[str, Any] | None = None, every: int = 1, form: str = "vectors",
+                 averages: tuple[float, ...] | None = None) -> None:
         if isinstance(target, (str, os.PathLike)):
             try:
                 self._handle = open(target, "w", encoding="utf-8")
@@ -79,6 +84,13 @@ class StreamWriter:
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
             raise BiasmonError(f"StreamWriter: every must be a whole number >= 1, got {every!r}")
         self.every = int(every)
+        if form not in FORMS:
+            raise BiasmonError(f"StreamWriter: form must be one of {', '.join(FORMS)}, got {form!r}")
+        self.form = form
+        betas = Thresholds().momentum_betas if averages is None else tuple(float(b) for b in averages)
+        self._sums = SummaryLines(betas) if form == "sums" else None
+        self.weight_layout: Layout | None = None
+        self._float32_grads: bool | None = None   # every gradient given so far was float32 (summary form)
         self._span: _Span | None = None   # the line being summed (every > 1)
         self._last_check_step: int | None = None
         self._writer = RecordWriter(self._handle)
@@ -96,8 +108,11 @@ class StreamWriter:
     # --- public ----------------------------------------------------------------------------------
     def step(self, step: int | np.integer, loss: float, biases: dict[str, Any],
              bias_grads: dict[str, Any] | None = None, val_loss: float | None = None,
-             bias_updates: dict[str, Any] | None = None) -> None:
-        """Log one step. biases/bias_grads/bias_updates: {layer: vector}, the same layers every step."""
+             bias_updates: dict[str, Any] | None = None, *, weights: dict[str, Any] | None = None,
+             weight_grads: dict[str, Any] | None = None, weight_updates: dict[str, Any] | None = None) -> None:
+        """Log one step. biases/bias_grads/bias_updates: {layer: vector}, the same layers every step;
+        weights/weight_grads/weight_updates the same for the layers' weights (any shape, flattened), if
+        they are to be judged too."""
         if self.closed:
             raise BiasmonError("StreamWriter: step() after close()")
         if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
@@ -105,29 +120,46 @@ class StreamWriter:
         step = int(step)
         if self._last_step is not None and step <= self._last_step:
             raise BiasmonError(f"StreamWriter: step {step} does not follow step {self._last_step}")
-        if not isinstance(biases, dict):
-            raise BiasmonError("StreamWriter: biases must be a dict of layer name -> vector")
-        b = {str(name): _flat(name, "biases", v) for name, v in biases.items()}
-        layout = Layout(tuple(b), tuple(v.size for v in b.values()))
-        if self.layout is None:
-            self.layout = layout
-        elif layout != self.layout:
-            raise BiasmonError(f"StreamWriter: step {step}: layers changed from {self.layout.describe()} "
-                               f"to {layout.describe()}")
-        g, unreached = self._grads(bias_grads, step)
-        u = self._same_layout("bias_updates", bias_updates, step)
+        first = self._last_step is None
+        if (weights is None) != (self.weight_layout is None) and not first:
+            raise BiasmonError(f"StreamWriter: step {step}: weights must be logged at every step or at none "
+                               f"(the first step {'did not log' if weights is not None else 'logged'} them)")
+        if first:   # the header says whether the summary form's sums are of float32 gradients
+            self._float32_grads = bias_grads is not None and all(
+                getattr(v, "dtype", None) == np.float32 for grads in (bias_grads, weight_grads)
+                if isinstance(grads, dict) for v in grads.values() if v is not None)
+        kinds = {"bias": self._logged(step, "biases", biases, bias_grads, bias_updates)}
+        if weights is not None:
+            kinds["weight"] = self._logged(step, "weights", weights, weight_grads, weight_updates)
         self._ensure_header()
+        b, g = kinds["bias"].values, kinds["bias"].grads
         if self.loss_at is not None and g is not None and self.check_due(step):
             self._gradient_check(step, b, g)
         self._last_step = step
         if self.every == 1:
-            self._write(StepRecord(step, loss, val_loss, b, g, u), unreached, None)
-            return
-        if self._span is None or self._span.count == self.every:
+            self._write(step, loss, val_loss, kinds, None)
+        elif self._span is None or self._span.count == self.every:
             self._write_span()
-            self._span = _Span(step, loss, val_loss, b, unreached, g, u)
+            self._span = _Span(step, loss, val_loss, kinds)
         else:
-            self._span.add(g, unreached, u)
+            self._span.add(kinds)
+
+    def _logged(self, step: int, key: str, values: Any, grads: Any, updates: Any) -> Logged:
+        """One kind's vectors, checked against the layers of the first step (key: biases or weights)."""
+        if not isinstance(values, dict):
+            raise BiasmonError(f"StreamWriter: {key} must be a dict of layer name -> vector")
+        flat = {str(name): _flat(name, key, v) for name, v in values.items()}
+        layout = Layout(tuple(flat), tuple(v.size for v in flat.values()))
+        attr = "layout" if key == "biases" else "weight_layout"
+        known = getattr(self, attr)
+        if known is None:
+            setattr(self, attr, layout)
+        elif layout != known:
+            raise BiasmonError(f"StreamWriter: step {step}: {key} layers changed from {known.describe()} "
+                               f"to {layout.describe()}")
+        prefix = "bias" if key == "biases" else "weight"
+        g, unreached = self._grads(f"{prefix}_grads", grads, step, layout)
+        return Logged(flat, g, self._same_layout(f"{prefix}_updates", updates, step, layout), unreached)
 
     def check_due(self, step: int) -> bool:
         """Whether a gradient check is due if step(step, ...) is called next: at the first step, then every
@@ -161,6 +193,8 @@ class StreamWriter:
             return
         self._write_span()
         self._ensure_header()
+        for line in self._sums.finish() if self._sums is not None else ():
+            self._writer.write_json(line)
         self.closed = True
         if self._owns:
             self._handle.close()
@@ -175,15 +209,17 @@ class StreamWriter:
         return False
 
     # --- internals -------------------------------------------------------------------------------
-    def _same_layout(self, key: str, vectors: dict[str, Any] | None, step: int) -> dict[str, np.ndarray] | None:
+    def _same_layout(self, key: str, vectors: dict[str, Any] | None, step: int,
+                     layout: Layout) -> dict[str, np.ndarray] | None:
         if vectors is None:
             return None
         if not isinstance(vectors, dict):
             raise BiasmonError(f"StreamWriter: {key} must be a dict of layer name -> vector")
         out = {str(name): _flat(name, key, v) for name, v in vectors.items()}
-        if Layout(tuple(out), tuple(v.size for v in out.values())) != self.layout:
-            raise BiasmonError(f"StreamWriter: step {step}: {key} must have the layers of biases: "
-                               f"{self.layout.describe()}")
+        if Layout(tuple(out), tuple(v.size for v in out.values())) != layout:
+            values = "biases" if key.startswith("bias") else "weights"
+            raise BiasmonError(f"StreamWriter: step {step}: {key} must have the layers of {values}: "
+                               f"{layout.describe()}")
         return out
 
     def _ensure_header(self) -> None:
@@ -192,36 +228,60 @@ class StreamWriter:
         fields = {"biasmon": __version__, "writer": "biasmon.StreamWriter"}
         if self.layout is not None:
             fields["layers"] = [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]
+        if self.weight_layout is not None:
+            fields["weights"] = [{"name": n, "size": s} for n, s in zip(self.weight_layout.names, self.weight_layout.sizes)]
+        if self._sums is not None:
+            fields["form"] = "sums"
+            fields["averages"] = [f"ema{b:g}" for b in self._sums.betas]
+            if self._float32_grads:
+                fields["grad_dtype"] = "float32"
         if self.meta:
             fields["meta"] = self.meta
-        self._writer.write_json(header(self.run_id, **fields))
+        version = 2 if self.weight_layout is not None or self._sums is not None else 1
+        self._writer.write_json(header(self.run_id, version, **fields))
         self._header_written = True
 
-    def _grads(self, vectors: dict[str, Any] | None, step: int) -> tuple[dict | None, tuple | None]:
-        """bias_grads as {layer: vector}, a None layer as zeros, and which layers were None (or None)."""
+    def _grads(self, key: str, vectors: dict[str, Any] | None, step: int,
+               layout: Layout) -> tuple[dict | None, tuple | None]:
+        """Gradients as {layer: vector}, a None layer as zeros, and which layers were None (or None)."""
         if not isinstance(vectors, dict) or all(v is not None for v in vectors.values()):
-            return self._same_layout("bias_grads", vectors, step), None
-        sizes = dict(zip(self.layout.names, self.layout.sizes))
+            return self._same_layout(key, vectors, step, layout), None
+        sizes = dict(zip(layout.names, layout.sizes))
         filled = {name: np.zeros(sizes.get(str(name), 0)) if v is None else v for name, v in vectors.items()}
-        return self._same_layout("bias_grads", filled, step), tuple(v is None for v in vectors.values())
+        return self._same_layout(key, filled, step, layout), tuple(v is None for v in vectors.values())
 
-    def _write(self, record: StepRecord, unreached: tuple | None, grad_steps: int | None) -> None:
-        """A step line: the record, with null for each layer no gradient reached, and grad_steps if given."""
-        if unreached is None and grad_steps is None:
-            self._writer.write(record)
-            return
-        line = record.to_json()
-        if unreached is not None:
-            line["bias_grads"] = {n: None if off else v for (n, v), off in zip(line["bias_grads"].items(), unreached)}
+    def _write(self, step: int, loss: float, val_loss: float | None, kinds: dict[str, Logged],
+               grad_steps: int | None) -> None:
+        """A step line (or, in the summary form, the lines now complete): null for each layer no gradient
+        reached, and grad_steps if given."""
+        line = {"step": step, "loss": json_number(loss)}
+        if val_loss is not None:
+            line["val_loss"] = json_number(val_loss)
         if grad_steps is not None:
             line["grad_steps"] = grad_steps
+        if self._sums is not None:
+            layouts = {"bias": self.layout, "weight": self.weight_layout}
+            for done in self._sums.push(line, kinds, layouts, True):
+                self._writer.write_json(done)
+            return
+        for kind, logged in kinds.items():
+            keys = ("biases", "bias_grads", "bias_updates") if kind == "bias" else \
+                ("weights", "weight_grads", "weight_updates")
+            line[keys[0]] = _vectors(logged.values)
+            if logged.grads is not None:
+                line[keys[1]] = _vectors(logged.grads)
+                if logged.unreached is not None:
+                    line[keys[1]] = {n: None if off else v for (n, v), off in zip(line[keys[1]].items(), logged.unreached)}
+            if logged.updates is not None:
+                line[keys[2]] = _vectors(logged.updates)
+        if grad_steps is not None:   # after the vectors, as before
+            line["grad_steps"] = line.pop("grad_steps")
         self._writer.write_json(line)
 
     def _write_span(self) -> None:
         span, self._span = self._span, None
         if span is not None:
-            self._write(StepRecord(span.step, span.loss, span.val_loss, span.b, span.g, span.u),
-                        span.unreached, span.count)
+            self._write(span.step, span.loss, span.val_loss, span.kinds, span.count)
 
     def _gradient_check(self, step: int, b: dict[str, np.ndarray], g: dict[str, np.ndarray]) -> None:
         layout = self.layout

@@ -99,6 +99,9 @@ SCHEMA = {
         "flip_sign": _spec(lambda v: isinstance(v, bool), BOOL, False),
         "from_step": _spec(lambda v: _is_int(v) and v >= 0, "a whole number >= 0", 0),
     },
+    "weights": {
+        "flip_sign": _spec(lambda v: isinstance(v, bool), BOOL, False),
+    },
     "diagnostics": {
         "grad_check_every": _spec(lambda v: _is_int(v) and v >= 0, "a whole number >= 0 (0: only on demand)", 100),
     },
@@ -117,6 +120,7 @@ class Preset:
     bias: dict
     bias_params: dict
     diagnostics: dict
+    weights: dict
     source: str = ""
     order: int = 1000
     raw: dict = field(default_factory=dict, repr=False, compare=False)
@@ -132,7 +136,8 @@ class Preset:
     def to_json(self) -> dict:
         """The checked sections as a JSON-ready dict, the strategy's parameters merged into bias."""
         return {"name": self.name, "description": self.description, "network": self.network, "data": self.data,
-                "train": self.train, "bias": dict(self.bias, **self.bias_params), "diagnostics": self.diagnostics}
+                "train": self.train, "bias": dict(self.bias, **self.bias_params), "weights": self.weights,
+                "diagnostics": self.diagnostics}
 
 
 def _check_section(source: str, section: str, table: dict[str, Any], schema: dict[str, _Spec],
@@ -173,7 +178,7 @@ def parse(table: dict, name: str, source: str) -> Preset:
     param_spec = {k: _spec(lambda v, check=check: _is_finite(v) and check(v), text, default)
                   for k, (default, text, check) in strategy.params.items()}
     sections = {s: _check_section(source, s, table.get(s, {}), SCHEMA[s], param_spec if s == "bias" else None)
-                for s in ("network", "data", "train", "bias", "diagnostics")}
+                for s in ("network", "data", "train", "bias", "weights", "diagnostics")}
     bias = sections["bias"]
     bias_params = {k: bias.pop(k) for k in list(bias) if k in strategy.params}
     data, network = sections["data"], sections["network"]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .diagnoser import Diagnoser, Observation
+from .diagnoser import Diagnoser, Observation, WeightStep
 from .errors import StreamError
 from .layout import Layout
 from .lines import StepLine, Vectors, check_errors, load_line, parse_step, stored_diagnosis
 from .readlines import MAX_LINE_CHARS, OVERLONG, Overlong, stream_lines
 from .records import Event
-from .stream import FORMAT, RESET_EVENTS, VERSION
+from .stream import FORMAT, READ_VERSIONS, RESET_EVENTS
 from .verdicts import Thresholds, loss_diverged
 
 BLOCK = 256  # steps diagnosed together when a whole file is read
@@ -68,8 +68,12 @@ class StreamReader:
     def _reset_run(self) -> None:
         self.layout: Layout | None = None
         self.diagnoser: Diagnoser | None = None
+        self.weight_layout: Layout | None = None   # None: the run logs no weights
+        self.weight_diagnoser: Diagnoser | None = None
+        self.summary_form = False                  # the run's lines carry sums, not vectors
         self._pending: Observation | None = None   # the last step, waiting for the next to know its update
         self._grad_check: dict | None = None       # a gradient_check event's errors, for the next step
+        self._weight_check: dict | None = None     # its weight_errors
         self._first_loss: float | None = None
 
     def _problem(self, message: str) -> list:
@@ -119,16 +123,17 @@ class StreamReader:
 
     def finish(self) -> list:
         """At end of input: the last pending step, with its update unknown (and any queued steps)."""
-        self._flush_pending(None, None)
+        self._flush_pending(None, None, None)
         return self.drain()
 
     # --- lines -----------------------------------------------------------------------------------
     def _read_header(self, obj: dict) -> list:
         if obj.get("format") != FORMAT:
             return self._problem(f"header names format {obj.get('format')!r}, expected {FORMAT!r}")
-        if obj.get("version") != VERSION:
+        if obj.get("version") not in READ_VERSIONS or type(obj.get("version")) is not int:
             raise StreamError(f"{self.source}: line {self.line_no}: stream format version {obj.get('version')!r} "
-                              f"is not supported; this biasmon reads version {VERSION}")
+                              f"is not supported; this biasmon reads versions "
+                              f"{', '.join(map(str, READ_VERSIONS))}")
         out = []
         if self.header is not None or self.steps_read:   # a second header: a new run, as a restart says
             last = self._pending.step if self._pending is not None else self.last_step
@@ -150,8 +155,11 @@ class StreamReader:
         if kind in RESET_EVENTS:
             out = self.finish()
             self._reset_run()
-        elif kind == "gradient_check" and isinstance(event.data.get("errors"), dict):
-            self._grad_check = check_errors(event.data["errors"])
+        elif kind == "gradient_check":
+            if isinstance(event.data.get("errors"), dict):
+                self._grad_check = check_errors(event.data["errors"])
+            if isinstance(event.data.get("weight_errors"), dict):
+                self._weight_check = check_errors(event.data["weight_errors"])
         elif kind == "diverged":
             self.diverged = self.diverged or event
         elif kind == "verdict" and self.recompute:
@@ -159,58 +167,101 @@ class StreamReader:
         return out + [event]
 
     def _check_layers(self, line: StepLine) -> None:
-        names, sizes = line.biases.names, line.biases.sizes
+        """The run's layers are those of its first step line (created then); later lines must match."""
+        summary = line.biases is None
+        if summary:
+            layout = line.bias_sums.layout if line.bias_sums is not None else Layout((), ())
+            weights = line.weight_sums.layout if line.weight_sums is not None else None
+        else:
+            layout, weights = line.biases.layout, (line.weights.layout if line.weights is not None else None)
         if self.layout is None:
-            self.layout = Layout(names, sizes)
-            self.diagnoser = Diagnoser(self.layout, self.thresholds)
-        elif names != self.layout.names or sizes != self.layout.sizes:
-            raise StreamError(f"{self.source}: line {self.line_no}: the bias layers changed within a run: "
-                              f"{self.layout.describe()} before, {line.biases.layout.describe()} here (a run keeps "
-                              "its layers; a header or a restarted / preset_switched event starts a new run)")
-        for key, vecs in (("bias_grads", line.grads), ("bias_updates", line.updates)):
-            if vecs is not None and (vecs.names != names or vecs.sizes != sizes):
-                raise ValueError(f"'{key}' layers must match 'biases': {self.layout.describe()}, "
-                                 f"got {vecs.layout.describe()}")
+            self._start_run(layout, weights, line)
+        elif (layout, weights, summary) != (self.layout, self.weight_layout, self.summary_form):
+            raise StreamError(f"{self.source}: line {self.line_no}: the layers changed within a run: "
+                              f"{_describe(self.layout, self.weight_layout, self.summary_form)} before, "
+                              f"{_describe(layout, weights, summary)} here (a run keeps its layers and form; "
+                              "a header or a restarted / preset_switched event starts a new run)")
+        if not summary:
+            for key, vecs, want in (("bias_grads", line.grads, layout), ("bias_updates", line.updates, layout),
+                                    ("weight_grads", line.weight_grads, weights),
+                                    ("weight_updates", line.weight_updates, weights)):
+                if vecs is not None and vecs.layout != want:
+                    values = "biases" if key.startswith("bias") else "weights"
+                    raise ValueError(f"'{key}' layers must match '{values}': {want.describe()}, "
+                                     f"got {vecs.layout.describe()}")
+        elif line.bias_sums is not None and line.weight_sums is not None and \
+                line.bias_sums.table.shape[1] != line.weight_sums.table.shape[1]:
+            raise ValueError("'bias_sums' and 'weight_sums' need the same running averages (rows of one length)")
         if self._pending is not None and line.step <= self._pending.step:
             raise ValueError(f"step {line.step} does not follow step {self._pending.step}")
 
+    def _start_run(self, layout: Layout, weights: Layout | None, line: StepLine) -> None:
+        self.layout, self.weight_layout, self.summary_form = layout, weights, line.biases is None
+        averages = None
+        if self.summary_form:
+            sums = line.bias_sums if line.bias_sums is not None else line.weight_sums
+            averages = (sums.table.shape[1] - 7) // 2
+        self.diagnoser = Diagnoser(layout, self.thresholds, averages=averages)
+        if weights is not None:
+            self.weight_diagnoser = Diagnoser(weights, self.thresholds, param="weight", averages=averages)
+        float32 = isinstance(self.header, dict) and self.header.get("grad_dtype") == "float32"
+        for d in (self.diagnoser, self.weight_diagnoser):
+            if d is not None:
+                d.float32_grads = float32
+
     def _read_step(self, line: StepLine) -> list:
         self._check_layers(line)
-        b, g, u = line.biases.flat, _flat(line.grads), _flat(line.updates)
         loss, val_loss = line.loss, line.val_loss
-        nonfinite = () if (math.isfinite(loss) and _all_finite(b) and (g is None or _all_finite(g))
-                           and (u is None or _all_finite(u))) else \
-            [key for key, v in (("loss", loss), ("biases", b), ("bias_grads", g), ("bias_updates", u))
-             if v is not None and not np.isfinite(v).all()]
+        if self.summary_form:
+            step, w_step, nonfinite, bad_layer = _summary_observations(line)
+            b = w = None
+        else:
+            b, g, u = line.biases.flat, _flat(line.grads), _flat(line.updates)
+            w = _flat(line.weights)
+            parts = [("biases", b), ("bias_grads", g), ("bias_updates", u), ("weights", w),
+                     ("weight_grads", _flat(line.weight_grads)), ("weight_updates", _flat(line.weight_updates))]
+            nonfinite = [key for key, v in parts if v is not None and not _all_finite(v)]
+            bad_layer = None
+            if "biases" in nonfinite:
+                split = self.layout.split(b)
+                bad_layer = next((n for n in self.layout.names if not np.isfinite(split[n]).all()), None)
+            step = Observation(line.step, loss, val_loss, b, g, None, line.trained, span=line.grad_steps,
+                               unreached=line.unreached)
+            if u is not None:
+                step.u = u
+            w_step = None if w is None else Observation(
+                line.step, loss, val_loss, w, _flat(line.weight_grads), _flat(line.weight_updates),
+                span=line.grad_steps, unreached=line.weight_unreached)
+        if not math.isfinite(loss):
+            nonfinite.insert(0, "loss")
         if val_loss is not None and not math.isfinite(val_loss):
             self.problems.append(LineProblem(self.line_no, "'val_loss' is not finite: ignored"))
-            val_loss = None
+            val_loss = step.val_loss = None
         self.steps_read += 1
         self.last_step = line.step
         if self.has_grads is None:
-            self.has_grads = g is not None
+            self.has_grads = step.has_g or (w_step is not None and w_step.has_g)
         if nonfinite:
-            self._flush_pending(None, None)
+            self._flush_pending(None, None, None)
             where = ", ".join(f"'{k}'" for k in nonfinite)
             self.problems.append(LineProblem(self.line_no, f"non-finite value in {where}: read as divergence"))
-            parts = self.layout.split(b)
-            layer = next((n for n in self.layout.names if not np.isfinite(parts[n]).all()), None)
-            return self._diverge(line.step, layer, f"{' and '.join(nonfinite)} not finite")
+            return self._diverge(line.step, bad_layer, f"{' and '.join(nonfinite)} not finite")
         out = []
         if self._first_loss is None:
             self._first_loss = loss
         elif loss_diverged(loss, self._first_loss, self.thresholds):
             out = self._diverge(line.step, None, f"loss blew up to {loss:.3g}")
-        step = Observation(line.step, loss, val_loss, b, g, None, line.trained, span=line.grad_steps,
-                           fd_errors=self._grad_check, stored=None if self.recompute else stored_diagnosis(line),
-                           unreached=line.unreached)
-        self._grad_check = None
-        self._flush_pending(b, line.step)
+        step.fd_errors, self._grad_check = self._grad_check, None
+        if w_step is not None:
+            w_step.fd_errors, self._weight_check = self._weight_check, None
+            w_step.stored = None if self.recompute else stored_diagnosis(line, "weight_diag")
+        step.stored = None if self.recompute else stored_diagnosis(line)
+        step.weights = w_step
+        self._flush_pending(b, line.step, w)
         if line.grad_steps > 1:
             self.summed_grads = True
             self.max_span = max(self.max_span, line.grad_steps)
-        if u is not None:
-            step.u = u
+        if self.summary_form or (step.has_u and (w_step is None or w_step.has_u)):
             self._queue.append(step)
         else:
             self._pending = step
@@ -224,15 +275,20 @@ class StreamReader:
             out.append(self.diverged)
         return out
 
-    def _flush_pending(self, b_next: np.ndarray | None, step_next: int | None) -> None:
-        """Queue the pending step, its update now known (b_next - b) or known never to be (b_next None)."""
+    def _flush_pending(self, b_next: np.ndarray | None, step_next: int | None, w_next: np.ndarray | None) -> None:
+        """Queue the pending step, its update now known (b_next - b, w_next - w where not logged) or known
+        never to be (b_next None)."""
         step, self._pending = self._pending, None
         if step is None:
             return
         if b_next is not None:
             step.span = step_next - step.step
             self.max_span = max(self.max_span, step.span)
-            step.u = b_next - step.b
+            if step.u is None:
+                step.u = b_next - step.b
+            if step.weights is not None and step.weights.u is None:
+                step.weights.u = w_next - step.weights.b
+                step.weights.span = step.span
         self._queue.append(step)
 
     def drain(self) -> list:
@@ -242,12 +298,69 @@ class StreamReader:
         queue, self._queue = self._queue, []
         if not queue:
             return []
+        weights = [o.weights for o in queue if o.weights is not None]
+        for o in queue if weights else ():
+            o.extra_pred, o.weights.extra_pred = _first_order(o.weights), _first_order(o)
+        w_diagnoses = iter(self.weight_diagnoser.observe(weights)) if weights else None
         out = []
         for step, diagnosis in zip(queue, self.diagnoser.observe(queue)):
             diagnosis = step.stored or diagnosis
-            out.append(step.record(self.layout, diagnosis))
+            w = None
+            if step.weights is not None:
+                w_diagnosis = next(w_diagnoses)
+                w = WeightStep(self.weight_layout, step.weights, step.weights.stored or w_diagnosis)
+            out.append(step.record(self.layout, diagnosis, w))
             out += diagnosis.events
+            if w is not None:
+                out += w.diagnosis.events
         return out
+
+
+def _first_order(o: Observation) -> float:
+    """g . u of one step's parameters (0 where either is not known): their part of the loss change."""
+    if o.sums is not None:
+        return float(np.nansum(o.sums[:, 4]))
+    if o.g is None or o.u is None:
+        return 0.0
+    return float(o.g @ o.u)
+
+
+def _summary_observations(line: StepLine) -> tuple[Observation, Observation | None, list[str], str | None]:
+    """A summary-form line's observations (biases, weights or None), the keys holding a value that reads as
+    divergence (a parameter norm or update not finite), and the first bias layer concerned."""
+    out, nonfinite, bad_layer = [], [], None
+    for key, sums in (("bias_sums", line.bias_sums), ("weight_sums", line.weight_sums)):
+        if sums is None:
+            out.append(None if key == "weight_sums" else _observation(line, np.zeros((0, 7)), line.trained))
+            continue
+        table = sums.table
+        bad = ~np.isfinite(table[:, 1]) | (table[:, 3] == np.inf)
+        if bad.any():
+            nonfinite.append(key)
+            if key == "bias_sums":
+                bad_layer = sums.names[int(np.flatnonzero(bad)[0])]
+        out.append(_observation(line, table, line.trained if key == "bias_sums" else True))
+    return out[0], out[1], nonfinite, bad_layer
+
+
+def _observation(line: StepLine, table: np.ndarray, trained: bool) -> Observation:
+    """The Observation of one kind's sums (L, 7 + 2k): a layer whose |g|^2 is null (while another's is
+    not) is one no gradient reached, its gradient's sums read as 0 (as a null vector's zeros)."""
+    no_g = np.isnan(table[:, 2])
+    unreached = None
+    if no_g.any() and not no_g.all():
+        table = table.copy()
+        table[no_g, 2] = 0.0
+        table[no_g, 4:7] = 0.0
+        unreached = tuple(no_g.tolist())
+    return Observation(line.step, line.loss, line.val_loss, None, None, None, trained, span=line.grad_steps,
+                       sums=table, unreached=unreached)
+
+
+def _describe(layout: Layout, weights: Layout | None, summary: bool) -> str:
+    """'a[16], b[1]' with ' and weights w[32]' and ' (sums)' as they apply, for messages."""
+    return (layout.describe() + (f" and weights {weights.describe()}" if weights is not None else "")
+            + (" (sums)" if summary else ""))
 
 
 def _flat(vectors: Vectors | None) -> np.ndarray | None:

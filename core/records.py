@@ -129,22 +129,51 @@ class LossChange(NamedTuple):
         return cls(_optional_float(d.get("predicted")), _optional_float(d.get("actual")))
 
 
+class LayerSums(NamedTuple):
+    """One kind of parameter's per-layer sums at one step (the summary form of a stream line): each row
+    adds up across the layer's entries, and across shards of it. table: (L, 7 + 2k), columns SUM_COLUMNS
+    then |a_j|^2 for each of k running averages a_j, then a_j . u for each; NaN where unknown (no
+    gradient reached the layer: |g|^2 and what needs g; the update not known: what needs u)."""
+
+    names: tuple[str, ...]
+    table: np.ndarray
+
+    def to_json(self) -> dict:
+        return {name: [int(v) if i in _COUNTS and v == v else json_number(v) for i, v in enumerate(row)]
+                for name, row in zip(self.names, self.table.tolist())}
+
+
+SUM_COLUMNS = ("n", "pp", "gg", "uu", "ug", "sig", "agree")  # entries, |p|^2, |g|^2, |u|^2, u.g, significant, opposing
+_COUNTS = (0, 5, 6)
+
+
 class StepRecord(NamedTuple):
     """One step: loss, val_loss and bias_grads are taken at `biases` (before this step's update);
-    bias_updates is what the step then added to the biases. diag: each layer's diagnosis."""
+    bias_updates is what the step then added to the biases. diag: each layer's diagnosis. The weights'
+    fields are the same for each layer's weights (None: not logged). A record read from, or to be
+    written in, the summary form has bias_sums / weight_sums, and biases None."""
 
     step: int
     loss: float
     val_loss: float | None
-    biases: Mapping                      # layer -> (n_l,) read-only array
+    biases: Mapping | None               # layer -> (n_l,) read-only array
     bias_grads: Mapping | None
     bias_updates: Mapping | None
     diag: dict[str, LayerDiagnosis] | None = None
     loss_change: LossChange | None = None
     bias_trained: bool = True
     span: int = 1                        # steps the update spans (sparse logging)
+    weights: Mapping | None = None       # layer -> (n_l,) its weights, flat
+    weight_grads: Mapping | None = None
+    weight_updates: Mapping | None = None
+    weight_diag: dict[str, LayerDiagnosis] | None = None
+    bias_sums: LayerSums | None = None
+    weight_sums: LayerSums | None = None
 
     def to_json(self) -> dict:
+        """The vector form's line (the summary form's if there are no vectors)."""
+        if self.biases is None:
+            return self.summary_json()
         line = {"step": self.step, "loss": json_number(self.loss)}
         if self.val_loss is not None:
             line["val_loss"] = json_number(self.val_loss)
@@ -155,10 +184,34 @@ class StepRecord(NamedTuple):
             line["bias_updates"] = _vectors(self.bias_updates)
         if not self.bias_trained:
             line["bias_trained"] = False
+        if self.weights is not None:
+            line["weights"] = _vectors(self.weights)
+            if self.weight_grads is not None:
+                line["weight_grads"] = _vectors(self.weight_grads)
+            if self.weight_updates is not None:
+                line["weight_updates"] = _vectors(self.weight_updates)
         if self.diag is not None:
             line["diag"] = {name: d.to_json() for name, d in self.diag.items()}
+        if self.weight_diag is not None:
+            line["weight_diag"] = {name: d.to_json() for name, d in self.weight_diag.items()}
         if self.loss_change is not None:
             line["loss_change"] = self.loss_change.to_json()
+        return line
+
+    def summary_json(self) -> dict:
+        """The summary form's line: per-layer sums instead of vectors (diagnoses left out: a reader
+        derives them from the sums)."""
+        line = {"step": self.step, "loss": json_number(self.loss)}
+        if self.val_loss is not None:
+            line["val_loss"] = json_number(self.val_loss)
+        if self.bias_sums is not None:
+            line["bias_sums"] = self.bias_sums.to_json()
+        if self.weight_sums is not None:
+            line["weight_sums"] = self.weight_sums.to_json()
+        if not self.bias_trained:
+            line["bias_trained"] = False
+        if self.span > 1:
+            line["grad_steps"] = self.span
         return line
 
 
@@ -180,6 +233,9 @@ class Event:
         return cls(line["event"], line["step"], {k: v for k, v in line.items() if k not in ("event", "step")})
 
     @classmethod
-    def verdict(cls, step: int, layer: str, verdict: str, cause: str) -> "Event":
-        """A layer's verdict changed at this step."""
-        return cls("verdict", step, {"layer": layer, "verdict": verdict, "cause": cause})
+    def verdict(cls, step: int, layer: str, verdict: str, cause: str, param: str = "bias") -> "Event":
+        """A layer's verdict changed at this step (param: "bias", or "weight" for the layer's weights)."""
+        data = {"layer": layer, "verdict": verdict, "cause": cause}
+        if param != "bias":
+            data["param"] = param
+        return cls("verdict", step, data)

@@ -19,6 +19,7 @@ class RunSummary:
     best_val: float | None = None
     diverged: Event | None = None                                    # the first diverged event
     verdicts: dict[str, LayerDiagnosis] = field(default_factory=dict)  # layer -> its last diagnosis
+    weight_verdicts: dict[str, LayerDiagnosis] = field(default_factory=dict)  # the same, of the weights
 
     def add(self, record: StepRecord | Event) -> None:
         if isinstance(record, StepRecord):
@@ -32,5 +33,7 @@ class RunSummary:
                 self.best_val = record.val_loss if self.best_val is None else min(self.best_val, record.val_loss)
             if record.diag:
                 self.verdicts.update(record.diag)
+            if record.weight_diag:
+                self.weight_verdicts.update(record.weight_diag)
         elif record.kind == "diverged" and self.diverged is None:
             self.diverged = record

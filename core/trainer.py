@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__, strategies
 from .data import DataSet, generate, load_file
-from .diagnoser import Diagnoser, Observation
+from .diagnoser import Diagnoser, Observation, WeightStep
 from .gradcheck import check_gradient
 from .layout import Layout
 from .network import Network
@@ -57,16 +57,19 @@ class TrainedStep:
     before: list[Event]
     observation: Observation | None = None
     after: list[Event] = field(default_factory=list)
+    weights: Observation | None = None      # the same step's weights, if they are diagnosed
 
 
 class Trainer:
     """Trains a preset's network step by step. `step()` returns that step's records; iterating yields
-    records until `steps` are done or the run diverged. flip_sign and bias_lr_scale can change live."""
+    records until `steps` are done or the run diverged. flip_sign, flip_weight_sign and bias_lr_scale can
+    change live. weights: diagnose each layer's weights too (with diagnostics)."""
 
     def __init__(self, preset: Preset, *, seed: int | None = None, steps: int | None = None,
-                 diagnostics: bool = True, thresholds: Thresholds | None = None) -> None:
+                 diagnostics: bool = True, thresholds: Thresholds | None = None, weights: bool = True) -> None:
         self.preset = preset.with_overrides(steps=steps, seed=seed)
         self.diagnostics = diagnostics
+        self.diagnose_weights = diagnostics and weights
         momentum = self.preset.train["momentum"]
         # The trainer knows its optimizer: SGD follows g, heavy-ball momentum a running average of g
         # with beta = momentum. The diagnoser need not try other averages (as it must for a stream).
@@ -85,23 +88,29 @@ class Trainer:
         self.layout = Layout(tuple(self.net.layer_names), tuple(self.net.sizes[1:])) if has_biases else Layout((), ())
         self.rule = UpdateRule(p.train["lr"], p.train["momentum"], p.train["weight_decay"], self.strategy,
                                p.bias_params, np.zeros_like(self.net.w_flat), np.zeros_like(self.net.b_flat),
-                               flip_sign=bool(p.bias["flip_sign"]))
+                               flip_sign=bool(p.bias["flip_sign"]), flip_weight_sign=bool(p.weights["flip_sign"]))
+        self.weight_layout = Layout(tuple(self.net.layer_names), tuple(w.size for w in self.net.weights))
         self.step_index = 0
         self.done = False
         self.first_loss = None
         self._initial_norms = self._layer_norms()
         self._check_requested = False
-        self._check_every = p.diagnostics["grad_check_every"] if has_biases else 0
-        self._announced = {"flip_sign": self.flip_sign, "bias_lr_scale": 1.0}
+        self._check_every = p.diagnostics["grad_check_every"] if has_biases or self.diagnose_weights else 0
+        self._announced = {"flip_sign": self.flip_sign, "flip_weight_sign": self.flip_weight_sign, "bias_lr_scale": 1.0}
         off_cause = "network has no biases" if not has_biases else (
             f"bias training starts at step {p.bias['from_step']}" if self.strategy.trains_biases
             else "strategy 'frozen' never moves the biases")
         # the frozen strategy is judged as training: its biases are meant to move
         self.diagnoser = Diagnoser(self.layout, self.thresholds, off_cause, always_trained=self.strategy.name == "frozen") \
             if self.diagnostics else None
+        self.weight_diagnoser = Diagnoser(self.weight_layout, self.thresholds, param="weight") \
+            if self.diagnose_weights else None
 
     flip_sign = property(lambda self: self.rule.flip_sign, lambda self, on: setattr(self.rule, "flip_sign", on),
                          doc="the story's bug: biases move along +gradient from the next step on")
+    flip_weight_sign = property(lambda self: self.rule.flip_weight_sign,
+                                lambda self, on: setattr(self.rule, "flip_weight_sign", on),
+                                doc="the same bug in the weights: they move along +gradient from the next step on")
     bias_lr_scale = property(lambda self: self.rule.bias_lr_scale,
                              lambda self, x: setattr(self.rule, "bias_lr_scale", x),
                              doc="a live multiplier of every bias update")
@@ -110,14 +119,22 @@ class Trainer:
     def steps(self) -> int:
         return self.preset.train["steps"]
 
-    def header(self) -> dict:
-        """The stream's first line for this run."""
-        layers = [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]
-        return header(self.run_id, preset=self.preset.to_json(), layers=layers, biasmon=__version__)
+    def header(self, form: str = "vectors") -> dict:
+        """The stream's first line for this run, its records written in `form` (vectors, or sums: the
+        summary form, whose running averages are the diagnoser's)."""
+        fields = {"preset": self.preset.to_json(),
+                  "layers": [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]}
+        if self.diagnose_weights:
+            fields["weights"] = [{"name": n, "size": s} for n, s in zip(self.weight_layout.names, self.weight_layout.sizes)]
+        if form == "sums":
+            fields["form"] = "sums"
+            fields["averages"] = [f"ema{b:g}" for b in self.thresholds.momentum_betas]
+        version = 2 if self.diagnose_weights or form == "sums" else 1
+        return header(self.run_id, version, **fields, biasmon=__version__)
 
     def request_gradient_check(self) -> None:
-        """Run a finite-difference check of every bias entry at the next step (if there are biases)."""
-        self._check_requested = bool(self.layout.names)
+        """Run a finite-difference check of the biases (and the weights, if diagnosed) at the next step."""
+        self._check_requested = bool(self.layout.names) or self.diagnose_weights
 
     # --- stepping --------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[StepRecord | Event]:
@@ -161,6 +178,9 @@ class Trainer:
         u_w, u_b = self.rule.updates(net.w_flat, b, grads.w_flat, grads.b_flat,
                                      strategies.Context(t, p.train["lr"], loss, val_loss), trained)
         step.observation = Observation(t, loss, val_loss, b, grads.b_flat, u_b, trained)
+        if self.weight_diagnoser is not None:
+            step.weights = Observation(t, loss, val_loss, net.w_flat.copy(), grads.w_flat, u_w,
+                                       extra_pred=float(grads.b_flat @ u_b))
         if self.diagnoser is not None:
             if self._check_requested or (self._check_every and t % self._check_every == 0):
                 self._gradient_check(step)
@@ -179,27 +199,33 @@ class Trainer:
         """The records of steps trained in a row, with their diagnoses."""
         observed = [s.observation for s in trained if s.observation is not None]
         diagnoses = iter(self.diagnoser.observe(observed) if self.diagnoser is not None else [None] * len(observed))
+        w_observed = [s.weights for s in trained if s.weights is not None]
+        w_diagnoses = iter(self.weight_diagnoser.observe(w_observed) if self.weight_diagnoser is not None else [])
         out = []
         for s in trained:
             out += s.before
             if s.observation is not None:
                 diagnosis = next(diagnoses)
-                out.append(s.observation.record(self.layout, diagnosis))
+                w = None if s.weights is None else WeightStep(self.weight_layout, s.weights, next(w_diagnoses))
+                out.append(s.observation.record(self.layout, diagnosis, w))
                 out += diagnosis.events if diagnosis is not None else []
+                out += w.diagnosis.events if w is not None else []
             out += s.after
         return out
 
     def _setting_events(self, t: int) -> list[Event]:
         events = []
-        for key, value in (("flip_sign", self.rule.flip_sign), ("bias_lr_scale", self.rule.bias_lr_scale)):
+        for key, value in (("flip_sign", self.rule.flip_sign), ("flip_weight_sign", self.rule.flip_weight_sign),
+                           ("bias_lr_scale", self.rule.bias_lr_scale)):
             if self._announced[key] != value:
                 self._announced[key] = value
                 events.append(Event(key, t, {key: value}))
         return events
 
     def _gradient_check(self, step: TrainedStep) -> None:
-        """The finite-difference check of every bias at the step's biases (requested, or due)."""
-        o = step.observation
+        """The finite-difference check of the biases (every entry up to 512 a check, a sample past that) and,
+        if diagnosed, of a sample of the weights, at the step's parameters (requested, or due)."""
+        o, w = step.observation, step.weights
         requested, self._check_requested = self._check_requested, False
         net, x, y = self.net, self.data.x_train, self.data.y_train
         if net.dtype != np.float64:
@@ -208,13 +234,27 @@ class Trainer:
             x, y = x.astype(np.float64), y.astype(np.float64)
         else:
             ref = net
-        checked = check_gradient(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
-                                 tolerance=self.thresholds.fd_tolerance, seed=o.step)
-        o.fd_errors = checked.errors
-        undecided = {name: n for name, n in checked.undecided.items() if n}
-        step.before.append(Event("gradient_check", o.step, {"errors": o.fd_errors,
-                                                             **({"undecided": undecided} if undecided else {}),
-                                                             **({"requested": True} if requested else {})}))
+        data = {}
+        if self.layout.names:
+            checked = check_gradient(lambda bb: ref.loss_at(x, y, bb), o.b, o.g, self.layout,
+                                     tolerance=self.thresholds.fd_tolerance, seed=o.step)
+            o.fd_errors = checked.errors
+            data["errors"] = o.fd_errors
+            undecided = {name: n for name, n in checked.undecided.items() if n}
+            if undecided:
+                data["undecided"] = undecided
+        if w is not None:
+            ref.b_flat[...] = o.b
+            checked = check_gradient(lambda ww: _loss_at_weights(ref, x, y, ww), w.b, w.g, self.weight_layout,
+                                     tolerance=self.thresholds.fd_tolerance, seed=o.step)
+            w.fd_errors = checked.errors
+            data["weight_errors"] = w.fd_errors
+            undecided = {name: n for name, n in checked.undecided.items() if n}
+            if undecided:
+                data["weight_undecided"] = undecided
+        if requested:
+            data["requested"] = True
+        step.before.append(Event("gradient_check", o.step, data))
 
     def _layer_norms(self) -> list[float]:
         return [math.sqrt(float(w.ravel() @ w.ravel()) + float(b @ b)) for w, b in zip(self.net.weights, self.net.biases)]
@@ -233,3 +273,13 @@ class Trainer:
             data["grew_most"] = self.net.layer_names[int(np.nanargmax(growth))] if not np.all(np.isnan(growth)) else None
             data["reason"] = "loss is not finite" if not math.isfinite(loss) else f"loss blew up to {loss:.3g}"
         return Event("diverged", t, data)
+
+
+def _loss_at_weights(net: Network, x: np.ndarray, y: np.ndarray, w_flat: np.ndarray) -> float:
+    """The loss at the weights w_flat (n_w,); the network's own weights are put back after."""
+    saved = net.w_flat.copy()
+    net.w_flat[...] = w_flat
+    try:
+        return net.loss_at(x, y)
+    finally:
+        net.w_flat[...] = saved

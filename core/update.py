@@ -2,7 +2,7 @@
 
 Weights take SGD with momentum and weight decay; biases take the preset's strategy (core/strategies.py)
 on the same optimizer direction, then the live bias learning-rate multiplier and, with flip_sign, the
-story's bug: the bias moves along +gradient. As in Nielsen's network.py, the gradient is computed apart
+story's bug: the bias moves along +gradient (flip_weight_sign: the same bug in the weights). As in Nielsen's network.py, the gradient is computed apart
 (Network.gradients) and only `updates` decides the step; the trainer then adds it.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ class UpdateRule:
     vel_w: np.ndarray = field(repr=False)  # (n_w,) momentum buffers, zero at the start
     vel_b: np.ndarray = field(repr=False)  # (n_b,)
     flip_sign: bool = False
+    flip_weight_sign: bool = False
     bias_lr_scale: float = 1.0
 
     def updates(self, w: np.ndarray, b: np.ndarray, g_w: np.ndarray, g_b: np.ndarray, ctx: Context,
@@ -37,7 +38,7 @@ class UpdateRule:
         if mom:
             self.vel_w = mom * self.vel_w + d_w
             d_w = self.vel_w
-        u_w = -lr * d_w
+        u_w = lr * d_w if self.flip_weight_sign else -lr * d_w
         if not train_biases:
             return u_w, np.zeros_like(b)
         d_b = g_b + wd * b if (wd and self.strategy.decays_biases) else g_b

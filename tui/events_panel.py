@@ -14,7 +14,8 @@ def describe(event: Event) -> Text:
     d, step = event.data, f"step {event.step:>6}  "
     if event.kind == "verdict":
         verdict = d.get("verdict", "?")
-        return Text.assemble(step, (f"{shown(d.get('layer'))}: ", "bold"),
+        weights = " weights" if d.get("param") == "weight" else ""
+        return Text.assemble(step, (f"{shown(d.get('layer'))}{weights}: ", "bold"),
                              (shown(verdict), VERDICT_STYLES.get(verdict, "")), f"  {shown(d.get('cause', ''))}")
     if event.kind == "diverged":
         where = f" (first non-finite layer: {shown(d['layer'])})" if d.get("layer") else (
@@ -23,21 +24,38 @@ def describe(event: Event) -> Text:
     if event.kind == "gradient_check" and isinstance(d.get("note"), str) and not d.get("errors"):
         return Text.assemble(step, ("gradient check ", "bold"), shown(d["note"]))
     if event.kind == "gradient_check":
-        errors = d.get("errors") or {}
-        worst = max(errors.values(), default=0.0) if errors else 0.0
+        errors = _numbers(d.get("errors"))
+        weight_errors = _numbers(d.get("weight_errors"))
+        worst = max([*errors.values(), *weight_errors.values()], default=0.0)
         body = ", ".join(f"{shown(k)} {v:.1e}" for k, v in errors.items())
+        if weight_errors:
+            body += "; weights: " + ", ".join(f"{shown(k)} {v:.1e}" for k, v in weight_errors.items())
         note = f"  ({shown(d['note'])})" if isinstance(d.get("note"), str) else ""
         return Text.assemble(step, ("gradient check ", "bold"), f"max rel. error {worst:.1e}: {body}{note}")
     if event.kind == "flip_sign":
         on = d.get("flip_sign")
         return Text.assemble(step, ("flip_sign ", "bold"), ("ON: bias moves along +gradient", "bold red") if on
                              else ("off: bias moves along -gradient", "green"))
+    if event.kind == "flip_weight_sign":
+        on = d.get("flip_weight_sign")
+        return Text.assemble(step, ("flip_weight_sign ", "bold"), ("ON: weights move along +gradient", "bold red")
+                             if on else ("off: weights move along -gradient", "green"))
     if event.kind == "bias_lr_scale":
         return Text.assemble(step, ("bias lr multiplier ", "bold"), f"x{shown(d.get('bias_lr_scale'))}")
     if event.kind in RESET_EVENTS:
         return Text.assemble(step, (event.kind.replace("_", " ") + " ", "bold"), shown(d.get("preset", "")),
                              f"  run {shown(d.get('run_id', ''))}")
     return Text.assemble(step, (shown(event.kind), "bold"), f" {shown(d)}" if d else "")
+
+
+QUIET = ("ok", "pending")
+
+
+def _numbers(errors: object) -> dict:
+    """A gradient check's {layer: error}, the numbers only (a stream may write anything there)."""
+    if not isinstance(errors, dict):
+        return {}
+    return {k: float(v) for k, v in errors.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 class EventsPanel(RichLog, can_focus=False):
@@ -51,9 +69,11 @@ class EventsPanel(RichLog, can_focus=False):
     def add(self, event: Event, fd_tolerance: float = Thresholds().fd_tolerance) -> None:
         """Log the event; a scheduled gradient check is logged only when asked for or when it fails."""
         if event.kind == "gradient_check" and not event.data.get("requested") and "note" not in event.data:
-            errors = event.data.get("errors") or {}
-            if max(errors.values(), default=0.0) <= fd_tolerance:
+            errors = [*_numbers(event.data.get("errors")).values(), *_numbers(event.data.get("weight_errors")).values()]
+            if max(errors, default=0.0) <= fd_tolerance:
                 return
+        if event.kind == "verdict" and event.data.get("param") == "weight" and event.data.get("verdict") in QUIET:
+            return   # the weights are news when they go wrong; biases stay the featured view
         self.write(describe(event))
 
     def note(self, text: str, style: str = "") -> None:

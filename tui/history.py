@@ -114,7 +114,7 @@ class BatchBuilder:
                 for name, d in diag.items():
                     norms.setdefault(name, []).append(d.b_norm)
                 b.diag = diag
-            else:
+            elif record.biases is not None:
                 for name, vec in record.biases.items():
                     norms.setdefault(name, []).append(float(np.sqrt(np.dot(vec, vec))))
             if record.loss_change is not None:

@@ -28,7 +28,7 @@ class Recording:
             self.handle = open(self.path, "w", encoding="utf-8")
         except OSError as exc:
             return f"biasmon: error: {self.path}: cannot write ({exc.strerror or exc})"
-        self.writer = RecordWriter(self.handle)
+        self.writer = RecordWriter(self.handle, "sums")
         return None
 
     @property
@@ -45,7 +45,7 @@ class Recording:
         if self.writer is None:
             return left
         if reason is None:
-            self.writer.write_json(trainer.header())
+            self.writer.write_json(trainer.header("sums"))
         else:
             self.write(Event(reason, left, {"run_id": trainer.run_id, "preset": trainer.preset.name,
                                             "layers": trainer.header()["layers"]}))

@@ -82,7 +82,7 @@ def test_a_layer_changing_size_within_a_run_is_unreadable_input(tmp_path, biasmo
     proc = biasmon_cli("check", *strict, write(tmp_path, lines))
     assert proc.returncode == 2
     error = one_error_line(proc)
-    assert "line 18: the bias layers changed within a run: hidden[3], out[1] before, hidden[2], out[1] here" in error
+    assert "line 18: the layers changed within a run: hidden[3], out[1] before, hidden[2], out[1] here" in error
 
 
 def test_a_stream_without_bias_layers_is_unreadable_input(tmp_path, biasmon_cli):
@@ -140,7 +140,7 @@ def test_an_unknown_format_version_is_unreadable(tmp_path, biasmon_cli):
     proc = biasmon_cli("check", write(tmp_path, [header] + good_lines()))
     assert proc.returncode == 2
     line = one_error_line(proc)
-    assert "line 1: stream format version 99 is not supported; this biasmon reads version 1" in line
+    assert "line 1: stream format version 99 is not supported; this biasmon reads versions 1, 2" in line
     assert str(tmp_path / "run.jsonl") in line
 
 

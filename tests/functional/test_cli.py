@@ -66,8 +66,8 @@ def test_compare_names_uphill_for_the_story_and_ok_for_gradient():
     header = rows["preset"]
     for column in ("final train", "best train", "diverged", "hidden1", "hidden2", "output"):
         assert column in header
-    assert rows["story-scaled"].count("uphill") == 3
-    assert "uphill" not in rows["gradient"] and rows["gradient"].count("ok") == 3
+    assert rows["story-scaled"].count("uphill @") == 3 and rows["story-scaled"].count("/ ok @") == 3   # weights ok
+    assert "uphill" not in rows["gradient"] and rows["gradient"].count("ok @") == 6   # biases and weights
 
 
 def test_record_writes_a_stream_and_prints_the_verdicts(tmp_path):
@@ -77,15 +77,29 @@ def test_record_writes_a_stream_and_prints_the_verdicts(tmp_path):
     assert "uphill" in result.stdout and "hidden1" in result.stdout
     lines = out.read_text().splitlines()
     header = json.loads(lines[0])
-    assert header["format"] == "biasmon-stream" and header["version"] == 1
+    assert header["format"] == "biasmon-stream" and header["version"] == 2 and header["form"] == "sums"
     assert header["preset"]["train"]["seed"] == 3 and [la["name"] for la in header["layers"]] == [
         "hidden1", "hidden2", "output"]
+    assert [la["name"] for la in header["weights"]] == ["hidden1", "hidden2", "output"]
     steps = [json.loads(ln) for ln in lines[1:] if '"event"' not in ln]
     assert [s["step"] for s in steps] == list(range(60))
-    for key in ("step", "loss", "val_loss", "biases", "bias_grads"):
+    for key in ("step", "loss", "val_loss", "bias_sums", "weight_sums"):
         assert key in steps[0]
+    assert max(len(ln) for ln in lines[1:]) < 1000   # the summary form: under 1 KB a step
     records, reader = read_all(out)
     assert sum(isinstance(r, StepRecord) for r in records) == 60 and not reader.problems
+
+
+def test_record_in_the_vector_form_writes_every_bias_and_weight(tmp_path):
+    out = tmp_path / "run.jsonl"
+    result = biasmon_cli("record", "gradient", "--steps", "20", "--form", "vectors", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    steps = [json.loads(ln) for ln in out.read_text().splitlines()[1:] if '"event"' not in ln]
+    assert [len(v) for v in steps[0]["biases"].values()] == [16, 16, 1]
+    assert [len(v) for v in steps[0]["weights"].values()] == [32, 256, 16]
+    for key in ("bias_grads", "weight_grads", "diag", "weight_diag"):
+        assert key in steps[0]
+    assert biasmon_cli("check", str(out)).returncode == 0
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
