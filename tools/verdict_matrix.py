@@ -60,6 +60,12 @@ def torch_cases() -> dict:
         "momentum, accumulate 4 + check": (dict(opt="momentum", accumulate=4, check=True), *ok),
         "sign bug: bias group maximize, accumulate 4": (dict(opt="sgd", accumulate=4, bias_group="flip"), 1,
                                                         {"*": "uphill"}, None),
+        "adam, weights logged": (dict(opt="adam", weights=True), *ok),
+        "sign bug: weights group maximize, weights logged": (dict(opt="sgd", bias_group="flip_weights", weights=True),
+                                                             1, {"0 weights": "uphill", "5 weights": "uphill"}, None),
+        "momentum, summary form, weights logged": (dict(opt="momentum", form="sums", weights=True), *ok),
+        "sign bug: bias group maximize, summary form": (dict(opt="adam", bias_group="flip", form="sums"), 1,
+                                                        {"*": "uphill"}, None),
     }
     return {f"torch {name}": case for name, case in cases.items()}
 
@@ -104,9 +110,10 @@ def run_numpy(path: Path, args: list, steps: int) -> None:
 def judge(path: Path, exit_expected: int, verdicts: dict, limit: str | None) -> list[str]:
     """The table row's cells after `case`: expect, exit, verdicts, problems, ok?."""
     r = check_stream(path)
-    final = {name: layer.verdict for name, layer in r.layers.items()}
+    rows = {**r.layers, **{f"{name} weights": layer for name, layer in r.weights.items()}}   # weights if logged
+    final = {name: layer.verdict for name, layer in rows.items()}
     seen = [f"{name}:{p.verdict}@{p.first_step}/{p.longest_steps}{'*' if p.counts else ''}"
-            for name, layer in r.layers.items() for p in layer.problems]
+            for name, layer in rows.items() for p in layer.problems]
     good = r.exit == exit_expected and all(
         all(v == want for v in final.values()) if layer == "*" else final.get(layer) == want
         for layer, want in verdicts.items())
