@@ -51,8 +51,8 @@ def callback_bases() -> tuple[type, ...]:
 class BiasmonLogic:
     """What BiasmonCallback does; mixed into the Lightning Callback class(es) by `BiasmonCallback`.
 
-    path: the stream file; loss_fn, check_every, every, params and the StreamWriter options
-    (fd_tolerance, run_id, meta): as TorchBiasLogger's; optimizer_index: which of the module's
+    path: the stream file; loss_fn, check_every, every, params, weights and the StreamWriter options
+    (form, fd_tolerance, run_id, meta): as TorchBiasLogger's; optimizer_index: which of the module's
     optimizers to follow."""
 
     def __init__(self, path: Any, *, loss_fn: Callable | None = None, check_every: int = 100, every: int = 1,
