@@ -141,11 +141,6 @@ class TorchBiasLogger:
     def _grads(self) -> dict:
         return {kind: torch_params.grads(params) for kind, params in self.kinds.items()}
 
-    @property
-    def stepped(self) -> bool:
-        """Whether optimizer.step() ran since the last step() call (always False without optimizer=)."""
-        return bool(self._captured)
-
     def _pre_step(self, optimizer: Any, args: tuple, kwargs: dict) -> tuple | None:
         """Before optimizer.step(): copy for the check, take the parameters and `.grad`; with a closure
         (LBFGS, Lightning), the gradient is computed inside step(): taken after the closure's first call."""
