@@ -224,11 +224,15 @@ def test_the_optimizers_running_average_is_read_after_each_step(tmp_path, make, 
                                                   opt.state[net[i].bias][key].double().numpy())
 
 
-def test_a_wrapped_model_is_named_by_the_module_inside(tmp_path):
+@pytest.mark.parametrize("wrap", [torch.nn.DataParallel, torch.compile], ids=["DataParallel", "compile"])
+def test_a_wrapped_model_is_named_by_the_module_inside(tmp_path, wrap):
     net = model()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    with TorchBiasLogger(torch.nn.DataParallel(net), tmp_path / "run.jsonl", optimizer=opt) as log:
-        assert list(log.params) == ["0", "2"]
+    wrapped = wrap(net)   # torch.compile compiles at the first call: none here
+    assert {n.split(".")[0] for n, _ in wrapped.named_parameters()} == {"module" if wrap is not torch.compile
+                                                                         else "_orig_mod"}
+    with TorchBiasLogger(wrapped, tmp_path / "run.jsonl", optimizer=opt, weights=True) as log:
+        assert list(log.params) == list(log.kinds["weight"]) == ["0", "2"]
 
 
 @pytest.mark.parametrize("make,words", [
