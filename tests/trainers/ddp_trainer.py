@@ -9,7 +9,6 @@ full-batch run (world=1: no DDP at all). bias_bug: the biases' param group maxim
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 
@@ -74,7 +73,6 @@ def train(path, world: int = 2, steps: int = 150, bias_bug: bool = False) -> Non
     if world == 1:
         worker(0, 1, 0, str(path), steps, bias_bug)
         return
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.multiprocessing.spawn(worker, args=(world, free_port(), str(path), steps, bias_bug), nprocs=world)
 
 
