@@ -23,7 +23,8 @@ exp_avg; None where it keeps none): the direction the update follows.
 
 - torch.amp.GradScaler: scaler.step(optimizer) unscales `.grad` in place first, so the logged gradient
   is the true one; a step it skips (inf/NaN gradients: optimizer.step() is not called) gets no step
-  line, only a `step_skipped` event (`loss`, `reason`): nothing was trained, nothing to judge.
+  line, only a `step_skipped` event (`loss`, `reason`): nothing was trained, nothing to judge. (Only
+  with optimizer=: without it, a skipped step's inf `.grad` is logged, and read as divergence.)
 - Gradient accumulation (several backward() per optimizer.step()): call log.step() once per optimizer
   step, after it; the line holds the accumulated `.grad` the optimizer used (the loss you pass: e.g. the
   mean of the micro-batches'). A log.step() with no optimizer step since the last one writes only a
