@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_check import write_stream  # noqa: E402
+from bench_check import write_vectors as write_stream  # noqa: E402
 
 from biasmon.core import Event, StreamReader  # noqa: E402
 from biasmon.tui import watch  # noqa: E402

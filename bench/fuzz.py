@@ -127,10 +127,10 @@ def build_cases(n_presets: int, n_streams: int, seed: int, work: Path) -> list[t
         cases.append(("presets", rng.choice([["record", str(path), "-o", out, "--steps", "8"]] * 3
                                  + [["compare", str(path), "--steps", "5"], ["presets", "--presets", str(folder)],
                                     [str(path)]]), None))
-    lines = base_stream()
+    bases = [base_stream("vectors"), base_stream("sums")]
     for i in range(n_streams):
         path = work / f"s{i}.jsonl"
-        path.write_text(mutate_stream(rng, lines), encoding="utf-8")
+        path.write_text(mutate_stream(rng, bases[i % 2]), encoding="utf-8")
         argv = rng.choice([["check", str(path)], ["check", "--json", str(path)], ["check", "--strict", str(path)],
                            ["check", "-"], ["replay", str(path)]])
         cases.append(("streams", argv, str(path) if argv[-1] == "-" else None))

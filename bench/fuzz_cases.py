@@ -102,13 +102,16 @@ def mutate_preset(rng: random.Random, files: dict[str, str]) -> str:
     return text
 
 
-def base_stream() -> list[str]:
-    """A short recording of the default preset, as lines (header, events, steps)."""
+def base_stream(form: str = "vectors") -> list[str]:
+    """A short recording of the default preset, as lines (header, events, steps), in `form`: vectors
+    (every bias and weight) or sums (the summary form)."""
     from biasmon.core import load_preset
+    from biasmon.core.records import StepRecord
     from biasmon.core.trainer import Trainer
     trainer = Trainer(load_preset("gradient"), steps=30)
-    lines = [json.dumps(trainer.header(), separators=(",", ":"))]
-    lines += [json.dumps(r.to_json(), separators=(",", ":"), allow_nan=False) for r in trainer]
+    lines = [json.dumps(trainer.header(form), separators=(",", ":"))]
+    lines += [json.dumps(r.summary_json() if form == "sums" and isinstance(r, StepRecord) else r.to_json(),
+                         separators=(",", ":"), allow_nan=False) for r in trainer]
     return lines
 
 
@@ -146,6 +149,8 @@ def _big(text: str) -> str:
 
 def _special_line(rng: random.Random, good: str) -> str:
     step = json.loads(good)
+    if "bias_sums" in step:
+        return _special_sums_line(rng, step)
     kind = rng.randrange(6)
     if kind == 0:
         return '{"step":0,"loss":1,"biases":{}}'
@@ -159,6 +164,25 @@ def _special_line(rng: random.Random, good: str) -> str:
         return json.dumps({"event": "diverged", "step": 0, "layer": float("nan")})
     else:
         step["biases"]["hidden1"] = step["biases"]["hidden1"] + [0.5]  # a layer changes size
+    return json.dumps(step)
+
+
+def _special_sums_line(rng: random.Random, step: dict) -> str:
+    """A summary-form line gone wrong in one of the ways a writer can get it wrong."""
+    kind = rng.randrange(6)
+    row = step["bias_sums"]["hidden1"]
+    if kind == 0:
+        step["bias_sums"]["hidden1"] = row + [1.0, 1.0]        # rows of two lengths
+    elif kind == 1:
+        step["bias_sums"] = {f"l{i}": row for i in range(rng.choice([1000, 30000]))}
+    elif kind == 2:
+        step["biases"] = {"hidden1": [0.0]}                     # vectors and sums in one line
+    elif kind == 3:
+        step["weight_sums"]["hidden1"] = [0] + row[1:]          # no entries
+    elif kind == 4:
+        step["bias_sums"]["hidden1"] = [row[0] + 1] + row[1:]   # a layer changes size
+    else:
+        step["bias_sums"]["hidden1"] = [row[0], -1.0] + row[2:]  # a negative square
     return json.dumps(step)
 
 

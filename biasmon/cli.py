@@ -1,6 +1,7 @@
 """The `biasmon` command. Headless subcommands use only biasmon.core; the TUI is imported on demand.
 
     biasmon [PRESET] [--presets DIR] [--record FILE] [--seed S] [--steps N] [--rate N]   live monitor
+    biasmon [PRESET] ... --serve [--host H] [--port P]   the live monitor in a browser (the serve extra)
     biasmon presets | record | compare | replay FILE | watch FILE|- | check FILE|-
 """
 from __future__ import annotations
@@ -34,6 +35,11 @@ def _run_parser():
     p.add_argument("--seed", type=int, help="override the preset's seed")
     p.add_argument("--steps", type=int, help="stop after N steps (default: train until paused or quit)")
     p.add_argument("--rate", type=int, metavar="N", help="at most N steps per second (slow motion; keys - and +)")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the monitor to a browser at http://HOST:PORT (each page trains its own run; "
+                        "needs the serve extra: pip install 'biasmon[serve]')")
+    p.add_argument("--host", default="localhost", help="with --serve: the address to listen on (default: localhost)")
+    p.add_argument("--port", type=int, default=8000, help="with --serve: the port (default: 8000)")
     p.add_argument("--version", action="version", version=f"biasmon {__version__}")
     return p
 
@@ -117,5 +123,8 @@ def _dispatch(argv) -> int:
     _positive(args.steps, "steps")
     _positive(args.rate, "rate")
     _seed(args.seed)
+    if args.serve:
+        from .tui.serve import serve_live
+        return serve_live(args.preset, args.presets, args.record, args.seed, args.steps, args.rate, args.host, args.port)
     from .tui.app import run_live
     return run_live(args.preset, args.presets, args.record, args.seed, args.steps, args.rate)

@@ -68,7 +68,7 @@ class Check:
         self.thresholds = thresholds
         self.sustain = sustain
         self.source = source
-        self.reader = StreamReader(thresholds, recompute=True, source=source, block=BLOCK)
+        self.reader = StreamReader(thresholds, recompute=True, source=source, block=BLOCK, every_step=False)
         self.summary = RunSummary()       # the whole stream
         self.run = RunSummary()           # the run being read
         self.history: dict[tuple[str, str], LayerHistory] = {}   # the run being read, per (param, layer)
@@ -215,9 +215,20 @@ def _parse_pool(path: str | Path):
         size = os.path.getsize(path)
     except OSError:
         return None  # stream_lines raises the one-line error
-    if size < PARALLEL_MIN_BYTES or (os.cpu_count() or 1) < 2:
+    if size < PARALLEL_MIN_BYTES or (os.cpu_count() or 1) < 2 or _summary_form(path):
         return None
     return _fork_pool()
+
+
+def _summary_form(path: str | Path) -> bool:
+    """Whether the stream's first lines are in the summary form: cheap to parse, so a second process
+    would cost more in sending the parsed lines back than it saves."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(65536)
+    except OSError:
+        return False
+    return b'_sums"' in start
 
 
 def _fork_pool():

@@ -36,18 +36,20 @@ class Observation:
     extra_pred: float = 0.0                # the weights' part of the predicted loss change, g_w . u_w
     stored: "Diagnosis | None" = None      # the diagnosis a stream line carried (replay), or None
     unreached: tuple[bool, ...] | None = None  # per layer (layout order): no gradient reached it (g is zeros there)
-    sums: np.ndarray | None = None         # the summary form instead of b, g, u: (L, 7 + 2k) as LayerSums.table
+    sums: list | None = None               # the summary form instead of b, g, u: L rows of 7 + 2k numbers (None: null)
     weights: "Observation | None" = None   # the same step's weights (a stream reader's; the trainer keeps its own)
+
+    sums_have: tuple[bool, bool] = (False, False)   # with sums: whether they hold the gradient, the update
 
     @property
     def has_g(self) -> bool:
         """Whether the step's gradient was logged."""
-        return self.g is not None if self.sums is None else not np.isnan(self.sums[:, 2]).all()
+        return self.g is not None if self.sums is None else self.sums_have[0]
 
     @property
     def has_u(self) -> bool:
         """Whether the step's update is known."""
-        return self.u is not None if self.sums is None else not np.isnan(self.sums[:, 3]).all()
+        return self.u is not None if self.sums is None else self.sums_have[1]
 
     def record(self, layout: Layout, diagnosis: "Diagnosis | None", weights: "WeightStep | None" = None) -> StepRecord:
         """The StepRecord of this step with its diagnosis (and its weights', if they were observed too)."""
@@ -97,14 +99,13 @@ class Diagnoser:
     The descent cosine of a layer is cos(u, -d) for d the gradient g and for running averages of g
     (momentum_betas): SGD follows g, heavy-ball momentum and Adam follow a running average of it, and a
     positive factor (learning rate, loss, schedule) or Adam's per-coordinate scaling changes neither sign.
-    off_cause: the cause shown while a step's biases are not trained (verdict `off`); always_trained:
-    judge every step as trained (biases that are meant to move but never do: the frozen strategy)."""
+    off_cause: the cause shown while a step's biases are not trained (verdict `off`). param: "bias" or
+    "weight", named in verdict events; averages: how many running averages a summary-form step brings."""
 
     def __init__(self, layout: Layout, thresholds: Thresholds | None = None,
-                 off_cause: str = "not trained at this step", always_trained: bool = False,
+                 off_cause: str = "not trained at this step",
                  param: str = "bias", averages: int | None = None) -> None:
         self.layout = layout
-        self.always_trained = always_trained
         self.thresholds = th = thresholds or Thresholds()
         self.off_cause = off_cause
         self.param = param   # "bias" or "weight": what the layers' entries are (named in verdict events)
@@ -113,6 +114,7 @@ class Diagnoser:
         # steps in the summary form bring their own sums of `averages` running averages (None: the betas')
         self.series = 1 + (len(th.momentum_betas) if averages is None else averages)
         self.float32_grads = False   # summary form: the sums are of float32 gradients (the unit of rounding)
+        self.every_step = True       # False: only each block's last step gets its layers' diagnoses (a check)
         self.history = History(th, len(layout.names), self.series)
         self.verdict = [PENDING] * len(layout.names)   # each layer's verdict (an index into VERDICTS)
         self.since = [0] * len(layout.names)           # the step it began
@@ -136,7 +138,7 @@ class Diagnoser:
         if not steps:
             return []
         has_g = [o.has_g for o in steps]
-        trained = [o.trained or self.always_trained for o in steps]
+        trained = [o.trained for o in steps]
         with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
             if steps[0].sums is not None:
                 sums, with_avg, rounding = self._given_sums(steps)
@@ -165,7 +167,11 @@ class Diagnoser:
     def _given_sums(self, steps: list[Observation]):
         """A block's sums as its steps brought them (the summary form): (6 + 2k, m, L), which steps have
         running averages, and each step's unit of rounding (float32's if the stream says so)."""
-        table = np.array([o.sums for o in steps], dtype=np.float64)   # (m, L, 7 + 2k)
+        table = np.array([o.sums for o in steps], dtype=np.float64)   # (m, L, 7 + 2k), NaN for null
+        gradient = np.isin(np.arange(table.shape[-1]), (2, 4, 5, 6))   # |g|^2, u.g, significant, opposing
+        for i, o in enumerate(steps):   # a layer no gradient reached: its gradient's sums are 0 (as zeros)
+            if o.unreached is not None:
+                table[i, np.array(o.unreached)[:, None] & gradient] = 0.0
         sums = table[:, :, 1:].transpose(2, 0, 1)
         k = (len(sums) - 6) // 2
         with_avg = (~np.isnan(sums[6:6 + k])).any(axis=(0, 2)).tolist() if k else [False] * len(steps)
@@ -207,31 +213,47 @@ class Diagnoser:
 
     def _diagnoses(self, steps: list[Observation], m: BlockMeasures, codes: np.ndarray, fd_errors: list,
                    sums: np.ndarray) -> list[Diagnosis]:
-        """Each step's Diagnosis, from its measures, verdict codes and sums ((m, L, 7 + 2k)); verdict
-        changes become events."""
+        """Each step's Diagnosis, from its measures, verdict codes ((m, L)) and sums ((m, L, 7 + 2k));
+        verdict changes become events. With every_step False, only the block's last step gets its layers'
+        diagnoses and loss change (the others None): what a reader that wants verdicts only needs."""
         names, causes = self.layout.names, [self.off_cause if v == "off" else CAUSES.get(v, "") for v in VERDICTS]
-        per_step = codes.tolist()
-        out = []
-        param = self.param
-        for o, row, fd, step_codes, step_sums in zip(steps, m.steps, fd_errors, per_step, sums):
-            has_g, has_u = o.has_g, o.has_u
+        n = len(steps)
+        step_no = [o.step for o in steps]   # Python ints: a stream's step may be past 64 bits
+        has_g = np.array([o.has_g for o in steps])
+        has_u = np.array([o.has_u for o in steps])
+        changed = codes != np.concatenate((np.array(self.verdict, dtype=codes.dtype)[None], codes[:-1]))
+        # the row of the block where each layer's verdict last changed, after each step (-1: before the block)
+        changed_at = np.maximum.accumulate(np.where(changed, np.arange(n)[:, None], -1), axis=0).tolist()
+        pred = np.array([o.extra_pred for o in steps], dtype=np.float64)
+        ug, gu = m.column("ug"), has_g & has_u
+        for j in range(len(names)):   # layer by layer, as a running sum adds them
+            pred = np.where(gu, pred + ug[:, j], pred)
+        events: list[list[Event]] = [[] for _ in range(n)]
+        for i, j in zip(*np.nonzero(changed)):
+            code = int(codes[i, j])
+            events[i].append(Event.verdict(step_no[i], names[j], VERDICTS[code], causes[code], self.param))
+        prev_pred = [self.prev_pred] + [p if u else None for p, u in zip(pred[:-1].tolist(), has_u[:-1].tolist())]
+        prev_loss = [self.prev_loss] + [o.loss for o in steps[:-1]]
+        detailed = range(n) if self.every_step else range(n - 1, n)
+        out = [_new_tuple(Diagnosis, (None, None, events[i], sums[i])) for i in range(n)]
+        code_rows = codes.tolist()
+
+        def since(i: int) -> list[int]:   # each layer's verdict's first step, after step i
+            return [self.since[j] if at < 0 else step_no[at] for j, at in enumerate(changed_at[i])]
+
+        for i in detailed:
+            o, row = steps[i], m.step(i)
             loss_change = None
-            if self.prev_pred is not None and self.prev_loss is not None:
-                loss_change = _new_tuple(LossChange, (self.prev_pred, o.loss - self.prev_loss))
-            pred = o.extra_pred
-            layers, events = {}, []
-            for i, name in enumerate(names):
-                code = step_codes[i]
-                if code != self.verdict[i]:
-                    self.verdict[i], self.since[i] = code, o.step
-                    events.append(Event.verdict(o.step, name, VERDICTS[code], causes[code], param))
-                if has_g and has_u:
-                    pred += row.ug[i]
-                reached = has_g and not (o.unreached is not None and o.unreached[i])
-                layers[name] = _layer(row, i, reached, has_u, fd[i], VERDICTS[code], causes[code], self.since[i])
-            self.prev_loss = o.loss
-            self.prev_pred = pred if has_u else None
-            out.append(_new_tuple(Diagnosis, (layers, loss_change, events, step_sums)))
+            if prev_pred[i] is not None and prev_loss[i] is not None:
+                loss_change = _new_tuple(LossChange, (prev_pred[i], o.loss - prev_loss[i]))
+            reached = [bool(has_g[i]) and not (o.unreached is not None and o.unreached[j]) for j in range(len(names))]
+            began = since(i)
+            layers = {name: _layer(row, j, reached[j], bool(has_u[i]), fd_errors[i][j], VERDICTS[code_rows[i][j]],
+                                   causes[code_rows[i][j]], began[j]) for j, name in enumerate(names)}
+            out[i] = _new_tuple(Diagnosis, (layers, loss_change, events[i], sums[i]))
+        self.verdict, self.since = code_rows[-1], since(n - 1)
+        self.prev_loss = steps[-1].loss
+        self.prev_pred = float(pred[-1]) if has_u[-1] else None
         return out
 
     def verdicts(self) -> dict:

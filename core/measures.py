@@ -48,15 +48,18 @@ def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> n
 
 
 class BlockMeasures(NamedTuple):
-    """A block's measures: per step (for its records), and as arrays (for the verdicts)."""
+    """A block's measures, as arrays (for the verdicts), and per step (for its records)."""
 
-    steps: list[StepMeasures]
     table: np.ndarray      # (m, 8, L): the fields of StepMeasures, in order
     cosines: np.ndarray    # (m, L, 1 + k): cos(u, -g), then cos(u, -a) for each running average a (NaN: none)
 
     def column(self, field: str) -> np.ndarray:
         """(m, L) one field of StepMeasures for every step and layer, e.g. column("g_rms")."""
         return self.table[:, StepMeasures._fields.index(field)]
+
+    def step(self, i: int) -> StepMeasures:
+        """Step i's measures, as Python floats."""
+        return new_tuple(StepMeasures, self.table[i].tolist())
 
 
 def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> BlockMeasures:
@@ -75,7 +78,7 @@ def measures(sums: np.ndarray, sizes: np.ndarray, with_averages: list[bool]) -> 
         aa, au = sums[6:6 + k], sums[6 + k:]
         cos_avg = np.where((u > 0) & (aa > 0) & np.asarray(with_averages)[:, None], -au / (u * np.sqrt(aa)), np.nan)
         cosines = np.concatenate([table[:, 5][None], cos_avg]).transpose(1, 2, 0)  # (m, L, 1 + k)
-    return BlockMeasures([new_tuple(StepMeasures, row) for row in table.tolist()], table, cosines)
+    return BlockMeasures(table, cosines)
 
 
 class GradientAverages:

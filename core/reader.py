@@ -44,11 +44,14 @@ class StreamReader:
 
     recompute=True ignores diagnostics stored in the lines and derives them with `thresholds`.
     block > 1: diagnose that many steps at once (faster; records then come out in bursts, and finish()
-    returns the rest). 1: every step's record comes out of the feed() that completes it."""
+    returns the rest). 1: every step's record comes out of the feed() that completes it. every_step False:
+    only the last record of each block carries its diagnoses (diag), the others None; verdict events
+    come as always (what `check` needs, faster)."""
 
     def __init__(self, thresholds: Thresholds | None = None, recompute: bool = False, source: str = "<stream>",
-                 block: int = 1) -> None:
+                 block: int = 1, every_step: bool = True) -> None:
         self.block = block
+        self.every_step = every_step   # False: a step record's diag only at the end of each block (check)
         self.thresholds = thresholds or Thresholds()
         self.recompute = recompute
         self.source = source
@@ -71,6 +74,7 @@ class StreamReader:
         self.weight_layout: Layout | None = None   # None: the run logs no weights
         self.weight_diagnoser: Diagnoser | None = None
         self.summary_form = False                  # the run's lines carry sums, not vectors
+        self._width = 0                            # summary form: the numbers in a row (7 + 2k)
         self._pending: Observation | None = None   # the last step, waiting for the next to know its update
         self._grad_check: dict | None = None       # a gradient_check event's errors, for the next step
         self._weight_check: dict | None = None     # its weight_errors
@@ -170,44 +174,51 @@ class StreamReader:
         """The run's layers are those of its first step line (created then); later lines must match."""
         summary = line.biases is None
         if summary:
-            layout = line.bias_sums.layout if line.bias_sums is not None else Layout((), ())
-            weights = line.weight_sums.layout if line.weight_sums is not None else None
+            bias, weight = line.bias_sums, line.weight_sums
+            width = (bias or weight).width
+            if bias is not None and weight is not None and bias.width != weight.width:
+                raise ValueError("'bias_sums' and 'weight_sums' need the same running averages (rows of one length)")
+            if self.layout is not None and self.summary_form and width != self._width:
+                raise ValueError(f"every line of a run needs the same running averages: rows of {self._width} "
+                                 f"numbers before, {width} here")
+            self._width = width
         else:
-            layout, weights = line.biases.layout, (line.weights.layout if line.weights is not None else None)
+            bias, weight = line.biases, line.weights
+        layers = (bias.names, bias.sizes) if bias is not None else ((), ())
+        weight_layers = (weight.names, weight.sizes) if weight is not None else None
         if self.layout is None:
-            self._start_run(layout, weights, line)
-        elif (layout, weights, summary) != (self.layout, self.weight_layout, self.summary_form):
+            self._start_run(Layout(*layers), Layout(*weight_layers) if weight_layers else None, line)
+        elif summary != self.summary_form or layers != self._layers or weight_layers != self._weight_layers:
+            layout, weights = Layout(*layers), Layout(*weight_layers) if weight_layers else None
             raise StreamError(f"{self.source}: line {self.line_no}: the layers changed within a run: "
                               f"{_describe(self.layout, self.weight_layout, self.summary_form)} before, "
                               f"{_describe(layout, weights, summary)} here (a run keeps its layers and form; "
                               "a header or a restarted / preset_switched event starts a new run)")
         if not summary:
-            for key, vecs, want in (("bias_grads", line.grads, layout), ("bias_updates", line.updates, layout),
-                                    ("weight_grads", line.weight_grads, weights),
-                                    ("weight_updates", line.weight_updates, weights)):
+            for key, vecs, want in (("bias_grads", line.grads, self.layout), ("bias_updates", line.updates, self.layout),
+                                    ("weight_grads", line.weight_grads, self.weight_layout),
+                                    ("weight_updates", line.weight_updates, self.weight_layout)):
                 if vecs is not None and vecs.layout != want:
                     values = "biases" if key.startswith("bias") else "weights"
                     raise ValueError(f"'{key}' layers must match '{values}': {want.describe()}, "
                                      f"got {vecs.layout.describe()}")
-        elif line.bias_sums is not None and line.weight_sums is not None and \
-                line.bias_sums.table.shape[1] != line.weight_sums.table.shape[1]:
-            raise ValueError("'bias_sums' and 'weight_sums' need the same running averages (rows of one length)")
         if self._pending is not None and line.step <= self._pending.step:
             raise ValueError(f"step {line.step} does not follow step {self._pending.step}")
 
     def _start_run(self, layout: Layout, weights: Layout | None, line: StepLine) -> None:
         self.layout, self.weight_layout, self.summary_form = layout, weights, line.biases is None
+        self._layers = (layout.names, layout.sizes)
+        self._weight_layers = (weights.names, weights.sizes) if weights is not None else None
         averages = None
         if self.summary_form:
-            sums = line.bias_sums if line.bias_sums is not None else line.weight_sums
-            averages = (sums.table.shape[1] - 7) // 2
+            averages = (self._width - 7) // 2
         self.diagnoser = Diagnoser(layout, self.thresholds, averages=averages)
         if weights is not None:
             self.weight_diagnoser = Diagnoser(weights, self.thresholds, param="weight", averages=averages)
         float32 = isinstance(self.header, dict) and self.header.get("grad_dtype") == "float32"
         for d in (self.diagnoser, self.weight_diagnoser):
             if d is not None:
-                d.float32_grads = float32
+                d.float32_grads, d.every_step = float32, self.every_step
 
     def _read_step(self, line: StepLine) -> list:
         self._check_layers(line)
@@ -319,7 +330,7 @@ class StreamReader:
 def _first_order(o: Observation) -> float:
     """g . u of one step's parameters (0 where either is not known): their part of the loss change."""
     if o.sums is not None:
-        return float(np.nansum(o.sums[:, 4]))
+        return float(sum(row[4] for row in o.sums if row[4] is not None and row[4] == row[4]))
     if o.g is None or o.u is None:
         return 0.0
     return float(o.g @ o.u)
@@ -329,32 +340,31 @@ def _summary_observations(line: StepLine) -> tuple[Observation, Observation | No
     """A summary-form line's observations (biases, weights or None), the keys holding a value that reads as
     divergence (a parameter norm or update not finite), and the first bias layer concerned."""
     out, nonfinite, bad_layer = [], [], None
+    isfinite = math.isfinite
     for key, sums in (("bias_sums", line.bias_sums), ("weight_sums", line.weight_sums)):
         if sums is None:
-            out.append(None if key == "weight_sums" else _observation(line, np.zeros((0, 7)), line.trained))
+            out.append(None if key == "weight_sums" else _observation(line, [], line.trained))
             continue
-        table = sums.table
-        bad = ~np.isfinite(table[:, 1]) | (table[:, 3] == np.inf)
-        if bad.any():
+        bad = [i for i, row in enumerate(sums.rows)
+               if row[1] is None or not isfinite(row[1]) or row[3] == math.inf]
+        if bad:
             nonfinite.append(key)
             if key == "bias_sums":
-                bad_layer = sums.names[int(np.flatnonzero(bad)[0])]
-        out.append(_observation(line, table, line.trained if key == "bias_sums" else True))
+                bad_layer = sums.names[bad[0]]
+        out.append(_observation(line, sums.rows, line.trained if key == "bias_sums" else True))
     return out[0], out[1], nonfinite, bad_layer
 
 
-def _observation(line: StepLine, table: np.ndarray, trained: bool) -> Observation:
-    """The Observation of one kind's sums (L, 7 + 2k): a layer whose |g|^2 is null (while another's is
-    not) is one no gradient reached, its gradient's sums read as 0 (as a null vector's zeros)."""
-    no_g = np.isnan(table[:, 2])
-    unreached = None
-    if no_g.any() and not no_g.all():
-        table = table.copy()
-        table[no_g, 2] = 0.0
-        table[no_g, 4:7] = 0.0
-        unreached = tuple(no_g.tolist())
+def _observation(line: StepLine, rows: list, trained: bool) -> Observation:
+    """The Observation of one kind's sums (rows as read): a layer whose |g|^2 is null (while another's is
+    not) is one no gradient reached (the diagnoser reads its gradient's sums as 0, as a null vector's
+    zeros); the update is known if any layer's |u|^2 is."""
+    no_g = [row[2] is None for row in rows]
+    some, every = any(no_g), all(no_g)
+    has_u = any(row[3] is not None for row in rows)
     return Observation(line.step, line.loss, line.val_loss, None, None, None, trained, span=line.grad_steps,
-                       sums=table, unreached=unreached)
+                       sums=rows, unreached=tuple(no_g) if some and not every else None,
+                       sums_have=(bool(rows) and not every, has_u))
 
 
 def _describe(layout: Layout, weights: Layout | None, summary: bool) -> str:

@@ -101,7 +101,8 @@ class Trainer:
             f"bias training starts at step {p.bias['from_step']}" if self.strategy.trains_biases
             else "strategy 'frozen' never moves the biases")
         # the frozen strategy is judged as training: its biases are meant to move
-        self.diagnoser = Diagnoser(self.layout, self.thresholds, off_cause, always_trained=self.strategy.name == "frozen") \
+        self._judge_frozen = self.strategy.name == "frozen"
+        self.diagnoser = Diagnoser(self.layout, self.thresholds, off_cause) \
             if self.diagnostics else None
         self.weight_diagnoser = Diagnoser(self.weight_layout, self.thresholds, param="weight") \
             if self.diagnose_weights else None
@@ -177,7 +178,9 @@ class Trainer:
         b = net.b_flat.copy()
         u_w, u_b = self.rule.updates(net.w_flat, b, grads.w_flat, grads.b_flat,
                                      strategies.Context(t, p.train["lr"], loss, val_loss), trained)
-        step.observation = Observation(t, loss, val_loss, b, grads.b_flat, u_b, trained)
+        # the frozen strategy's biases are meant to move and never do: its steps count as trained, in the
+        # records too, so that a recording (or its check) judges them `frozen` as the trainer does
+        step.observation = Observation(t, loss, val_loss, b, grads.b_flat, u_b, trained or self._judge_frozen)
         if self.weight_diagnoser is not None:
             step.weights = Observation(t, loss, val_loss, net.w_flat.copy(), grads.w_flat, u_w,
                                        extra_pred=float(grads.b_flat @ u_b))

@@ -10,6 +10,7 @@ from ..core import DEFAULT_PRESET, BiasmonError, Event, discover_presets, load_d
 from .live import LiveSource
 from .monitor import BiasmonApp
 from .replay import ReplaySource
+from .serve import served
 from .watch import WatchSource, open_stream
 
 __all__ = ["BiasmonApp", "create_live_app", "create_replay_app", "create_watch_app", "run_live", "run_replay",
@@ -46,7 +47,7 @@ def create_watch_app(source: str) -> BiasmonApp:
 
 
 def _run(app: BiasmonApp) -> int:
-    if not os.isatty(0):  # Textual would wait for keys on a closed or redirected input forever
+    if not os.isatty(0) and not served():  # Textual would wait for keys on a closed or redirected input forever
         raise BiasmonError("standard input is not a terminal: the monitor reads its keys there (run it in a "
                            "terminal; `biasmon record` and `biasmon check` need none)")
     try:

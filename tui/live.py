@@ -21,7 +21,7 @@ from .training import TrainingLoop
 UNLIMITED = 10**12  # live runs train until paused or quit, unless --steps is given
 RATE_LEVELS = [2 ** k for k in range(2, 14)]  # steps/s caps offered by - and + (4 .. 8192); None: full speed
 NEXT = "r restarts, 1-9 picks a preset"  # what to press once a run has ended (status line)
-SETTLED_ACTIONS = frozenset({"toggle_pause", "step", "flip", "grad_check", "bias_lr"})  # nothing to act on
+SETTLED_ACTIONS = frozenset({"toggle_pause", "step", "flip", "flip_weights", "grad_check", "bias_lr"})  # nothing to act on
 
 
 class LiveSource(Source):
@@ -29,7 +29,7 @@ class LiveSource(Source):
     thread reads (paused, pause_at, max_rate, step_requests)."""
 
     mode = "LIVE"
-    actions = frozenset({"step", "preset", "restart", "flip", "grad_check", "bias_lr", "rate"})
+    actions = frozenset({"step", "preset", "restart", "flip", "flip_weights", "grad_check", "bias_lr", "rate"})
 
     def __init__(self, presets: dict, preset_name: str, *, seed: int | None = None,
                  steps: int | None = None, record_path: str | None = None, autostart: bool = True,
@@ -124,6 +124,7 @@ class LiveSource(Source):
         return Status(self.mode, self.preset_name or "", self.state, step=current.last_step if current else None,
                       total=self.steps, rate=self.rate if self.state is RunState.RUNNING else 0,
                       diverged_at=self.diverged_at, flip=t.flip_sign if t else None,
+                      flip_weights=t.flip_weight_sign if t else None,
                       lr_scale=t.bias_lr_scale if t else None, max_rate=self.max_rate,
                       recording=self.recording.path if self.recording.on else "",
                       hint=NEXT if self.state in (RunState.DIVERGED, RunState.FINISHED) else None)
@@ -153,6 +154,10 @@ class LiveSource(Source):
     def flip(self) -> None:
         if self.trainer is not None:  # the status line shows it now; the events log at the next step
             self.trainer.flip_sign = not self.trainer.flip_sign
+
+    def flip_weights(self) -> None:
+        if self.trainer is not None:
+            self.trainer.flip_weight_sign = not self.trainer.flip_weight_sign
 
     def grad_check(self) -> None:
         if self.trainer is not None:

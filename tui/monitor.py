@@ -18,14 +18,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 
 from .events_panel import EventsPanel
-from .history import RunHistory, step_range
+from .direction_strip import DirectionStrip
+from .history import RunHistory, shown_rows, step_range
 from .loss_panel import LossPanel
 from .messages import Progress, SourceFailed
 from .norm_panel import NormPanel
 from .segments import RunStart
 from .sign_panel import SignPanel
 from .source import OPTIONAL_ACTIONS, Source
-from .state import RunState, Status
+from .state import LayerView, RunState, Status
 from .status_line import StatusLine
 from .text import shown
 
@@ -33,11 +34,13 @@ PLOT_SECONDS = 0.5  # plots are rebuilt at most twice a second while training ru
 PALETTE = [  # the command palette: title, key, action and its arguments (shown if the source supports it)
     ("Pause / resume", "space", "toggle_pause", ()), ("One step", "n", "step", ()),
     ("Restart the run", "r", "restart", ()), ("Flip the bias update sign (the bug)", "f", "flip", ()),
+    ("Flip the weights' update sign (the same bug in the weights)", "F", "flip_weights", ()),
     ("Gradient check now", "g", "grad_check", ()), ("Halve the bias learning rate", "[", "bias_lr", (0.5,)),
     ("Double the bias learning rate", "]", "bias_lr", (2,)),
     ("Slower: cap the steps per second", "-", "rate", (0.5,)),
     ("Faster: raise or lift the steps-per-second cap", "+", "rate", (2,)),
-    ("Seek back 10%", "←", "seek", (-0.1,)), ("Seek forward 10%", "→", "seek", (0.1,))]
+    ("Seek back 10%", "←", "seek", (-0.1,)), ("Seek forward 10%", "→", "seek", (0.1,)),
+    ("Layers: show biases / weights / both", "w", "cycle_view", ())]
 
 
 class BiasmonApp(App):
@@ -46,13 +49,14 @@ class BiasmonApp(App):
     CSS_PATH = "biasmon.tcss"
     TITLE = "biasmon"
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (50, "-narrow"), (80, "-medium"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-tiny-h"), (16, "-short"), (30, "-tall")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny-h"), (16, "-short"), (30, "-tall"), (36, "-taller")]
     BIAS_LR, SEEK, SPEED = (Binding.Group(name, compact=True) for name in ("lr", "seek", "speed"))
     BINDINGS = [  # short words, and pairs grouped, so that the footer fits 80 columns
         Binding("space", "toggle_pause", "pause"),
         Binding("n", "step", "step"),
         Binding("r", "restart", "restart"),
         Binding("f", "flip", "flip"),
+        Binding("F", "flip_weights", "flip weights", show=False),
         Binding("g", "grad_check", "check"),
         Binding("[", "bias_lr(0.5)", "lr/2", group=BIAS_LR),
         Binding("]", "bias_lr(2)", "lr×2", group=BIAS_LR),
@@ -61,10 +65,12 @@ class BiasmonApp(App):
         Binding("minus", "rate(0.5)", "slower", group=SPEED),
         Binding("plus,equals_sign", "rate(2)", "faster", group=SPEED),
         Binding("s", "svg", "svg", show=False),
+        Binding("w", "cycle_view", "view", show=False),  # in the palette; the strip's title shows [w]
         Binding("q", "quit", "quit"),
         *[Binding(str(i), f"preset({i})", f"preset {i}", show=False) for i in range(1, 10)],
     ]
     status: var[Status | None] = var(None, init=False)
+    view: var[LayerView] = var(LayerView.BIASES, init=False)  # whose layers the strip, |p| and sign panels show
 
     def __init__(self, source: Source) -> None:
         super().__init__()
@@ -89,7 +95,9 @@ class BiasmonApp(App):
             with Vertical(id="main"):
                 with Horizontal(id="plots"):
                     yield LossPanel(id="loss")
-                    yield NormPanel(id="norms")
+                    with Vertical(id="right"):  # |p| over the direction strip; the strip alone when short
+                        yield NormPanel(id="norms")
+                        yield DirectionStrip(id="strip")
                 yield SignPanel(id="sign")
                 yield EventsPanel(id="events")
             side = self.source.side_panel()
@@ -153,9 +161,12 @@ class BiasmonApp(App):
     # --- panels ----------------------------------------------------------------------------------
     def _refresh_panels(self, force_plots: bool = True) -> None:
         """Update the panels; the plots (the costly part) at most PLOT_SECONDS apart unless forced."""
-        cur = self.current
+        cur, view = self.current, self.view
         now = time.monotonic()
         has_biases = self.source.has_biases(cur)
+        rows = shown_rows(cur, view)
+        empty = self._empty_text(cur, view, has_biases)
+        steps = step_range(cur, self.previous)
         if force_plots or now - self._plotted >= PLOT_SECONDS / 2:
             # one plot per turn while training, so no single screen update carries both (a key pressed then
             # would wait for it); each plot still refreshes every PLOT_SECONDS
@@ -164,9 +175,25 @@ class BiasmonApp(App):
             if force_plots or self._plot_turn:
                 self.query_one(LossPanel).show(cur, self.previous)
             if force_plots or not self._plot_turn:
-                self.query_one(NormPanel).show(cur, has_biases, step_range(cur, self.previous))
-        self.query_one(SignPanel).show(cur.diag if cur else {}, cur.loss_change if cur else None,
-                                       cur.span if cur else 1, has_biases)
+                self.query_one(NormPanel).show([(label, r.norms[name]) for label, name, r in rows if name in r.norms],
+                                               view, steps, empty)
+        self.query_one(DirectionStrip).show([(label, r.cos.get(name)) for label, name, r in rows], steps,
+                                            view, empty)
+        self.query_one(SignPanel).show({label: r.diag[name] for label, name, r in rows if name in r.diag},
+                                       cur.loss_change if cur else None, cur.span if cur else 1, view, empty)
+
+    def _empty_text(self, cur: RunHistory | None, view: LayerView, has_biases: bool) -> str | None:
+        """Why the view has no row in this run (None: no step yet, each panel says it is waiting)."""
+        if cur is None or cur.last_step is None:
+            return None
+        if view is LayerView.WEIGHTS:
+            return "no weight diagnoses in this run"
+        return None if has_biases else "this network has no biases"
+
+    def action_cycle_view(self) -> None:
+        """Show the next view of the layers: biases, weights, both."""
+        self.view = self.view.next()
+        self._refresh_panels()
 
     def show_status(self) -> None:
         """Bring the status line up to date; threads step aside until the change is on screen."""
@@ -203,6 +230,9 @@ class BiasmonApp(App):
 
     def action_step(self) -> None:
         self._then_status(self.source.step)
+
+    def action_flip_weights(self) -> None:
+        self._then_status(self.source.flip_weights)
 
     def action_seek(self, fraction: float) -> None:
         self._then_status(self.source.seek, fraction)

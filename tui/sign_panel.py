@@ -36,23 +36,32 @@ def _ratio(d) -> str:
     return _num(d.ratio, ".2e")
 
 
+TITLES = {"biases": "gradient sign: is each bias update going downhill?",
+          "weights": "gradient sign: is each weight update going downhill?",
+          "both": "gradient sign: is each update going downhill? (b: biases, W: weights)"}
+
+RATIO_HEADERS = {"biases": "|u|/|b|", "weights": "|u|/|W|", "both": "|u|/|p|"}
+
+
 class SignPanel(Static):
-    """One row per layer: cos(u,-g), sign agreement, |u|/|b|, last finite-difference error, verdict."""
+    """One row per layer (the view's: each layer's biases, weights, or both): cos(u,-g), sign agreement,
+    |u|/|p|, last finite-difference error, verdict."""
 
     def __init__(self, **kwargs):
         super().__init__("waiting for the first steps...", **kwargs)
         self._shape = None
-        self.border_title = "gradient sign: is each bias update going downhill?"
+        self.border_title = TITLES["biases"]
 
-    def show(self, diag: dict, loss_change: LossChange | None, span: int = 1, has_biases: bool = True) -> None:
-        """Show the newest per-layer diagnostics (empty: waiting, or a network without biases)."""
+    def show(self, diag: dict, loss_change: LossChange | None, span: int = 1, view: str = "biases",
+             empty_text: str | None = None) -> None:
+        """Show the newest diagnostics, one row per label (none: empty_text, dim; None: waiting)."""
+        self.border_title = TITLES.get(view, TITLES["biases"])
         if not diag:
             self._shape = None
-            self.update(Text("this network has no biases" if not has_biases else "waiting for the first steps...",
-                             style="dim"))
+            self.update(Text(empty_text or "waiting for the first steps...", style="dim"))
             return
         width = self.content_size.width or 100
-        table = _table(diag, width)
+        table = _table(diag, width, view)
         notes = _notes(diag, loss_change, span)
         content = table
         if notes:
@@ -65,7 +74,7 @@ class SignPanel(Static):
         self._shape = shape
 
 
-def _table(diag: dict, width: int) -> Table:
+def _table(diag: dict, width: int, view: str = "biases") -> Table:
     """One row per layer; the narrower the panel, the fewer columns."""
     table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
     table.add_column("layer", no_wrap=True)
@@ -73,7 +82,7 @@ def _table(diag: dict, width: int) -> Table:
     table.add_column("sign agree" if width >= 60 else "agree", justify="right", no_wrap=True)
     wide, medium = width >= 76, width >= 58
     if medium:
-        table.add_column("|u|/|b|", justify="right", no_wrap=True)
+        table.add_column(RATIO_HEADERS.get(view, "|u|/|b|"), justify="right", no_wrap=True)
     if wide:
         table.add_column("FD err", justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 BATCH_SECONDS = 0.25      # how often a source hands the UI what it has (4 per second)
 SWITCH_INTERVAL = 0.0002  # seconds a thread may hold the GIL while another waits (Python's default: 0.005)
-OPTIONAL_ACTIONS = frozenset({"step", "seek", "preset", "restart", "flip", "grad_check", "bias_lr", "rate"})
+OPTIONAL_ACTIONS = frozenset({"step", "seek", "preset", "restart", "flip", "flip_weights", "grad_check", "bias_lr",
+                              "rate"})
 
 
 class Source:
@@ -116,6 +117,9 @@ class Source:
 
     def flip(self) -> None:
         """Flip the sign of the bias update."""
+
+    def flip_weights(self) -> None:
+        """Flip the sign of the weights' update (the same bug in the weights)."""
 
     def grad_check(self) -> None:
         """A finite-difference check of every bias at the next step."""

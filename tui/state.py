@@ -36,6 +36,7 @@ class Status:
     diverged_at: int | None = None       # the step of the first divergence, with RunState.DIVERGED
     position: tuple[int, int] | None = None  # replay: records shown, records in the file
     flip: bool | None = None
+    flip_weights: bool | None = None     # live: the weights' sign bug (shown only when on)
     lr_scale: float | None = None
     recording: str | None = None         # live: the file being written, "" when not recording
     max_rate: int | None = None
@@ -57,3 +58,16 @@ class Status:
         if self.state is RunState.DIVERGED and self.shown_step != self.diverged_at:
             return f"diverged at step {self.diverged_at}"
         return self.state.value
+
+
+class LayerView(StrEnum):
+    """Which parameters the per-layer panels show (key w cycles): each layer's biases, its weights, or both."""
+
+    BIASES = "biases"
+    WEIGHTS = "weights"
+    BOTH = "both"
+
+    def next(self) -> "LayerView":
+        """The view w goes to from this one."""
+        views = list(LayerView)
+        return views[(views.index(self) + 1) % len(views)]

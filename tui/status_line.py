@@ -32,6 +32,8 @@ def _parts(s: Status, short: bool) -> list:
                      f"  record {s.position[0]}/{s.position[1]}")
     if s.flip is not None:
         parts += ["  flip " if short else "  flip_sign ", ("ON", "bold white on red") if s.flip else ("off", "green")]
+    if s.flip_weights:
+        parts += ["  W flip " if short else "  weights flip_sign ", ("ON", "bold white on red")]
     if s.lr_scale is not None:
         parts.append(f"  {'' if short else 'bias '}lr x{s.lr_scale:g}")
     if s.recording:

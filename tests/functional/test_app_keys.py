@@ -202,3 +202,19 @@ async def test_a_new_run_is_marked_in_the_events_log_and_an_ended_run_says_how_t
         assert not app.source.paused  # nothing to pause: a notice says r restarts
         await pilot.press("2")
         await wait_for(pilot, lambda: "── new run: none (switched at step 30) ──" in event_lines(app))
+
+
+async def test_shift_f_flips_the_weights_sign_and_their_verdict_turns_uphill_the_biases_stay_ok():
+    # flipped weights climb fast (a few steps to divergence): flipped from the first steps, the window
+    # has room to call them uphill before the run ends
+    app = create_live_app(max_rate=20)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("F")
+        assert app.source.trainer.flip_weight_sign and "weights flip_sign ON" in status_text(app)
+        assert not app.source.trainer.flip_sign
+        await wait_for(pilot, lambda: app.current is not None and app.current.weights.diag and all(
+            d.verdict == "uphill" for d in app.current.weights.diag.values()))
+        assert "flip_weight_sign ON" in event_lines(app)
+        assert all(d.verdict != "uphill" for d in app.current.diag.values())   # the biases are not flipped
+        await pilot.press("r")
+        assert not app.source.trainer.flip_weight_sign and "weights flip_sign" not in status_text(app)

@@ -17,7 +17,7 @@ async def test_the_norm_panel_waits_for_data_before_saying_there_are_no_biases()
         assert str(app.query_one(NormPanel).render()) == "waiting for data..."
         await pilot.press("2")  # preset `none`: no biases at all
         await wait_for(pilot, lambda: (app.current.last_step or 0) > 3)
-        await wait_for(pilot, lambda: str(app.query_one(NormPanel).render()) == "no biases in this network")
+        await wait_for(pilot, lambda: str(app.query_one(NormPanel).render()) == "this network has no biases")
 
 
 def tick_labels(plot):

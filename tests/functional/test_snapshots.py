@@ -33,3 +33,45 @@ def test_compact_layout(snap_compare):
 def test_terminal_too_small(snap_compare):
     app = create_live_app("gradient", seed=0, pause_at=PAUSE_AT)
     assert snap_compare(app, terminal_size=(40, 12), run_before=paused_at_fixed_step)
+
+
+FLIP_AT, FLIPPED_PAUSE_AT = 100, 180  # the flipped run diverges at step 250
+
+
+async def flipped_then_paused(pilot):
+    """Trains to FLIP_AT, presses f (the sign bug from the next step), then trains to FLIPPED_PAUSE_AT."""
+    app = pilot.app
+    for _ in range(600):
+        if app.current is not None and app.current.last_step == FLIP_AT - 1 and app.state == "paused":
+            break
+        await asyncio.sleep(0.02)
+    await pilot.press("f")
+    app.source.pause_at = FLIPPED_PAUSE_AT
+    await pilot.press("space")
+    for _ in range(600):
+        if app.current.last_step == FLIPPED_PAUSE_AT - 1 and app.state == "paused":
+            break
+        await asyncio.sleep(0.02)
+    await pilot.pause()
+
+
+def test_the_strip_turns_red_after_f_compact(snap_compare):
+    app = create_live_app("gradient", seed=0, pause_at=FLIP_AT)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=flipped_then_paused)
+
+
+def test_the_strip_turns_red_after_f(snap_compare):
+    app = create_live_app("gradient", seed=0, pause_at=FLIP_AT)
+    assert snap_compare(app, terminal_size=(140, 40), run_before=flipped_then_paused)
+
+
+async def flipped_then_both_views(pilot):
+    """As flipped_then_paused, then w twice: each layer's biases and weights."""
+    await flipped_then_paused(pilot)
+    await pilot.press("w", "w")
+    await pilot.pause()
+
+
+def test_biases_red_weights_green_after_f_compact(snap_compare):
+    app = create_live_app("gradient", seed=0, pause_at=FLIP_AT)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=flipped_then_both_views)

@@ -192,3 +192,10 @@ def test_weights_must_come_at_every_step_or_none(tmp_path):
     log.step(0, 1.0, {"a": [0.0]}, {"a": [1.0]})
     with pytest.raises(BiasmonError, match="weights must be logged at every step or at none"):
         log.step(1, 1.0, {"a": [0.0]}, {"a": [1.0]}, weights={"a": [1.0]})
+
+
+@pytest.mark.parametrize("sums", [{"h": []}, {"h": 3}, {"h": [1, 0, 0, 0, 0, 0, 0], "o": []}, {"h": [[1]]}])
+def test_an_empty_or_wrongly_typed_row_is_a_skipped_line_not_a_crash(sums):
+    reader = StreamReader()
+    reader.feed(json.dumps({"step": 0, "loss": 1.0, "bias_sums": sums}))
+    assert len(reader.problems) == 1 and "bias_sums" in reader.problems[0].message

@@ -75,7 +75,7 @@ def plain_verdicts(run: list[Observation], th: Thresholds) -> list[list[str]]:
         with np.errstate(over="ignore"):
             single = bool((vec[1].astype(np.float32) == vec[1]).all())
         rounding = float(np.finfo(np.float32 if single else np.float64).eps)
-        out.append(judge.step(o.loss, o.g is not None, o.u is not None, o.trained, m.steps[0], cosines,
+        out.append(judge.step(o.loss, o.g is not None, o.u is not None, o.trained, m.step(0), cosines,
                               o.unreached if o.g is not None else None, rounding))
     return out
 
