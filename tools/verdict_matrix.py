@@ -3,7 +3,9 @@ before and after a change of the verdicts.
 
     python tools/verdict_matrix.py [--only SUBSTRING] [--steps N]
 
-PyTorch cases (skipped if torch is not installed) log through biasmon.torch_logger.TorchBiasLogger;
+PyTorch cases (skipped if torch is not installed) log through biasmon.torch_logger.TorchBiasLogger
+(tests/trainers/torch_trainers.py; DDP: ddp_trainer.py, two processes, rank 0 logs), Lightning cases
+(skipped without Lightning) through biasmon.lightning.BiasmonCallback (lightning_trainer.py);
 NumPy cases run tests/trainers/numpy_mlp.py. Per case: the expected outcome (`expect`: exit status, and
 a layer's verdict where it matters), `check`'s exit status, each layer's final verdict, the problem
 verdicts seen (first step, longest stretch; * = counts for the exit status) and `ok?`: yes / NO, or
@@ -50,8 +52,33 @@ def torch_cases() -> dict:
         "sign bug: bias group maximize, every=16": (dict(opt="sgd", every=16, bias_group="flip", steps=960), 1,
                                                     {"*": "uphill"}, None),
         "wrong custom backward + check": (dict(opt="sgd", wrong=True, check=True), 1, {"0": "gradient mismatch"}, None),
+        "adam, biases' own lr (param group)": (dict(opt="adam", bias_group="lr"), *ok),
+        "sgd + GradScaler fp16 (skipped steps)": (dict(opt="sgd", amp=True), *ok),
+        "adam + GradScaler fp16 + clip + check": (dict(opt="adam", amp=True, clip=0.5, check=True), *ok),
+        "sign bug: bias group maximize + GradScaler": (dict(opt="sgd", amp=True, bias_group="flip"), 1,
+                                                       {"*": "uphill"}, None),
+        "momentum, accumulate 4 + check": (dict(opt="momentum", accumulate=4, check=True), *ok),
+        "sign bug: bias group maximize, accumulate 4": (dict(opt="sgd", accumulate=4, bias_group="flip"), 1,
+                                                        {"*": "uphill"}, None),
+        "adam, weights logged": (dict(opt="adam", weights=True), *ok),
+        "sign bug: weights group maximize, weights logged": (dict(opt="sgd", bias_group="flip_weights", weights=True),
+                                                             1, {"0 weights": "uphill", "5 weights": "uphill"}, None),
+        "momentum, summary form, weights logged": (dict(opt="momentum", form="sums", weights=True), *ok),
+        "sign bug: bias group maximize, summary form": (dict(opt="adam", bias_group="flip", form="sums"), 1,
+                                                        {"*": "uphill"}, None),
     }
     return {f"torch {name}": case for name, case in cases.items()}
+
+
+def framework_cases() -> dict:
+    """name -> (kind, trainer options, expected exit, {layer: verdict}, limit): Lightning and DDP."""
+    return {
+        "lightning sgd + check": ("lightning", dict(check=True), 0, {}, None),
+        "lightning sgd, accumulate 4": ("lightning", dict(accumulate=4), 0, {}, None),
+        "lightning sign bug: bias group maximize": ("lightning", dict(bias_bug=True), 1, {"*": "uphill"}, None),
+        "ddp sgd, 2 processes": ("ddp", dict(world=2), 0, {}, None),
+        "ddp sign bug: bias group maximize": ("ddp", dict(world=2, bias_bug=True), 1, {"*": "uphill"}, None),
+    }
 
 
 def numpy_cases() -> dict:
@@ -83,9 +110,10 @@ def run_numpy(path: Path, args: list, steps: int) -> None:
 def judge(path: Path, exit_expected: int, verdicts: dict, limit: str | None) -> list[str]:
     """The table row's cells after `case`: expect, exit, verdicts, problems, ok?."""
     r = check_stream(path)
-    final = {name: layer.verdict for name, layer in r.layers.items()}
+    rows = {**r.layers, **{f"{name} weights": layer for name, layer in r.weights.items()}}   # weights if logged
+    final = {name: layer.verdict for name, layer in rows.items()}
     seen = [f"{name}:{p.verdict}@{p.first_step}/{p.longest_steps}{'*' if p.counts else ''}"
-            for name, layer in r.layers.items() for p in layer.problems]
+            for name, layer in rows.items() for p in layer.problems]
     good = r.exit == exit_expected and all(
         all(v == want for v in final.values()) if layer == "*" else final.get(layer) == want
         for layer, want in verdicts.items())
@@ -99,14 +127,20 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run the cases whose name contains this")
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
-    cases = {}
+    cases, trainers = {}, {"numpy": lambda path, options, steps: run_numpy(path, options, steps)}
     try:
         import torch
         torch.set_num_threads(1)
         import torch_trainers
         cases.update({n: ("torch", *c) for n, c in torch_cases().items()})
-    except ImportError:
-        print("torch is not installed: PyTorch cases skipped")
+        trainers["torch"] = lambda path, options, steps: torch_trainers.train(path, **{"steps": steps, **options})
+        import ddp_trainer
+        trainers["ddp"] = lambda path, options, steps: ddp_trainer.train(path, **{"steps": steps, **options})
+        import lightning_trainer
+        trainers["lightning"] = lambda path, options, steps: lightning_trainer.train(path, **{"steps": steps, **options})
+    except ImportError as exc:
+        print(f"{exc.name} is not installed: its cases skipped")
+    cases.update({n: c for n, c in framework_cases().items() if c[0] in trainers})
     cases.update({n: ("numpy", *c) for n, c in numpy_cases().items()})
     rows = [["case", "expect", "exit", "final verdicts", "problems seen (first/longest, * counts)", "ok?"]]
     with tempfile.TemporaryDirectory() as work:
@@ -114,10 +148,7 @@ def main() -> None:
             if args.only not in name:
                 continue
             path = Path(work) / f"case{i}.jsonl"
-            if kind == "torch":
-                torch_trainers.train(path, **{"steps": args.steps, **options})
-            else:
-                run_numpy(path, options, args.steps)
+            trainers[kind](path, options, args.steps)
             rows.append([name, *judge(path, code, verdicts, limit)])
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for row in rows:

@@ -4,8 +4,11 @@ A 2-16-16-1 tanh MLP on y = sin(2 x0) + 0.5 x1^2 (256 samples), MSE, minibatches
 without replacement (batch=0: full batch). Options: the optimizer (sgd, momentum, nesterov, adam, adamw,
 rmsprop), a StepLR schedule, clip_grad_norm_, dropout, a normalisation layer after the first Linear
 (batch | layer), the sign bug (maximize=True; bias_group="flip": the biases alone maximize), lr 0 for the
-biases (bias_group="zero"), a detached bias (the second Linear's), a custom tanh with a wrong backward,
-the gradient check (check=True) and sparse logging (every=k).
+biases (bias_group="zero"), the biases' own lr, a third of the others' (bias_group="lr"), a detached bias
+(the second Linear's), a custom tanh with a wrong backward, the gradient check (check=True), sparse logging
+(every=k), float16 autocast with a GradScaler whose first scale overflows, so that its first steps are
+skipped (amp=True), gradient accumulation over `accumulate` micro-batches per optimizer step, the sign
+bug in the weights alone (bias_group="flip_weights"), logging the weights too and the summary form.
 """
 from __future__ import annotations
 
@@ -66,7 +69,11 @@ def optimizer(net, opt: str, maximize: bool, bias_group: str | None):
         return OPTIMIZERS[opt](net.parameters(), maximize)
     biases = [p for n, p in net.named_parameters() if n.endswith("bias")]
     others = [p for n, p in net.named_parameters() if not n.endswith("bias")]
-    group = {"params": biases, "maximize": True} if bias_group == "flip" else {"params": biases, "lr": 0.0}
+    if bias_group == "flip_weights":   # the sign bug in the weights' update alone
+        return OPTIMIZERS[opt]([{"params": others, "maximize": True}, {"params": biases}], maximize)
+    base_lr = OPTIMIZERS[opt]([torch.zeros(1)], maximize).defaults["lr"]
+    group = {"flip": {"params": biases, "maximize": True}, "zero": {"params": biases, "lr": 0.0},
+             "lr": {"params": biases, "lr": base_lr / 3}}[bias_group]
     return OPTIMIZERS[opt]([{"params": others}, group], maximize)
 
 
@@ -84,8 +91,9 @@ def batches(x, y, size: int, gen):
 
 def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: bool = False, clip: float | None = None,
           dropout: float = 0.0, norm: str | None = None, maximize: bool = False, bias_group: str | None = None,
-          detached: bool = False, wrong: bool = False, check: bool = False, every: int = 1) -> None:
-    """Train and log one case to `path`."""
+          detached: bool = False, wrong: bool = False, check: bool = False, every: int = 1, amp: bool = False,
+          accumulate: int = 1, weights: bool = False, form: str = "vectors") -> None:
+    """Train and log one case to `path` (weights: log the weights too; form: the stream's, vectors or sums)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(256, 2, generator=gen) * 3 - 1.5
     y = torch.sin(2 * x[:, :1]) + 0.5 * x[:, 1:] ** 2
@@ -94,16 +102,23 @@ def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: b
     sched = torch.optim.lr_scheduler.StepLR(optim, step_size=100, gamma=0.5) if schedule else None
     loss_fn = torch.nn.functional.mse_loss
     data = batches(x, y, batch, gen)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 24, enabled=amp)
     with TorchBiasLogger(net, path, optimizer=optim, loss_fn=loss_fn if check else None, check_every=50,
-                         every=every) as log:
+                         every=every, weights=weights, form=form) as log:
         for _ in range(steps):
             xb, yb = next(data)
             optim.zero_grad()
-            loss = loss_fn(net(xb), yb)
-            loss.backward()
+            losses = []
+            for xm, ym in zip(xb.chunk(accumulate), yb.chunk(accumulate)):
+                with torch.autocast("cpu", dtype=torch.float16, enabled=amp):
+                    loss = loss_fn(net(xm), ym)
+                scaler.scale(loss / accumulate).backward()
+                losses.append(loss.detach().float())
             if clip:
+                scaler.unscale_(optim)
                 torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-            optim.step()
+            scaler.step(optim)
+            scaler.update()
             if sched:
                 sched.step()
-            log.step(loss, batch=(xb, yb))
+            log.step(torch.stack(losses).mean(), batch=(xb, yb))

@@ -1,0 +1,65 @@
+"""README's PyTorch, Lightning and DDP examples run as shown (in a fresh folder, as a user pastes them)
+and `biasmon check` passes each stream they write. Skipped without torch; the Lightning one without
+Lightning."""
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
+from ddp_trainer import free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SECTION = (ROOT / "README.md").read_text().split("## PyTorch, Lightning and DDP", 1)[1].split("\n## ", 1)[0]
+PLAIN, AMP, LIGHTNING, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
+DDP_PORT = "29511"
+
+pytestmark = pytest.mark.slow
+
+
+def run(tmp_path, code, *streams):
+    """Run `code` as a script in tmp_path; each stream it wrote read back, and `biasmon check` passes it."""
+    (tmp_path / "example.py").write_text(code)
+    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {}
+    for name in streams:
+        check = subprocess.run([sys.executable, "-m", "biasmon", "check", name], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+        lines[name] = [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+    return lines
+
+
+def steps(lines):
+    return [line for line in lines if "biases" in line]
+
+
+def step_count(code):
+    """The optimizer steps an example runs: its `range(N)` or `max_steps=N`."""
+    return int(re.search(r"(?:range|max_steps=)\(?(\d+)", code).group(1))
+
+
+def test_the_pytorch_example_then_mixed_precision_with_accumulation(tmp_path):
+    lines = run(tmp_path, PLAIN + AMP, "run.jsonl", "amp.jsonl")
+    assert len(steps(lines["run.jsonl"])) == step_count(PLAIN) and list(steps(lines["run.jsonl"])[0]["biases"]) == ["0", "2"]
+    assert any(e.get("event") == "gradient_check" for e in lines["run.jsonl"])
+    amp = lines["amp.jsonl"]
+    assert len(steps(amp)) + len([e for e in amp if e.get("event") == "step_skipped"]) == step_count(AMP)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lightning") is None, reason="lightning is not installed")
+def test_the_lightning_example(tmp_path):
+    lines = run(tmp_path, LIGHTNING, "lightning.jsonl")["lightning.jsonl"]
+    assert len(steps(lines)) == step_count(LIGHTNING) and list(steps(lines)[0]["biases"]) == ["net.0", "net.2"]
+
+
+def test_the_ddp_example(tmp_path):
+    assert DDP.count(DDP_PORT) == 1
+    lines = run(tmp_path, DDP.replace(DDP_PORT, str(free_port())), "ddp.jsonl")["ddp.jsonl"]   # a port free here
+    assert len(steps(lines)) == step_count(DDP) and list(steps(lines)[0]["biases"]) == ["0", "2"]

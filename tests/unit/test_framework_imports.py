@@ -1,0 +1,25 @@
+"""The framework helpers stay optional: importing biasmon (and its TUI) loads neither torch nor Lightning,
+and biasmon.lightning without Lightning says what to install in one line."""
+import subprocess
+import sys
+
+import pytest
+
+from biasmon import lightning as biasmon_lightning
+from biasmon.core.errors import BiasmonError
+
+
+def test_importing_biasmon_and_its_tui_loads_no_framework():
+    code = ("import sys, biasmon, biasmon.tui.app, biasmon.lightning; "
+            "print(sorted(m for m in ('torch', 'lightning', 'pytorch_lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_without_lightning_the_callback_is_a_one_line_error_naming_the_package(monkeypatch):
+    monkeypatch.setattr(biasmon_lightning, "PACKAGES", ("no_such_lightning_package",))
+    monkeypatch.setattr(biasmon_lightning, "_classes", {})
+    with pytest.raises(BiasmonError) as caught:
+        biasmon_lightning.BiasmonCallback
+    assert "pip install lightning" in str(caught.value) and "\n" not in str(caught.value)
