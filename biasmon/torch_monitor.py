@@ -65,7 +65,6 @@ from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.records import json_number
 from .core.stream import RecordWriter, header
-from .core.summary_form import sums_json
 
 DEFAULT_EVERY = 10
 AVERAGE_KEYS = ("exp_avg", "momentum_buffer")   # optimizer state holding a running average of g
@@ -121,9 +120,6 @@ class TorchMonitor:
         self.weight_layout = Layout(tuple(weights), tuple(int(p.numel()) for p in weights.values()))
         self.params = list(biases.values()) + list(weights.values())
         self._sums = StepSums(self.params, [0] * len(biases) + [1] * len(weights))
-        self._snapshot = [torch.empty_like(p, memory_format=torch.contiguous_format).detach()
-                          for p in self.params]   # the one extra copy of the parameters
-        self.snapshot_bytes = sum(t.numel() * t.element_size() for t in self._snapshot)
         self.run_id = run_id or f"torch-{uuid.uuid4().hex[:8]}"
         self.meta = meta
         self._writes = process_group is None or torch.distributed.get_rank(process_group) == 0
@@ -149,7 +145,7 @@ class TorchMonitor:
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.steps < self.next_logged:
             return
-        self.torch._foreach_copy_(self._snapshot, [p.detach() for p in self.params])
+        self._sums.snapshot()
         self._grads = [p.grad for p in self.params]
         self._armed = True
 
@@ -170,10 +166,15 @@ class TorchMonitor:
             dtypes = {g.dtype for g in self._grads if g is not None}
             self._float32 = dtypes == {self.torch.float32}
         with self.torch.no_grad():
-            table = self._sums.compute(self._snapshot, self._grads, averages, self.group)
+            table = self._sums.compute(self._grads, averages, self.group)
         self._grads = []
         self._pending = (step, table)
         self.next_logged = step + self.every
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes the monitor keeps between steps: its snapshot of the parameters (and scratch buffers)."""
+        return self._sums.buffer_bytes
 
     def _average(self, p: Any) -> Any:
         """The optimizer's running average of p's gradient (the key first found is kept for the run)."""
@@ -238,20 +239,19 @@ class TorchMonitor:
     # --- writing -----------------------------------------------------------------------------------
     def _write(self, step: int, loss: float, val_loss: float | None, rows: np.ndarray) -> None:
         has_a = ~np.isnan(rows[:, 7])
-        ag = np.nan_to_num(rows[:, 9])
-        self._orient += np.where(has_a, ag, 0.0)
-        rows[:, 8] *= np.where(self._orient < 0, -1.0, 1.0)   # a taken as an average of g, not of -g
-        table = rows[:, :9] if self._averages else rows[:, :7]
+        if has_a.any():
+            self._orient += np.where(has_a & ~np.isnan(rows[:, 9]), rows[:, 9], 0.0)
+            rows[:, 8] *= np.where(self._orient < 0, -1.0, 1.0)   # a taken as an average of g, not of -g
         self._ensure_header(rows)
         line: dict[str, Any] = {"step": step, "loss": json_number(loss)}
         if val_loss is not None:
             line["val_loss"] = json_number(val_loss)
+        width = 9 if self._averages else 7
         nb = len(self.bias_layout.names)
-        for key, layout, part in (("bias_sums", self.bias_layout, table[:nb]),
-                                  ("weight_sums", self.weight_layout, table[nb:])):
-            if layout.names:
-                no_g = np.isnan(part[:, 2])
-                line[key] = sums_json(layout, part, tuple(no_g.tolist()) if no_g.any() else None)
+        for key, names, part in (("bias_sums", self.bias_layout.names, rows[:nb, :width]),
+                                 ("weight_sums", self.weight_layout.names, rows[nb:, :width])):
+            if names:
+                line[key] = dict(zip(names, map(_row, part.tolist())))
         self._writer.write_json(line)
         self.lines += 1
 
@@ -292,6 +292,12 @@ def _open(path: Any) -> tuple[TextIO, bool]:
     if path is None or not hasattr(path, "write"):
         raise BiasmonError(f"TorchMonitor: path must be a file path or an open text file, got {type(path).__name__}")
     return path, False
+
+
+def _row(values: list[float]) -> list:
+    """A row of sums for JSON: counts as whole numbers, null for NaN and infinities."""
+    return [None if v != v or v in (math.inf, -math.inf) else (int(v) if j in (0, 5, 6) else v)
+            for j, v in enumerate(values)]
 
 
 def _skipped(optimizer: Any, kwargs: Any) -> bool:

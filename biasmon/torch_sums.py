@@ -1,16 +1,23 @@
 """One optimizer step's summary-form sums, computed in torch where the tensors live (TorchMonitor uses it).
 
-`step_sums` gives a (L, 10) float64 tensor, one row per parameter tensor, in the order of
-`SUM_COLUMNS` (biasmon.core.records) then |a|^2, a.u and a.g for the optimizer's running average a (NaN
-where a tensor has none; a.g orients a, see biasmon.torch_monitor). It reads the snapshot of the
-parameters taken before the step, the parameters after it, the gradients and the averages, makes no copy
-of whole tensors beyond a scratch buffer of at most SCRATCH entries per dtype, and never synchronises
-with the device: the caller reads the result with one `.tolist()`.
+`StepSums.snapshot()` copies the parameters before a step; `StepSums.compute()` after it gives a
+(L, 10) float64 tensor, one row per parameter tensor: n, |p|^2, |g|^2, |u|^2, u.g, sig, agree (the
+summary form's columns), then |a|^2, a.u and a.g for the optimizer's running average a (NaN where a
+tensor has none; a.g orients a, see biasmon.torch_monitor). It never synchronises with the device: the
+caller reads the result with one `.tolist()`.
 
 The definition is biasmon.core.summary_form.layer_sums (tested against it): `sig` counts the entries whose
 g^2 is above SIGNIFICANT times the largest g^2 of the step over every tensor of the same kind (biases or
-weights); `agree` those of them where u.g < 0. Sums are taken in the parameters' own dtype (float32:
-about 1e-7 relative), counts exactly (chunks of at most SCRATCH entries, added in float64).
+weights); `agree` those of them where u.g < 0. Two ways to the same sums:
+
+- a model of at most FLAT_MAX entries in one dtype (where the cost is the number of kernels launched, not
+  the bytes): every tensor end to end in the rows of one (9, n) buffer of per-entry terms (its first row
+  is the snapshot), made and summed per layer in about 20 kernels however many tensors there are. It is
+  kept between steps: 9 x n entries, at most 9 x 4 x FLAT_MAX bytes = 1.1 MiB in float32;
+- a larger one: the snapshot (one copy of the parameters), foreach sums of squares and, tensor by tensor,
+  dots and counts (in chunks of a reusable scratch buffer of at most SCRATCH entries per dtype).
+
+Sums are taken in the parameters' own dtype (float32: about 1e-7 relative), counts exactly.
 """
 from __future__ import annotations
 
@@ -20,8 +27,157 @@ from typing import Any
 from .core.measures import SIGNIFICANT
 
 SCRATCH = 1 << 18          # entries of the reusable buffer the significance test writes (1 MiB in float32)
+FLAT_MAX = 1 << 15         # models up to this many entries take the flat way
 TINY = 1e-300              # as layer_sums: g^2 above top * SIGNIFICANT + TINY is significant
 COLUMNS = 10               # n, pp, gg, uu, ug, sig, agree, aa, au, ag
+NEEDS_G = [2, 4, 5, 6, 9]  # the columns a tensor without a gradient has none of
+FLAT_SIGNS = (1, 1, 1, -1, 1, 1, 1, -1, 1)   # the flat rows hold v = -u: v.g and a.v change sign
+
+
+class StepSums:
+    """Per-layer sums of one step. params: the tracked parameters (L tensors); kinds: (L,) 0 for a bias,
+    1 for a weight (the biases first)."""
+
+    def __init__(self, params: list, kinds: list[int]) -> None:
+        import torch
+        self.torch, self.params, self.kinds = torch, params, kinds
+        self.sizes = [int(p.numel()) for p in params]
+        self.biases = sum(s for s, k in zip(self.sizes, kinds) if k == 0)   # entries of the biases
+        p0 = params[0]
+        self.flat = sum(self.sizes) <= FLAT_MAX and len({(p.device, p.dtype) for p in params}) == 1
+        self._scratch: dict = {}
+        self._size_col = torch.tensor(self.sizes, dtype=torch.float64, device=p0.device)[:, None]
+        if self.flat:
+            self._terms = torch.empty(9, sum(self.sizes), dtype=p0.dtype, device=p0.device)
+            self._rows = {r: self._views(self._terms[r]) for r in (0, 1, 2, 6)}
+            self._snapshot = self._rows[0]
+            self._signs = torch.tensor(FLAT_SIGNS, dtype=torch.float64, device=p0.device)
+        else:
+            self._snapshot = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes kept between steps: the snapshot (flat: the terms buffer) and the scratch buffers."""
+        kept = [self._terms] if self.flat else self._snapshot
+        return sum(t.numel() * t.element_size() for t in kept + list(self._scratch.values()))
+
+    def _views(self, row: Any) -> list:
+        """row (n,) cut into views shaped as the parameters."""
+        out, start = [], 0
+        for p, size in zip(self.params, self.sizes):
+            out.append(row[start:start + size].view(p.shape))
+            start += size
+        return out
+
+    def snapshot(self) -> None:
+        """Copy the parameters (before the step)."""
+        self.torch._foreach_copy_(self._snapshot, [p.detach() for p in self.params])
+
+    def compute(self, grads: list, averages: list, group: Any = None) -> Any:
+        """(L, 10) float64 sums of the step since snapshot(). grads, averages: (L,) tensors or None.
+        group: a process group whose shards' sums are added (the largest g^2 all-reduced first, for
+        `sig`). The snapshot is used up (taken again before the next logged step)."""
+        table = self._flat(grads, averages, group) if self.flat else self._per_tensor(grads, averages, group)
+        missing_g = [i for i, g in enumerate(grads) if g is None]
+        missing_a = [i for i, a in enumerate(averages) if a is None]
+        if missing_g:
+            device = table.device
+            table[self.torch.tensor(missing_g, device=device)[:, None], self.torch.tensor(NEEDS_G, device=device)] = math.nan
+        if missing_a:
+            table[self.torch.tensor(missing_a, device=table.device), 7:] = math.nan
+        if group is not None:
+            self.torch.distributed.all_reduce(table, group=group)
+        return table
+
+    def _thresholds(self, top: Any, group: Any) -> Any:
+        """(2,) per kind: top * SIGNIFICANT + TINY, top (2,) the largest g^2 of each kind (over every shard)."""
+        if group is not None:
+            self.torch.distributed.all_reduce(top, op=self.torch.distributed.ReduceOp.MAX, group=group)
+        return top * SIGNIFICANT + TINY
+
+    # --- small models: one buffer of terms --------------------------------------------------------
+    def _flat(self, grads: list, averages: list, group: Any) -> Any:
+        """Rows pp, gg, uu, v.g, sig, agree, aa, a.v, a.g of every entry (v = -u), summed per layer."""
+        torch, t, nb = self.torch, self._terms, self.biases
+        t[2].copy_(t[0])
+        torch._foreach_sub_(self._rows[2], self.params)
+        _fill(torch, self._rows[1], grads)
+        _fill(torch, self._rows[6], averages)
+        torch.mul(t[6], t[2], out=t[7])
+        torch.mul(t[6], t[1], out=t[8])
+        torch.mul(t[2], t[1], out=t[3])
+        torch._foreach_mul_(*[[t[0], t[1], t[2], t[6]]] * 2)   # squared in place
+        top = torch.stack([t[1, :nb].max() if nb else t.new_zeros(()),
+                           t[1, nb:].max() if nb < t.shape[1] else t.new_zeros(())]).double()
+        threshold = self._thresholds(top, group)
+        torch.gt(t[1, :nb], threshold[0], out=t[4, :nb])
+        torch.gt(t[1, nb:], threshold[1], out=t[4, nb:])
+        torch.gt(t[3], 0, out=t[5]).mul_(t[4])
+        sums = torch.stack([block.sum(1) for block in t.split(self.sizes, 1)]).double()   # (L, 9)
+        return torch.cat([self._size_col, sums.mul_(self._signs)], 1)
+
+    # --- larger models: tensor by tensor ----------------------------------------------------------
+    def _per_tensor(self, grads: list, averages: list, group: Any) -> Any:
+        """Foreach sums of squares, then dots and counts tensor by tensor."""
+        torch, diff = self.torch, self._snapshot
+        L = len(self.params)
+        pp = powsum(torch, diff)
+        torch._foreach_sub_(diff, self.params)   # diff = p_before - p_after = -u
+        uu = powsum(torch, diff)
+        with_g = [i for i in range(L) if grads[i] is not None]
+        with_a = [i for i in range(L) if averages[i] is not None]
+        gg = powsum(torch, [grads[i] for i in with_g])
+        aa = powsum(torch, [averages[i] for i in with_a])
+        top = torch.zeros(2, dtype=torch.float64, device=self.params[0].device)
+        if with_g:
+            ends = [torch.aminmax(grads[i]) for i in with_g]
+            largest = torch.maximum(_stack(torch, [hi for _, hi in ends]), -_stack(torch, [lo for lo, _ in ends]))
+            top.scatter_reduce_(0, torch.tensor([self.kinds[i] for i in with_g], device=top.device), largest ** 2, "amax")
+        threshold = self._thresholds(top, group)
+        va, ag = [], []
+        for i in with_a:
+            a = averages[i].reshape(-1)
+            va.append(torch.dot(a, diff[i].view(-1)))
+            ag.append(torch.dot(a, _flat(grads[i])) if grads[i] is not None else a.new_zeros(()))
+        counts = [c for i in with_g for c in self._counts(diff[i].view(-1), _flat(grads[i]), threshold[self.kinds[i]])]
+        table = torch.zeros((L, COLUMNS), dtype=torch.float64, device=top.device)
+        table[:, 0] = self._size_col[:, 0]
+        table[:, 1] = _stack(torch, pp)
+        table[:, 3] = _stack(torch, uu)
+        if with_g:
+            idx = torch.tensor(with_g, device=top.device)
+            table[idx, 2] = _stack(torch, gg)
+            table[idx, 4:7] = _stack(torch, counts).view(-1, 3)
+        if with_a:
+            idx = torch.tensor(with_a, device=top.device)
+            table[idx, 7] = _stack(torch, aa)
+            table[idx, 8] = -_stack(torch, va)
+            table[idx, 9] = _stack(torch, ag)
+        return table
+
+    def _scratch_for(self, like: Any, n: int) -> Any:
+        """A flat buffer of n <= SCRATCH entries of like's dtype and device (reused)."""
+        key = (like.device, like.dtype)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = self.torch.empty(min(SCRATCH, max(self.sizes)), dtype=like.dtype,
+                                                        device=like.device)
+        return buf[:n]
+
+    def _counts(self, v: Any, g: Any, threshold: Any) -> tuple:
+        """(u.g, significant entries, those where u.g < 0) of one tensor; v = -u, destroyed here."""
+        torch = self.torch
+        ug = -v.dot(g)
+        v.mul_(g).gt_(0)   # 1 where v.g > 0, that is u.g < 0
+        sig, agree = [], []
+        for start in range(0, v.numel(), SCRATCH):
+            gc, vc = g[start:start + SCRATCH], v[start:start + SCRATCH]
+            s = torch.mul(gc, gc, out=self._scratch_for(gc, gc.numel())).gt_(threshold)
+            sig.append(s.sum())
+            agree.append(s.dot(vc))
+        if len(sig) == 1:
+            return ug, sig[0], agree[0]
+        return ug, _stack(torch, sig).sum(), _stack(torch, agree).sum()
 
 
 def powsum(torch: Any, tensors: list) -> list:
@@ -33,95 +189,14 @@ def powsum(torch: Any, tensors: list) -> list:
     return [n * n for n in torch._foreach_norm(tensors)]
 
 
-class StepSums:
-    """Per-layer sums of one step. params: the tracked parameters (L tensors); kinds: (L,) 0 for a bias,
-    1 for a weight. Holds the scratch buffers between steps."""
-
-    def __init__(self, params: list, kinds: list[int]) -> None:
-        import torch
-        self.torch = torch
-        self.params = params
-        self.kinds = kinds
-        self.sizes = [int(p.numel()) for p in params]
-        self._scratch: dict = {}
-
-    def scratch(self, like: Any, n: int) -> Any:
-        """A flat buffer of n <= SCRATCH entries of like's dtype and device (reused)."""
-        key = (like.device, like.dtype)
-        buf = self._scratch.get(key)
-        if buf is None or buf.numel() < n:
-            buf = self._scratch[key] = self.torch.empty(min(SCRATCH, max(self.sizes)), dtype=like.dtype,
-                                                        device=like.device)
-        return buf[:n]
-
-    def compute(self, diff: list, grads: list, averages: list, group: Any = None) -> Any:
-        """(L, 10) float64 sums. diff: (L,) the snapshot of the parameters before the step, which this
-        turns into p_before - p_after = -u and then overwrites (it is taken again before the next logged
-        step); grads, averages: (L,) tensors or None. group: a process group whose shards' sums are added
-        (the largest |g| all-reduced first, for `sig`)."""
-        torch = self.torch
-        L = len(self.params)
-        pp = powsum(torch, diff)
-        torch._foreach_sub_(diff, self.params)
-        uu = powsum(torch, diff)
-        with_g = [i for i in range(L) if grads[i] is not None]
-        with_a = [i for i in range(L) if averages[i] is not None]
-        gg = powsum(torch, [grads[i] for i in with_g])
-        aa = powsum(torch, [averages[i] for i in with_a])
-        thresholds = self._thresholds([grads[i] for i in with_g], [self.kinds[i] for i in with_g], group)
-        va, ag = [], []
-        for i in with_a:
-            a = averages[i].reshape(-1)
-            va.append(torch.dot(a, diff[i].reshape(-1)))
-            if grads[i] is not None:
-                ag.append(torch.dot(a, _flat(grads[i])))
-        counts = [self._counts(diff[i].reshape(-1), _flat(grads[i]), thresholds[self.kinds[i]]) for i in with_g]
-        table = torch.full((L, COLUMNS), math.nan, dtype=torch.float64, device=self.params[0].device)
-        table[:, 0] = torch.tensor(self.sizes, dtype=torch.float64)
-        table[:, 1] = _stack(torch, pp)
-        table[:, 3] = _stack(torch, uu)
-        if with_g:
-            idx = torch.tensor(with_g, device=table.device)
-            table[idx, 2] = _stack(torch, gg)
-            table[idx, 4:7] = _stack(torch, [c for row in counts for c in row]).view(-1, 3)
-        if with_a:
-            idx = torch.tensor(with_a, device=table.device)
-            table[idx, 7] = _stack(torch, aa)
-            table[idx, 8] = -_stack(torch, va)
-            if ag:
-                table[torch.tensor([i for i in with_a if grads[i] is not None], device=table.device), 9] = _stack(torch, ag)
-        if group is not None:
-            torch.distributed.all_reduce(table, group=group)
-        return table
-
-    def _thresholds(self, grads: list, kinds: list[int], group: Any) -> Any:
-        """(2,) per kind: top * SIGNIFICANT + TINY, top the largest g^2 of the step over that kind's tensors
-        (over every shard with a process group)."""
-        torch = self.torch
-        device = self.params[0].device
-        top = torch.zeros(2, dtype=torch.float64, device=device)
-        if grads:
-            ends = [torch.aminmax(g) for g in grads]
-            largest = torch.maximum(_stack(torch, [hi for _, hi in ends]), -_stack(torch, [lo for lo, _ in ends]))
-            top.scatter_reduce_(0, torch.tensor(kinds, device=device), largest, "amax")
-        if group is not None:
-            torch.distributed.all_reduce(top, op=torch.distributed.ReduceOp.MAX, group=group)
-        return top * top * SIGNIFICANT + TINY
-
-    def _counts(self, v: Any, g: Any, threshold: Any) -> tuple:
-        """(u.g, significant entries, those where u.g < 0) of one tensor; v = -u, destroyed here."""
-        torch = self.torch
-        ug = -v.dot(g)
-        v.mul_(g).gt_(0)   # 1 where v.g > 0, that is u.g < 0
-        sig, agree = [], []
-        for start in range(0, v.numel(), SCRATCH):
-            gc, vc = g[start:start + SCRATCH], v[start:start + SCRATCH]
-            s = torch.mul(gc, gc, out=self.scratch(gc, gc.numel())).gt_(threshold)
-            sig.append(s.sum())
-            agree.append(s.dot(vc))
-        if len(sig) == 1:
-            return ug, sig[0], agree[0]
-        return ug, _stack(torch, sig).sum(), _stack(torch, agree).sum()
+def _fill(torch: Any, views: list, tensors: list) -> None:
+    """Copy tensors into views (zeros where a tensor is None)."""
+    present = [i for i, t in enumerate(tensors) if t is not None]
+    if len(present) < len(tensors):
+        torch._foreach_zero_([views[i] for i in range(len(views)) if tensors[i] is None])
+    if present:
+        torch._foreach_copy_([views[i] for i in present],
+                             [tensors[i].to_dense() if tensors[i].is_sparse else tensors[i] for i in present])
 
 
 def _flat(t: Any) -> Any:
@@ -131,5 +206,6 @@ def _flat(t: Any) -> Any:
 
 def _stack(torch: Any, scalars: list) -> Any:
     """0-d tensors of any float dtype as one float64 vector."""
-    return torch.stack([s.to(torch.float64) for s in scalars]) if len({s.dtype for s in scalars}) > 1 \
-        else torch.stack(scalars).to(torch.float64)
+    if len({s.dtype for s in scalars}) > 1:
+        return torch.stack([s.to(torch.float64) for s in scalars])
+    return torch.stack(scalars).to(torch.float64)
