@@ -56,7 +56,7 @@ def make(name: str):
     if name == "mlp784":
         net = mlp([784, 512, 512, 10])
         return net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9), \
-            (torch.randn(128, 784), torch.randint(0, 10, (128,))), ce, 200
+            (torch.randn(128, 784), torch.randint(0, 10, (128,))), ce, 320
     if name == "mlp64":
         net = mlp([64, 64, 32, 10])
         return net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9), \
@@ -65,7 +65,7 @@ def make(name: str):
         layer = torch.nn.TransformerEncoderLayer(512, 8, 2048, dropout=0.0, batch_first=True)
         net = torch.nn.TransformerEncoder(layer, 3, enable_nested_tensor=False)
         return net, torch.optim.AdamW(net.parameters(), lr=1e-4), \
-            (torch.randn(8, 32, 512), torch.randn(8, 32, 512)), torch.nn.functional.mse_loss, 20
+            (torch.randn(8, 32, 512), torch.randn(8, 32, 512)), torch.nn.functional.mse_loss, 32
     raise SystemExit(f"unknown model {name!r}: mlp784, mlp64, transformer")
 
 

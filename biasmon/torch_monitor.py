@@ -66,7 +66,7 @@ from .core.layout import Layout
 from .core.records import json_number
 from .core.stream import RecordWriter, header
 
-DEFAULT_EVERY = 10
+DEFAULT_EVERY = 16
 AVERAGE_KEYS = ("exp_avg", "momentum_buffer")   # optimizer state holding a running average of g
 
 

@@ -14,8 +14,9 @@ weights); `agree` those of them where u.g < 0. Two ways to the same sums:
   the bytes): every tensor end to end in the rows of one (9, n) buffer of per-entry terms (its first row
   is the snapshot), made and summed per layer in about 20 kernels however many tensors there are. It is
   kept between steps: 9 x n entries, at most 9 x 4 x FLAT_MAX bytes = 1.1 MiB in float32;
-- a larger one: the snapshot (one copy of the parameters), foreach sums of squares and, tensor by tensor,
-  dots and counts (in chunks of a reusable scratch buffer of at most SCRATCH entries per dtype).
+- a larger one: the snapshot (one copy of the parameters), then tensor by tensor in chunks of CHUNK
+  entries, every term of a chunk made while it is in the cache (about 14 kernels a chunk), with a scratch
+  buffer of at most CHUNK entries per dtype.
 
 Sums are taken in the parameters' own dtype (float32: about 1e-7 relative), counts exactly.
 """
@@ -26,12 +27,12 @@ from typing import Any
 
 from .core.measures import SIGNIFICANT
 
-SCRATCH = 1 << 18          # entries of the reusable buffer the significance test writes (1 MiB in float32)
+CHUNK = 1 << 17            # entries of a chunk (512 KiB in float32: a few of them stay in the cache)
 FLAT_MAX = 1 << 15         # models up to this many entries take the flat way
 TINY = 1e-300              # as layer_sums: g^2 above top * SIGNIFICANT + TINY is significant
 COLUMNS = 10               # n, pp, gg, uu, ug, sig, agree, aa, au, ag
 NEEDS_G = [2, 4, 5, 6, 9]  # the columns a tensor without a gradient has none of
-FLAT_SIGNS = (1, 1, 1, -1, 1, 1, 1, -1, 1)   # the flat rows hold v = -u: v.g and a.v change sign
+SIGNS = (1, 1, 1, -1, 1, 1, 1, -1, 1)   # the terms hold v = -u: v.g and a.v change sign
 
 
 class StepSums:
@@ -47,11 +48,11 @@ class StepSums:
         self.flat = sum(self.sizes) <= FLAT_MAX and len({(p.device, p.dtype) for p in params}) == 1
         self._scratch: dict = {}
         self._size_col = torch.tensor(self.sizes, dtype=torch.float64, device=p0.device)[:, None]
+        self._signs = torch.tensor(SIGNS, dtype=torch.float64, device=p0.device)
         if self.flat:
             self._terms = torch.empty(9, sum(self.sizes), dtype=p0.dtype, device=p0.device)
             self._rows = {r: self._views(self._terms[r]) for r in (0, 1, 2, 6)}
             self._snapshot = self._rows[0]
-            self._signs = torch.tensor(FLAT_SIGNS, dtype=torch.float64, device=p0.device)
         else:
             self._snapshot = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
 
@@ -116,77 +117,63 @@ class StepSums:
         sums = torch.stack([block.sum(1) for block in t.split(self.sizes, 1)]).double()   # (L, 9)
         return torch.cat([self._size_col, sums.mul_(self._signs)], 1)
 
-    # --- larger models: tensor by tensor ----------------------------------------------------------
+    # --- larger models: tensor by tensor, in chunks ------------------------------------------------
     def _per_tensor(self, grads: list, averages: list, group: Any) -> Any:
-        """Foreach sums of squares, then dots and counts tensor by tensor."""
-        torch, diff = self.torch, self._snapshot
+        """The flat way's nine sums, tensor by tensor in chunks of CHUNK entries: every term of a chunk is
+        made while the chunk is in the cache, so that p, g and a are read from memory about once (after
+        one pass over g for its largest entry). Each chunk's sums are 0-d tensors; one stack at the end."""
+        torch = self.torch
         L = len(self.params)
-        pp = powsum(torch, diff)
-        torch._foreach_sub_(diff, self.params)   # diff = p_before - p_after = -u
-        uu = powsum(torch, diff)
-        with_g = [i for i in range(L) if grads[i] is not None]
-        with_a = [i for i in range(L) if averages[i] is not None]
-        gg = powsum(torch, [grads[i] for i in with_g])
-        aa = powsum(torch, [averages[i] for i in with_a])
         top = torch.zeros(2, dtype=torch.float64, device=self.params[0].device)
+        with_g = [i for i in range(L) if grads[i] is not None]
         if with_g:
             ends = [torch.aminmax(grads[i]) for i in with_g]
             largest = torch.maximum(_stack(torch, [hi for _, hi in ends]), -_stack(torch, [lo for lo, _ in ends]))
             top.scatter_reduce_(0, torch.tensor([self.kinds[i] for i in with_g], device=top.device), largest ** 2, "amax")
         threshold = self._thresholds(top, group)
-        va, ag = [], []
-        for i in with_a:
-            a = averages[i].reshape(-1)
-            va.append(torch.dot(a, diff[i].view(-1)))
-            ag.append(torch.dot(a, _flat(grads[i])) if grads[i] is not None else a.new_zeros(()))
-        counts = [c for i in with_g for c in self._counts(diff[i].view(-1), _flat(grads[i]), threshold[self.kinds[i]])]
-        table = torch.zeros((L, COLUMNS), dtype=torch.float64, device=top.device)
-        table[:, 0] = self._size_col[:, 0]
-        table[:, 1] = _stack(torch, pp)
-        table[:, 3] = _stack(torch, uu)
-        if with_g:
-            idx = torch.tensor(with_g, device=top.device)
-            table[idx, 2] = _stack(torch, gg)
-            table[idx, 4:7] = _stack(torch, counts).view(-1, 3)
-        if with_a:
-            idx = torch.tensor(with_a, device=top.device)
-            table[idx, 7] = _stack(torch, aa)
-            table[idx, 8] = -_stack(torch, va)
-            table[idx, 9] = _stack(torch, ag)
-        return table
+        values, owners = [], []
+        for i, p in enumerate(self.params):
+            v, q = self._snapshot[i].view(-1), p.detach().reshape(-1)
+            g = None if grads[i] is None else _flat(grads[i]).to(v.dtype)
+            a = None if averages[i] is None else averages[i].reshape(-1).to(v.dtype)
+            zero = v.new_zeros(())
+            for start in range(0, v.numel(), CHUNK):
+                values += self._chunk(v[start:start + CHUNK], q[start:start + CHUNK],
+                                      None if g is None else g[start:start + CHUNK],
+                                      None if a is None else a[start:start + CHUNK], threshold[self.kinds[i]], zero)
+                owners.append(i)
+        rows = _stack(torch, values).view(-1, 9)
+        sums = torch.zeros((L, 9), dtype=torch.float64, device=top.device)
+        sums.index_add_(0, torch.tensor(owners, device=top.device), rows)
+        return torch.cat([self._size_col, sums.mul_(self._signs)], 1)
+
+    def _chunk(self, v: Any, q: Any, g: Any, a: Any, threshold: Any, zero: Any) -> list:
+        """[pp, gg, uu, v.g, sig, agree, aa, a.v, a.g] of one chunk: v the snapshot (p before), q p after;
+        v becomes -u, then a scratch of flags. zero stands for what needs a missing g or a."""
+        torch = self.torch
+        pp = v.dot(v)
+        v.sub_(q)
+        uu = v.dot(v)
+        gg = vg = sig = agree = ag = aa = av = zero
+        if a is not None:
+            aa, av = a.dot(a), a.dot(v)
+            ag = a.dot(g) if g is not None else zero
+        if g is not None:
+            gg = g.dot(g)
+            vg = v.mul_(g).sum()
+            v.gt_(0)   # 1 where v.g > 0, that is u.g < 0
+            s = torch.mul(g, g, out=self._scratch_for(g, g.numel())).gt_(threshold)
+            sig, agree = s.sum(), s.dot(v)
+        return [pp, gg, uu, vg, sig, agree, aa, av, ag]
 
     def _scratch_for(self, like: Any, n: int) -> Any:
-        """A flat buffer of n <= SCRATCH entries of like's dtype and device (reused)."""
+        """A flat buffer of n <= CHUNK entries of like's dtype and device (reused)."""
         key = (like.device, like.dtype)
         buf = self._scratch.get(key)
         if buf is None:
-            buf = self._scratch[key] = self.torch.empty(min(SCRATCH, max(self.sizes)), dtype=like.dtype,
+            buf = self._scratch[key] = self.torch.empty(min(CHUNK, max(self.sizes)), dtype=like.dtype,
                                                         device=like.device)
         return buf[:n]
-
-    def _counts(self, v: Any, g: Any, threshold: Any) -> tuple:
-        """(u.g, significant entries, those where u.g < 0) of one tensor; v = -u, destroyed here."""
-        torch = self.torch
-        ug = -v.dot(g)
-        v.mul_(g).gt_(0)   # 1 where v.g > 0, that is u.g < 0
-        sig, agree = [], []
-        for start in range(0, v.numel(), SCRATCH):
-            gc, vc = g[start:start + SCRATCH], v[start:start + SCRATCH]
-            s = torch.mul(gc, gc, out=self._scratch_for(gc, gc.numel())).gt_(threshold)
-            sig.append(s.sum())
-            agree.append(s.dot(vc))
-        if len(sig) == 1:
-            return ug, sig[0], agree[0]
-        return ug, _stack(torch, sig).sum(), _stack(torch, agree).sum()
-
-
-def powsum(torch: Any, tensors: list) -> list:
-    """[sum of x^2 for x in tensors], one foreach kernel where torch has it."""
-    if not tensors:
-        return []
-    if hasattr(torch, "_foreach_powsum"):
-        return list(torch._foreach_powsum(tensors, 2))
-    return [n * n for n in torch._foreach_norm(tensors)]
 
 
 def _fill(torch: Any, views: list, tensors: list) -> None:

@@ -13,6 +13,7 @@ from biasmon.core.check import check_stream  # noqa: E402
 from biasmon.core.errors import BiasmonError  # noqa: E402
 from biasmon.core.layout import Layout  # noqa: E402
 from biasmon.core.summary_form import layer_sums  # noqa: E402
+from biasmon import torch_sums  # noqa: E402
 from biasmon.torch_monitor import TorchMonitor  # noqa: E402
 
 OPTIMIZERS = {
@@ -77,8 +78,13 @@ def expected_rows(step, kinds, orient):
     return out
 
 
+@pytest.mark.parametrize("way", ["flat", "per tensor"])
 @pytest.mark.parametrize("opt,maximize", [("sgd", False), ("momentum", False), ("adam", False), ("adam", True)])
-def test_its_rows_are_layer_sums_of_the_same_tensors(tmp_path, opt, maximize):
+def test_its_rows_are_layer_sums_of_the_same_tensors(tmp_path, monkeypatch, opt, maximize, way):
+    """Both ways of torch_sums: one buffer of terms (a small model), or tensor by tensor in chunks."""
+    if way == "per tensor":
+        monkeypatch.setattr(torch_sums, "FLAT_MAX", 0)
+        monkeypatch.setattr(torch_sums, "CHUNK", 100)   # several chunks a tensor, one of them short
     x, y = data()
     net = mlp()
     optim = OPTIMIZERS[opt](net.parameters(), maximize=maximize)
@@ -267,3 +273,40 @@ def test_bad_input_is_a_one_line_error_naming_what_is_allowed(tmp_path, kwargs, 
     with pytest.raises(BiasmonError, match=message) as err:
         TorchMonitor(args["model"], tmp_path / "run.jsonl", args["optimizer"], every=every)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_sums_of_shards_all_reduced_over_a_process_group_equal_the_whole_layers(tmp_path):
+    """Two processes (gloo), each holding half of a linear layer (tests/trainers/sharded_linear.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    trainers = Path(__file__).resolve().parents[1] / "trainers"
+    subprocess.run([sys.executable, str(trainers / "sharded_linear.py"), str(tmp_path / "sharded.jsonl")],
+                   check=True, timeout=60, capture_output=True)
+    sys.path.insert(0, str(trainers))
+    from sharded_linear import whole
+    whole(str(tmp_path / "whole.jsonl"))
+    sharded, reference = lines(tmp_path / "sharded.jsonl"), lines(tmp_path / "whole.jsonl")
+    assert sharded[0]["layers"] == reference[0]["layers"] == [{"name": "0", "size": 4}]
+    assert sharded[0]["weights"] == reference[0]["weights"] == [{"name": "0", "size": 12}]
+    assert len(sharded) == len(reference) == 13
+    for got, want in zip(sharded[1:], reference[1:]):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-12)
+        for key in ("bias_sums", "weight_sums"):
+            g, w = np.array(got[key]["0"], dtype=float), np.array(want[key]["0"], dtype=float)
+            assert g[[0, 5, 6]].tolist() == w[[0, 5, 6]].tolist()
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=0)
+    assert reference[1]["bias_sums"]["0"][5] == 2   # the second half's gradient entries are not significant
+
+
+def test_the_readme_example_runs_as_shown_and_checks_ok(tmp_path, monkeypatch):
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### PyTorch: every parameter", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    result = check_stream(tmp_path / "run.jsonl")
+    assert result.exit == 0
+    assert verdicts(result) == ({"0": "ok", "2": "ok"}, {"0": "ok", "2": "ok"})
