@@ -12,7 +12,7 @@ same repetition, so that a machine whose speed drifts is compared with itself. P
 
     overhead torch <model>: <percent>% (...)
 
-and the memory the monitor keeps: its snapshot of the parameters and its scratch buffers against the
+and the memory the monitor keeps (its snapshot of the parameters) against the
 parameters themselves, and the peak resident memory (VmHWM) of a fresh process training with the
 monitor against one training without it (--no-memory skips those processes).
 
@@ -131,7 +131,7 @@ def memory(name: str, folder: str) -> None:
         opt.zero_grad()
         loss = loss_fn(net(x), y)
         loss.backward()
-        opt.step()   # a logged step: the scratch buffers exist now
+        opt.step()   # a logged step
         monitor.step(loss)
         kept = monitor.buffer_bytes
     peaks = {kind: _peak_rss(name, kind, folder) for kind in ("plain", "monitor")}

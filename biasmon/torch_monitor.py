@@ -14,11 +14,12 @@ What a line holds (docs/stream-format.md, "The summary form"): for each trainabl
 row of sums [n, |p|^2, |g|^2, |u|^2, u.g, sig, agree, |a|^2, a.u], computed in torch on the tensors'
 device, read with one `.tolist()` per logged step. p is the parameter before the step, g the `.grad` the
 optimizer used (read in its step pre-hook: after clipping and a GradScaler's unscale), u what the step
-applied (p after minus p before: a snapshot of the parameters is taken in the pre-hook of a logged step,
-one extra copy of the trainable parameters, kept between steps, plus a scratch buffer of at most 2^18
-entries), a the optimizer's own running average of the gradient where it keeps one (`momentum_buffer`:
-SGD and RMSprop with momentum; `exp_avg`: Adam, AdamW, NAdam, RAdam, Adamax), named in the header's
-`averages`. The buffer holds the average of g or of -g (`maximize=True`, or an optimizer written to
+applied (p after minus p before: a snapshot of the parameters is taken in the pre-hook of a logged step:
+one extra copy of the trainable parameters, kept between steps, and no other buffer of that size; a
+model of at most 2^14 entries keeps 9 terms an entry instead, at most 0.56 MiB in float32:
+biasmon/torch_sums.py), a the optimizer's own running average of the gradient where it keeps one
+(`momentum_buffer`: SGD and RMSprop with momentum; `exp_avg`: Adam, AdamW, NAdam, RAdam, Adamax), named
+in the header's `averages`. The buffer holds the average of g or of -g (`maximize=True`, or an optimizer written to
 climb) by the optimizer's own convention: each layer's a is taken with the sign of the sum of a.g over
 the logged steps so far, so that it stands for an average of g, as the format says; a sign bug then
 reads uphill against it as against g.
@@ -34,7 +35,8 @@ that step's own g and u (exact, no span): the snapshot and the sums are made onl
 the cost falls as 1/k. Sparse logging can miss what happens between logged steps: a bug that acts only at
 some steps (every other step, one parameter group's warm-up) may never be on a logged one; the check's
 windows count lines, so a verdict takes k times as many steps to form (uphill after about 5k to 20k
-steps, frozen after 10k); a divergence shows at the next logged step. DEFAULT_EVERY was chosen by
+steps, frozen after 10k); a divergence shows at the next logged step; the loss is sampled too (the
+losses of the steps between are never read). DEFAULT_EVERY was chosen by
 measurement (bench/bench_frameworks.py) to keep the overhead within 5% of a training step of a
 784-512-512-10 MLP (batch 128), 15% of a 64-64-32-10 MLP (batch 32), 3% of a 10M-parameter transformer.
 
@@ -45,9 +47,10 @@ parameters). A loss is read (`.item()`) only for a logged step. A step a GradSca
 nothing (with a fused optimizer its post-hook runs, its `found_inf` says so; the next step is logged).
 
 Distributed: under DDP the gradients are all-reduced, so one rank's monitor (rank 0) sees the whole step.
-When each rank holds a shard of a parameter (FSDP, or a hand-sharded layer), give `process_group=`: the
+When each rank holds a shard of a parameter (a hand-sharded layer, as tests/trainers/sharded_linear.py
+has; FSDP with use_orig_params=True should be the same, but is not tested), give `process_group=`: the
 sums of each shard are added (one all_reduce of a flat tensor, after one all_reduce MAX of each kind's
-largest |g| for `sig`); every rank must call step() alike; the group's rank 0 writes the stream.
+largest g^2 for `sig`); every rank must call step() alike; the group's rank 0 writes the stream.
 
 torch is needed only to call this: install it yourself or with the `torch` extra (`biasmon[torch]`).
 """
@@ -173,7 +176,7 @@ class TorchMonitor:
 
     @property
     def buffer_bytes(self) -> int:
-        """Bytes the monitor keeps between steps: its snapshot of the parameters (and scratch buffers)."""
+        """Bytes the monitor keeps between steps: its snapshot of the parameters."""
         return self._sums.buffer_bytes
 
     def _average(self, p: Any) -> Any:

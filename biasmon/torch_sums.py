@@ -13,10 +13,11 @@ weights); `agree` those of them where u.g < 0. Two ways to the same sums:
 - a model of at most FLAT_MAX entries in one dtype (where the cost is the number of kernels launched, not
   the bytes): every tensor end to end in the rows of one (9, n) buffer of per-entry terms (its first row
   is the snapshot), made and summed per layer in about 20 kernels however many tensors there are. It is
-  kept between steps: 9 x n entries, at most 9 x 4 x FLAT_MAX bytes = 1.1 MiB in float32;
-- a larger one: the snapshot (one copy of the parameters), then tensor by tensor in chunks of CHUNK
-  entries, every term of a chunk made while it is in the cache (about 14 kernels a chunk), with a scratch
-  buffer of at most CHUNK entries per dtype.
+  kept between steps: 9 x n entries, at most 9 x 4 x FLAT_MAX bytes = 0.56 MiB in float32 (9 times the
+  parameters, a small model's trade of memory for kernels);
+- a larger one: the snapshot (one copy of the parameters, and nothing else of that size), then tensor
+  by tensor in chunks of CHUNK entries, every term of a chunk made while it is in the cache (about 16
+  kernels a chunk), the counts' flags written over the chunk's own snapshot once it is used.
 
 Sums are taken in the parameters' own dtype (float32: about 1e-7 relative), counts exactly.
 """
@@ -28,7 +29,7 @@ from typing import Any
 from .core.measures import SIGNIFICANT
 
 CHUNK = 1 << 17            # entries of a chunk (512 KiB in float32: a few of them stay in the cache)
-FLAT_MAX = 1 << 15         # models up to this many entries take the flat way
+FLAT_MAX = 1 << 14         # models up to this many entries take the flat way
 TINY = 1e-300              # as layer_sums: g^2 above top * SIGNIFICANT + TINY is significant
 COLUMNS = 10               # n, pp, gg, uu, ug, sig, agree, aa, au, ag
 NEEDS_G = [2, 4, 5, 6, 9]  # the columns a tensor without a gradient has none of
@@ -46,7 +47,6 @@ class StepSums:
         self.biases = sum(s for s, k in zip(self.sizes, kinds) if k == 0)   # entries of the biases
         p0 = params[0]
         self.flat = sum(self.sizes) <= FLAT_MAX and len({(p.device, p.dtype) for p in params}) == 1
-        self._scratch: dict = {}
         self._size_col = torch.tensor(self.sizes, dtype=torch.float64, device=p0.device)[:, None]
         self._signs = torch.tensor(SIGNS, dtype=torch.float64, device=p0.device)
         if self.flat:
@@ -58,9 +58,9 @@ class StepSums:
 
     @property
     def buffer_bytes(self) -> int:
-        """Bytes kept between steps: the snapshot (flat: the terms buffer) and the scratch buffers."""
+        """Bytes kept between steps: the snapshot (flat: the terms buffer)."""
         kept = [self._terms] if self.flat else self._snapshot
-        return sum(t.numel() * t.element_size() for t in kept + list(self._scratch.values()))
+        return sum(t.numel() * t.element_size() for t in kept)
 
     def _views(self, row: Any) -> list:
         """row (n,) cut into views shaped as the parameters."""
@@ -83,7 +83,8 @@ class StepSums:
         missing_a = [i for i, a in enumerate(averages) if a is None]
         if missing_g:
             device = table.device
-            table[self.torch.tensor(missing_g, device=device)[:, None], self.torch.tensor(NEEDS_G, device=device)] = math.nan
+            rows = self.torch.tensor(missing_g, device=device)[:, None]
+            table[rows, self.torch.tensor(NEEDS_G, device=device)] = math.nan
         if missing_a:
             table[self.torch.tensor(missing_a, device=table.device), 7:] = math.nan
         if group is not None:
@@ -125,11 +126,12 @@ class StepSums:
         torch = self.torch
         L = len(self.params)
         top = torch.zeros(2, dtype=torch.float64, device=self.params[0].device)
-        with_g = [i for i in range(L) if grads[i] is not None]
+        with_g = [i for i in range(L) if grads[i] is not None and grads[i].numel()]   # a shard may be empty
         if with_g:
             ends = [torch.aminmax(grads[i]) for i in with_g]
             largest = torch.maximum(_stack(torch, [hi for _, hi in ends]), -_stack(torch, [lo for lo, _ in ends]))
-            top.scatter_reduce_(0, torch.tensor([self.kinds[i] for i in with_g], device=top.device), largest ** 2, "amax")
+            kinds = torch.tensor([self.kinds[i] for i in with_g], device=top.device)
+            top.scatter_reduce_(0, kinds, largest ** 2, "amax")
         threshold = self._thresholds(top, group)
         values, owners = [], []
         for i, p in enumerate(self.params):
@@ -137,10 +139,11 @@ class StepSums:
             g = None if grads[i] is None else _flat(grads[i]).to(v.dtype)
             a = None if averages[i] is None else averages[i].reshape(-1).to(v.dtype)
             zero = v.new_zeros(())
-            for start in range(0, v.numel(), CHUNK):
-                values += self._chunk(v[start:start + CHUNK], q[start:start + CHUNK],
-                                      None if g is None else g[start:start + CHUNK],
-                                      None if a is None else a[start:start + CHUNK], threshold[self.kinds[i]], zero)
+            n = CHUNK
+            for start in range(0, v.numel(), n):
+                values += self._chunk(v[start:start + n], q[start:start + n],
+                                      None if g is None else g[start:start + n],
+                                      None if a is None else a[start:start + n], threshold[self.kinds[i]], zero)
                 owners.append(i)
         rows = _stack(torch, values).view(-1, 9)
         sums = torch.zeros((L, 9), dtype=torch.float64, device=top.device)
@@ -149,7 +152,8 @@ class StepSums:
 
     def _chunk(self, v: Any, q: Any, g: Any, a: Any, threshold: Any, zero: Any) -> list:
         """[pp, gg, uu, v.g, sig, agree, aa, a.v, a.g] of one chunk: v the snapshot (p before), q p after;
-        v becomes -u, then a scratch of flags. zero stands for what needs a missing g or a."""
+        v becomes -u, then holds the flags the counts are made of (no other buffer). zero stands for what
+        needs a missing g or a."""
         torch = self.torch
         pp = v.dot(v)
         v.sub_(q)
@@ -161,19 +165,10 @@ class StepSums:
         if g is not None:
             gg = g.dot(g)
             vg = v.mul_(g).sum()
-            v.gt_(0)   # 1 where v.g > 0, that is u.g < 0
-            s = torch.mul(g, g, out=self._scratch_for(g, g.numel())).gt_(threshold)
-            sig, agree = s.sum(), s.dot(v)
+            v.gt_(0).mul_(g).mul_(g)   # g^2 where v.g > 0 (u.g < 0), else 0
+            agree = v.gt_(threshold).sum()
+            sig = torch.mul(g, g, out=v).gt_(threshold).sum()
         return [pp, gg, uu, vg, sig, agree, aa, av, ag]
-
-    def _scratch_for(self, like: Any, n: int) -> Any:
-        """A flat buffer of n <= CHUNK entries of like's dtype and device (reused)."""
-        key = (like.device, like.dtype)
-        buf = self._scratch.get(key)
-        if buf is None:
-            buf = self._scratch[key] = self.torch.empty(min(CHUNK, max(self.sizes)), dtype=like.dtype,
-                                                        device=like.device)
-        return buf[:n]
 
 
 def _fill(torch: Any, views: list, tensors: list) -> None:

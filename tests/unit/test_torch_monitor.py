@@ -83,8 +83,8 @@ def expected_rows(step, kinds, orient):
 def test_its_rows_are_layer_sums_of_the_same_tensors(tmp_path, monkeypatch, opt, maximize, way):
     """Both ways of torch_sums: one buffer of terms (a small model), or tensor by tensor in chunks."""
     if way == "per tensor":
-        monkeypatch.setattr(torch_sums, "FLAT_MAX", 0)
         monkeypatch.setattr(torch_sums, "CHUNK", 100)   # several chunks a tensor, one of them short
+        monkeypatch.setattr(torch_sums, "FLAT_MAX", 0)
     x, y = data()
     net = mlp()
     optim = OPTIMIZERS[opt](net.parameters(), maximize=maximize)
