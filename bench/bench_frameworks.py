@@ -2,13 +2,14 @@
 
     python bench/bench_frameworks.py [--reps 5] [--threads 1] [--models mlp784,mlp64,transformer]
 
-For each model, each repetition trains `steps` steps plainly, then the same steps with a TorchMonitor at
-its default `every`, with a TorchMonitor logging every step (every=1: the cost of one logged step), and
-with today's bias-only vector logger (TorchBiasLogger attached to the optimizer, no gradient check), in
-turn; the order rotates between repetitions. Times are the process's CPU time (time.process_time: on
+For each model, each repetition trains `steps` steps (a multiple of the default `every`) with a
+TorchMonitor at its default `every`, with a TorchMonitor logging every step (every=1: the cost of one
+logged step), and with today's bias-only vector logger (TorchBiasLogger attached to the optimizer, no
+gradient check), each run next to a plain run of the same steps (plain first in even repetitions,
+second in odd ones). Times are the process's CPU time (time.process_time: on
 a machine shared with others, the time spent waiting for a core is left out; with one thread, the
-work done). A figure is the median over repetitions of the ratio (time with) / (time without) of the
-same repetition, so that a machine whose speed drifts is compared with itself. Prints one line per model and logger:
+work done). A figure is the median over repetitions of the ratio (time with) / (time without) of a pair
+of neighbouring runs, so that a machine whose speed drifts is compared with itself. Prints one line per model and logger:
 
     overhead torch <model>: <percent>% (...)
 
@@ -60,7 +61,7 @@ def make(name: str):
     if name == "mlp64":
         net = mlp([64, 64, 32, 10])
         return net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9), \
-            (torch.randn(32, 64), torch.randint(0, 10, (32,))), ce, 2000
+            (torch.randn(32, 64), torch.randint(0, 10, (32,))), ce, 2016
     if name == "transformer":
         layer = torch.nn.TransformerEncoderLayer(512, 8, 2048, dropout=0.0, batch_first=True)
         net = torch.nn.TransformerEncoder(layer, 3, enable_nested_tensor=False)
@@ -98,29 +99,33 @@ def timed(kind: str, net, opt, batch, loss_fn, steps: int, path: str) -> float:
     return elapsed / steps
 
 
-KINDS = ("plain", "monitor", "monitor-every1", "bias-logger")
+KINDS = ("monitor", "monitor-every1", "bias-logger")
 
 
 def bench(name: str, reps: int, folder: str) -> dict[str, list[float]]:
+    """{kind: [(time with) / (time without) - 1 per repetition]}: each run with a logger next to a plain
+    run of the same steps, plain first in even repetitions and second in odd ones."""
     net, opt, batch, loss_fn, steps = make(name)
     timed("plain", net, opt, batch, loss_fn, max(2, steps // 10), os.devnull)   # warm up
-    times: dict[str, list[float]] = {k: [] for k in KINDS}
+    ratios: dict[str, list[float]] = {k: [] for k in KINDS + ("plain",)}
     for rep in range(reps):
-        order = KINDS[rep % len(KINDS):] + KINDS[:rep % len(KINDS)]
-        for kind in order:
-            times[kind].append(timed(kind, net, opt, batch, loss_fn, steps, os.path.join(folder, f"{kind}.jsonl")))
-    return times
+        for kind in KINDS:
+            path = os.path.join(folder, f"{kind}.jsonl")
+            pair = ("plain", kind) if rep % 2 == 0 else (kind, "plain")
+            t = {k: timed(k, net, opt, batch, loss_fn, steps, path) for k in pair}
+            ratios[kind].append(t[kind] / t["plain"] - 1)
+            ratios["plain"].append(t["plain"])
+    return ratios
 
 
-def report(name: str, times: dict[str, list[float]]) -> None:
-    plain = times["plain"]
-    print(f"{name}: plain step {statistics.median(plain) * 1e3:.3f} ms (median of {len(plain)})")
+def report(name: str, ratios: dict[str, list[float]]) -> None:
+    print(f"{name}: plain step {statistics.median(ratios['plain']) * 1e3:.3f} ms CPU "
+          f"(median of {len(ratios['plain'])} runs)")
     labels = {"monitor": f"TorchMonitor every={DEFAULT_EVERY} (default)", "monitor-every1": "TorchMonitor every=1",
               "bias-logger": "TorchBiasLogger, biases only, no gradient check"}
     for kind, label in labels.items():
-        ratios = [t / p - 1 for t, p in zip(times[kind], plain)]
-        print(f"overhead torch {name}: {100 * statistics.median(ratios):.1f}% ({label}; "
-              f"per run {', '.join(f'{100 * r:.0f}' for r in ratios)})")
+        print(f"overhead torch {name}: {100 * statistics.median(ratios[kind]):.1f}% ({label}; "
+              f"per pair {', '.join(f'{100 * r:.0f}' for r in ratios[kind])})")
 
 
 def memory(name: str, folder: str) -> None:
@@ -155,7 +160,7 @@ def _peak_rss(name: str, kind: str, folder: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="mlp784,mlp64,transformer")
     parser.add_argument("--no-memory", action="store_true")

@@ -69,7 +69,7 @@ from .core.layout import Layout
 from .core.records import json_number
 from .core.stream import RecordWriter, header
 
-DEFAULT_EVERY = 16
+DEFAULT_EVERY = 32
 AVERAGE_KEYS = ("exp_avg", "momentum_buffer")   # optimizer state holding a running average of g
 
 

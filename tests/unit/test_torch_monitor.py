@@ -259,6 +259,37 @@ def test_every_k_logs_one_step_in_k_and_check_is_ok(tmp_path):
     assert check_stream(path).exit == 0
 
 
+def test_a_schedule_and_clipping_change_nothing_but_the_step(tmp_path):
+    x, y = data()
+    net = mlp()
+    optim = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=0.1, total_steps=300)
+    gen = torch.Generator().manual_seed(1)
+    path = tmp_path / "run.jsonl"
+    with TorchMonitor(net, path, optim, every=2) as monitor:
+        for _ in range(300):
+            pick = torch.randint(0, len(x), (32,), generator=gen)
+            optim.zero_grad()
+            loss = torch.nn.functional.mse_loss(net(x[pick]), y[pick])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
+            optim.step()
+            schedule.step()
+            monitor.step(loss)
+    result = check_stream(path)
+    assert result.exit == 0 and set(verdicts(result)[0].values()) == {"ok"} == set(verdicts(result)[1].values())
+
+
+def test_without_torch_it_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+    net = mlp()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    monkeypatch.setitem(sys.modules, "torch", None)   # import torch now raises ImportError
+    with pytest.raises(BiasmonError, match="pip install torch") as err:
+        TorchMonitor(net, tmp_path / "run.jsonl", opt)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"model": "net"}, "model must be a torch.nn.Module"),
     ({"optimizer": object()}, "optimizer must be a torch.optim.Optimizer"),
