@@ -66,7 +66,7 @@ import numpy as np
 from .core import __version__
 from .core.errors import BiasmonError
 from .core.layout import Layout
-from .core.records import json_number
+from .core.records import json_number, sums_json
 from .core.stream import RecordWriter, header
 
 DEFAULT_EVERY = 32
@@ -165,13 +165,14 @@ class TorchMonitor:
             self._grads = []
             return
         averages = [self._average(p) for p in self.params]
+        unreached = tuple(g is None for g in self._grads)
         if self._float32 is None:
             dtypes = {g.dtype for g in self._grads if g is not None}
             self._float32 = dtypes == {self.torch.float32}
         with self.torch.no_grad():
             table = self._sums.compute(self._grads, averages, self.group)
         self._grads = []
-        self._pending = (step, table)
+        self._pending = (step, table, unreached)
         self.next_logged = step + self.every
 
     @property
@@ -211,11 +212,11 @@ class TorchMonitor:
         (total, count), self._held = self._held, (0.0, 0)
         if self._pending is None:
             return
-        (step, table), self._pending = self._pending, None
+        (step, table, unreached), self._pending = self._pending, None
         if self._writes:
             rows = np.array(table.tolist(), dtype=np.float64)   # (L, 10): the one read of the step's sums
             mean = (_as_float(total) + _as_float(loss)) / (count + 1)
-            self._write(step, mean, None if val_loss is None else _as_float(val_loss), rows)
+            self._write(step, mean, None if val_loss is None else _as_float(val_loss), rows, unreached)
 
     def close(self) -> None:
         """Detach from the optimizer and close the stream (a logged step never given its loss is dropped)."""
@@ -240,7 +241,9 @@ class TorchMonitor:
         return False
 
     # --- writing -----------------------------------------------------------------------------------
-    def _write(self, step: int, loss: float, val_loss: float | None, rows: np.ndarray) -> None:
+    def _write(self, step: int, loss: float, val_loss: float | None, rows: np.ndarray, unreached: tuple) -> None:
+        """The step's line (docs/stream-format.md: a layer whose .grad was None is one no gradient reached;
+        a sum that is not finite, divergence, is written as NaN or Infinity)."""
         has_a = ~np.isnan(rows[:, 7])
         if has_a.any():
             self._orient += np.where(has_a & ~np.isnan(rows[:, 9]), rows[:, 9], 0.0)
@@ -251,11 +254,11 @@ class TorchMonitor:
             line["val_loss"] = json_number(val_loss)
         width = 9 if self._averages else 7
         nb = len(self.bias_layout.names)
-        for key, names, part in (("bias_sums", self.bias_layout.names, rows[:nb, :width]),
-                                 ("weight_sums", self.weight_layout.names, rows[nb:, :width])):
+        for key, names, part, off in (("bias_sums", self.bias_layout.names, rows[:nb, :width], unreached[:nb]),
+                                      ("weight_sums", self.weight_layout.names, rows[nb:, :width], unreached[nb:])):
             if names:
-                line[key] = dict(zip(names, map(_row, part.tolist())))
-        self._writer.write_json(line)
+                line[key] = sums_json(names, part, True, True, off)
+        self._writer.write_json(line, allow_nan=True)   # a non-finite sum is the literal NaN / Infinity
         self.lines += 1
 
     def _ensure_header(self, rows: np.ndarray | None) -> None:
@@ -295,12 +298,6 @@ def _open(path: Any) -> tuple[TextIO, bool]:
     if path is None or not hasattr(path, "write"):
         raise BiasmonError(f"TorchMonitor: path must be a file path or an open text file, got {type(path).__name__}")
     return path, False
-
-
-def _row(values: list[float]) -> list:
-    """A row of sums for JSON: counts as whole numbers, null for NaN and infinities."""
-    return [None if v != v or v in (math.inf, -math.inf) else (int(v) if j in (0, 5, 6) else v)
-            for j, v in enumerate(values)]
 
 
 def _skipped(optimizer: Any, kwargs: Any) -> bool:

@@ -196,8 +196,28 @@ def test_no_gradient_is_null_and_a_frozen_parameter_is_left_out(tmp_path):
     head, *steps = lines(path)
     assert [d["name"] for d in head["weights"]] == ["2", "4", "unused"]
     row = steps[-1]["weight_sums"]["unused"]
-    assert row[2] is None and row[4:7] == [None, None, None] and row[3] == 0
+    assert row[2] is None and row[4:7] == [None, 0, 0] and row[3] == 0   # the format's "no gradient reached"
     assert steps[-1]["weight_sums"]["2"][2] > 0
+
+
+def test_a_gradient_gone_nan_is_written_as_nan_and_read_as_divergence(tmp_path):
+    x, y = data()
+    net = mlp()
+    optim = torch.optim.SGD(net.parameters(), lr=0.05)
+    path = tmp_path / "run.jsonl"
+    with TorchMonitor(net, path, optim, every=1) as monitor:
+        for i in range(4):
+            optim.zero_grad()
+            loss = torch.nn.functional.mse_loss(net(x), y)
+            loss.backward()
+            if i == 2:
+                net[0].bias.grad[0] = float("nan")
+            optim.step()
+            monitor.step(loss)
+    row = lines(path)[3]["bias_sums"]["0"]
+    assert np.isnan(row[2]) and np.isnan(row[3])   # the literal NaN: null would read as unknown
+    result = check_stream(path)
+    assert result.exit == 1 and result.diverged is not None
 
 
 def test_gradient_accumulation_writes_one_line_per_optimizer_step_with_the_mean_loss(tmp_path):
