@@ -16,6 +16,7 @@ from ddp_trainer import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = (ROOT / "README.md").read_text().split("## PyTorch, Lightning and DDP", 1)[1].split("\n## ", 1)[0]
+SECTION = SECTION.split("\n### ", 1)[0]   # TorchMonitor's example, in a subsection, has a test of its own
 PLAIN, AMP, LIGHTNING, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
 DDP_PORT = "29511"
 
