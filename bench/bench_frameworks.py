@@ -102,14 +102,14 @@ def timed(kind: str, net, opt, batch, loss_fn, steps: int, path: str) -> float:
 KINDS = ("monitor", "monitor-every1", "bias-logger")
 
 
-def bench(name: str, reps: int, folder: str) -> dict[str, list[float]]:
+def bench(name: str, reps: int, folder: str, kinds: tuple[str, ...] = KINDS) -> dict[str, list[float]]:
     """{kind: [(time with) / (time without) - 1 per repetition]}: each run with a logger next to a plain
     run of the same steps, plain first in even repetitions and second in odd ones."""
     net, opt, batch, loss_fn, steps = make(name)
     timed("plain", net, opt, batch, loss_fn, max(2, steps // 10), os.devnull)   # warm up
-    ratios: dict[str, list[float]] = {k: [] for k in KINDS + ("plain",)}
+    ratios: dict[str, list[float]] = {k: [] for k in kinds + ("plain",)}
     for rep in range(reps):
-        for kind in KINDS:
+        for kind in kinds:
             path = os.path.join(folder, f"{kind}.jsonl")
             pair = ("plain", kind) if rep % 2 == 0 else (kind, "plain")
             t = {k: timed(k, net, opt, batch, loss_fn, steps, path) for k in pair}
@@ -124,6 +124,8 @@ def report(name: str, ratios: dict[str, list[float]]) -> None:
     labels = {"monitor": f"TorchMonitor every={DEFAULT_EVERY} (default)", "monitor-every1": "TorchMonitor every=1",
               "bias-logger": "TorchBiasLogger, biases only, no gradient check"}
     for kind, label in labels.items():
+        if kind not in ratios:
+            continue
         print(f"overhead torch {name}: {100 * statistics.median(ratios[kind]):.1f}% ({label}; "
               f"per pair {', '.join(f'{100 * r:.0f}' for r in ratios[kind])})")
 
@@ -163,6 +165,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="mlp784,mlp64,transformer")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="of " + ", ".join(KINDS))
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -170,7 +173,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f}; {args.reps} interleaved repetitions")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models.split(","):
-            report(name, bench(name, args.reps, folder))
+            report(name, bench(name, args.reps, folder, tuple(args.kinds.split(","))))
             if not args.no_memory:
                 memory(name, folder)
 
