@@ -66,6 +66,7 @@ def _rank(rank: int, port: int, path: str) -> None:
     try:
         half = OUT // 2
         train(slice(rank * half, (rank + 1) * half), path if rank == 0 else None, dist.group.WORLD)
+        dist.barrier()   # both ranks done before either tears gloo down (without it one aborted now and then)
     finally:
         dist.destroy_process_group()
 
