@@ -87,7 +87,8 @@ def write_sums(path: str, steps: int, layers: int, seed: int = 0) -> None:
 
 def cli_seconds(python: str, path: str) -> tuple[float, int]:
     started = time.perf_counter()
-    proc = subprocess.run([python, "-m", "biasmon", "check", path], capture_output=True, text=True)
+    proc = subprocess.run([python, "-m", "biasmon", "check", path], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())   # not a checkout: `-m biasmon` is the interpreter's own
     if proc.returncode not in (0, 1):
         print(f"{python}: {proc.stderr[-2000:]}", file=sys.stderr)
     return time.perf_counter() - started, proc.returncode

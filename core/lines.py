@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from itertools import chain
 from operator import gt, itemgetter
 from typing import Any, NamedTuple
@@ -27,19 +26,21 @@ except ImportError:   # installed without it (pip --no-deps, a platform with no 
     _fast_loads = None
 
 
-_LONG_NUMBER = re.compile(r"\d{20}")   # an integer orjson would read as a float (past 64 bits): the stdlib's
-
-
 def load_line(text: str) -> Any:
     """The JSON value of a line, with what it cannot take (bad JSON, nesting past the recursion limit,
     integers of more than 4300 digits) as a ValueError saying so. orjson reads it if it can; the standard
-    library reads what orjson refuses (the NaN and Infinity literals, errors) and a line with a run of 20
-    digits or more (an integer past 64 bits, which orjson would read as a float)."""
-    if _fast_loads is not None and not _LONG_NUMBER.search(text):
+    library reads what orjson refuses (the NaN and Infinity literals, numbers past a float's range,
+    errors) and a line whose step orjson read as a float of 2**63 or more (an integer past 64 bits, which
+    the standard library keeps whole; elsewhere on a line such an integer is read as the float it is
+    closest to: a number, or a layer's n, which is refused past 2**53 either way)."""
+    if _fast_loads is not None:
         try:
-            return _fast_loads(text)
+            obj = _fast_loads(text)
         except ValueError:
-            pass
+            obj = None
+        step = obj.get("step") if type(obj) is dict else None
+        if obj is not None and not (type(step) is float and step >= 2.0 ** 63):
+            return obj
     try:
         return json.loads(text)
     except json.JSONDecodeError:
