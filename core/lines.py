@@ -24,6 +24,7 @@ try:   # orjson parses a line 3-5 times faster than the standard library, to the
     from orjson import loads as _fast_loads
 except ImportError:   # installed without it (pip --no-deps, a platform with no wheel): the standard library
     _fast_loads = None
+FAST_PARSER = _fast_loads is not None
 
 
 def load_line(text: str) -> Any:
