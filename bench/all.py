@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 def runs(quick: bool) -> list[list[str]]:
     sums_steps = "100000" if quick else "1000000"
     return [
-        ["bench_core.py"] + (["--steps", "1000"] if quick else []),
+        ["bench_core.py"] + (["--rounds", "3", "--thread-rounds", "1"] if quick else []),
         ["bench_gradcheck.py"],
         ["bench_record.py"] + (["--repeats", "3"] if quick else []),
         ["bench_check.py", "--form", "vectors", "--steps", "100000"],
@@ -36,7 +36,7 @@ def runs(quick: bool) -> list[list[str]]:
         ["bench_watch.py"],
         ["bench_launch.py"],
         ["bench_tui.py"] + (["--quick"] if quick else []),
-        ["bench_frameworks.py"],
+        ["bench_frameworks.py"] + (["--reps", "3"] if quick else []),
     ]
 
 
