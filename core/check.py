@@ -18,7 +18,7 @@ from .reader import BLOCK, StreamReader
 from .records import Event, StepRecord
 from .stream import RESET_EVENTS
 from .summary import RunSummary
-from .verdicts import CAUSES, PROBLEMS, Thresholds
+from .verdicts import PROBLEMS, Thresholds, causes
 
 NEED_GRADIENTS = ("uphill", "unrelated", "frozen", "vanishing", "gradient mismatch")
 DEFAULT_SUSTAIN = 50
@@ -50,13 +50,13 @@ class LayerHistory:
         verdict, start = self.current
         self.longest[verdict] = max(self.longest.get(verdict, 0), end_line - start)
 
-    def problems(self, final_verdict: str, sustain: int) -> list[ProblemSeen]:
+    def problems(self, final_verdict: str, sustain: int, param: str = "bias") -> list[ProblemSeen]:
         out = []
         for verdict, first in sorted(self.first.items(), key=lambda kv: kv[1]):
             if verdict in PROBLEMS:
                 final = verdict == final_verdict
                 longest = self.longest.get(verdict, 0)
-                out.append(ProblemSeen(verdict, CAUSES.get(verdict, ""), first, longest, final,
+                out.append(ProblemSeen(verdict, causes(param).get(verdict, ""), first, longest, final,
                                        final or longest >= sustain))
         return out
 
@@ -121,7 +121,7 @@ class Check:
             for name, d in verdicts.items():
                 hist = self.history.get((param, name), LayerHistory())
                 hist.finish(self.run.steps)
-                problems = hist.problems(d.verdict, self.sustain)
+                problems = hist.problems(d.verdict, self.sustain, param)
                 failing += [f"{name}{suffix} {p.verdict}" for p in problems if p.counts]
                 layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
             out.append(layers)

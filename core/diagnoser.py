@@ -16,7 +16,7 @@ from .layout import Layout
 from .history import BlockSteps, History, oldest_in_window
 from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerSums, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
-from .verdicts import CAUSES, PENDING, VERDICTS, Thresholds, verdict_codes
+from .verdicts import PENDING, VERDICTS, Thresholds, causes as causes_of, verdict_codes
 
 
 @dataclass(slots=True)
@@ -217,7 +217,8 @@ class Diagnoser:
         """Each step's Diagnosis, from its measures, verdict codes ((m, L)) and sums ((m, L, 7 + 2k));
         verdict changes become events. With every_step False, only the block's last step gets its layers'
         diagnoses and loss change (the others None): what a reader that wants verdicts only needs."""
-        names, causes = self.layout.names, [self.off_cause if v == "off" else CAUSES.get(v, "") for v in VERDICTS]
+        said = causes_of(self.param)
+        names, causes = self.layout.names, [self.off_cause if v == "off" else said.get(v, "") for v in VERDICTS]
         n = len(steps)
         step_no = [o.step for o in steps]   # Python ints: a stream's step may be past 64 bits
         has_g = np.array([o.has_g for o in steps])
@@ -259,7 +260,7 @@ class Diagnoser:
 
     def verdicts(self) -> dict:
         """Each layer's current verdict: {name: (verdict, cause, since)}."""
-        return {name: (VERDICTS[v], CAUSES.get(VERDICTS[v], ""), since)
+        return {name: (VERDICTS[v], causes_of(self.param).get(VERDICTS[v], ""), since)
                 for name, v, since in zip(self.layout.names, self.verdict, self.since)}
 
 

@@ -26,6 +26,16 @@ CAUSES = {
     "detached": "no gradient reaches this bias (detached from the loss, or unused): it never learns",
     "redundant": "gradient is zero up to rounding: a normalisation layer after it cancels it (bias=False)",
 }
+WEIGHT_CAUSES = {**CAUSES,   # the same verdicts of a layer's weights, in their words
+                 "frozen": "gradient is non-zero but the weights do not move",
+                 "exploding": "weight norm is blowing up",
+                 "detached": "no gradient reaches these weights (detached from the loss, or unused): they never learn",
+                 "redundant": "gradient is zero up to rounding: nothing after these weights depends on them"}
+
+
+def causes(param: str) -> dict[str, str]:
+    """Each verdict's cause, in the words of a layer's biases (param "bias") or its weights ("weight")."""
+    return WEIGHT_CAUSES if param == "weight" else CAUSES
 
 
 @dataclass(frozen=True)
