@@ -3,8 +3,9 @@
     python bench/bench_record.py [--steps N] [--repeats R] [--preset NAME]
 
 Trains the preset (default `gradient`, the default net, diagnostics on, weights included) as `record`
-does (Trainer.advance(BLOCK_STEPS)), once writing nothing and once writing every record to a file, in
-each form (sums: the default; vectors: every bias and weight). The three runs alternate, R times each;
+does (Trainer.advance(BLOCK_STEPS); in the summary form with step_detail=False, as `record` trains for
+it), once writing nothing (every step's diagnoses made) and once writing every record to a file, in each
+form (sums: the default; vectors: every bias and weight), each against training as record trains for it. The three runs alternate, R times each;
 medians. Prints the writing's share of training (target: <= 0.5x) and the file's bytes per step (target:
 <= 1 KB), and what 1,000,000 steps would take on disk.
 """
@@ -29,9 +30,12 @@ from biasmon.core.stream import RecordWriter
 from biasmon.core.trainer import Trainer
 
 
+FORMS = ("sums", "vectors")
+
+
 def run(preset, steps: int, path: str | None, form: str) -> float:
     """Seconds to train `steps` steps, writing every record to `path` in `form` (None: not writing)."""
-    trainer = Trainer(preset, steps=steps)
+    trainer = Trainer(preset, steps=steps, step_detail=form == "vectors")   # as `record` trains for `form`
     handle = open(path, "w", encoding="utf-8") if path else None
     start = time.perf_counter()
     writer = RecordWriter(handle, form) if handle else None
@@ -56,23 +60,22 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default=presets.DEFAULT_PRESET)
     args = p.parse_args(argv)
     preset = presets.resolve(args.preset)
-    times: dict[str, list[float]] = {"train": [], "sums": [], "vectors": []}
+    times: dict[tuple[str, bool], list[float]] = {(form, w): [] for form in FORMS for w in (False, True)}
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
         for _ in range(args.repeats):
-            times["train"].append(run(preset, args.steps, None, "sums"))
-            for form in ("sums", "vectors"):
+            for form in FORMS:
                 path = os.path.join(tmp, f"{form}.jsonl")
-                times[form].append(run(preset, args.steps, path, form))
+                times[form, False].append(run(preset, args.steps, None, form))
+                times[form, True].append(run(preset, args.steps, path, form))
                 sizes[form] = os.path.getsize(path)
-    train = statistics.median(times["train"])
     print(f"record {preset.name}, {args.steps:,} steps, medians of {args.repeats} alternating runs "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):")
-    print(f"  training alone: {train / args.steps * 1e6:.0f} us/step")
-    for form in ("sums", "vectors"):
-        spent = statistics.median(times[form])
+    for form in FORMS:
+        train, spent = statistics.median(times[form, False]), statistics.median(times[form, True])
         per_step = sizes[form] / args.steps
-        print(f"  writing, {form:7s}: {(spent - train) / train:.2f}x training; {per_step:,.0f} bytes/step "
+        print(f"  {form:7s}: training alone {train / args.steps * 1e6:.0f} us/step; writing "
+              f"{(spent - train) / train:.2f}x training; {per_step:,.0f} bytes/step "
               f"(1,000,000 steps: {per_step * 1e6 / 1e9:.2f} GB)")
     return 0
 

@@ -85,7 +85,7 @@ def record(preset_name: str, output: str, steps: int | None = None, seed: int | 
     a summary and each layer's verdict. Ctrl-C stops after the block of steps being trained, written
     whole: the message names the last step in the file."""
     preset = preset_mod.resolve(preset_name, extra_dirs)
-    trainer = Trainer(preset, steps=steps, seed=seed)
+    trainer = Trainer(preset, steps=steps, seed=seed, step_detail=form == "vectors")   # sums: no per-step diag written
     summary = RunSummary()
     progress = Progress(trainer.steps)
     started = time.perf_counter()
@@ -152,7 +152,7 @@ def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = 
     chosen = [preset_mod.resolve(n, extra_dirs) for n in names] if names else list(available.values())
     rows, layers = [], []
     for preset in chosen:
-        summary, trainer = RunSummary(), Trainer(preset, steps=steps)
+        summary, trainer = RunSummary(), Trainer(preset, steps=steps, step_detail=False)
         while not trainer.done:
             for rec in trainer.advance(BLOCK_STEPS):
                 summary.add(rec)

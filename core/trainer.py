@@ -64,13 +64,17 @@ class TrainedStep:
 class Trainer:
     """Trains a preset's network step by step. `step()` returns that step's records; iterating yields
     records until `steps` are done or the run diverged. flip_sign, flip_weight_sign and bias_lr_scale can
-    change live. weights: diagnose each layer's weights too (with diagnostics)."""
+    change live. weights: diagnose each layer's weights too (with diagnostics). step_detail False: a
+    step's per-layer diagnoses (StepRecord.diag, weight_diag) only on the last record of each advance()
+    call, verdict events as always: what `record` (in the summary form) and `compare` need, for less."""
 
     def __init__(self, preset: Preset, *, seed: int | None = None, steps: int | None = None,
-                 diagnostics: bool = True, thresholds: Thresholds | None = None, weights: bool = True) -> None:
+                 diagnostics: bool = True, thresholds: Thresholds | None = None, weights: bool = True,
+                 step_detail: bool = True) -> None:
         self.preset = preset.with_overrides(steps=steps, seed=seed)
         self.diagnostics = diagnostics
         self.diagnose_weights = diagnostics and weights
+        self.step_detail = step_detail
         momentum = self.preset.train["momentum"]
         # The trainer knows its optimizer: SGD follows g, heavy-ball momentum a running average of g
         # with beta = momentum. The diagnoser need not try other averages (as it must for a stream).
@@ -106,6 +110,9 @@ class Trainer:
             if self.diagnostics else None
         self.weight_diagnoser = Diagnoser(self.weight_layout, self.thresholds, param="weight") \
             if self.diagnose_weights else None
+        for d in (self.diagnoser, self.weight_diagnoser):
+            if d is not None:
+                d.every_step = self.step_detail
 
     flip_sign = property(lambda self: self.rule.flip_sign, lambda self, on: setattr(self.rule, "flip_sign", on),
                          doc="the story's bug: biases move along +gradient from the next step on")

@@ -256,3 +256,20 @@ def test_non_finite_parameters_name_the_first_layer():
     assert len(diverged) == 1 and diverged[0].step == 1
     assert diverged[0].data["layer"] == "hidden2"
     assert trainer.done
+
+
+def test_step_detail_off_gives_the_same_events_and_last_diagnoses_for_less():
+    from biasmon.core.records import StepRecord as _Step
+    preset = presets.resolve("story-scaled")
+    runs = {}
+    for detail in (True, False):
+        trainer = Trainer(preset, steps=700, step_detail=detail)
+        records = []
+        while not trainer.done:
+            records += trainer.advance(256)
+        steps = [r for r in records if isinstance(r, _Step)]
+        events = [r for r in records if not isinstance(r, _Step)]
+        runs[detail] = (events, steps[-1].diag, steps[-1].weight_diag, [r.bias_sums.table.tolist() for r in steps],
+                        sum(r.diag is None for r in steps))
+    assert runs[True][:4] == runs[False][:4]
+    assert runs[True][4] == 0 and runs[False][4] == 700 - 3   # one detailed step per advance() call
