@@ -38,7 +38,7 @@ from .gradcheck import check_gradient, differs
 from .layout import Layout
 from .records import Event, _vectors, json_number
 from .spans import Logged, Span as _Span
-from .summary_form import SummaryLines
+from .summary_form import SummaryLines, average_names
 from .stream import RecordWriter, header
 from .verdicts import Thresholds
 
@@ -236,7 +236,7 @@ class StreamWriter:
             fields["weights"] = [{"name": n, "size": s} for n, s in zip(self.weight_layout.names, self.weight_layout.sizes)]
         if self._sums is not None:
             fields["form"] = "sums"
-            fields["averages"] = [f"ema{b:g}" for b in self._sums.betas]
+            fields["averages"] = average_names(self._sums.betas)
             if self._float32_grads:
                 fields["grad_dtype"] = "float32"
         if self.meta:
@@ -265,7 +265,7 @@ class StreamWriter:
             line["grad_steps"] = grad_steps
         if self._sums is not None:
             layouts = {"bias": self.layout, "weight": self.weight_layout}
-            for done in self._sums.push(line, kinds, layouts, True):
+            for done in self._sums.push(line, kinds, layouts):
                 self._writer.write_json(done, allow_nan=True)
             return
         for kind, logged in kinds.items():

@@ -229,26 +229,9 @@ class StreamReader:
     def _read_step(self, line: StepLine) -> list:
         self._check_layers(line)
         loss, val_loss = line.loss, line.val_loss
-        if self.summary_form:
-            step, w_step, nonfinite, bad_layer = _summary_observations(line)
-            b = w = None
-        else:
-            b, g, u = line.biases.flat, _flat(line.grads), _flat(line.updates)
-            w = _flat(line.weights)
-            parts = [("biases", b), ("bias_grads", g), ("bias_updates", u), ("weights", w),
-                     ("weight_grads", _flat(line.weight_grads)), ("weight_updates", _flat(line.weight_updates))]
-            nonfinite = [key for key, v in parts if v is not None and not _all_finite(v)]
-            bad_layer = None
-            if "biases" in nonfinite:
-                split = self.layout.split(b)
-                bad_layer = next((n for n in self.layout.names if not np.isfinite(split[n]).all()), None)
-            step = Observation(line.step, loss, val_loss, b, g, None, line.trained, span=line.grad_steps,
-                               unreached=line.unreached)
-            if u is not None:
-                step.u = u
-            w_step = None if w is None else Observation(
-                line.step, loss, val_loss, w, _flat(line.weight_grads), _flat(line.weight_updates),
-                span=line.grad_steps, unreached=line.weight_unreached)
+        observe = _summary_observations if self.summary_form else _vector_observations
+        step, w_step, nonfinite, bad_layer = observe(line, self.layout)
+        b, w = step.b, None if w_step is None else w_step.b
         if not math.isfinite(loss):
             nonfinite.insert(0, "loss")
         if val_loss is not None and not math.isfinite(val_loss):
@@ -342,9 +325,29 @@ def _first_order(o: Observation) -> float:
     return float(o.g @ o.u)
 
 
-def _summary_observations(line: StepLine) -> tuple[Observation, Observation | None, list[str], str | None]:
+def _vector_observations(line: StepLine, layout: Layout) -> tuple[Observation, Observation | None, list[str], str | None]:
+    """A vector-form line's observations (biases, weights or None), the keys holding a value that is not
+    finite (divergence), and the first bias layer with such a value."""
+    b, g, u = line.biases.flat, _flat(line.grads), _flat(line.updates)
+    w, wg, wu = _flat(line.weights), _flat(line.weight_grads), _flat(line.weight_updates)
+    parts = (("biases", b), ("bias_grads", g), ("bias_updates", u), ("weights", w), ("weight_grads", wg),
+             ("weight_updates", wu))
+    nonfinite = [key for key, v in parts if v is not None and not _all_finite(v)]
+    bad_layer = None
+    if "biases" in nonfinite:
+        split = layout.split(b)
+        bad_layer = next((n for n in layout.names if not np.isfinite(split[n]).all()), None)
+    step = Observation(line.step, line.loss, line.val_loss, b, g, u, line.trained, span=line.grad_steps,
+                       unreached=line.unreached)
+    w_step = None if w is None else Observation(line.step, line.loss, line.val_loss, w, wg, wu,
+                                                span=line.grad_steps, unreached=line.weight_unreached)
+    return step, w_step, nonfinite, bad_layer
+
+
+def _summary_observations(line: StepLine, layout: Layout) -> tuple[Observation, Observation | None, list[str], str | None]:
     """A summary-form line's observations (biases, weights or None), the keys holding a value that reads as
-    divergence (a parameter norm or update not finite), and the first bias layer concerned."""
+    divergence (a parameter, gradient or update sum not finite), and the first bias layer concerned
+    (layout: unused, the rows name their layers)."""
     out, nonfinite, bad_layer = [], [], None
     isfinite = math.isfinite
     for key, sums in (("bias_sums", line.bias_sums), ("weight_sums", line.weight_sums)):

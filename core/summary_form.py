@@ -6,6 +6,8 @@ the next step's values, as a reader does.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .layout import Layout
@@ -39,6 +41,22 @@ def layer_sums(layout: Layout, p: np.ndarray, g: np.ndarray | None, u: np.ndarra
     return table
 
 
+def average_names(betas: tuple[float, ...]) -> list[str]:
+    """The header's `averages` for running averages a <- beta a + (1 - beta) g: ["ema0.9", ...]."""
+    return [f"ema{b:g}" for b in betas]
+
+
+@dataclass
+class _Pending:
+    """A step waiting for its update: its plain keys, its vectors and layers by kind, the running
+    averages of its gradient by kind ((k, n), None before the first gradient)."""
+
+    line: dict
+    kinds: dict[str, Logged]
+    layouts: dict[str, Layout]
+    averages: dict[str, np.ndarray | None]
+
+
 class SummaryLines:
     """Summary-form lines from the vectors of consecutive steps. betas: the running averages of g whose
     sums each line carries (as the Diagnoser's momentum_betas, so that both judge alike)."""
@@ -46,27 +64,25 @@ class SummaryLines:
     def __init__(self, betas: tuple[float, ...]) -> None:
         self.betas = tuple(betas)
         self.averages: dict[str, GradientAverages] = {}
-        self.pending: dict | None = None   # the last step, waiting for the next one's values (its update)
+        self.pending: _Pending | None = None
 
     def complete(self, following: dict[str, Logged]) -> list[dict]:
         """The line waiting for its update, completed by the next step's values (`following`), if any."""
         return self._flush(following)
 
-    def push(self, line: dict, kinds: dict[str, Logged], layouts: dict[str, Layout], trained: bool) -> list[dict]:
+    def push(self, line: dict, kinds: dict[str, Logged], layouts: dict[str, Layout]) -> list[dict]:
         """One step: `line` its plain keys (step, loss, ...), `kinds` its vectors by kind ("bias",
         "weight"). Returns the lines now complete: the previous step's (completed by this one's values,
         unless complete() did it first), and this one's if its updates were given."""
         out = self._flush(kinds)
-        entry = {"line": line, "kinds": kinds, "layouts": layouts, "avg": {}}
+        averages = {}
         for kind, logged in kinds.items():
-            layout = layouts[kind]
             if kind not in self.averages:
-                self.averages[kind] = GradientAverages(self.betas, int(sum(layout.sizes)))
+                self.averages[kind] = GradientAverages(self.betas, int(sum(layouts[kind].sizes)))
             g = _flat(logged.grads)
-            avg, used = self.averages[kind].block(np.zeros((1, 0)) if g is None else g[None],
-                                                  [g is not None], [trained or kind != "bias"])
-            entry["avg"][kind] = avg[:, 0].copy() if used[0] else None
-        self.pending = entry
+            avg, used = self.averages[kind].block(np.zeros((1, 0)) if g is None else g[None], [g is not None], [True])
+            averages[kind] = avg[:, 0].copy() if used[0] else None
+        self.pending = _Pending(line, kinds, layouts, averages)
         if all(logged.updates is not None for logged in kinds.values()):
             out += self._flush(None)
         return out
@@ -76,17 +92,17 @@ class SummaryLines:
         return self._flush(None)
 
     def _flush(self, following: dict[str, Logged] | None) -> list[dict]:
-        entry, self.pending = self.pending, None
-        if entry is None:
+        pending, self.pending = self.pending, None
+        if pending is None:
             return []
-        line = dict(entry["line"])
-        for kind, logged in entry["kinds"].items():
-            layout, p = entry["layouts"][kind], _flat(logged.values)
+        line = dict(pending.line)
+        for kind, logged in pending.kinds.items():
+            layout, p = pending.layouts[kind], _flat(logged.values)
             u = _flat(logged.updates)
             if u is None and following is not None:
                 u = _flat(following[kind].values) - p
             g = _flat(logged.grads)
-            table = layer_sums(layout, p, g, u, entry["avg"][kind], len(self.betas))
+            table = layer_sums(layout, p, g, u, pending.averages[kind], len(self.betas))
             line[f"{kind}_sums"] = sums_json(layout.names, table, g is not None, u is not None, logged.unreached)
         return [line]
 

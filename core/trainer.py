@@ -22,6 +22,7 @@ from .network import Network, dot
 from .presets import Preset
 from .records import Event, StepRecord
 from .stream import header
+from .summary_form import average_names
 from .threads import ThreadChooser
 from .update import UpdateRule
 from .verdicts import Thresholds, loss_diverged
@@ -136,7 +137,7 @@ class Trainer:
             fields["weights"] = [{"name": n, "size": s} for n, s in zip(self.weight_layout.names, self.weight_layout.sizes)]
         if form == "sums":
             fields["form"] = "sums"
-            fields["averages"] = [f"ema{b:g}" for b in self.thresholds.momentum_betas]
+            fields["averages"] = average_names(self.thresholds.momentum_betas)
             if self.net.dtype == np.float32:
                 fields["grad_dtype"] = "float32"
         version = 2 if self.diagnose_weights or form == "sums" else 1
