@@ -9,19 +9,22 @@ full-batch run (world=1: no DDP at all). bias_bug: the biases' param group maxim
 from __future__ import annotations
 
 import argparse
-import socket
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
 MSE = torch.nn.functional.mse_loss
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def leave() -> None:
+    """End a spawned rank whose work is written: os._exit skips the interpreter's C++ teardown, where
+    gloo's threads now and then aborted a finished rank ("terminate called without an active exception")."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def data(rank: int, world: int):
@@ -40,13 +43,14 @@ def model(bias_bug: bool):
     return net, groups
 
 
-def worker(rank: int, world: int, port: int, path: str, steps: int, bias_bug: bool) -> None:
-    """One process: join the group, train, rank 0 logs (with the gradient check every 50 steps)."""
+def worker(rank: int, world: int, store: str, path: str, steps: int, bias_bug: bool) -> None:
+    """One process: join the group (a file store: no port to race for, no server on rank 0 that must
+    outlive the others), train, rank 0 logs (with the gradient check every 50 steps)."""
     from biasmon.torch_logger import TorchBiasLogger
     torch.set_num_threads(1)
     net, groups = model(bias_bug)
     if world > 1:
-        torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+        torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
                                              world_size=world)
         net = torch.nn.parallel.DistributedDataParallel(net)   # the same parameters: the groups hold
     opt = torch.optim.SGD(groups, lr=0.1)
@@ -66,14 +70,18 @@ def worker(rank: int, world: int, port: int, path: str, steps: int, bias_bug: bo
         if world > 1:   # no process leaves while another may still talk to it (gloo aborts then)
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
+    if world > 1:
+        leave()
 
 
 def train(path, world: int = 2, steps: int = 150, bias_bug: bool = False) -> None:
     """Train and log one run to `path` (world > 1: that many processes, spawned)."""
     if world == 1:
-        worker(0, 1, 0, str(path), steps, bias_bug)
+        worker(0, 1, "", str(path), steps, bias_bug)
         return
-    torch.multiprocessing.spawn(worker, args=(world, free_port(), str(path), steps, bias_bug), nprocs=world)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = str(Path(tmp) / "store")
+        torch.multiprocessing.spawn(worker, args=(world, store, str(path), steps, bias_bug), nprocs=world)
 
 
 def main(argv: list[str] | None = None) -> None:

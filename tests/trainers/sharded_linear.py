@@ -10,8 +10,10 @@ the largest): counted alone, a shard would call them significant.
 """
 from __future__ import annotations
 
-import socket
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -60,22 +62,20 @@ def whole(path: str) -> None:
     train(slice(0, OUT), path, None)
 
 
-def _rank(rank: int, port: int, path: str) -> None:
+def _rank(rank: int, store: str, path: str) -> None:
+    """One rank: a file store (no port to race for, no server on rank 0 that must outlive the other)."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         half = OUT // 2
         train(slice(rank * half, (rank + 1) * half), path if rank == 0 else None, dist.group.WORLD)
         dist.barrier()   # both ranks done before either tears gloo down (without it one aborted now and then)
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    sys.stdout.flush()
+    os._exit(0)   # written and flushed: skip the C++ teardown, where gloo's threads now and then aborted
 
 
 if __name__ == "__main__":
-    torch.multiprocessing.spawn(_rank, args=(free_port(), sys.argv[1]), nprocs=2, join=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.multiprocessing.spawn(_rank, args=(str(Path(tmp) / "store"), sys.argv[1]), nprocs=2, join=True)
