@@ -3,7 +3,7 @@
     import optax
     from biasmon.optax_monitor import monitor
 
-    tx = monitor(optax.adam(1e-3), "run.jsonl")      # a GradientTransformation, as optax.adam's
+    tx = monitor(optax.adam(1e-3), "run.jsonl")      # a GradientTransformation, as optax.adam's is
     opt_state = tx.init(params)
     ...                                               # in the (jitted) step:
     updates, opt_state = tx.update(grads, opt_state, params, value=loss)
@@ -27,19 +27,33 @@ stands for an average of g (as biasmon.torch_monitor does). Biases go to `bias_s
 `weight_sums`, named from the pytree paths (biasmon/jax_sums.py: `Dense_0` for `params/Dense_0/kernel`
 and `.../bias`).
 
-How a line gets out: only the small arrays of the sums, the step number and the loss leave the device,
-through jax.experimental.io_callback(ordered=True): an impure callback that runs once per execution of
-the step, in program order, and is never dropped (jax.debug.callback may be dropped, duplicated or
-reordered by transformations). The host side writes the line with biasmon's RecordWriter, flushed at once,
-so a crash loses no line already written. Dispatch is asynchronous: a line appears when the device has run
-its step; close() waits for every pending callback (jax.effects_barrier()) before it closes the file. An
-ordered io_callback cannot be vmapped and is not differentiable: a vmapped or differentiated optimizer
-update is refused by JAX with its own error.
+How a line gets out: only the step number, the loss and the small arrays of the sums leave the device,
+through a host callback that writes the line with biasmon's RecordWriter, flushed at once (a crash loses
+no line already written). Which callback (measured: bench/bench_optax.py):
 
-Steps: the wrapper's state counts the updates (`step` 0 first). `every=k` logs one update in k, that
-update's own g and u (a lax.cond: the other steps compute no sums and call nothing on the host).
-A state re-initialised (tx.init again) restarts the count: the stream then starts a new run (a new
-header) at the next line whose step does not follow the last one.
+- by default jax.pure_callback, inside a lax.cond that runs it (and the sums) only at a logged step. Its
+  result (the step) is kept in the wrapper's state and passed to the next logged step's callback, so the
+  callbacks run in step order, and are never dropped while the state is used (the next step takes it).
+  JAX treats such a callback as pure: a transformation may call it again (the host writes a step once) and
+  it adds no effect to the program, so jit keeps its fast C++ dispatch path;
+- ordered=True: jax.experimental.io_callback(ordered=True), JAX's own guarantee for an impure callback
+  (once per execution, in program order, whatever becomes of the state). Any effect in a jitted program
+  turns off jit's fast dispatch path for every call, logged or not: about 0.3 to 0.5 ms more a step on
+  this machine, so it suits steps of many milliseconds. (jax.debug.callback, the other way, may be
+  dropped, duplicated or reordered by transformations, and costs the same as io_callback.)
+
+Dispatch is asynchronous: a line appears when the device has run its step; close() first waits for every
+computation dispatched so far (the live arrays, and jax.effects_barrier()). A vmapped or differentiated
+optimizer update is not supported: JAX refuses either callback under differentiation, and an ordered
+io_callback under vmap; under vmap a pure_callback would run once per member, and only the first member's
+line of a step be written (not tested).
+
+Steps: the wrapper's state counts the updates (`step` 0 first). `every=k` (default DEFAULT_EVERY, 32, as
+TorchMonitor's) logs one update in k, that update's own g and u; the other steps compute no sums and call
+nothing on the host (they still pass the cond its operands: on a 2-16-16-1 MLP whose step takes 0.1 ms
+that is most of the cost). A verdict then forms over k times as many steps, and a bug acting only between
+logged steps can be missed. A state re-initialised (tx.init again) restarts the count: the stream then
+starts a new run (a new header) at the first line whose step goes back.
 
 jax and optax are needed only to call this: install them yourself or with the `jax` extra (biasmon[jax]).
 """
@@ -61,6 +75,7 @@ from .core.records import json_number, sums_json
 from .core.stream import RecordWriter, header
 from .jax_sums import Leaf, check_same_leaves, leaf_layers, step_sums
 
+DEFAULT_EVERY = 32   # as TorchMonitor's: bench/bench_optax.py
 AVERAGE_FIELDS = ("mu", "trace")   # optimizer state fields holding a running average of g
 NAME = "biasmon.optax_monitor"
 
@@ -76,9 +91,12 @@ def _frameworks() -> tuple[Any, Any]:
 
 
 class MonitorState(NamedTuple):
-    """The wrapper's state: the updates counted so far, and the wrapped transformation's state."""
+    """The wrapper's state: the updates counted so far, the step of the last line sent to the host (the
+    callback's result: each logged step's callback takes the previous one's, which orders them), and the
+    wrapped transformation's state."""
 
     count: Any
+    logged: Any
     inner_state: Any
 
 
@@ -86,17 +104,18 @@ class OptaxMonitor:
     """The monitor behind `monitor()`: its init and update are the transformation's; close() ends the stream.
 
     tx: an optax GradientTransformation. path: a file path (truncated) or an open text file (left open by
-    close()). every: log one update in `every`. run_id, meta: written into the header."""
+    close()). every: log one update in `every`. ordered: use io_callback(ordered=True) rather than a
+    pure_callback ordered through the state (the module docstring). run_id, meta: written into the header."""
 
-    def __init__(self, tx: Any, path: str | os.PathLike[str] | TextIO, *, every: int = 1,
-                 run_id: str | None = None, meta: dict | None = None) -> None:
+    def __init__(self, tx: Any, path: str | os.PathLike[str] | TextIO, *, every: int = DEFAULT_EVERY,
+                 ordered: bool = False, run_id: str | None = None, meta: dict | None = None) -> None:
         jax, optax = _frameworks()
         if not isinstance(tx, optax.GradientTransformation):
             raise BiasmonError(f"{NAME}: tx must be an optax GradientTransformation (optax.adam(1e-3), "
                                f"optax.chain(...), ...), got {type(tx).__name__}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise BiasmonError(f"{NAME}: every must be a whole number >= 1, got {every!r}")
-        self.jax, self.optax, self.every = jax, optax, every
+        self.jax, self.optax, self.every, self.ordered = jax, optax, every, bool(ordered)
         self.inner = optax.with_extra_args_support(tx)
         self.run_id = run_id or f"optax-{uuid.uuid4().hex[:8]}"
         self.meta = meta
@@ -120,8 +139,8 @@ class OptaxMonitor:
     # --- the transformation -----------------------------------------------------------------------
     def init(self, params: Any) -> MonitorState:
         self._leaves(params, "params")
-        count = self.jax.numpy.zeros([], self.jax.numpy.int32)
-        return MonitorState(count, self.inner.init(params))
+        jnp = self.jax.numpy
+        return MonitorState(jnp.zeros([], jnp.int32), jnp.full([], -1, jnp.int32), self.inner.init(params))
 
     def update(self, updates: Any, state: Any, params: Any = None, **extra_args: Any) -> tuple[Any, MonitorState]:
         jax, jnp = self.jax, self.jax.numpy
@@ -146,18 +165,25 @@ class OptaxMonitor:
         a = None if averages is None else self._picked(averages, leaves, "the running average")
         float32 = all(x.dtype == jnp.float32 for x in g)
         write = partial(self._write, field, float32)
+        ack = jax.ShapeDtypeStruct((), jnp.int32)
 
-        def log() -> None:
-            floats, counts = step_sums(jax, leaves, p, g, u, a)
-            jax.experimental.io_callback(write, None, state.count, loss, floats, counts, ordered=True)
+        def log() -> Any:
+            floats, counts = step_sums(jax, leaves, p, g, u, a)   # two arrays cross to the host: each costs
+            ints = jnp.concatenate([jnp.stack([state.count, state.logged]), counts.reshape(-1)])
+            reals = jnp.concatenate([loss.astype(floats.dtype)[None], floats.reshape(-1)])
+            args = (ints, reals)
+            if self.ordered:
+                jax.experimental.io_callback(partial(_no_result, write), None, *args, ordered=True)
+                return state.count
+            return jax.pure_callback(write, ack, *args)
 
         if self.every == 1:
-            log()
+            logged = log()
         else:
-            jax.lax.cond(state.count % self.every == 0, log, lambda: None)
+            logged = jax.lax.cond(state.count % self.every == 0, log, lambda: state.logged)
         top = jnp.iinfo(jnp.int32).max
         count = jnp.where(state.count < top, state.count + 1, state.count)
-        return new_updates, MonitorState(count, inner_state)
+        return new_updates, MonitorState(count, logged, inner_state)
 
     # --- leaves and averages (at trace time) -------------------------------------------------------
     def _leaves(self, params: Any, what: str) -> list[Leaf]:
@@ -226,16 +252,23 @@ class OptaxMonitor:
         return field, value
 
     # --- the host side ------------------------------------------------------------------------------
-    def _write(self, field: str | None, float32: bool, step: Any, loss: Any, floats: Any, counts: Any) -> None:
-        """One logged step's line (run by io_callback on the host)."""
+    def _write(self, field: str | None, float32: bool, ints: Any, reals: Any) -> Any:
+        """One logged step's line (run on the host by the callback); the step, as the callback's result.
+        ints: the step, the last logged step's (only there to order the callbacks), then the (L, 2) counts;
+        reals: the loss, then the (L, 4 or 7) sums."""
+        ints, reals = np.asarray(ints, np.int64), np.asarray(reals, np.float64)
+        step, loss = int(ints[0]), float(reals[0])
+        counts, floats = ints[2:].reshape(-1, 2), reals[1:].reshape(len(ints[2:]) // 2, -1)
+        ack = np.asarray(step, np.int32)
         with self._lock:
             if self.closed:
                 self.dropped += 1
                 if self.dropped == 1:
                     warnings.warn(f"{NAME}: a step ran after close(): its line is not written", stacklevel=1)
-                return
-            step, floats, counts = int(step), np.asarray(floats, np.float64), np.asarray(counts, np.int64)
-            if self._last_step is not None and step <= self._last_step:   # tx.init again: a new run
+                return ack
+            if step == self._last_step:   # the same step's callback run again: written once
+                return ack
+            if self._last_step is not None and step < self._last_step:   # tx.init again: a new run
                 self._header_written = False
                 self.run_id = f"{self.run_id.split('~')[0]}~{uuid.uuid4().hex[:4]}"
             self._last_step = step
@@ -260,6 +293,7 @@ class OptaxMonitor:
                 line["weight_sums"] = sums_json(self.weight_layout.names, rows[nb:], True, True, None)
             self._writer.write_json(line, allow_nan=True)   # a non-finite sum is the literal NaN / Infinity
             self.lines += 1
+        return ack
 
     def _write_header(self, field: str | None) -> None:
         fields: dict[str, Any] = {"biasmon": __version__, "writer": NAME, "layers": _named(self.bias_layout)}
@@ -280,7 +314,12 @@ class OptaxMonitor:
         if no step was logged and the params are known)."""
         if self.closed:
             return
-        self.jax.effects_barrier()
+        self.jax.effects_barrier()   # ordered: every io_callback dispatched so far has run
+        for array in self.jax.live_arrays():   # pure_callback: every computation dispatched so far has run
+            try:
+                array.block_until_ready()
+            except RuntimeError:   # deleted (donated) meanwhile
+                pass
         with self._lock:
             self.closed = True
             if not self._header_written and self.leaves is not None:
@@ -321,12 +360,16 @@ def _transformation_class(optax: Any) -> type:
     return _classes["cls"]
 
 
-def monitor(tx: Any, path: str | os.PathLike[str] | TextIO, *, every: int = 1, run_id: str | None = None,
-            meta: dict | None = None) -> Any:
+def monitor(tx: Any, path: str | os.PathLike[str] | TextIO, *, every: int = DEFAULT_EVERY, ordered: bool = False,
+            run_id: str | None = None, meta: dict | None = None) -> Any:
     """`tx` wrapped: a GradientTransformationExtraArgs whose update logs the step (pass value=loss) to
-    `path`; close() it (or use `with`) at the end. every, run_id, meta: as OptaxMonitor's."""
-    watcher = OptaxMonitor(tx, path, every=every, run_id=run_id, meta=meta)
+    `path`; close() it (or use `with`) at the end. every, ordered, run_id, meta: as OptaxMonitor's."""
+    watcher = OptaxMonitor(tx, path, every=every, ordered=ordered, run_id=run_id, meta=meta)
     return _transformation_class(watcher.optax)(watcher.init, watcher.update)
+
+
+def _no_result(write: Any, *args: Any) -> None:
+    write(*args)
 
 
 def _named(layout: Layout) -> list[dict]:
