@@ -1,21 +1,31 @@
-"""README's PyTorch, Lightning and DDP examples run as shown (in a fresh folder, as a user pastes them)
-and `biasmon check` passes each stream they write. Skipped without torch; the Lightning one without
-Lightning."""
+"""README's PyTorch, Lightning, DDP and JAX / optax examples run as shown (in a fresh folder, as a user pastes
+them) and `biasmon check` passes each stream they write. The PyTorch ones skipped without torch, the
+Lightning one without Lightning, the JAX one without jax and optax."""
 import importlib.util
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-from ddp_trainer import free_port  # noqa: E402
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+
+
+def free_port():
+    """A local TCP port free now, for the README's DDP example (its init_method is tcp://; the test
+    trainers' free_port went with their move to a file store)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = (ROOT / "README.md").read_text().split("## PyTorch, Lightning and DDP", 1)[1].split("\n## ", 1)[0]
+JAX = re.findall(r"```python\n(.*?)```", SECTION.split("\n### JAX / optax", 1)[1], re.S)[0]
 SECTION = SECTION.split("\n### ", 1)[0]   # TorchMonitor's example, in a subsection, has a test of its own
 PLAIN, AMP, LIGHTNING, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
 DDP_PORT = "29511"
@@ -46,6 +56,7 @@ def step_count(code):
     return int(re.search(r"(?:range|max_steps=)\(?(\d+)", code).group(1))
 
 
+@needs_torch
 def test_the_pytorch_example_then_mixed_precision_with_accumulation(tmp_path):
     lines = run(tmp_path, PLAIN + AMP, "run.jsonl", "amp.jsonl")
     assert len(steps(lines["run.jsonl"])) == step_count(PLAIN) and list(steps(lines["run.jsonl"])[0]["biases"]) == ["0", "2"]
@@ -54,13 +65,24 @@ def test_the_pytorch_example_then_mixed_precision_with_accumulation(tmp_path):
     assert len(steps(amp)) + len([e for e in amp if e.get("event") == "step_skipped"]) == step_count(AMP)
 
 
+@needs_torch
 @pytest.mark.skipif(importlib.util.find_spec("lightning") is None, reason="lightning is not installed")
 def test_the_lightning_example(tmp_path):
     lines = run(tmp_path, LIGHTNING, "lightning.jsonl")["lightning.jsonl"]
     assert len(steps(lines)) == step_count(LIGHTNING) and list(steps(lines)[0]["biases"]) == ["net.0", "net.2"]
 
 
+@needs_torch
 def test_the_ddp_example(tmp_path):
     assert DDP.count(DDP_PORT) == 1
     lines = run(tmp_path, DDP.replace(DDP_PORT, str(free_port())), "ddp.jsonl")["ddp.jsonl"]   # a port free here
     assert len(steps(lines)) == step_count(DDP) and list(steps(lines)[0]["biases"]) == ["0", "2"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None or importlib.util.find_spec("optax") is None,
+                    reason="jax and optax are not installed (pip install -e '.[jax]')")
+def test_the_jax_optax_example(tmp_path):
+    head, *lines = run(tmp_path, JAX, "jax.jsonl")["jax.jsonl"]
+    assert head["writer"] == "biasmon.optax_monitor" and head["averages"] == ["mu"]
+    assert [line["step"] for line in lines] == list(range(0, step_count(JAX), head["every"]))
+    assert list(lines[0]["bias_sums"]) == list(lines[0]["weight_sums"]) == ["0", "1", "2"]

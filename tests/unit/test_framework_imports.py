@@ -1,5 +1,6 @@
-"""The framework helpers stay optional: importing biasmon (and its TUI) loads neither torch nor Lightning,
-and biasmon.lightning without Lightning says what to install in one line."""
+"""The framework helpers stay optional: importing biasmon (and its TUI, and the helpers' modules) loads
+neither torch, Lightning, JAX nor optax, and biasmon.lightning without Lightning says what to install in
+one line (biasmon.optax_monitor's: tests/unit/test_optax.py)."""
 import subprocess
 import sys
 
@@ -10,8 +11,8 @@ from biasmon.core.errors import BiasmonError
 
 
 def test_importing_biasmon_and_its_tui_loads_no_framework():
-    code = ("import sys, biasmon, biasmon.tui.app, biasmon.lightning; "
-            "print(sorted(m for m in ('torch', 'lightning', 'pytorch_lightning') if m in sys.modules))")
+    code = ("import sys, biasmon, biasmon.tui.app, biasmon.lightning, biasmon.optax_monitor; "
+            "print(sorted(m for m in ('torch', 'lightning', 'pytorch_lightning', 'jax', 'optax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
