@@ -72,7 +72,8 @@ def reference(leaves, p, g, u, a):
 @pytest.mark.parametrize("jit", [False, True])
 def test_the_jax_sums_are_layer_sums_of_the_same_arrays(dtype, jit):
     rng = np.random.default_rng(7)
-    with jax.enable_x64(dtype == "float64"):
+    x64 = getattr(jax, "enable_x64", None) or jax.experimental.enable_x64   # older jax: only the latter
+    with x64(dtype == "float64"):
         for _ in range(3 if jit else 1):   # op by op, one draw costs a second
             p, g, u, a = random_step(rng, dtype)
             leaves = leaf_layers(jax, p)
