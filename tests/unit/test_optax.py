@@ -72,7 +72,7 @@ def reference(leaves, p, g, u, a):
 @pytest.mark.parametrize("jit", [False, True])
 def test_the_jax_sums_are_layer_sums_of_the_same_arrays(dtype, jit):
     rng = np.random.default_rng(7)
-    x64 = getattr(jax, "enable_x64", None) or jax.experimental.enable_x64   # older jax: only the latter
+    x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64   # older jax: the latter
     with x64(dtype == "float64"):
         for _ in range(3 if jit else 1):   # op by op, one draw costs a second
             p, g, u, a = random_step(rng, dtype)
