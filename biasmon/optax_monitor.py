@@ -168,7 +168,7 @@ class OptaxMonitor:
         ack = jax.ShapeDtypeStruct((), jnp.int32)
 
         def log() -> Any:
-            floats, counts = step_sums(jax, leaves, p, g, u, a)   # two arrays cross to the host: each costs
+            floats, counts = step_sums(jax, leaves, p, g, u, a)   # sent as two arrays (each one sent costs)
             ints = jnp.concatenate([jnp.stack([state.count, state.logged]), counts.reshape(-1)])
             reals = jnp.concatenate([loss.astype(floats.dtype)[None], floats.reshape(-1)])
             args = (ints, reals)
@@ -188,10 +188,10 @@ class OptaxMonitor:
     # --- leaves and averages (at trace time) -------------------------------------------------------
     def _leaves(self, params: Any, what: str) -> list[Leaf]:
         leaves = leaf_layers(self.jax, params)
-        self._tree_leaves = len(self.jax.tree_util.tree_leaves(params))
         if self.leaves is not None:
             check_same_leaves(what, leaves, self.leaves)
             return self.leaves
+        self._tree_leaves = len(self.jax.tree_util.tree_leaves(params))
         if not any(leaf.kind == 0 for leaf in leaves):
             found = ", ".join(leaf.path for leaf in leaves[:4]) or "no floating-point leaves"
             raise BiasmonError(f"{NAME}: the params tree has no bias leaf (a leaf named bias, b, b1, b_out, "
