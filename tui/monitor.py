@@ -107,6 +107,8 @@ class BiasmonApp(App):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.drawing.set()   # the first frame is drawn before the training thread takes the GIL
+        self.call_after_refresh(self.drawing.clear)
         self.source.start()
 
     def on_unmount(self) -> None:
