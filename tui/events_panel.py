@@ -65,6 +65,7 @@ class EventsPanel(RichLog, can_focus=False):
     def __init__(self, **kwargs):
         super().__init__(max_lines=1000, wrap=True, min_width=20, markup=False, **kwargs)
         self.border_title = "events"
+        self.weights_wrong: set = set()   # weight layers whose last verdict logged was a problem
 
     def add(self, event: Event, fd_tolerance: float = Thresholds().fd_tolerance) -> None:
         """Log the event; a scheduled gradient check is logged only when asked for or when it fails."""
@@ -72,9 +73,19 @@ class EventsPanel(RichLog, can_focus=False):
             errors = [*_numbers(event.data.get("errors")).values(), *_numbers(event.data.get("weight_errors")).values()]
             if max(errors, default=0.0) <= fd_tolerance:
                 return
-        if event.kind == "verdict" and event.data.get("param") == "weight" and event.data.get("verdict") in QUIET:
-            return   # the weights are news when they go wrong; biases stay the featured view
+        if event.kind == "verdict" and event.data.get("param") == "weight":
+            layer = str(event.data.get("layer"))
+            if event.data.get("verdict") not in QUIET:
+                self.weights_wrong.add(layer)
+            elif layer in self.weights_wrong:
+                self.weights_wrong.discard(layer)   # a recovery is news too
+            else:
+                return   # the weights are news when they go wrong; biases stay the featured view
         self.write(describe(event))
+
+    def clear(self) -> "EventsPanel":
+        self.weights_wrong = set()
+        return super().clear()
 
     def note(self, text: str, style: str = "") -> None:
         """Log a line that is not an event."""
