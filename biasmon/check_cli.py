@@ -156,6 +156,17 @@ def print_report(result: CheckResult, out: TextIO = sys.stdout) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """check FILE: the report (or --json) on stdout, the exit status. With --json an error (exit 2) is also
+    one JSON object on stdout, {"exit": 2, "error": ...}, for a script that parses it."""
+    try:
+        return _check(args)
+    except BiasmonError as exc:
+        if args.json:
+            print(json.dumps({"exit": 2, "error": str(exc)}))
+        raise
+
+
+def _check(args: argparse.Namespace) -> int:
     thresholds = thresholds_from(args)
     if not 1 <= args.sustain <= MAX_STEPS_OPTION:
         raise BiasmonError(f"--sustain must be a whole number from 1 to {MAX_STEPS_OPTION:,}, got {args.sustain}")
