@@ -4,6 +4,7 @@ Lightning."""
 import importlib.util
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
-from ddp_trainer import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = (ROOT / "README.md").read_text().split("## PyTorch, Lightning and DDP", 1)[1].split("\n## ", 1)[0]
@@ -21,6 +20,13 @@ PLAIN, AMP, LIGHTNING, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
 DDP_PORT = "29511"
 
 pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the README's DDP example takes a tcp:// address)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run(tmp_path, code, *streams):
