@@ -1,6 +1,6 @@
-"""README's PyTorch, Lightning and DDP examples run as shown (in a fresh folder, as a user pastes them)
-and `biasmon check` passes each stream they write. Skipped without torch; the Lightning one without
-Lightning."""
+"""README's PyTorch, Lightning, Hugging Face Trainer and DDP examples run as shown (in a fresh folder, as a
+user pastes them) and `biasmon check` passes each stream they write. Skipped without torch; the Lightning
+one without Lightning, the Trainer one without transformers and accelerate."""
 import importlib.util
 import json
 import re
@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = (ROOT / "README.md").read_text().split("## PyTorch, Lightning and DDP", 1)[1].split("\n## ", 1)[0]
 SECTION = SECTION.split("\n### ", 1)[0]   # TorchMonitor's example, in a subsection, has a test of its own
-PLAIN, AMP, LIGHTNING, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
+PLAIN, AMP, LIGHTNING, HUGGINGFACE, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
 DDP_PORT = "29511"
 
 pytestmark = pytest.mark.slow
@@ -64,6 +64,13 @@ def test_the_pytorch_example_then_mixed_precision_with_accumulation(tmp_path):
 def test_the_lightning_example(tmp_path):
     lines = run(tmp_path, LIGHTNING, "lightning.jsonl")["lightning.jsonl"]
     assert len(steps(lines)) == step_count(LIGHTNING) and list(steps(lines)[0]["biases"]) == ["net.0", "net.2"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None or importlib.util.find_spec("accelerate") is None,
+                    reason="transformers and accelerate are not installed")
+def test_the_hugging_face_trainer_example(tmp_path):
+    lines = run(tmp_path, HUGGINGFACE, "hf.jsonl")["hf.jsonl"]
+    assert len(steps(lines)) == step_count(HUGGINGFACE) and list(steps(lines)[0]["biases"]) == ["net.0", "net.2"]
 
 
 def test_the_ddp_example(tmp_path):
