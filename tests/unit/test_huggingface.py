@@ -177,3 +177,29 @@ def test_no_optimizer_and_a_gradient_check_are_one_line_errors(tmp_path):
         callback.on_train_begin(None, state, None, model=Regressor(), optimizer=None)
     with pytest.raises(BiasmonError, match="no gradient check"):
         BiasmonTrainerCallback(tmp_path / "run.jsonl", loss_fn=mse)
+
+
+def test_a_tiny_gpt2_from_a_config_logs_every_parameter_sparsely_in_the_summary_form(tmp_path):
+    """A transformers model (its loss normalized by num_items_in_batch on recent versions), AdamW with weight
+    decay, the linear schedule, accumulation of 2: one line per 4 optimizer steps, each with its step's loss."""
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    model = transformers.GPT2LMHeadModel(config)
+    starts = torch.randint(0, 32, (128,), generator=torch.Generator().manual_seed(0)).tolist()
+    data = [{"input_ids": torch.arange(s, s + 16) % 32, "labels": torch.arange(s, s + 16) % 32} for s in starts]
+    path = tmp_path / "run.jsonl"
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=120, per_device_train_batch_size=16,
+                                          gradient_accumulation_steps=2, learning_rate=3e-3, weight_decay=0.01,
+                                          logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+                                          use_cpu=True)
+    run = transformers.Trainer(model=model, args=args, train_dataset=data,
+                               callbacks=[BiasmonTrainerCallback(path, every=4, form="sums", weights=True)])
+    run.train()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    steps = step_lines(lines)
+    assert [s["step"] for s in steps] == list(range(0, 120, 4)) and {s["grad_steps"] for s in steps} == {4}
+    assert "transformer.h.0.attn.c_attn" in steps[0]["bias_sums"] and "transformer.wte" in steps[0]["weight_sums"]
+    logs = [h for h in run.state.log_history if "loss" in h]
+    assert same_losses([s["loss"] for s in steps], [logs[s["step"]]["loss"] for s in steps])
+    result = check_stream(path)
+    assert result.exit == 0 and {d.verdict for d in result.layers.values()} == {"ok"}
