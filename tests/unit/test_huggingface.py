@@ -63,7 +63,7 @@ def trainer(path, model, steps=150, optimizers=(None, None), **options):
     args = transformers.TrainingArguments(output_dir=str(path.parent / "out"), max_steps=steps,
                                           per_device_train_batch_size=16, report_to="none", save_strategy="no",
                                           disable_tqdm=True, use_cpu=True, **options)
-    extra = {"eval_dataset": Data(64, seed=1)} if options.get("eval_strategy") == "steps" else {}
+    extra = {"eval_dataset": Data(64, seed=1)} if "eval_steps" in options else {}
     return transformers.Trainer(model=model, args=args, train_dataset=Data(),
                                 optimizers=optimizers, callbacks=[BiasmonTrainerCallback(path)], **extra)
 
@@ -81,6 +81,7 @@ def same_losses(logged, reported):
     return logged == pytest.approx(reported, rel=1e-6, abs=5.1e-5)
 
 
+FIELDS = inspect.signature(transformers.TrainingArguments).parameters
 NUM_ITEMS = "num_items_in_batch" in inspect.signature(transformers.Trainer.compute_loss).parameters
 
 
@@ -90,7 +91,8 @@ def step_lines(lines):
 
 def test_a_correct_trainer_run_checks_ok_and_logs_the_trainers_own_losses(tmp_path):
     # evaluation every 50 steps: its forwards (eval mode, no_grad) are not taken for training losses
-    lines, logs = fit(tmp_path / "run.jsonl", Regressor(), eval_strategy="steps", eval_steps=50)
+    strategy = "eval_strategy" if "eval_strategy" in FIELDS else "evaluation_strategy"   # renamed in 4.41
+    lines, logs = fit(tmp_path / "run.jsonl", Regressor(), **{strategy: "steps"}, eval_steps=50)
     steps = step_lines(lines)
     assert len(steps) == 150 and [s["step"] for s in steps] == list(range(150))
     assert {k: len(v) for k, v in steps[0]["biases"].items()} == {"net.0": 16, "net.2": 1}
@@ -202,4 +204,29 @@ def test_a_tiny_gpt2_from_a_config_logs_every_parameter_sparsely_in_the_summary_
     logs = [h for h in run.state.log_history if "loss" in h]
     assert same_losses([s["loss"] for s in steps], [logs[s["step"]]["loss"] for s in steps])
     result = check_stream(path)
+    assert result.exit == 0 and {d.verdict for d in result.layers.values()} == {"ok"}
+
+
+class Crashing(Regressor):
+    """Raises in its 61st training forward, as a run that crashes mid-way."""
+
+    calls = 0
+
+    def forward(self, x, labels=None):
+        self.calls += self.training
+        if self.calls > 60:
+            raise RuntimeError("out of memory, say")
+        return super().forward(x, labels)
+
+
+def test_a_crash_in_training_loses_no_step_already_logged(tmp_path):
+    # the Trainer has no exception event: the stream is not closed, but every line is flushed as written
+    run = trainer(tmp_path / "run.jsonl", Crashing(), steps=150)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run.train()
+    callback = next(c for c in run.callback_handler.callbacks if isinstance(c, BiasmonTrainerCallback))
+    assert callback.logger is not None and not callback.logger.writer.closed   # read while still open
+    lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in step_lines(lines)] == list(range(60))
+    result = check_stream(tmp_path / "run.jsonl")
     assert result.exit == 0 and {d.verdict for d in result.layers.values()} == {"ok"}
