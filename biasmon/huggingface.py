@@ -14,7 +14,9 @@ just before optimizer.step(), so after the Trainer's gradient clipping (max_grad
 the micro-batches of gradient accumulation, and the update the step applied. At `on_step_end`, which the
 Trainer calls once per optimizer step, it writes the line, so gradient_accumulation_steps=k gives one
 line per optimizer step; the line's `step` is the Trainer's global_step - 1 (0 first). At `on_train_end`
-it closes the stream. Only the world's process zero (state.is_world_process_zero) logs.
+it closes the stream. Only the world's process zero (state.is_world_process_zero) logs; under DDP the
+`.grad` it sees is the mean over the processes, the loss its own batch's (as TorchBiasLogger's docstring
+says; not tested with the Trainer here).
 
 The loss: Trainer callbacks are never given the step's loss (its logs hold a mean over `logging_steps`),
 so the callback reads what the model's forward returns in training mode with gradients on: its "loss"
