@@ -1,10 +1,13 @@
-"""TUI launch to first frame: from starting the interpreter to the first frame the live app composes.
+"""TUI launch: from starting the interpreter to the first frame the live app draws, and to the first frame
+that shows a plotted loss curve.
 
-    python bench/bench_launch.py [--repeats R]
+    python bench/bench_launch.py [--repeats R] [--against PYTHON]
 
 Each run is a fresh `python -c ...` process (imports included) that opens the live app headless
-(App.run_test, as in the tests) and waits for its first refresh; the same for a minimal Textual app
-(one Static) as the floor. Medians of R runs, taken in turns. Issue 12's target: <= 0.6 s.
+(App.run_test, as in the tests) and waits for its first refresh, then for the first refresh after the
+loss plot holds a curve; the same for a minimal Textual app (one Static) as the floor. Medians of R runs,
+taken in turns (with --against, another checkout's interpreter in the same turns, and the ratio).
+Issue 12's target: first frame <= 0.6 s.
 """
 from __future__ import annotations
 
@@ -19,11 +22,22 @@ import asyncio, sys, time
 t0 = float(sys.argv[1])
 {make}
 async def main():
-    async with app.run_test(size=(140, 40)):
+    async with app.run_test(size=(140, 40)) as pilot:
         drawn = asyncio.Event()
         app.call_after_refresh(drawn.set)
         await drawn.wait()
-        print(time.time() - t0)
+        first = time.time() - t0
+        plotted = first
+        if {plots}:
+            from biasmon.tui.loss_panel import LossPanel
+            panel = app.screen.query_one(LossPanel)
+            while not panel.lines:
+                await asyncio.sleep(0.005)
+            drawn = asyncio.Event()
+            app.call_after_refresh(drawn.set)
+            await drawn.wait()
+            plotted = time.time() - t0
+        print(first, plotted)
 asyncio.run(main())
 """
 BIASMON = "from biasmon.tui.app import create_live_app\napp = create_live_app()"
@@ -31,27 +45,38 @@ MINIMAL = ("from textual.app import App\nfrom textual.widgets import Static\n"
            "class Minimal(App):\n    def compose(self):\n        yield Static('hello')\napp = Minimal()")
 
 
-def launch(make: str) -> float:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(make=make), str(time.time())],
+def launch(make: str, python: str = sys.executable, plots: bool = True) -> tuple[float, float]:
+    """Seconds to the first frame and to the first frame with a loss curve."""
+    out = subprocess.run([python, "-c", CHILD.format(make=make, plots=plots), str(time.time())],
                          capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    first, plotted = out.stdout.strip().splitlines()[-1].split()
+    return float(first), float(plotted)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--against", metavar="PYTHON", help="another checkout's python, run in the same turns")
     args = parser.parse_args(argv)
     launch(BIASMON)   # warm the disk cache
-    ours, eager, floor = [], [], []
+    runs: dict[str, list[tuple[float, float]]] = {"this": [], "against": [], "floor": []}
     for _ in range(args.repeats):
-        ours.append(launch(BIASMON))
-        eager.append(launch("import plotext\n" + BIASMON))
-        floor.append(launch(MINIMAL))
-    print(f"biasmon live app, launch to first frame : median {statistics.median(ours):.2f} s "
-          f"(target <= 0.6 s: {'met' if statistics.median(ours) <= 0.6 else 'MISSED'})")
-    print(f"  the same, plotext imported up front   : median {statistics.median(eager):.2f} s (as before it was "
-          f"imported at the first plot)")
-    print(f"a minimal Textual app, the same         : median {statistics.median(floor):.2f} s")
+        runs["this"].append(launch(BIASMON))
+        if args.against:
+            runs["against"].append(launch(BIASMON, args.against))
+        runs["floor"].append(launch(MINIMAL, plots=False))
+
+    def medians(label: str) -> tuple[float, float]:
+        return statistics.median(r[0] for r in runs[label]), statistics.median(r[1] for r in runs[label])
+
+    first, plotted = medians("this")
+    print(f"biasmon live app, launch to first frame : median {first:.2f} s "
+          f"(target <= 0.6 s: {'met' if first <= 0.6 else 'MISSED'}); to the first loss curve {plotted:.2f} s")
+    if args.against:
+        a_first, a_plotted = medians("against")
+        print(f"  against {args.against}: first frame {a_first:.2f} s, first loss curve {a_plotted:.2f} s; "
+              f"ratios this/against {first / a_first:.2f} and {plotted / a_plotted:.2f}")
+    print(f"a minimal Textual app, the same         : median {medians('floor')[0]:.2f} s")
     return 0
 
 

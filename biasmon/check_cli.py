@@ -112,16 +112,25 @@ def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
     return rows
 
 
-def _weights(result: CheckResult) -> str:
-    return " and their weights" if result.weights else ""
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+
+def _layers(result: CheckResult) -> str:
+    """'3 bias layers', '... and their weights', or '2 weight layers (no biases)'."""
+    if not result.layers and result.weights:
+        return f"{_count(len(result.weights), 'weight layer')} (no biases)"
+    return _count(len(result.layers), "bias layer") + (" and their weights" if result.weights else "")
 
 
 def report_lines(result: CheckResult) -> list[str]:
     """The text report: a summary line, the layer table, divergence, notes, malformed lines, the result."""
     grads = "gradients logged" if result.has_grads else "no gradients"
-    lines = [f"{result.source}: {result.steps} steps ({result.first_step}..{result.last_step}), "
-             f"{len(result.layers)} bias layers{_weights(result)}, {grads}; train loss final {fmt(result.final_loss)}, "
-             f"best {fmt(result.best_loss)}"]
+    span = f"step {result.first_step}" if result.first_step == result.last_step else \
+        f"steps {result.first_step}..{result.last_step}"
+    lines = [f"{result.source}: {_count(result.steps, 'step line')} ({span}), "
+             f"{_layers(result)}, {grads}; "
+             f"train loss final {fmt(result.final_loss)}, best {fmt(result.best_loss)}"]
     for run in result.runs:
         if run.failing:
             lines.append(f"{run.where()}: PROBLEM: " + "; ".join(run.failing))
@@ -147,6 +156,17 @@ def print_report(result: CheckResult, out: TextIO = sys.stdout) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """check FILE: the report (or --json) on stdout, the exit status. With --json an error (exit 2) is also
+    one JSON object on stdout, {"exit": 2, "error": ...}, for a script that parses it."""
+    try:
+        return _check(args)
+    except BiasmonError as exc:
+        if args.json:
+            print(json.dumps({"exit": 2, "error": str(exc)}))
+        raise
+
+
+def _check(args: argparse.Namespace) -> int:
     thresholds = thresholds_from(args)
     if not 1 <= args.sustain <= MAX_STEPS_OPTION:
         raise BiasmonError(f"--sustain must be a whole number from 1 to {MAX_STEPS_OPTION:,}, got {args.sustain}")

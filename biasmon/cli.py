@@ -17,8 +17,9 @@ SUBCOMMANDS = ("presets", "record", "compare", "replay", "watch", "check")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, as for any other bad input
-        raise BiasmonError(f"{self.prog}: {message}")
+    def error(self, message):  # one line, exit 2, as for any other bad input ("biasmon: error: " is added)
+        command = self.prog.removeprefix("biasmon").strip()
+        raise BiasmonError(f"{command}: {message}" if command else message)
 
 
 def _presets_option(parser):

@@ -167,5 +167,5 @@ def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = 
                       "-" if not s.diverged else f"step {s.diverged.step}", *verdicts))
     print_lines(table(cells), out)
     print("\nlayer cells: b / w, the verdict of the layer's bias / its weights at the end of the run @ the step "
-          "it was first seen", file=out)
+          "it has held since (biasmon check also gives the step each was first seen)", file=out)
     return 0

@@ -16,7 +16,7 @@ from .layout import Layout
 from .history import BlockSteps, History, oldest_in_window
 from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerSums, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
-from .verdicts import PENDING, VERDICTS, Thresholds, causes as causes_of, verdict_codes
+from .verdicts import HELD_UPHILL, PENDING, UPHILL, VERDICTS, Thresholds, causes as causes_of, verdict_codes
 
 
 @dataclass(slots=True)
@@ -219,7 +219,7 @@ class Diagnoser:
         diagnoses and loss change (the others None): what a reader that wants verdicts only needs."""
         said = causes_of(self.param)
         names, causes = self.layout.names, [self.off_cause if v == "off" else said.get(v, "") for v in VERDICTS]
-        n = len(steps)
+        n, eps = len(steps), self.thresholds.grad_eps
         step_no = [o.step for o in steps]   # Python ints: a stream's step may be past 64 bits
         has_g = np.array([o.has_g for o in steps])
         has_u = np.array([o.has_u for o in steps])
@@ -250,8 +250,10 @@ class Diagnoser:
                 loss_change = _new_tuple(LossChange, (prev_pred[i], o.loss - prev_loss[i]))
             reached = [bool(has_g[i]) and not (o.unreached is not None and o.unreached[j]) for j in range(len(names))]
             began = since(i)
+            cause = [HELD_UPHILL if code == UPHILL and reached[j] and row.g_rms[j] <= eps else causes[code]
+                     for j, code in enumerate(code_rows[i])]
             layers = {name: _layer(row, j, reached[j], bool(has_u[i]), fd_errors[i][j], VERDICTS[code_rows[i][j]],
-                                   causes[code_rows[i][j]], began[j]) for j, name in enumerate(names)}
+                                   cause[j], began[j]) for j, name in enumerate(names)}
             out[i] = _new_tuple(Diagnosis, (layers, loss_change, events[i], sums[i]))
         self.verdict, self.since = code_rows[-1], since(n - 1)
         self.prev_loss = steps[-1].loss

@@ -59,6 +59,8 @@ def _spec(check: Callable[[Any], bool], allowed: str, default: Any = _REQUIRED) 
     return check, allowed, default
 
 
+DEFAULT_SET = "tiny"   # [data] without 'set' or 'path'
+
 SCHEMA = {
     "": {
         "description": _spec(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
@@ -182,8 +184,10 @@ def parse(table: dict, name: str, source: str) -> Preset:
     bias = sections["bias"]
     bias_params = {k: bias.pop(k) for k in list(bias) if k in strategy.params}
     data, network = sections["data"], sections["network"]
-    if (data["set"] is None) == (data["path"] is None):
-        raise PresetError(f"{source}: [data] needs exactly one of 'set' (one of {', '.join(GENERATORS)}) or 'path'")
+    if data["set"] is not None and data["path"] is not None:
+        raise PresetError(f"{source}: [data] takes one of 'set' (one of {', '.join(GENERATORS)}) or 'path', not both")
+    if data["set"] is None and data["path"] is None:
+        data["set"] = DEFAULT_SET
     if data["path"] is not None and Path(data["path"]).suffix.lower() == ".csv" and not data["targets"]:
         raise PresetError(f"{source}: key 'data.targets' is required with a CSV path (the target column names)")
     if data["path"] is not None and not Path(data["path"]).is_absolute() and source:

@@ -83,6 +83,7 @@ class StreamReader:
         self._grad_check: dict | None = None       # a gradient_check event's errors, for the next step
         self._weight_check: dict | None = None     # its weight_errors
         self._first_loss: float | None = None
+        self._stored: dict[str, bool] = {}         # param -> the last step line carried its diagnoses
 
     def _problem(self, message: str) -> list:
         """Count the current line as skipped (the message cut to MAX_MESSAGE characters)."""
@@ -170,8 +171,8 @@ class StreamReader:
                 self._weight_check = check_errors(event.data["weight_errors"])
         elif kind == "diverged":
             self.diverged = self.diverged or event
-        elif kind == "verdict" and self.recompute:
-            return out  # verdicts are re-derived from the step lines
+        elif kind == "verdict" and (self.recompute or not self._stored.get(event.data.get("param", "bias"))):
+            return out  # derived from the step lines (their diagnoses not stored: the summary form, or recompute)
         return out + [event]
 
     def _check_layers(self, line: StepLine) -> None:
@@ -256,6 +257,7 @@ class StreamReader:
             w_step.fd_errors, self._weight_check = self._weight_check, None
             w_step.stored = None if self.recompute else stored_diagnosis(line, "weight_diag")
         step.stored = None if self.recompute else stored_diagnosis(line)
+        self._stored = {"bias": step.stored is not None, "weight": w_step is not None and w_step.stored is not None}
         step.weights = w_step
         self._flush_pending(b, line.step, w)
         if line.grad_steps > 1:

@@ -26,6 +26,8 @@ CAUSES = {
     "detached": "no gradient reaches this bias (detached from the loss, or unused): it never learns",
     "redundant": "gradient is zero up to rounding: a normalisation layer after it cancels it (bias=False)",
 }
+# an uphill held while no gradient reaches the layer any more (its units died: ReLU), not a live sign bug
+HELD_UPHILL = "went up the gradient, then its gradient vanished (dead units?): it does not move now"
 WEIGHT_CAUSES = {**CAUSES,   # the same verdicts of a layer's weights, in their words
                  "frozen": "gradient is non-zero but the weights do not move",
                  "exploding": "weight norm is blowing up",

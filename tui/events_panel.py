@@ -1,7 +1,10 @@
 """Events log: divergence, verdict changes, gradient checks, preset switches, each with its step."""
 from __future__ import annotations
 
+from collections import deque
+
 from rich.text import Text
+from textual import events
 from textual.widgets import RichLog
 
 from ..core import RESET_EVENTS, Event, Thresholds
@@ -49,6 +52,7 @@ def describe(event: Event) -> Text:
 
 
 QUIET = ("ok", "pending")
+MAX_ENTRIES = 1000   # lines kept in the log
 
 
 def _numbers(errors: object) -> dict:
@@ -63,8 +67,11 @@ class EventsPanel(RichLog, can_focus=False):
     even the app's first focus): focused, it would keep ←/→ and enter from the app and the preset list."""
 
     def __init__(self, **kwargs):
-        super().__init__(max_lines=1000, wrap=True, min_width=20, markup=False, **kwargs)
+        super().__init__(max_lines=MAX_ENTRIES, wrap=True, min_width=20, markup=False, **kwargs)
         self.border_title = "events"
+        self.weights_wrong: set = set()   # weight layers whose last verdict logged was a problem
+        self.entries: deque[Text] = deque(maxlen=MAX_ENTRIES)   # what was logged, to wrap anew on a resize
+        self.wrapped_at: int | None = None   # the width the lines were wrapped at
 
     def add(self, event: Event, fd_tolerance: float = Thresholds().fd_tolerance) -> None:
         """Log the event; a scheduled gradient check is logged only when asked for or when it fails."""
@@ -72,10 +79,34 @@ class EventsPanel(RichLog, can_focus=False):
             errors = [*_numbers(event.data.get("errors")).values(), *_numbers(event.data.get("weight_errors")).values()]
             if max(errors, default=0.0) <= fd_tolerance:
                 return
-        if event.kind == "verdict" and event.data.get("param") == "weight" and event.data.get("verdict") in QUIET:
-            return   # the weights are news when they go wrong; biases stay the featured view
-        self.write(describe(event))
+        if event.kind == "verdict" and event.data.get("param") == "weight":
+            layer = str(event.data.get("layer"))
+            if event.data.get("verdict") not in QUIET:
+                self.weights_wrong.add(layer)
+            elif layer in self.weights_wrong:
+                self.weights_wrong.discard(layer)   # a recovery is news too
+            else:
+                return   # the weights are news when they go wrong; biases stay the featured view
+        self.log_line(describe(event))
+
+    def log_line(self, text: Text) -> None:
+        self.entries.append(text)
+        self.write(text)
+
+    def clear(self) -> "EventsPanel":
+        self.weights_wrong = set()
+        self.entries.clear()
+        return super().clear()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Wrap every entry anew at the new width (a line wrapped on a narrow terminal reads whole again)."""
+        width = event.size.width
+        if self.wrapped_at is not None and width != self.wrapped_at and self.entries:
+            RichLog.clear(self)
+            for text in self.entries:
+                self.write(text)
+        self.wrapped_at = width
 
     def note(self, text: str, style: str = "") -> None:
         """Log a line that is not an event."""
-        self.write(Text(shown(text), style=style))
+        self.log_line(Text(shown(text), style=style))

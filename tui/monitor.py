@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import Footer, HelpPanel, OptionList, Static
 
 from .events_panel import EventsPanel
 from .direction_strip import DirectionStrip
@@ -66,6 +66,8 @@ class BiasmonApp(App):
         Binding("plus,equals_sign", "rate(2)", "faster", group=SPEED),
         Binding("s", "svg", "svg", show=False),
         Binding("w", "cycle_view", "view", show=False),  # in the palette; the strip's title shows [w]
+        Binding("question_mark", "toggle_keys", "keys", show=False),   # also in the palette (its "Keys")
+        Binding("escape", "hide_help_panel", "close keys", show=False),
         Binding("q", "quit", "quit"),
         *[Binding(str(i), f"preset({i})", f"preset {i}", show=False) for i in range(1, 10)],
     ]
@@ -107,6 +109,8 @@ class BiasmonApp(App):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.drawing.set()   # the first frame is drawn before the training thread takes the GIL
+        self.call_after_refresh(self.drawing.clear)
         self.source.start()
 
     def on_unmount(self) -> None:
@@ -189,6 +193,13 @@ class BiasmonApp(App):
         if view is LayerView.WEIGHTS:
             return "no weight diagnoses in this run"
         return None if has_biases else "this network has no biases"
+
+    def action_toggle_keys(self) -> None:
+        """? shows the keys panel, or hides it if it is shown."""
+        if self.screen.query(HelpPanel):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def action_cycle_view(self) -> None:
         """Show the next view of the layers: biases, weights, both."""

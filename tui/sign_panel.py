@@ -5,7 +5,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from ..core import PROBLEMS, LossChange
+from ..core import HELD_UPHILL, PROBLEMS, LossChange
 from .text import shown
 
 VERDICT_STYLES = {
@@ -104,13 +104,14 @@ def _table(diag: dict, width: int, view: str = "biases") -> Table:
 
 
 def _notes(diag: dict, loss_change: LossChange | None, span: int) -> list[str]:
-    """The lines under the table: the loss change, the logging span, the first problem's cause."""
+    """The lines under the table: the loss change, the logging span, the first live problem's cause."""
     notes = []
     if loss_change and loss_change.predicted is not None and loss_change.actual is not None:
         notes.append(f"last step: loss change predicted {loss_change.predicted:+.2e}, seen {loss_change.actual:+.2e}")
     if span > 1:
         notes.append(f"steps are logged every {span}: each update spans {span} steps")
     problems = [d.cause for d in diag.values() if d.verdict in PROBLEMS]
+    problems.sort(key=lambda cause: cause == HELD_UPHILL)   # a live problem first: a held one is its aftermath
     if problems:
         notes.append(f"cause: {problems[0]}")
     return notes

@@ -14,6 +14,7 @@ from .source import BATCH_SECONDS
 
 CHUNK_STEPS = 64          # steps per turn of the training loop (one lock, one block of diagnostics)
 YIELD_SECONDS = 0.0005    # the trainer steps aside this long when the UI has something to draw
+FIRST_FRAME_WAIT = 0.5    # at most this long, the first block waits for the screen's first frame
 
 
 class Controls(Protocol):
@@ -57,6 +58,9 @@ class TrainingLoop:
     def run(self) -> Iterator[Handover]:
         """Train (after begin), yielding a Handover every BATCH_SECONDS, at each pause and at the end."""
         c = self.controls
+        first_frame = time.monotonic() + FIRST_FRAME_WAIT
+        while self.ui_waiting() and not self.cancelled() and time.monotonic() < first_frame:
+            time.sleep(YIELD_SECONDS)   # the screen appears before the first block takes the GIL
         last_post = self.next_due = time.monotonic()
         steps_since = 0
         while not self.cancelled() and not self.trainer.done:

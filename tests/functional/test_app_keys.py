@@ -218,3 +218,18 @@ async def test_shift_f_flips_the_weights_sign_and_their_verdict_turns_uphill_the
         assert all(d.verdict != "uphill" for d in app.current.diag.values())   # the biases are not flipped
         await pilot.press("r")
         assert not app.source.trainer.flip_weight_sign and "weights flip_sign" not in status_text(app)
+
+
+async def test_question_mark_shows_and_hides_the_keys_and_escape_hides_them():
+    from textual.widgets import HelpPanel
+    app = create_live_app(pause_at=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 1)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 0)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 1)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 0)

@@ -252,3 +252,10 @@ def test_huge_step_count_options_cost_memory_only_as_the_stream_needs(tmp_path):
                            "--unrelated-steps", "100000000", "--window", "50000000"],
                           capture_output=True, text=True, preexec_fn=cap, timeout=60)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_with_json_an_error_is_also_one_json_object_on_stdout(tmp_path, biasmon_cli):
+    proc = biasmon_cli("check", "--json", str(tmp_path / "missing.jsonl"))
+    assert proc.returncode == 2 and "cannot read" in one_error_line(proc)
+    out = json.loads(proc.stdout)
+    assert out["exit"] == 2 and "missing.jsonl" in out["error"] and "cannot read" in out["error"]

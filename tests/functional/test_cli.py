@@ -252,3 +252,12 @@ def test_a_write_failure_while_recording_is_one_line_and_exit_2():
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "/dev/full: cannot write the recording (No space left on device)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--steps", "abc"], "biasmon: error: argument --steps: invalid int value: 'abc'"),
+    (["record", "gradient"], "biasmon: error: record: the following arguments are required: -o/--output"),
+])
+def test_a_bad_option_is_one_line_naming_the_command_once(args, line):
+    proc = biasmon_cli(*args)
+    assert proc.returncode == 2 and proc.stderr.strip() == line

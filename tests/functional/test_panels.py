@@ -83,3 +83,44 @@ async def test_a_layer_nothing_reaches_shows_dashes_not_zeros_beside_its_held_ve
 class SignOnly(App):
     def compose(self):
         yield SignPanel()
+
+
+async def test_the_events_log_shows_weights_going_wrong_and_recovering_but_not_their_first_ok():
+    from biasmon.core.records import Event
+    app = create_live_app(pause_at=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        log = app.query_one(EventsPanel)
+        log.clear()
+        for step, verdict in ((4, "ok"), (40, "exploding"), (43, "exploding"), (50, "ok"), (60, "pending")):
+            log.add(Event("verdict", step, {"layer": "out", "param": "weight", "verdict": verdict, "cause": ""}))
+        log.add(Event("verdict", 70, {"layer": ["odd"], "param": "weight", "verdict": "vanishing", "cause": ""}))
+        await pilot.pause()
+        text = " ".join(" ".join(line.text.split()) for line in log.lines) + " "
+        assert "step 4 " not in text and "step 60 " not in text
+        assert all(f"step {s} " in text for s in (40, 43, 50, 70)) and "out weights: ok" in text
+
+
+async def test_event_lines_wrapped_on_a_narrow_terminal_read_whole_once_it_is_wider():
+    app = create_live_app(pause_at=3)
+    async with app.run_test(size=(60, 32)) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        log = app.query_one(EventsPanel)
+        words = " ".join(f"word{i}" for i in range(12))
+        log.note(words)
+        await pilot.pause()
+        assert not any(line.text.strip() == words for line in log.lines)   # wrapped at 60 columns
+        await pilot.resize_terminal(140, 40)
+        await wait_for(pilot, lambda: any(line.text.strip() == words for line in log.lines))
+        assert log.virtual_size.width <= log.scrollable_content_region.width   # no sideways scrolling
+
+
+def test_the_sign_panels_cause_line_names_a_live_problem_before_a_held_one():
+    from types import SimpleNamespace
+
+    from biasmon.core import CAUSES, HELD_UPHILL
+    from biasmon.tui.sign_panel import _notes
+    diag = {"hidden1": SimpleNamespace(verdict="uphill", cause=HELD_UPHILL),
+            "output": SimpleNamespace(verdict="uphill", cause=CAUSES["uphill"])}
+    assert _notes(diag, None, 1) == [f"cause: {CAUSES['uphill']}"]
+    assert _notes({"hidden1": diag["hidden1"]}, None, 1) == [f"cause: {HELD_UPHILL}"]

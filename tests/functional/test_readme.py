@@ -26,7 +26,8 @@ def test_readme_lists_every_key_binding_and_every_preset():
     for binding in BiasmonApp.BINDINGS:
         if binding.key.isdigit():
             continue
-        shown = {"space": "space", "left": "←", "right": "→", "minus": "-", "plus,equals_sign": "+"}.get(
+        shown = {"space": "space", "left": "←", "right": "→", "minus": "-", "plus,equals_sign": "+",
+                 "question_mark": "?"}.get(
             binding.key, binding.key)
         assert f"| {shown}" in keys_section or f"/ {shown}" in keys_section or f"{shown} |" in keys_section, binding.key
     for name in presets.discover():

@@ -1,6 +1,7 @@
-"""README's PyTorch, Lightning, DDP and JAX / optax examples run as shown (in a fresh folder, as a user pastes
-them) and `biasmon check` passes each stream they write. The PyTorch ones skipped without torch, the
-Lightning one without Lightning, the JAX one without jax and optax."""
+"""README's PyTorch, Lightning, Hugging Face Trainer, DDP and JAX / optax examples run as shown (in a fresh
+folder, as a user pastes them) and `biasmon check` passes each stream they write. The PyTorch ones skipped
+without torch; the Lightning one without Lightning, the Trainer one without transformers and accelerate, the
+JAX one without jax and optax."""
 import importlib.util
 import json
 import re
@@ -14,23 +15,21 @@ import pytest
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
 
-
-def free_port():
-    """A local TCP port free now, for the README's DDP example (its init_method is tcp://; the test
-    trainers' free_port went with their move to a file store)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = (ROOT / "README.md").read_text().split("## PyTorch, Lightning and DDP", 1)[1].split("\n## ", 1)[0]
 JAX = re.findall(r"```python\n(.*?)```", SECTION.split("\n### JAX / optax", 1)[1], re.S)[0]
 SECTION = SECTION.split("\n### ", 1)[0]   # TorchMonitor's example, in a subsection, has a test of its own
-PLAIN, AMP, LIGHTNING, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
+PLAIN, AMP, LIGHTNING, HUGGINGFACE, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
 DDP_PORT = "29511"
 
 pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the README's DDP example takes a tcp:// address)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run(tmp_path, code, *streams):
@@ -70,6 +69,14 @@ def test_the_pytorch_example_then_mixed_precision_with_accumulation(tmp_path):
 def test_the_lightning_example(tmp_path):
     lines = run(tmp_path, LIGHTNING, "lightning.jsonl")["lightning.jsonl"]
     assert len(steps(lines)) == step_count(LIGHTNING) and list(steps(lines)[0]["biases"]) == ["net.0", "net.2"]
+
+
+@needs_torch
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None or importlib.util.find_spec("accelerate") is None,
+                    reason="transformers and accelerate are not installed")
+def test_the_hugging_face_trainer_example(tmp_path):
+    lines = run(tmp_path, HUGGINGFACE, "hf.jsonl")["hf.jsonl"]
+    assert len(steps(lines)) == step_count(HUGGINGFACE) and list(steps(lines)[0]["biases"]) == ["net.0", "net.2"]
 
 
 @needs_torch

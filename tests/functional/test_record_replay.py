@@ -140,3 +140,23 @@ async def test_key_storms_record_the_step_each_run_left_had_reached(tmp_path):
     assert len(pairs) >= 10 and any(left > 0 for left, _ in pairs)
     assert all(left == recorded for left, recorded in pairs), pairs
     assert note.startswith("── new run:") and note.endswith(f"at step {pairs[-1][0]}) ──"), note
+
+
+@pytest.mark.parametrize("form", ["sums", "vectors"])
+def test_a_recordings_verdict_changes_are_read_back_once_in_either_form(tmp_path, form):
+    """Replay and watch read a recording with recompute off: a verdict event stored in the file is the
+    one derived again from a summary-form step (no diagnoses stored), so it must come back once."""
+    from biasmon.core import StreamReader
+    from biasmon.core.records import Event
+    path = tmp_path / "bad.jsonl"
+    subprocess.run([sys.executable, "-m", "biasmon", "record", "story-scaled", "-o", str(path), "--steps", "300",
+                    "--form", form], check=True, capture_output=True)
+    stored = [json.loads(line) for line in path.read_text().splitlines() if '"event":"verdict"' in line]
+    reader, read = StreamReader(), []
+    for line in path.read_text().splitlines():
+        read += reader.feed(line)
+    read += reader.finish()
+    verdicts = [(e.step, e.data.get("param", "bias"), e.data["layer"], e.data["verdict"])
+                for e in read if isinstance(e, Event) and e.kind == "verdict"]
+    assert len(stored) >= 3
+    assert verdicts == [(e["step"], e.get("param", "bias"), e["layer"], e["verdict"]) for e in stored]

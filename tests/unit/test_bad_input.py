@@ -95,10 +95,21 @@ def test_unknown_top_level_key_and_section_that_is_not_a_table(tmp_path):
     assert "'train'" in error_of(write(tmp_path, 'train = 3\ndescription = "x"\n', "q.toml"))
 
 
-def test_data_needs_exactly_one_of_set_or_path(tmp_path):
-    assert "'set'" in error_of(write(tmp_path, GOOD.format(data="samples = 12")))
+def test_data_takes_set_or_path_not_both(tmp_path):
     both = GOOD.format(data=TINY + '\npath = "d.npz"')
-    assert "'path'" in error_of(write(tmp_path, both))
+    assert "'path'" in error_of(write(tmp_path, both)) and "not both" in error_of(write(tmp_path, both))
+
+
+def test_a_preset_of_only_a_description_trains_on_the_default_set(tmp_path):
+    """README: every key but `description` is optional (a new user's first preset file)."""
+    path = tmp_path / "only.toml"
+    path.write_text('description = "only"\n[data]\nsamples = 12\n')
+    preset = presets.load(path)
+    assert preset.data["set"] == presets.DEFAULT_SET and preset.data["samples"] == 12
+    path.write_text('description = "only"\n')
+    trainer = Trainer(presets.load(path), steps=5)
+    trainer.advance(5)
+    assert trainer.step_index == 5
 
 
 def test_cross_entropy_needs_identity_output(tmp_path):

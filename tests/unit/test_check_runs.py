@@ -68,3 +68,11 @@ def test_a_stream_that_ends_right_after_a_restart_shows_the_run_before_as_the_la
     assert done.returncode == 1 and "run 2" not in done.stdout and "run 1" not in done.stdout
     result = json.loads(check(tmp_path, run_lines(-1, 300) + [restart("next")], "--json").stdout)
     assert result["runs"] == [] and result["layers"]["h"]["verdict"] == "uphill"
+
+
+def test_the_summary_line_counts_step_lines_in_plain_words(tmp_path):
+    """Lines, not steps (a sparse stream logs 1 step in k), singular for one."""
+    out = check(tmp_path, run_lines(1.0, 1)).stdout.splitlines()[0]
+    assert ": 1 step line (step 0), 2 bias layers, gradients logged;" in out, out
+    sparse = [line for i, line in enumerate(run_lines(1.0, 40)) if i % 5 == 0]
+    assert ": 8 step lines (steps 0..35), 2 bias layers, gradients logged" in check(tmp_path, sparse).stdout

@@ -225,3 +225,21 @@ def test_observe_tolerates_huge_values_without_warnings():
     with np.errstate(all="raise"):
         out = observe(diag, 0, 1.0, np.full(9, 1e300), np.full(9, 1e300), np.full(9, -1e300))
     assert out["hidden"].b_norm == math.inf
+
+
+def test_an_uphill_held_after_the_gradient_died_says_so_not_sign_flipped():
+    """The hidden units died climbing (ReLU): no gradient reaches them any more. The verdict stays uphill
+    (what happened), but the cause no longer reads as a live sign bug: the user may have fixed it."""
+    from biasmon.core.verdicts import CAUSES, HELD_UPHILL
+    grad, loss_of = quadratic()
+    diag, b = Diagnoser(LAYOUT), np.ones(9)
+    for t in range(80):
+        g = grad(b)
+        if t >= 40:
+            g[:8] = 0.0   # the hidden layer's units are dead from step 40
+        out = observe(diag, t, loss_of(b), b.copy(), g, 0.05 * g)   # the sign bug: u = +lr g
+        b = b + 0.05 * g
+        if t == 39:
+            assert out["hidden"].verdict == "uphill" and out["hidden"].cause == CAUSES["uphill"]
+    assert out["hidden"].verdict == "uphill" and out["hidden"].cause == HELD_UPHILL
+    assert out["out"].verdict == "uphill" and out["out"].cause == CAUSES["uphill"]
