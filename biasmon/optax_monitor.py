@@ -112,7 +112,8 @@ class OptaxMonitor:
         jax, optax = _frameworks()
         if not isinstance(tx, optax.GradientTransformation):
             raise BiasmonError(f"{NAME}: tx must be an optax GradientTransformation (optax.adam(1e-3), "
-                               f"optax.chain(...), ...), got {type(tx).__name__}")
+                               f"optax.chain(...), optax.MultiSteps(...).gradient_transformation(), ...), "
+                               f"got {type(tx).__name__}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise BiasmonError(f"{NAME}: every must be a whole number >= 1, got {every!r}")
         self.jax, self.optax, self.every, self.ordered = jax, optax, every, bool(ordered)
@@ -140,7 +141,21 @@ class OptaxMonitor:
     def init(self, params: Any) -> MonitorState:
         self._leaves(params, "params")
         jnp = self.jax.numpy
-        return MonitorState(jnp.zeros([], jnp.int32), jnp.full([], -1, jnp.int32), self.inner.init(params))
+        inner = self.inner.init(params)
+        self._refuse_accumulation(inner)
+        return MonitorState(jnp.zeros([], jnp.int32), jnp.full([], -1, jnp.int32), inner)
+
+    def _refuse_accumulation(self, inner_state: Any) -> None:
+        """Gradient accumulation inside the wrapped transformation (optax.MultiSteps, optax.apply_every)
+        emits zero updates on k - 1 steps in k: those steps would read as a frozen layer. The monitor goes
+        inside it instead, where each update it sees is one the parameters take."""
+        kinds = (self.optax.MultiStepsState, self.optax.ApplyEvery)
+        found = [x for x in self.jax.tree_util.tree_leaves(inner_state, is_leaf=lambda x: isinstance(x, kinds))
+                 if isinstance(x, kinds)]
+        if found:
+            raise BiasmonError(f"{NAME}: the wrapped transformation accumulates gradients "
+                               f"({type(found[0]).__name__}): most of its steps apply no update; wrap the "
+                               "optimizer inside it instead: optax.MultiSteps(monitor(optax.adam(1e-3), path), k)")
 
     def update(self, updates: Any, state: Any, params: Any = None, **extra_args: Any) -> tuple[Any, MonitorState]:
         jax, jnp = self.jax, self.jax.numpy
@@ -183,6 +198,8 @@ class OptaxMonitor:
             logged = jax.lax.cond(state.count % self.every == 0, log, lambda: state.logged)
         top = jnp.iinfo(jnp.int32).max
         count = jnp.where(state.count < top, state.count + 1, state.count)
+        if not self.ordered:
+            new_updates = _tied(jax, new_updates, logged)
         return new_updates, MonitorState(count, logged, inner_state)
 
     # --- leaves and averages (at trace time) -------------------------------------------------------
@@ -366,6 +383,19 @@ def monitor(tx: Any, path: str | os.PathLike[str] | TextIO, *, every: int = DEFA
     `path`; close() it (or use `with`) at the end. every, ordered, run_id, meta: as OptaxMonitor's."""
     watcher = OptaxMonitor(tx, path, every=every, ordered=ordered, run_id=run_id, meta=meta)
     return _transformation_class(watcher.optax)(watcher.init, watcher.update)
+
+
+def _tied(jax: Any, updates: Any, logged: Any) -> Any:
+    """The updates, their first floating-point leaf made to depend on the callback's result (plus 0.0):
+    a jitted loop that returns only the params (a lax.scan, a fori_loop) would otherwise drop the
+    pure_callback, whose result lives in the optimizer state alone, and write no line."""
+    leaves, tree = jax.tree_util.tree_flatten(updates)
+    for i, leaf in enumerate(leaves):
+        if jax.numpy.issubdtype(leaf.dtype, jax.numpy.floating):
+            zero = jax.lax.optimization_barrier(logged).astype(leaf.dtype) * 0   # not folded away
+            leaves[i] = leaf + zero
+            break
+    return jax.tree_util.tree_unflatten(tree, leaves)
 
 
 def _no_result(write: Any, *args: Any) -> None:

@@ -298,3 +298,38 @@ def test_without_jax_it_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optax", None)   # import optax now raises ImportError
     one_line_error(lambda: monitor(object(), tmp_path / "run.jsonl"), r"pip install jax optax")
     assert optax_monitor.NAME == "biasmon.optax_monitor"
+
+
+def fori_train(tx, steps):
+    """A jitted lax.fori_loop of minibatch steps that returns the params only (the state is dropped)."""
+    x, y = data()
+    params = mlp(jax.random.PRNGKey(1))
+
+    def step(i, carry):
+        params, state = carry
+        pick = jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(2), i), (32,), 0, len(x))
+        loss, grads = jax.value_and_grad(loss_fn)(params, x[pick], y[pick])
+        updates, state = tx.update(grads, state, params, value=loss)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(lambda p, s: jax.lax.fori_loop(0, steps, step, (p, s))[0])(params, tx.init(params))
+
+
+def test_a_jitted_loop_returning_only_the_params_still_writes_every_line(tmp_path):
+    """The default pure_callback's result lives in the optimizer state: unless the updates depend on it,
+    jit drops the callback when the loop keeps only the params."""
+    with monitor(optax.adam(0.01), tmp_path / "run.jsonl", every=1) as tx:
+        jax.block_until_ready(fori_train(tx, 60))
+    assert [s["step"] for s in lines(tmp_path / "run.jsonl")[1:]] == list(range(60))
+
+
+def test_gradient_accumulation_goes_outside_the_monitor(tmp_path):
+    """Wrapped inside optax.MultiSteps, a line per optimizer step (ok); wrapping MultiSteps (whose k - 1
+    steps in k apply nothing) is refused in one line saying which way round."""
+    inner = optax.MultiSteps(optax.adam(0.01), 4).gradient_transformation()
+    with pytest.raises(BiasmonError, match=r"accumulates gradients \(MultiStepsState\).*MultiSteps\(monitor"):
+        monitor(inner, tmp_path / "bad.jsonl").init(mlp(jax.random.PRNGKey(1)))
+    with monitor(optax.adam(0.01), tmp_path / "run.jsonl", every=1) as tx:
+        jax.block_until_ready(fori_train(optax.MultiSteps(tx, 4), 400))
+    assert [s["step"] for s in lines(tmp_path / "run.jsonl")[1:]] == list(range(100))
+    assert check_stream(tmp_path / "run.jsonl").exit == 0
