@@ -171,8 +171,9 @@ class StreamReader:
                 self._weight_check = check_errors(event.data["weight_errors"])
         elif kind == "diverged":
             self.diverged = self.diverged or event
-        elif kind == "verdict" and (self.recompute or not self._stored.get(event.data.get("param", "bias"))):
-            return out  # derived from the step lines (their diagnoses not stored: the summary form, or recompute)
+        elif kind == "verdict" and (self.recompute or (step == self.last_step and
+                                                       not self._stored.get(event.data.get("param", "bias")))):
+            return out  # derived again from its step line (which stored no diagnoses: the summary form)
         return out + [event]
 
     def _check_layers(self, line: StepLine) -> None:

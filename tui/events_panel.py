@@ -93,6 +93,10 @@ class EventsPanel(RichLog, can_focus=False):
         self.entries.append(text)
         self.write(text)
 
+    def new_run(self) -> None:
+        """A run begins: its weights' first ok is quiet again (the lines logged so far stay)."""
+        self.weights_wrong = set()
+
     def clear(self) -> "EventsPanel":
         self.weights_wrong = set()
         self.entries.clear()

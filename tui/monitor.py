@@ -153,6 +153,7 @@ class BiasmonApp(App):
         if self.current is not None and (start.keep_empty or self.current.loss.count):
             self.previous = self.current
         self.current = RunHistory(start.run_id, start.label)
+        events.new_run()
         if start.note:
             events.note(start.note, "bold")
 

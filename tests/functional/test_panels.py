@@ -99,6 +99,12 @@ async def test_the_events_log_shows_weights_going_wrong_and_recovering_but_not_t
         text = " ".join(" ".join(line.text.split()) for line in log.lines) + " "
         assert "step 4 " not in text and "step 60 " not in text
         assert all(f"step {s} " in text for s in (40, 43, 50, 70)) and "out weights: ok" in text
+        log.add(Event("verdict", 80, {"layer": "out", "param": "weight", "verdict": "exploding", "cause": ""}))
+        log.new_run()   # the next run's first ok is not a recovery
+        log.add(Event("verdict", 4, {"layer": "out", "param": "weight", "verdict": "ok", "cause": ""}))
+        await pilot.pause()
+        assert "step 80 " in " ".join(" ".join(line.text.split()) for line in log.lines)
+        assert "step 4 " not in " ".join(" ".join(line.text.split()) for line in log.lines)
 
 
 async def test_event_lines_wrapped_on_a_narrow_terminal_read_whole_once_it_is_wider():

@@ -160,3 +160,17 @@ def test_a_recordings_verdict_changes_are_read_back_once_in_either_form(tmp_path
                 for e in read if isinstance(e, Event) and e.kind == "verdict"]
     assert len(stored) >= 3
     assert verdicts == [(e["step"], e.get("param", "bias"), e["layer"], e["verdict"]) for e in stored]
+
+
+def test_verdict_events_of_a_step_line_that_was_torn_are_kept():
+    """Vector form: a run's first step line torn (unreadable), its stored verdict events are the only
+    ones there are for that step: kept, not dropped as if the reader derived them."""
+    from biasmon.core import StreamReader
+    from biasmon.core.records import Event
+    lines = [json.dumps({"format": "biasmon-stream", "version": 1, "run_id": "r"}),
+             '{"step": 0, "loss": 1.0, "biases": {"h": [0.5',   # torn
+             json.dumps({"event": "verdict", "step": 0, "layer": "h", "verdict": "off", "cause": "not yet"})]
+    reader, read = StreamReader(), []
+    for line in lines:
+        read += reader.feed(line)
+    assert [e.data["verdict"] for e in read if isinstance(e, Event) and e.kind == "verdict"] == ["off"]
