@@ -187,6 +187,9 @@ def parse(table: dict, name: str, source: str) -> Preset:
     if data["set"] is not None and data["path"] is not None:
         raise PresetError(f"{source}: [data] takes one of 'set' (one of {', '.join(GENERATORS)}) or 'path', not both")
     if data["set"] is None and data["path"] is None:
+        given = [f"'data.{k}'" for k in ("targets", "features") if data[k] is not None]
+        if given:
+            raise PresetError(f"{source}: key {' and '.join(given)} needs 'path' (the CSV file it names columns of)")
         data["set"] = DEFAULT_SET
     if data["path"] is not None and Path(data["path"]).suffix.lower() == ".csv" and not data["targets"]:
         raise PresetError(f"{source}: key 'data.targets' is required with a CSV path (the target column names)")

@@ -106,6 +106,8 @@ def test_a_preset_of_only_a_description_trains_on_the_default_set(tmp_path):
     path.write_text('description = "only"\n[data]\nsamples = 12\n')
     preset = presets.load(path)
     assert preset.data["set"] == presets.DEFAULT_SET and preset.data["samples"] == 12
+    path.write_text('description = "only"\n[data]\ntargets = ["y"]\n')   # a CSV's columns, the path forgotten
+    assert "'data.targets' needs 'path'" in error_of(path)
     path.write_text('description = "only"\n')
     trainer = Trainer(presets.load(path), steps=5)
     trainer.advance(5)
