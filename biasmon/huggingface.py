@@ -26,8 +26,9 @@ micro-batches of one optimizer step the line's loss is their mean, or their sum 
 the loss whose gradient is the accumulated `.grad` the optimizer used, at the parameters before the
 step, which is what the check's loss-change test compares the predicted change with. Forwards in eval
 mode or under no_grad (evaluation during training) are not read. A loss computed outside the model
-(`compute_loss_func`, `label_smoothing_factor`, an overridden compute_loss) is not seen: the callback
-then stops the run with a BiasmonError rather than log a wrong loss.
+(`compute_loss_func`, `label_smoothing_factor`, an overridden compute_loss) is not seen: if the model
+returns no loss the callback stops the run with a BiasmonError; if it also returns a loss of its own, that
+one is logged (a callback cannot tell the difference).
 
 There is no exception event in the Trainer's callbacks: if training raises, the stream is not closed,
 but every line written so far is flushed (StreamWriter), so a crash loses at most, with every=k, the
