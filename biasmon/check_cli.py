@@ -97,7 +97,7 @@ def _compact(numbers: list[int]) -> str:
 
 
 def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
-    rows = [("layer", "verdict", "first step", "longest", "counts", "cause")]
+    rows = [("layer", "verdict", "first step", "longest", "fails check", "cause")]
     named = [(name, layer) for name, layer in result.layers.items()] + \
         [(f"{name} weights", layer) for name, layer in result.weights.items()]
     for name, layer in named:
