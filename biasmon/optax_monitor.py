@@ -72,7 +72,7 @@ from .core import __version__
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.records import json_number, sums_json
-from .core.stream import RecordWriter, header
+from .core.stream import RecordWriter, header, open_target
 from .jax_sums import Leaf, check_same_leaves, leaf_layers, step_sums
 
 DEFAULT_EVERY = 32   # as TorchMonitor's: bench/bench_optax.py
@@ -120,7 +120,7 @@ class OptaxMonitor:
         self.inner = optax.with_extra_args_support(tx)
         self.run_id = run_id or f"optax-{uuid.uuid4().hex[:8]}"
         self.meta = meta
-        self._handle, self._owns = _open(path)
+        self._handle, self._owns = open_target(path, NAME)
         self._writer = RecordWriter(self._handle)
         self._lock = threading.Lock()
         self.leaves: list[Leaf] | None = None   # the logged leaves, from the first params seen
@@ -313,9 +313,9 @@ class OptaxMonitor:
         return ack
 
     def _write_header(self, field: str | None) -> None:
-        fields: dict[str, Any] = {"biasmon": __version__, "writer": NAME, "layers": _named(self.bias_layout)}
+        fields: dict[str, Any] = {"biasmon": __version__, "writer": NAME, "layers": self.bias_layout.to_json()}
         if self.weight_layout.names:
-            fields["weights"] = _named(self.weight_layout)
+            fields["weights"] = self.weight_layout.to_json()
         fields["form"] = "sums"
         fields["averages"] = [field] if field else []
         if self._float32:
@@ -402,16 +402,3 @@ def _no_result(write: Any, *args: Any) -> None:
     write(*args)
 
 
-def _named(layout: Layout) -> list[dict]:
-    return [{"name": n, "size": s} for n, s in zip(layout.names, layout.sizes)]
-
-
-def _open(path: Any) -> tuple[TextIO, bool]:
-    if isinstance(path, (str, os.PathLike)):
-        try:
-            return open(path, "w", encoding="utf-8"), True
-        except OSError as exc:
-            raise BiasmonError(f"{path}: cannot write the stream ({exc.strerror or exc})") from None
-    if path is None or not hasattr(path, "write"):
-        raise BiasmonError(f"{NAME}: path must be a file path or an open text file, got {type(path).__name__}")
-    return path, False

@@ -67,7 +67,7 @@ from .core import __version__
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.records import json_number, sums_json
-from .core.stream import RecordWriter, header
+from .core.stream import RecordWriter, header, open_target
 
 DEFAULT_EVERY = 32
 AVERAGE_KEYS = ("exp_avg", "momentum_buffer")   # optimizer state holding a running average of g
@@ -126,7 +126,7 @@ class TorchMonitor:
         self.run_id = run_id or f"torch-{uuid.uuid4().hex[:8]}"
         self.meta = meta
         self._writes = process_group is None or torch.distributed.get_rank(process_group) == 0
-        self._handle, self._owns = _open(path) if self._writes else (None, False)
+        self._handle, self._owns = open_target(path, "TorchMonitor") if self._writes else (None, False)
         self._writer = RecordWriter(self._handle) if self._writes else None
         self.steps = 0                 # optimizer steps taken (post-hooks run)
         self.next_logged = 0           # the optimizer step to log next
@@ -271,9 +271,9 @@ class TorchMonitor:
         self.bias_layout = Layout(self.bias_layout.names, tuple(sizes[:nb]))
         self.weight_layout = Layout(self.weight_layout.names, tuple(sizes[nb:]))
         fields: dict[str, Any] = {"biasmon": __version__, "writer": "biasmon.TorchMonitor",
-                                  "layers": _named(self.bias_layout)}
+                                  "layers": self.bias_layout.to_json()}
         if self.weight_layout.names:
-            fields["weights"] = _named(self.weight_layout)
+            fields["weights"] = self.weight_layout.to_json()
         fields["form"] = "sums"
         fields["averages"] = [self._averages] if self._averages else []
         if self._float32:
@@ -285,19 +285,6 @@ class TorchMonitor:
         self._header_written = True
 
 
-def _named(layout: Layout) -> list[dict]:
-    return [{"name": n, "size": s} for n, s in zip(layout.names, layout.sizes)]
-
-
-def _open(path: Any) -> tuple[TextIO, bool]:
-    if isinstance(path, (str, os.PathLike)):
-        try:
-            return open(path, "w", encoding="utf-8"), True
-        except OSError as exc:
-            raise BiasmonError(f"{path}: cannot write the stream ({exc.strerror or exc})") from None
-    if path is None or not hasattr(path, "write"):
-        raise BiasmonError(f"TorchMonitor: path must be a file path or an open text file, got {type(path).__name__}")
-    return path, False
 
 
 def _skipped(optimizer: Any, kwargs: Any) -> bool:

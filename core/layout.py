@@ -26,6 +26,10 @@ class Layout:
             start += size
         return out
 
+    def to_json(self) -> list[dict]:
+        """The layers as a stream's header lists them: [{"name": ..., "size": ...}, ...]."""
+        return [{"name": n, "size": s} for n, s in zip(self.names, self.sizes)]
+
     def describe(self, most: int = 6) -> str:
         """'a[16], b[1]' (for messages): the first `most` layers (names cut to 30 characters), then how many."""
         shown = ", ".join(f"{n if len(n) <= 30 else n[:30] + '...'}[{s}]"

@@ -39,7 +39,7 @@ from .layout import Layout
 from .records import Event, _vectors, json_number
 from .spans import Logged, Span as _Span
 from .summary_form import SummaryLines, average_names
-from .stream import RecordWriter, header
+from .stream import RecordWriter, header, open_target
 from .verdicts import Thresholds
 
 
@@ -71,14 +71,7 @@ class StreamWriter:
                  fd_tolerance: float | None = None, run_id: str | None = None,
                  meta: dict[str, Any] | None = None, every: int = 1, form: str = "vectors",
                  averages: tuple[float, ...] | None = None) -> None:
-        if isinstance(target, (str, os.PathLike)):
-            try:
-                self._handle = open(target, "w", encoding="utf-8")
-            except OSError as exc:
-                raise BiasmonError(f"{target}: cannot write the stream ({exc.strerror or exc})") from None
-            self._owns = True
-        else:
-            self._handle, self._owns = target, False
+        self._handle, self._owns = open_target(target, "StreamWriter")
         if check_every is None or check_every < 0:
             raise BiasmonError(f"StreamWriter: check_every must be a whole number >= 0, got {check_every!r}")
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
@@ -231,9 +224,9 @@ class StreamWriter:
             return
         fields = {"biasmon": __version__, "writer": "biasmon.StreamWriter"}
         if self.layout is not None:
-            fields["layers"] = [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]
+            fields["layers"] = self.layout.to_json()
         if self.weight_layout is not None:
-            fields["weights"] = [{"name": n, "size": s} for n, s in zip(self.weight_layout.names, self.weight_layout.sizes)]
+            fields["weights"] = self.weight_layout.to_json()
         if self._sums is not None:
             fields["form"] = "sums"
             fields["averages"] = average_names(self._sums.betas)

@@ -6,7 +6,10 @@ docs/stream-format.md describes the format; core/reader.py reads it back.
 from __future__ import annotations
 
 import json
-from typing import IO
+import os
+from typing import IO, Any
+
+from .errors import BiasmonError
 
 FORMAT = "biasmon-stream"
 VERSION = 2               # 2: weights, and the summary form (per-layer sums); docs/stream-format.md
@@ -18,6 +21,20 @@ def header(run_id: str, version: int = VERSION, **fields) -> dict:
     """A stream's first line: the format, its version, the run id, then `fields` in their order. A writer
     names the lowest version its lines need (1: bias vectors only), so that older readers read it too."""
     return {"format": FORMAT, "version": version, "run_id": run_id, **fields}
+
+
+def open_target(target: Any, who: str) -> tuple[IO[str], bool]:
+    """A stream's target as an open text file, and whether it was opened here (a path: created, or
+    emptied) rather than given open; a one-line BiasmonError otherwise (`who` names the writer)."""
+    if isinstance(target, (str, os.PathLike)):
+        try:
+            return open(target, "w", encoding="utf-8"), True
+        except OSError as exc:
+            raise BiasmonError(f"{target}: cannot write the stream ({exc.strerror or exc})") from None
+    if target is None or not hasattr(target, "write"):
+        raise BiasmonError(f"{who}: the stream's target must be a file path or an open text file, "
+                           f"got {type(target).__name__}")
+    return target, False
 
 
 class RecordWriter:

@@ -132,9 +132,9 @@ class Trainer:
         """The stream's first line for this run, its records written in `form` (vectors, or sums: the
         summary form, whose running averages are the diagnoser's)."""
         fields = {"preset": self.preset.to_json(),
-                  "layers": [{"name": n, "size": s} for n, s in zip(self.layout.names, self.layout.sizes)]}
+                  "layers": self.layout.to_json()}
         if self.diagnose_weights:
-            fields["weights"] = [{"name": n, "size": s} for n, s in zip(self.weight_layout.names, self.weight_layout.sizes)]
+            fields["weights"] = self.weight_layout.to_json()
         if form == "sums":
             fields["form"] = "sums"
             fields["averages"] = average_names(self.thresholds.momentum_betas)
