@@ -287,6 +287,8 @@ class OptaxMonitor:
                 return ack
             if self._last_step is not None and step < self._last_step:   # tx.init again: a new run
                 self._header_written = False
+                if self._orient is not None:
+                    self._orient[:] = 0.0   # the new run's average is oriented by its own steps
                 self.run_id = f"{self.run_id.split('~')[0]}~{uuid.uuid4().hex[:4]}"
             self._last_step = step
             if not self._header_written:
