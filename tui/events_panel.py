@@ -52,7 +52,7 @@ def describe(event: Event) -> Text:
 
 
 QUIET = ("ok", "pending")
-MAX_ENTRIES = 1000   # lines kept in the log
+MAX_ENTRIES = 1000   # the log keeps this many lines, and this many entries to wrap anew
 
 
 def _numbers(errors: object) -> dict:
@@ -69,7 +69,7 @@ class EventsPanel(RichLog, can_focus=False):
     def __init__(self, **kwargs):
         super().__init__(max_lines=MAX_ENTRIES, wrap=True, min_width=20, markup=False, **kwargs)
         self.border_title = "events"
-        self.weights_wrong: set = set()   # weight layers whose last verdict logged was a problem
+        self.weights_wrong: set[str] = set()   # weight layers whose last verdict logged was a problem
         self.entries: deque[Text] = deque(maxlen=MAX_ENTRIES)   # what was logged, to wrap anew on a resize
         self.wrapped_at: int | None = None   # the width the lines were wrapped at
 
