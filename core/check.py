@@ -195,8 +195,8 @@ def check_stream(path: str | Path, thresholds: Thresholds | None = None, sustain
     check = Check(thresholds or Thresholds(), sustain, source="<stdin>" if path == "-" else str(path))
     pool = _parse_pool(path) if parallel is None else (_fork_pool() if parallel and path != "-" else None)
     if pool is None:
-        for text in stream_lines(path):
-            check.feed(text)
+        for lines in chunks(stream_lines(path), CHUNK_LINES):
+            check.add(check.reader.feed_lines(lines))
     else:
         with pool:
             for items in pool.imap(prepare_lines, chunks(stream_lines(path), CHUNK_LINES)):

@@ -51,8 +51,16 @@ class Observation:
         """Whether the step's update is known."""
         return self.u is not None if self.sums is None else self.sums_have[1]
 
-    def record(self, layout: Layout, diagnosis: "Diagnosis | None", weights: "WeightStep | None" = None) -> StepRecord:
-        """The StepRecord of this step with its diagnosis (and its weights', if they were observed too)."""
+    def record(self, layout: Layout, diagnosis: "Diagnosis | None", weights: "WeightStep | None" = None,
+               values: bool = True) -> StepRecord:
+        """The StepRecord of this step with its diagnosis (and its weights', if they were observed too).
+        values False: without its vectors and sums (what `check` reads needs neither)."""
+        if not values:
+            w_diag = weights.diagnosis if weights is not None else None
+            return _new_tuple(StepRecord, (
+                self.step, self.loss, self.val_loss, None, None, None, None if diagnosis is None else diagnosis.layers,
+                None if diagnosis is None else diagnosis.loss_change, self.trained, self.span, None, None, None,
+                None if w_diag is None else w_diag.layers, None, None))
         w = weights.observation if weights is not None else None
         w_layout = weights.layout if weights is not None else None
         w_diag = weights.diagnosis if weights is not None else None
@@ -155,8 +163,8 @@ class Diagnoser:
         """A block's sums from its vectors: (6 + 2k, m, L), which steps have running averages, and each
         step's unit of rounding (float32's if every gradient entry is a float32 number)."""
         zeros = np.zeros(self.averages.avg.shape[1])
-        vec = np.array([[o.b for o in steps], [zeros if o.g is None else o.g for o in steps],
-                        [zeros if o.u is None else o.u for o in steps]], dtype=np.float64)  # (3, m, n)
+        vec = np.stack([_stack([o.b for o in steps]), _stack([zeros if o.g is None else o.g for o in steps]),
+                        _stack([zeros if o.u is None else o.u for o in steps])])  # (3, m, n)
         avg, with_avg = self.averages.block(vec[1], has_g, trained)
         single = (vec[1].astype(np.float32) == vec[1]).all(axis=1)
         rounding = np.where(single, np.finfo(np.float32).eps, np.finfo(np.float64).eps)
@@ -168,7 +176,7 @@ class Diagnoser:
     def _given_sums(self, steps: list[Observation]):
         """A block's sums as its steps brought them (the summary form): (6 + 2k, m, L), which steps have
         running averages, and each step's unit of rounding (float32's if the stream says so)."""
-        table = np.array([o.sums for o in steps], dtype=np.float64)   # (m, L, 7 + 2k), NaN for null
+        table = _stack([o.sums for o in steps])   # (m, L, 7 + 2k), NaN for null
         gradient = np.isin(np.arange(table.shape[-1]), (2, 4, 5, 6))   # |g|^2, u.g, significant, opposing
         for i, o in enumerate(steps):   # a layer no gradient reached: its gradient's sums are 0 (as zeros)
             if o.unreached is not None:
@@ -200,7 +208,10 @@ class Diagnoser:
         top = g_rms[:, 0]
         for column in g_rms.T[1:]:  # Python's max, layer by layer: a NaN in first place stays
             top = np.where(column > top, column, top)
-        fd = np.array([[math.nan if e is None else e for e in row] for row in fd_errors], dtype=np.float64)
+        if all(row is fd_errors[0] for row in fd_errors):   # no gradient check in the block: one row
+            fd = np.tile(_errors(fd_errors[0]), (len(fd_errors), 1))
+        else:
+            fd = np.array([_errors(row) for row in fd_errors], dtype=np.float64)
         unreached = np.zeros(b.shape, dtype=bool)
         for i, o in enumerate(steps):
             if o.unreached is not None and has_g[i]:
@@ -264,6 +275,19 @@ class Diagnoser:
         """Each layer's current verdict: {name: (verdict, cause, since)}."""
         return {name: (VERDICTS[v], causes_of(self.param).get(VERDICTS[v], ""), since)
                 for name, v, since in zip(self.layout.names, self.verdict, self.since)}
+
+
+def _stack(rows: list) -> np.ndarray:
+    """(m, ...) float64 from m arrays of one shape (a block read at once brings views of one array), or
+    from lists (None read as NaN)."""
+    if all(type(r) is np.ndarray for r in rows):
+        return np.stack(rows).astype(np.float64, copy=False)
+    return np.array(rows, dtype=np.float64)
+
+
+def _errors(row: list[float | None]) -> np.ndarray:
+    """A gradient check's errors per layer, NaN where there is none."""
+    return np.array([math.nan if e is None else e for e in row], dtype=np.float64)
 
 
 def _layer(m: StepMeasures, i: int, has_g: bool, has_u: bool, fd_error: float | None, verdict: str, cause: str,

@@ -11,9 +11,10 @@ import numpy as np
 
 from .diagnoser import Diagnoser, Observation, WeightStep
 from .errors import StreamError
+from .fastlines import NOT_NUMBERS, Block, Shape, Stop, bad_rows, scan
 from .layout import Layout
 from .lines import StepLine, Vectors, check_errors, load_line, parse_step, stored_diagnosis
-from .readlines import MAX_LINE_CHARS, OVERLONG, Overlong, stream_lines
+from .readlines import MAX_LINE_CHARS, OVERLONG, Overlong, chunks, stream_lines
 from .records import Event
 from .stream import FORMAT, READ_VERSIONS, RESET_EVENTS
 from .verdicts import Thresholds, loss_diverged
@@ -84,6 +85,8 @@ class StreamReader:
         self._weight_check: dict | None = None     # its weight_errors
         self._first_loss: float | None = None
         self._stored: dict[str, bool] = {}         # param -> the last step line carried its diagnoses
+        self._shape: Shape | None = None           # what the run's regular lines hold (read in blocks)
+        self._blocks = True                        # False: the run's lines are read line by line
 
     def _problem(self, message: str) -> list:
         """Count the current line as skipped (the message cut to MAX_MESSAGE characters)."""
@@ -104,6 +107,10 @@ class StreamReader:
             obj = load_line(text)
         except ValueError as exc:
             return self._problem(str(exc))
+        return self._read_object(obj, text)
+
+    def _read_object(self, obj: object, text: str) -> list:
+        """A line's JSON value (text: the line, stripped)."""
         if not isinstance(obj, dict):
             return self._problem("not a JSON object")
         if "format" in obj:
@@ -111,9 +118,94 @@ class StreamReader:
         if "event" in obj:
             return self.drain() + self._read_event(obj)
         try:
-            return self._read_step(parse_step(obj, "true" in text or "false" in text))
+            line = parse_step(obj, "true" in text or "false" in text)
+            out = self._read_step(line)
         except ValueError as exc:
             return self._problem(str(exc))
+        if self._shape is None and self._blocks and self.layout is not None:
+            self._shape = Shape.of(obj, line, self.recompute)
+            self._blocks = self._shape is not None
+        return out
+
+    def feed_lines(self, texts: list[str]) -> list:
+        """Lines in order: the records feeding them one by one gives. Once a run's first step line is read,
+        its regular lines are read in blocks (core/fastlines.py), much faster."""
+        out, i = [], 0
+        while i < len(texts):
+            shape = self._shape
+            if shape is None or self._grad_check is not None or self._weight_check is not None:
+                out += self.feed(texts[i])
+                i += 1
+                continue
+            after = None if not shape.derives else -1 if self._pending is None else self._pending.step
+            block, stop = scan(texts, i, shape, after, self.thresholds.diverge_loss * max(1.0, self._first_loss))
+            if stop is NOT_NUMBERS:   # entries NumPy cannot read as numbers: the run goes line by line
+                self._shape, self._blocks = None, False
+                continue
+            if block is not None and shape.summary:
+                bad = np.flatnonzero(np.logical_or.reduce([bad_rows(a) for a in block.arrays.values()]))
+                if len(bad):   # sums parse_step refuses: that line, and the run's after it, line by line
+                    block, stop = block.head(int(bad[0])), Stop(i + int(bad[0]), None)
+                    self._shape, self._blocks = None, False
+            if block is not None:
+                out += self._read_block(block)
+            if stop is None:
+                break
+            i = stop.index + 1
+            if stop.obj is None:
+                out += self.feed(texts[stop.index])
+            else:   # parsed already: read as feed() would
+                self.line_no += 1
+                out += self._read_object(stop.obj, texts[stop.index].strip())
+        return out
+
+    def _read_block(self, block: Block) -> list:
+        """Regular lines (fastlines.scan) read at once: what _read_step gives for each of them."""
+        out = []
+        arrays, m, summary = block.arrays, len(block), self.summary_form
+        losses = np.asarray(block.loss, dtype=np.float64).tolist()
+        vals = [None] * m if block.val_loss is None else np.asarray(block.val_loss, dtype=np.float64).tolist()
+        trained = block.trained or [True] * m
+        spans = block.grad_steps or [1] * m
+        self.line_no += m
+        self.steps_read += m
+        self.last_step = block.steps[-1]
+        if block.grad_steps is not None and max(spans) > 1:
+            self.summed_grads = True
+            self.max_span = max(self.max_span, max(spans))
+        self._stored = {"bias": False, "weight": False}
+        if summary:
+            bias, weight = arrays.get("bias_sums"), arrays.get("weight_sums")
+            queued = True
+        else:
+            b, g, u = arrays["biases"], arrays.get("bias_grads"), arrays.get("bias_updates")
+            w, wg, wu = arrays.get("weights"), arrays.get("weight_grads"), arrays.get("weight_updates")
+            queued = not self._shape.derives
+        for i, step_no in enumerate(block.steps):
+            loss, val, span = losses[i], vals[i], spans[i]
+            if summary:
+                step = Observation(step_no, loss, val, None, None, None, trained[i], span=span,
+                                   sums=[] if bias is None else bias[i],
+                                   sums_have=(False, False) if bias is None else (True, True))
+                w_step = None if weight is None else \
+                    Observation(step_no, loss, val, None, None, None, span=span, sums=weight[i], sums_have=(True, True))
+                b_i = w_i = None
+            else:
+                b_i = b[i]
+                step = Observation(step_no, loss, val, b_i, None if g is None else g[i], None if u is None else u[i],
+                                   trained[i], span=span)
+                w_i = None if w is None else w[i]
+                w_step = None if w is None else Observation(step_no, loss, val, w_i, None if wg is None else wg[i],
+                                                            None if wu is None else wu[i], span=span)
+            step.weights = w_step
+            self._flush_pending(b_i, step_no, w_i)
+            if queued:
+                self._queue.append(step)
+            else:
+                self._pending = step
+            if len(self._queue) >= self.block:
+                out += self.drain()
+        return out
 
     def feed_prepared(self, items: list) -> list:
         """The output of lines.prepare_lines (parsed ahead, e.g. in another process): the records that
@@ -172,7 +264,7 @@ class StreamReader:
         elif kind == "diverged":
             self.diverged = self.diverged or event
         elif kind == "verdict" and (self.recompute or (step == self.last_step and
-                                                       not self._stored.get(event.data.get("param", "bias")))):
+                                                       not self._stored.get(_param(event.data.get("param"))))):
             return out  # derived again from its step line (which stored no diagnoses: the summary form)
         return out + [event]
 
@@ -312,15 +404,22 @@ class StreamReader:
             if step.weights is not None:
                 w_diagnosis = next(w_diagnoses)
                 w = WeightStep(self.weight_layout, step.weights, step.weights.stored or w_diagnosis)
-            out.append(step.record(self.layout, diagnosis, w))
+            out.append(step.record(self.layout, diagnosis, w, values=self.every_step))
             out += diagnosis.events
             if w is not None:
                 out += w.diagnosis.events
         return out
 
 
+def _param(value: object) -> str:
+    """A verdict event's param: "weight", or "bias" for anything else (absent, or not text)."""
+    return "weight" if value == "weight" else "bias"
+
+
 def _first_order(o: Observation) -> float:
     """g . u of one step's parameters (0 where either is not known): their part of the loss change."""
+    if isinstance(o.sums, np.ndarray):   # read in a block: every number finite
+        return float(sum(o.sums[:, 4].tolist()))
     if o.sums is not None:
         return float(sum(row[4] for row in o.sums if row[4] is not None and math.isfinite(row[4])))
     if o.g is None or o.u is None:
@@ -394,7 +493,7 @@ def read_all(path: str | Path, thresholds: Thresholds | None = None, recompute: 
     """Every record of a finished stream file, and the reader (problems, header)."""
     reader = StreamReader(thresholds, recompute, source=str(path), block=BLOCK)
     records = []
-    for text in stream_lines(path):
-        records.extend(reader.feed(text))
+    for texts in chunks(stream_lines(path), BLOCK):
+        records.extend(reader.feed_lines(texts))
     records.extend(reader.finish())
     return records, reader

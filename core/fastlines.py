@@ -1,0 +1,218 @@
+"""Reading a run of regular step lines as one block: each line is parsed and its numbers gathered, and
+they become arrays once per block, where core/lines.py parse_step converts and checks each line alone
+(what costs most in `check` of a long stream).
+
+A line is regular if orjson parses it, it has the keys, layers and sizes of the run's `Shape` (taken from
+a step line read line by line), whole-number steps, numbers for losses and entries (no null; true or
+false only as bias_trained), and a loss below the divergence limit. The scan stops at the first line that is not; the reader reads that one line
+by line, as ever, from the object parsed here. A block's sums are checked as parse_step checks them
+(`bad_rows`); the records are the same either way (tests/unit/test_fast_lines.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .lines import StepLine
+
+try:
+    from orjson import loads as _loads
+except ImportError:   # without orjson every line is read line by line
+    _loads = None
+from .readlines import MAX_LINE_CHARS
+
+VECTOR_KEYS = ("biases", "bias_grads", "bias_updates", "weights", "weight_grads", "weight_updates")
+SUM_KEYS = ("bias_sums", "weight_sums")
+# every key a line-by-line read looks at: a line must have the same of these as the run's shape
+READ_KEYS = frozenset(("step", "loss", "val_loss", "format", "event", "bias_trained", "grad_steps",
+                       "diag", "loss_change", "weight_diag") + VECTOR_KEYS + SUM_KEYS)
+STORED_KEYS = frozenset(("diag", "loss_change", "weight_diag"))   # ignored when the reader recomputes
+_FIRST = itemgetter(0)
+_BIG = 2.0 ** 1000   # as lines._BIG: a number past it is read the careful way
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a run's regular lines hold: their keys (of READ_KEYS), and per vector or sum key its layer
+    names, and sizes (vectors) or row length (sums)."""
+
+    keys: frozenset[str]
+    layers: tuple[tuple[str, list[str], Any], ...]   # (key, names, sizes | (sizes, row length)), KEYS order
+    summary: bool
+
+    @property
+    def derives(self) -> bool:
+        """Whether each line's update is derived from the next line's values (its steps must rise)."""
+        return not self.summary and ("bias_updates" not in self.keys or
+                                     ("weights" in self.keys and "weight_updates" not in self.keys))
+
+    @staticmethod
+    def of(obj: dict, line: StepLine, recompute: bool) -> "Shape | None":
+        """The shape of a step line read line by line (obj: its JSON object), or None if lines like it
+        are not read in blocks (no orjson; stored diagnoses, unless recomputed; a gradient that did not
+        reach a layer; a vector or sums key that is null)."""
+        keys = frozenset(obj.keys() & READ_KEYS)
+        if _loads is None or (keys & STORED_KEYS and not recompute) \
+                or line.unreached is not None or line.weight_unreached is not None \
+                or any(obj[key] is None for key in keys.intersection(VECTOR_KEYS + SUM_KEYS)):   # null: as absent
+            return None
+        summary = line.biases is None
+        layers = []
+        if summary:
+            for key, sums in (("bias_sums", line.bias_sums), ("weight_sums", line.weight_sums)):
+                if sums is not None:
+                    layers.append((key, list(sums.names), (list(sums.sizes), sums.width)))
+        else:
+            for key, vecs in zip(VECTOR_KEYS, (line.biases, line.grads, line.updates, line.weights,
+                                               line.weight_grads, line.weight_updates)):
+                if vecs is not None:
+                    layers.append((key, list(vecs.names), list(vecs.sizes)))
+        return Shape(keys, tuple(layers), summary)
+
+
+class Block(NamedTuple):
+    """Consecutive regular lines: steps, losses, val_loss (None if the lines have none), bias_trained and
+    grad_steps (None if absent), and per key of the shape its vectors (m, n) or sums (m, L, 7 + 2k),
+    float64, read-only."""
+
+    steps: list[int]
+    loss: list[float]
+    val_loss: list[float] | None
+    trained: list[bool] | None
+    grad_steps: list[int] | None
+    arrays: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def head(self, k: int) -> "Block | None":
+        """Its first k lines (None if k is 0)."""
+        if k == 0:
+            return None
+        cut = [None if v is None else v[:k] for v in (self.val_loss, self.trained, self.grad_steps)]
+        return Block(self.steps[:k], self.loss[:k], *cut, {key: a[:k] for key, a in self.arrays.items()})
+
+
+class Stop(NamedTuple):
+    """Where a scan stopped: the index of the line, and its JSON value if it was parsed (else None:
+    read it from its text)."""
+
+    index: int
+    obj: Any
+
+
+NOT_NUMBERS = Stop(-1, None)   # a scan's lines hold entries NumPy does not read as numbers
+
+
+def scan(texts: list, start: int, shape: Shape, after: int | None, loss_limit: float) -> tuple[Block | None, Stop | None]:
+    """The regular lines of texts[start:] as a Block (None if the first is not), and where it stopped
+    (None: at the end). after: each step must be greater than this and than the line before (None: no
+    order required, as the line-by-line reader requires none where no update is derived); a loss above
+    loss_limit ends the block (the reader reads a divergence line by line)."""
+    keys = shape.keys
+    steps, losses = [], []
+    vals = [] if "val_loss" in keys else None
+    trained = [] if "bias_trained" in keys else None
+    spans = [] if "grad_steps" in keys else None
+    bufs = {key: [] for key, _, _ in shape.layers}
+    stop = None
+    for index in range(start, len(texts)):
+        text = texts[index]
+        if type(text) is not str or len(text) > MAX_LINE_CHARS + 1:
+            stop = Stop(index, None)
+            break
+        try:
+            obj = _loads(text)
+        except ValueError:
+            stop = Stop(index, None)
+            break
+        if not _regular(obj, text, shape, after, loss_limit, bufs):
+            step = obj.get("step") if type(obj) is dict else None   # past 64 bits: lines.load_line reads it again
+            stop = Stop(index, None if type(step) is float and step >= 2.0 ** 63 else obj)
+            break
+        step = obj["step"]
+        if after is not None:
+            after = step
+        steps.append(step)
+        losses.append(obj["loss"])
+        if vals is not None:
+            vals.append(obj["val_loss"])
+        if trained is not None:
+            trained.append(obj["bias_trained"])
+        if spans is not None:
+            spans.append(obj["grad_steps"])
+    if not steps:
+        return None, stop
+    arrays = {}
+    for key, names, sizes in shape.layers:
+        arr = _array(bufs[key], len(steps), names, sizes, shape.summary)
+        if arr is None:
+            return None, NOT_NUMBERS
+        arrays[key] = arr
+    return Block(steps, losses, vals, trained, spans, arrays), stop
+
+
+def _regular(obj: Any, text: str, shape: Shape, after: int | None, loss_limit: float, bufs: dict) -> bool:
+    """Whether obj (parsed from text) is a regular line of the shape; if so its entries are added to bufs."""
+    if type(obj) is not dict or (obj.keys() & READ_KEYS) != shape.keys:
+        return False
+    step, loss = obj["step"], obj["loss"]
+    if type(step) is not int or step < 0 or (after is not None and step <= after):
+        return False
+    if type(loss) is not float and type(loss) is not int or not loss <= loss_limit:
+        return False
+    if "val_loss" in shape.keys and type(obj["val_loss"]) is not float and type(obj["val_loss"]) is not int:
+        return False
+    if "grad_steps" in shape.keys and (type(obj["grad_steps"]) is not int or obj["grad_steps"] < 1):
+        return False
+    if "bias_trained" in shape.keys:   # its true or false is the only one on the line: no entry is one
+        if type(obj["bias_trained"]) is not bool or text.count("true") + text.count("false") != 1:
+            return False
+    elif "true" in text or "false" in text:
+        return False
+    parts = []
+    for key, names, sizes in shape.layers:
+        value = obj[key]
+        if type(value) is not dict or list(value) != names:
+            return False
+        rows = list(value.values())
+        if set(map(type, rows)) != {list}:
+            return False
+        if shape.summary:   # each row's n, the layer's entries, as in the run's first line (a whole number)
+            if set(map(len, rows)) != {sizes[1]}:
+                return False
+            counts = list(map(_FIRST, rows))
+            if counts != sizes[0] or set(map(type, counts)) != {int}:
+                return False
+        elif list(map(len, rows)) != sizes:
+            return False
+        parts.append(rows)
+    for (key, _, _), rows in zip(shape.layers, parts):
+        bufs[key].extend(chain.from_iterable(rows))
+    return True
+
+
+def _array(buf: list, m: int, names: list, sizes: Any, summary: bool) -> np.ndarray | None:
+    """A key's entries as float64 (m, n) or (m, L, width), or None if they are not all plain numbers."""
+    try:
+        arr = np.array(buf)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if arr.ndim != 1 or arr.dtype.kind not in "fi":
+        return None
+    arr = arr.astype(np.float64, copy=False)
+    arr = arr.reshape((m, len(names), sizes[1]) if summary else (m, -1))
+    arr.flags.writeable = False
+    return arr
+
+
+def bad_rows(sums: np.ndarray) -> np.ndarray:
+    """(m,) which lines' sums (m, L, width) parse_step would not take as they are (its n were checked
+    in the scan): a number past 2**1000, a negative |p|^2, |g|^2, |u|^2 or count, or agree above sig."""
+    bad = ~(np.abs(sums) < _BIG).all(axis=2)
+    bad |= (sums[:, :, [1, 2, 3, 5, 6]] < 0).any(axis=2) | (sums[:, :, 6] > sums[:, :, 5])
+    return bad.any(axis=1)

@@ -1,0 +1,215 @@
+"""Reading regular lines in blocks (core/fastlines.py, StreamReader.feed_lines) gives exactly what reading
+them line by line gives: the same records, problems and errors, on recordings of every form and on
+streams with every kind of irregular line among regular ones."""
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from biasmon.core import StreamReader, Thresholds, load_preset
+from biasmon.core.errors import StreamError
+from biasmon.core.records import StepRecord
+from biasmon.core.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fuzz_cases():
+    spec = importlib.util.spec_from_file_location("fuzz_cases", ROOT / "bench" / "fuzz_cases.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read(lines, blocks, chunk=7, recompute=True, every_step=False):
+    """(records as JSON, problems) or the StreamError's text: line by line, or in chunks of `chunk` lines."""
+    reader = StreamReader(Thresholds(), recompute=recompute, block=256, every_step=every_step)
+    out = []
+    try:
+        if blocks:
+            for i in range(0, len(lines), chunk):
+                out += reader.feed_lines(lines[i:i + chunk])
+        else:
+            for line in lines:
+                out += reader.feed(line)
+        out += reader.finish()
+    except StreamError as exc:
+        return str(exc), reader.line_no
+    return [r.to_json() for r in out], [str(p) for p in reader.problems], reader.max_span, reader.summed_grads
+
+
+def same(lines, **kw):
+    for chunk in (1, 7, 2000):
+        assert read(lines, True, chunk, **kw) == read(lines, False, **kw), chunk
+
+
+def recording(preset, steps, form, **overrides):
+    trainer = Trainer(load_preset(preset), steps=steps, **overrides)
+    lines = [json.dumps(trainer.header(form), separators=(",", ":"))]
+    lines += [json.dumps(r.summary_json() if form == "sums" and isinstance(r, StepRecord) else r.to_json(),
+                         separators=(",", ":"), allow_nan=False) for r in trainer]
+    return [line + "\n" for line in lines]
+
+
+@pytest.mark.parametrize("form", ["vectors", "sums"])
+@pytest.mark.parametrize("preset", ["gradient", "story-bias-joins", "story-gap-scaled", "none", "frozen"])
+def test_recordings_read_the_same_in_blocks(preset, form):
+    lines = recording(preset, 320, form)
+    same(lines)
+    same(lines, recompute=False, every_step=True)
+
+
+def _vector_line(step, b, g, u=None, **extra):
+    line = {"step": step, "loss": 1.0 / (step + 1), "val_loss": 2.0 / (step + 1),
+            "biases": {"h": b[:2], "o": b[2:]}, "bias_grads": {"h": g[:2], "o": g[2:]}}
+    if u is not None:
+        line["bias_updates"] = {"h": u[:2], "o": u[2:]}
+    line.update(extra)
+    return line
+
+
+def _stream(irregular, steps=60, updates=False, at=(20, 41)):
+    """A descending 3-bias stream with `irregular(step, line) -> list of lines` put in at the steps `at`."""
+    rng = np.random.default_rng(0)
+    b = np.array([1.0, -1.0, 0.5])
+    lines = [json.dumps({"format": "biasmon-stream", "version": 1, "run_id": "t"})]
+    for step in range(steps):
+        g = b + 0.01 * rng.normal(size=3)
+        u = (-0.1 * g).tolist() if updates else None
+        line = _vector_line(step, b.tolist(), g.tolist(), u)
+        if step in at:
+            lines += irregular(step, line)
+        else:
+            lines.append(json.dumps(line))
+        b = b - 0.1 * g
+    return [line + "\n" for line in lines]
+
+
+IRREGULAR = {
+    "null entry": lambda s, line: [json.dumps(line).replace(str(line["biases"]["h"][0]), "null", 1)],
+    "NaN literal": lambda s, line: [json.dumps(line).replace(str(line["biases"]["h"][0]), "NaN", 1)],
+    "true entry": lambda s, line: [json.dumps(line).replace(str(line["bias_grads"]["o"][0]), "true", 1)],
+    "string entry": lambda s, line: [json.dumps(line).replace(str(line["biases"]["o"][0]), '"1.5"', 1)],
+    "integer entries": lambda s, line: [json.dumps({**line, "biases": {"h": [1, 2], "o": [3]}})],
+    "huge integer": lambda s, line: [json.dumps({**line, "biases": {"h": [2 ** 70, 2], "o": [3]}})],
+    "nested entry": lambda s, line: [json.dumps({**line, "biases": {"h": [[1.0], 2.0], "o": [3.0]}})],
+    "null gradients": lambda s, line: [json.dumps({**line, "bias_grads": None})],
+    "null gradient layer": lambda s, line: [json.dumps({**line, "bias_grads": {"h": None, "o": [0.1]}})],
+    "untrained": lambda s, line: [json.dumps({**line, "bias_trained": False})],
+    "trained flag": lambda s, line: [json.dumps({**line, "bias_trained": True})],
+    "grad steps": lambda s, line: [json.dumps({**line, "grad_steps": 3})],
+    "bad grad steps": lambda s, line: [json.dumps({**line, "grad_steps": 0})],
+    "stored diag": lambda s, line: [json.dumps({**line, "diag": {"h": {"verdict": "uphill"}}})],
+    "no val_loss": lambda s, line: [json.dumps({k: v for k, v in line.items() if k != "val_loss"})],
+    "null val_loss": lambda s, line: [json.dumps({**line, "val_loss": None})],
+    "float step": lambda s, line: [json.dumps({**line, "step": float(s)})],
+    "step back": lambda s, line: [json.dumps({**line, "step": s - 5})],
+    "repeated step": lambda s, line: [json.dumps({**line, "step": s - 1})],
+    "loss blows up": lambda s, line: [json.dumps({**line, "loss": 1e9})],
+    "loss as text": lambda s, line: [json.dumps({**line, "loss": "1"})],
+    "extra key": lambda s, line: [json.dumps({**line, "lr": 0.1, "note": "true story"})],
+    "layer renamed": lambda s, line: [json.dumps({**line, "biases": {"h2": line["biases"]["h"], "o": line["biases"]["o"]}})],
+    "layer resized": lambda s, line: [json.dumps({**line, "biases": {"h": [1.0], "o": [1.0, 2.0]}})],
+    "layers reordered": lambda s, line: [json.dumps({**line, "biases": {"o": line["biases"]["o"], "h": line["biases"]["h"]}})],
+    "event": lambda s, line: [json.dumps({"event": "note", "step": s}), json.dumps(line)],
+    "gradient check": lambda s, line: [json.dumps({"event": "gradient_check", "step": s, "errors": {"h": 0.5}}),
+                                       json.dumps(line)],
+    "verdict event": lambda s, line: [json.dumps(line), json.dumps({"event": "verdict", "step": s, "layer": "h",
+                                                                    "verdict": "uphill", "param": ["weight"]})],
+    "restart": lambda s, line: [json.dumps({"event": "restarted", "step": s}), json.dumps(line)],
+    "second header": lambda s, line: [json.dumps({"format": "biasmon-stream", "version": 1}), json.dumps(line)],
+    "blank and bad": lambda s, line: ["", "   ", "{not json", "[1, 2]", "null", json.dumps(line)],
+    "torn": lambda s, line: [json.dumps(line)[:40]],
+    "whitespace": lambda s, line: ["  " + json.dumps(line, indent=None, separators=(", ", ": ")) + "  "],
+}
+
+
+@pytest.mark.parametrize("updates", [False, True])
+@pytest.mark.parametrize("name", sorted(IRREGULAR))
+def test_an_irregular_line_among_regular_ones_reads_the_same(name, updates):
+    same(_stream(IRREGULAR[name], updates=updates))
+    same(_stream(IRREGULAR[name], updates=updates), recompute=False, every_step=True)   # as replay reads
+
+
+def _sums_stream(change, steps=60, at=(20, 41)):
+    """A summary-form stream of biases and weights, `change(row) -> row or line` at the steps `at`."""
+    lines = [json.dumps({"format": "biasmon-stream", "version": 2, "form": "sums", "averages": ["ema0.9"]})]
+    for step in range(steps):
+        gg = 1.0 / (1 + step)
+        row = [4, 2.0, gg, 1e-4 * gg, -1e-2 * gg, 4, 4, 0.9 * gg, -0.9e-2 * gg]
+        line = {"step": step, "loss": gg, "bias_sums": {"a": list(row), "b": list(row)},
+                "weight_sums": {"a": [16] + row[1:], "b": [16] + row[1:]}}
+        if step in at:
+            changed = change(line)
+            lines += changed if isinstance(changed, list) else [json.dumps(line)]
+        else:
+            lines.append(json.dumps(line))
+    return [line + "\n" for line in lines]
+
+
+def _row(i, value):
+    def change(line):
+        line["bias_sums"]["b"][i] = value
+    return change
+
+
+SUMS_IRREGULAR = {
+    "negative square": _row(2, -1.0),
+    "agree above sig": _row(6, 5),
+    "n as float": _row(0, 4.0),
+    "n zero": _row(0, 0),
+    "n past 2**53": _row(0, 2 ** 53 + 1),
+    "null square": _row(3, None),
+    "null gradient": _row(2, None),
+    "huge number": _row(1, 1e305),
+    "true count": _row(5, True),
+    "short row": lambda line: line["bias_sums"].update(b=line["bias_sums"]["b"][:7]),
+    "weights dropped": lambda line: line.pop("weight_sums"),
+    "weights null": lambda line: line.update(weight_sums=None),
+    "vectors too": lambda line: line.update(biases={"a": [0.0] * 4}),
+    "untrained": lambda line: line.update(bias_trained=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUMS_IRREGULAR))
+def test_an_irregular_summary_line_reads_the_same(name):
+    same(_sums_stream(SUMS_IRREGULAR[name]))
+
+
+def test_mutated_streams_read_the_same():
+    cases = _fuzz_cases()
+    rng = random.Random(5)
+    bases = [cases.base_stream("vectors"), cases.base_stream("sums"),
+             [line.rstrip("\n") for line in recording("story-gap-scaled", 90, "sums")]]
+    for i in range(240):
+        try:
+            text = cases.mutate_stream(rng, bases[i % len(bases)])
+        except RecursionError:   # a line nested 960 deep, made under pytest's deeper stack
+            continue
+        lines = text.splitlines(keepends=True)
+        assert read(lines, True, 5) == read(lines, False), (i, text[:2000])
+
+
+def test_a_long_regular_stream_is_read_in_blocks():
+    """Not a timing: the regular lines past the run's first go through scan's blocks."""
+    from biasmon.core import fastlines
+    lines = _stream(lambda s, line: [json.dumps(line)], steps=500)
+    calls = []
+    original = fastlines.scan
+
+    def counting(*args, **kw):
+        block, stop = original(*args, **kw)
+        calls.append(0 if block is None else len(block))
+        return block, stop
+
+    import biasmon.core.reader as reader_module
+    reader_module.scan = counting
+    try:
+        reader = StreamReader(Thresholds(), recompute=True, block=256, every_step=False)
+        reader.feed_lines(lines)
+    finally:
+        reader_module.scan = original
+    assert sum(calls) == 499
