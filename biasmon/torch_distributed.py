@@ -61,6 +61,12 @@ def shard_group(params: list) -> Any:
     return next(iter(meshes)).get_group()
 
 
+def fsdp1(model: Any) -> bool:
+    """Whether FSDP1's FullyShardedDataParallel wraps the model or a module in it."""
+    wrapper = getattr(sys.modules.get("torch.distributed.fsdp"), "FullyShardedDataParallel", None)
+    return wrapper is not None and any(isinstance(m, wrapper) for m in model.modules())
+
+
 def _dtensor() -> type | None:
     """torch's DTensor class if torch.distributed.tensor is loaded (no DTensor exists before), not importing it."""
     return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)

@@ -56,7 +56,8 @@ rank holds a shard otherwise (a hand-sharded layer, as tests/trainers/sharded_li
 `process_group=`. The sums are added by one all_reduce of a flat tensor, after one all_reduce MAX of each
 kind's largest g^2 for `sig`; every rank must call step() alike; the group's rank 0 writes the stream,
 with the loss it is given there (all-reduce it for the whole batch's). Refused: DTensors sharded otherwise
-(replicated, on a 2-D mesh) unless `process_group=` is given.
+(replicated, on a 2-D mesh) unless `process_group=` is given, and FSDP1's FullyShardedDataParallel (its
+parameters are flat views, empty on the ranks that hold none of them, with no `.grad` there).
 
 torch is needed only to call this: install it yourself or with the `torch` extra (`biasmon[torch]`).
 """
@@ -121,7 +122,10 @@ class TorchMonitor:
                                f"got {type(optimizer).__name__}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise BiasmonError(f"TorchMonitor: every must be a whole number >= 1, got {every!r}")
-        from .torch_distributed import shard_group
+        from .torch_distributed import fsdp1, shard_group
+        if fsdp1(model):
+            raise BiasmonError("TorchMonitor: FSDP1's FullyShardedDataParallel is not supported (a parameter is a "
+                               "flat view, empty on ranks that hold none of it): shard with FSDP2's fully_shard")
         biases, weights = parameter_layers(model, params)
         if not biases and not weights:
             raise BiasmonError("TorchMonitor: the model has no trainable parameters (requires_grad=True)")

@@ -3,7 +3,8 @@ their gradients and Adam's state DTensors sharded over them (tests/trainers/fsdp
 rank 0 writes is the unsharded run's: the same layer names and sizes, the same sums (float64: within
 rounding), the same counts (the largest g^2 all-reduced before they are taken); `check` judges it alike:
 ok when correct, uphill on exactly the biases with the sign bug. Skipped without torch.distributed, gloo or
-fully_shard. DTensors sharded otherwise are refused."""
+fully_shard. FSDP1 (FullyShardedDataParallel) runs on the CPU too but is refused, as are DTensors
+sharded otherwise."""
 import json
 import subprocess
 import sys
@@ -74,6 +75,7 @@ def test_a_sign_bug_under_fsdp2_is_uphill_on_exactly_the_biases(tmp_path):
 
 REFUSED = """
 import os, sys, torch, torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel
 from torch.distributed.tensor import Replicate, distribute_tensor
 from biasmon.core.errors import BiasmonError
 from biasmon.torch_monitor import TorchMonitor
@@ -81,7 +83,8 @@ dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, wor
 mesh = dist.device_mesh.init_device_mesh("cpu", (1,))
 replicated = torch.nn.Linear(2, 3)
 replicated.bias = torch.nn.Parameter(distribute_tensor(replicated.bias.detach(), mesh, [Replicate()]))
-for net in (replicated,):
+fsdp1 = FullyShardedDataParallel(torch.nn.Linear(2, 3), use_orig_params=True, device_id=torch.device("cpu"))
+for net in (replicated, fsdp1):
     try:
         TorchMonitor(net, sys.argv[2], torch.optim.SGD(net.parameters(), lr=0.1))
     except BiasmonError as err:
@@ -92,9 +95,11 @@ os._exit(0)
 
 
 def test_what_the_monitor_cannot_add_up_is_refused_in_one_line(tmp_path):
-    """A replicated DTensor beside a plain tensor (adding every rank's sums would count them wrong)."""
+    """A replicated DTensor beside a plain tensor (adding every rank's sums would count them wrong), and FSDP1
+    (its parameters are flat views of a shard, empty on a rank that holds none of one: no `.grad` there)."""
     out = subprocess.run([sys.executable, "-c", REFUSED, str(tmp_path / "store"), str(tmp_path / "run.jsonl")],
                          capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
-    assert len(out) == 1
+    assert len(out) == 2
     assert out[0].startswith("TorchMonitor: the parameters are not all DTensors sharded over one 1-D device mesh")
     assert "(1 of 2 DTensors, 1 mesh(es)): give process_group=" in out[0]
+    assert out[1].startswith("TorchMonitor: FSDP1's FullyShardedDataParallel is not supported")
