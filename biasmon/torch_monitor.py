@@ -47,10 +47,17 @@ parameters). A loss is read (`.item()`) only for a logged step. A step a GradSca
 nothing (with a fused optimizer its post-hook runs, its `found_inf` says so; the next step is logged).
 
 Distributed: under DDP the gradients are all-reduced, so one rank's monitor (rank 0) sees the whole step.
-When each rank holds a shard of a parameter (a hand-sharded layer, as tests/trainers/sharded_linear.py
-has; FSDP with use_orig_params=True should be the same, but is not tested), give `process_group=`: the
-sums of each shard are added (one all_reduce of a flat tensor, after one all_reduce MAX of each kind's
-largest g^2 for `sig`); every rank must call step() alike; the group's rank 0 writes the stream.
+Under FSDP2 (`fully_shard`: each parameter, its `.grad` and its optimizer state are DTensors, each rank
+holding a shard) nothing more is needed: build the monitor after fully_shard (as the optimizer), on every
+rank alike; each rank sums its local shards (unpadded; the snapshot copies those only) and the sums are
+added over the parameters' 1-D device mesh (tested on the CPU, two gloo processes, with an uneven and an
+empty shard: tests/trainers/fsdp_trainer.py gives the unsharded run's stream, names and all). When each
+rank holds a shard otherwise (a hand-sharded layer, as tests/trainers/sharded_linear.py has), give
+`process_group=`. The sums are added by one all_reduce of a flat tensor, after one all_reduce MAX of each
+kind's largest g^2 for `sig`; every rank must call step() alike; the group's rank 0 writes the stream,
+with the loss it is given there (all-reduce it for the whole batch's). Refused: DTensors sharded otherwise
+(replicated, on a 2-D mesh) unless `process_group=` is given, and FSDP1's FullyShardedDataParallel (its
+parameters are flat views, empty on the ranks that hold none of them, with no `.grad` there).
 
 torch is needed only to call this: install it yourself or with the `torch` extra (`biasmon[torch]`).
 """
@@ -101,7 +108,8 @@ class TorchMonitor:
     path: a file path (truncated) or an open text file (left open by close()); None on ranks other than
     the process group's rank 0. every: log one optimizer step in `every`. params: the bias parameters,
     if the naming rule does not find them. run_id, meta: written into the header. process_group: add the
-    sums of the shards each rank of the group holds (see the module docstring)."""
+    sums of the shards each rank of the group holds (FSDP2's DTensors: their mesh's group unless given; see
+    the module docstring)."""
 
     def __init__(self, model: Any, path: str | os.PathLike[str] | TextIO | None, optimizer: Any, *,
                  every: int = DEFAULT_EVERY, params: Any = None, run_id: str | None = None,
@@ -114,18 +122,23 @@ class TorchMonitor:
                                f"got {type(optimizer).__name__}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise BiasmonError(f"TorchMonitor: every must be a whole number >= 1, got {every!r}")
+        from .torch_distributed import fsdp1, shard_group
+        if fsdp1(model):
+            raise BiasmonError("TorchMonitor: FSDP1's FullyShardedDataParallel is not supported (a parameter is a "
+                               "flat view, empty on ranks that hold none of it): shard with FSDP2's fully_shard")
         biases, weights = parameter_layers(model, params)
         if not biases and not weights:
             raise BiasmonError("TorchMonitor: the model has no trainable parameters (requires_grad=True)")
         from .torch_sums import StepSums
-        self.torch, self.optimizer, self.every, self.group = torch, optimizer, every, process_group
+        self.torch, self.optimizer, self.every = torch, optimizer, every
         self.bias_layout = Layout(tuple(biases), tuple(int(p.numel()) for p in biases.values()))
         self.weight_layout = Layout(tuple(weights), tuple(int(p.numel()) for p in weights.values()))
         self.params = list(biases.values()) + list(weights.values())
+        self.group = shard_group(self.params) if process_group is None else process_group   # FSDP2's mesh
         self._sums = StepSums(self.params, [0] * len(biases) + [1] * len(weights))
         self.run_id = run_id or f"torch-{uuid.uuid4().hex[:8]}"
         self.meta = meta
-        self._writes = process_group is None or torch.distributed.get_rank(process_group) == 0
+        self._writes = self.group is None or torch.distributed.get_rank(self.group) == 0
         self._handle, self._owns = open_target(path, "TorchMonitor") if self._writes else (None, False)
         self._writer = RecordWriter(self._handle) if self._writes else None
         self.steps = 0                 # optimizer steps taken (post-hooks run)
@@ -148,7 +161,8 @@ class TorchMonitor:
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.steps < self.next_logged:
             return
-        self._sums.snapshot()
+        with self.torch.no_grad():
+            self._sums.snapshot()
         self._grads = [p.grad for p in self.params]
         self._armed = True
 

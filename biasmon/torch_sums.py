@@ -27,6 +27,7 @@ import math
 from typing import Any
 
 from .core.measures import SIGNIFICANT
+from .torch_distributed import local_tensors
 
 CHUNK = 1 << 17            # entries of a chunk (512 KiB in float32: a few of them stay in the cache)
 FLAT_MAX = 1 << 14         # models up to this many entries take the flat way
@@ -37,16 +38,18 @@ SIGNS = (1, 1, 1, -1, 1, 1, 1, -1, 1)   # the terms hold v = -u: v.g and a.v cha
 
 
 class StepSums:
-    """Per-layer sums of one step. params: the tracked parameters (L tensors); kinds: (L,) 0 for a bias,
-    1 for a weight (the biases first)."""
+    """Per-layer sums of one step. params: the tracked parameters (L tensors; of a DTensor, FSDP2's, the
+    local shard is summed); kinds: (L,) 0 for a bias, 1 for a weight (the biases first)."""
 
     def __init__(self, params: list, kinds: list[int]) -> None:
         import torch
         self.torch, self.params, self.kinds = torch, params, kinds
-        self.sizes = [int(p.numel()) for p in params]
+        local = local_tensors(params)
+        self.shapes = [p.shape for p in local]
+        self.sizes = [int(p.numel()) for p in local]
         self.biases = sum(s for s, k in zip(self.sizes, kinds) if k == 0)   # entries of the biases
-        p0 = params[0]
-        self.flat = sum(self.sizes) <= FLAT_MAX and len({(p.device, p.dtype) for p in params}) == 1
+        p0 = local[0]
+        self.flat = sum(self.sizes) <= FLAT_MAX and len({(p.device, p.dtype) for p in local}) == 1
         self._size_col = torch.tensor(self.sizes, dtype=torch.float64, device=p0.device)[:, None]
         self._signs = torch.tensor(SIGNS, dtype=torch.float64, device=p0.device)
         if self.flat:
@@ -54,7 +57,7 @@ class StepSums:
             self._rows = {r: self._views(self._terms[r]) for r in (0, 1, 2, 6)}
             self._snapshot = self._rows[0]
         else:
-            self._snapshot = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
+            self._snapshot = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in local]
 
     @property
     def buffer_bytes(self) -> int:
@@ -65,20 +68,27 @@ class StepSums:
     def _views(self, row: Any) -> list:
         """row (n,) cut into views shaped as the parameters."""
         out, start = [], 0
-        for p, size in zip(self.params, self.sizes):
-            out.append(row[start:start + size].view(p.shape))
+        for shape, size in zip(self.shapes, self.sizes):
+            out.append(row[start:start + size].view(shape))
             start += size
         return out
 
     def snapshot(self) -> None:
         """Copy the parameters (before the step)."""
-        self.torch._foreach_copy_(self._snapshot, [p.detach() for p in self.params])
+        self.torch._foreach_copy_(self._snapshot, self._tensors())
+
+    def _tensors(self) -> list:
+        """The parameters' entries on this rank, detached (a DTensor's local shard taken anew each time, never
+        a stale view of it)."""
+        return [p.detach() for p in local_tensors(self.params)]
 
     def compute(self, grads: list, averages: list, group: Any = None) -> Any:
         """(L, 10) float64 sums of the step since snapshot(). grads, averages: (L,) tensors or None.
         group: a process group whose shards' sums are added (the largest g^2 all-reduced first, for
         `sig`). The snapshot is used up (taken again before the next logged step)."""
-        table = self._flat(grads, averages, group) if self.flat else self._per_tensor(grads, averages, group)
+        params, grads, averages = self._tensors(), local_tensors(grads), local_tensors(averages)
+        way = self._flat if self.flat else self._per_tensor
+        table = way(params, grads, averages, group)
         missing_g = [i for i, g in enumerate(grads) if g is None]
         missing_a = [i for i, a in enumerate(averages) if a is None]
         if missing_g:
@@ -98,11 +108,11 @@ class StepSums:
         return top * SIGNIFICANT + TINY
 
     # --- small models: one buffer of terms --------------------------------------------------------
-    def _flat(self, grads: list, averages: list, group: Any) -> Any:
+    def _flat(self, params: list, grads: list, averages: list, group: Any) -> Any:
         """Rows pp, gg, uu, v.g, sig, agree, aa, a.v, a.g of every entry (v = -u), summed per layer."""
         torch, t, nb = self.torch, self._terms, self.biases
         t[2].copy_(t[0])
-        torch._foreach_sub_(self._rows[2], self.params)
+        torch._foreach_sub_(self._rows[2], params)
         _fill(torch, self._rows[1], grads)
         _fill(torch, self._rows[6], averages)
         torch.mul(t[6], t[2], out=t[7])
@@ -119,13 +129,13 @@ class StepSums:
         return torch.cat([self._size_col, sums.mul_(self._signs)], 1)
 
     # --- larger models: tensor by tensor, in chunks ------------------------------------------------
-    def _per_tensor(self, grads: list, averages: list, group: Any) -> Any:
+    def _per_tensor(self, params: list, grads: list, averages: list, group: Any) -> Any:
         """The flat way's nine sums, tensor by tensor in chunks of CHUNK entries: every term of a chunk is
         made while the chunk is in the cache, so that p, g and a are read from memory about once (after
         one pass over g for its largest entry). Each chunk's sums are 0-d tensors; one stack at the end."""
         torch = self.torch
-        L = len(self.params)
-        top = torch.zeros(2, dtype=torch.float64, device=self.params[0].device)
+        L = len(params)
+        top = torch.zeros(2, dtype=torch.float64, device=params[0].device)
         with_g = [i for i in range(L) if grads[i] is not None and grads[i].numel()]   # a shard may be empty
         if with_g:
             ends = [torch.aminmax(grads[i]) for i in with_g]
@@ -134,8 +144,8 @@ class StepSums:
             top.scatter_reduce_(0, kinds, largest ** 2, "amax")
         threshold = self._thresholds(top, group)
         values, owners = [], []
-        for i, p in enumerate(self.params):
-            v, q = self._snapshot[i].view(-1), p.detach().reshape(-1)
+        for i, p in enumerate(params):
+            v, q = self._snapshot[i].view(-1), p.reshape(-1)
             g = None if grads[i] is None else _flat(grads[i]).to(v.dtype)
             a = None if averages[i] is None else averages[i].reshape(-1).to(v.dtype)
             zero = v.new_zeros(())

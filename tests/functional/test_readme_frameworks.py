@@ -1,5 +1,5 @@
-"""README's PyTorch, Lightning, Hugging Face Trainer, DDP and JAX / optax examples run as shown (in a fresh
-folder, as a user pastes them) and `biasmon check` passes each stream they write. The PyTorch ones skipped
+"""README's PyTorch, Lightning, Hugging Face Trainer, DDP, FSDP2 and JAX / optax examples run as shown (in a
+fresh folder, as a user pastes them) and `biasmon check` passes each stream they write. The PyTorch ones skipped
 without torch; the Lightning one without Lightning, the Trainer one without transformers and accelerate, the
 JAX one without jax and optax."""
 import importlib.util
@@ -18,9 +18,12 @@ needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = (ROOT / "README.md").read_text().split("## PyTorch, Lightning and DDP", 1)[1].split("\n## ", 1)[0]
 JAX = re.findall(r"```python\n(.*?)```", SECTION.split("\n### JAX / optax", 1)[1], re.S)[0]
+MONITOR = SECTION.split("\n### PyTorch: every parameter", 1)[1].split("\n### ", 1)[0]
+FSDP = re.findall(r"```python\n(.*?)```", MONITOR, re.S)[1]   # the first is TorchMonitor's, tested elsewhere
 SECTION = SECTION.split("\n### ", 1)[0]   # TorchMonitor's example, in a subsection, has a test of its own
 PLAIN, AMP, LIGHTNING, HUGGINGFACE, DDP = re.findall(r"```python\n(.*?)```", SECTION, re.S)
 DDP_PORT = "29511"
+FSDP_PORT = "29512"
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +87,16 @@ def test_the_ddp_example(tmp_path):
     assert DDP.count(DDP_PORT) == 1
     lines = run(tmp_path, DDP.replace(DDP_PORT, str(free_port())), "ddp.jsonl")["ddp.jsonl"]   # a port free here
     assert len(steps(lines)) == step_count(DDP) and list(steps(lines)[0]["biases"]) == ["0", "2"]
+
+
+@needs_torch
+def test_the_fsdp2_example(tmp_path):
+    assert FSDP.count(FSDP_PORT) == 1
+    head, *lines = run(tmp_path, FSDP.replace(FSDP_PORT, str(free_port())), "fsdp.jsonl")["fsdp.jsonl"]
+    assert head["writer"] == "biasmon.TorchMonitor" and head["averages"] == ["exp_avg"]
+    assert head["layers"] == [{"name": "0", "size": 32}, {"name": "2", "size": 1}]   # unsharded names and sizes
+    assert head["weights"] == [{"name": "0", "size": 256}, {"name": "2", "size": 32}]
+    assert [line["step"] for line in lines] == list(range(0, step_count(FSDP), head["every"]))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None or importlib.util.find_spec("optax") is None,
