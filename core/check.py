@@ -13,6 +13,7 @@ from pathlib import Path
 from .check_result import CheckResult, Divergence, LayerResult, Malformed, ProblemSeen, RunResult
 from .errors import StreamError
 from .lines import FAST_PARSER, prepare_lines
+from .prescan import AHEAD, ReadAhead
 from .readlines import chunks, stream_lines
 from .reader import BLOCK, StreamReader
 from .records import Event, StepRecord
@@ -190,9 +191,24 @@ def check_stream(path: str | Path, thresholds: Thresholds | None = None, sustain
                  parallel: bool | None = None) -> CheckResult:
     """The check's result for a stream file ('-': standard input). Raises StreamError if unreadable.
 
-    parallel: parse the JSON in a second process while this one diagnoses (None: for files of
-    PARALLEL_MIN_BYTES or more, where the platform can fork and there are two cores). Same result."""
+    parallel: a second process reads ahead while this one diagnoses (None: for files of PARALLEL_MIN_BYTES
+    or more, where the platform can fork and there are two cores): with orjson it scans the regular lines
+    into blocks (core/prescan.py), without it parses each line. Same result."""
     check = Check(thresholds or Thresholds(), sustain, source="<stdin>" if path == "-" else str(path))
+    if FAST_PARSER:
+        ahead = _read_ahead(path) if parallel is None else (_fork(path) if parallel and path != "-" else None)
+        try:
+            for index, lines in enumerate(chunks(stream_lines(path), CHUNK_LINES)):
+                check.add(check.reader.feed_lines(lines, ahead.result(index) if ahead else None))
+                state = check.reader.block_state()
+                if ahead and state is not None:
+                    for later in range(index + 1, index + 1 + AHEAD):
+                        ahead.ask(later, *state)
+        finally:
+            if ahead:
+                ahead.close()
+        check.finish()
+        return check.result()
     pool = _parse_pool(path) if parallel is None else (_fork_pool() if parallel and path != "-" else None)
     if pool is None:
         for lines in chunks(stream_lines(path), CHUNK_LINES):
@@ -205,19 +221,42 @@ def check_stream(path: str | Path, thresholds: Thresholds | None = None, sustain
     return check.result()
 
 
+def _read_ahead(path: str | Path) -> ReadAhead | None:
+    """A second process scanning the chunks ahead (core/prescan.py), for files of PARALLEL_MIN_BYTES or more
+    on a machine with two cores or more; None otherwise."""
+    return _fork(path) if _big(path) else None
+
+
+def _fork(path: str | Path) -> ReadAhead | None:
+    """The read-ahead process, forked (None where the platform cannot fork, or other threads run here:
+    a fork copies a lock some thread may hold)."""
+    import multiprocessing
+    import threading
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return None
+    try:
+        return ReadAhead(str(path), CHUNK_LINES, multiprocessing.get_context("fork"))
+    except OSError:
+        return None
+
+
+def _big(path: str | Path) -> bool:
+    """Whether a file is big enough for a second process to pay (PARALLEL_MIN_BYTES), on two cores or more."""
+    if path == "-" or (os.cpu_count() or 1) < 2:
+        return False
+    try:
+        return os.path.getsize(path) >= PARALLEL_MIN_BYTES
+    except OSError:
+        return False  # stream_lines raises the one-line error
+
+
 def _parse_pool(path: str | Path):
     """A second process parses while this one diagnoses: for files of PARALLEL_MIN_BYTES or more on a
     machine with two cores or more, when lines are parsed by the standard library (with orjson, sending
     the parsed lines back costs more than parsing them here: 100,000 vector lines took 5.2 s so, 3.6 s in
     one process). (The load average is no guide: it trails the last minute's work. On
     a busy machine the second process costs about 15%; on an idle one it saves a third.)"""
-    if path == "-":
-        return None
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        return None  # stream_lines raises the one-line error
-    if size < PARALLEL_MIN_BYTES or (os.cpu_count() or 1) < 2 or FAST_PARSER or _summary_form(path):
+    if not _big(path) or _summary_form(path):
         return None
     return _fork_pool()
 

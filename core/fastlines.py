@@ -3,16 +3,16 @@ they become arrays once per block, where core/lines.py parse_step converts and c
 (what costs most in `check` of a long stream).
 
 A line is regular if orjson parses it, it has the keys, layers and sizes of the run's `Shape` (taken from
-a step line read line by line), whole-number steps, numbers for losses and entries (no null; true or
-false only as bias_trained), and a loss below the divergence limit. The scan stops at the first line that is not; the reader reads that one line
-by line, as ever, from the object parsed here. A block's sums are checked as parse_step checks them
-(`bad_rows`); the records are the same either way (tests/unit/test_fast_lines.py).
+a step line read line by line), whole-number steps, numbers for losses and entries (no null, true, false
+or text among them), and a loss below the divergence limit. The scan stops at the first line that is
+not; the reader reads that one line by line, as ever, from the object parsed here. A block's sums are
+checked as parse_step checks them (`bad_rows`); the records are the same either way
+(tests/unit/test_fast_lines.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,17 +31,18 @@ SUM_KEYS = ("bias_sums", "weight_sums")
 READ_KEYS = frozenset(("step", "loss", "val_loss", "format", "event", "bias_trained", "grad_steps",
                        "diag", "loss_change", "weight_diag") + VECTOR_KEYS + SUM_KEYS)
 STORED_KEYS = frozenset(("diag", "loss_change", "weight_diag"))   # ignored when the reader recomputes
-_FIRST = itemgetter(0)
+_NUMBERS = frozenset((int, float))
 _BIG = 2.0 ** 1000   # as lines._BIG: a number past it is read the careful way
 
 
 @dataclass(frozen=True)
 class Shape:
     """What a run's regular lines hold: their keys (of READ_KEYS), and per vector or sum key its layer
-    names, and sizes (vectors) or row length (sums)."""
+    names, each layer's entries and the lists' lengths (the entries again for vectors; the row length
+    7 + 2k for sums, whose rows begin with the layer's entries)."""
 
     keys: frozenset[str]
-    layers: tuple[tuple[str, list[str], Any], ...]   # (key, names, sizes | (sizes, row length)), KEYS order
+    layers: tuple[tuple[str, list[str], tuple[list[int], list[int]]], ...]   # (key, names, (sizes, lengths))
     summary: bool
 
     @property
@@ -64,13 +65,13 @@ class Shape:
         layers = []
         if summary:
             for key, sums in (("bias_sums", line.bias_sums), ("weight_sums", line.weight_sums)):
-                if sums is not None:
-                    layers.append((key, list(sums.names), (list(sums.sizes), sums.width)))
+                if sums is not None:   # (each row's n, the rows' lengths)
+                    layers.append((key, list(sums.names), (list(sums.sizes), [sums.width] * len(sums.names))))
         else:
             for key, vecs in zip(VECTOR_KEYS, (line.biases, line.grads, line.updates, line.weights,
                                                line.weight_grads, line.weight_updates)):
-                if vecs is not None:
-                    layers.append((key, list(vecs.names), list(vecs.sizes)))
+                if vecs is not None:   # (each layer's entries, twice: the vectors' lengths)
+                    layers.append((key, list(vecs.names), (list(vecs.sizes), list(vecs.sizes))))
         return Shape(keys, tuple(layers), summary)
 
 
@@ -169,10 +170,7 @@ def _regular(obj: Any, text: str, shape: Shape, after: int | None, loss_limit: f
         return False
     if "grad_steps" in shape.keys and (type(obj["grad_steps"]) is not int or obj["grad_steps"] < 1):
         return False
-    if "bias_trained" in shape.keys:   # its true or false is the only one on the line: no entry is one
-        if type(obj["bias_trained"]) is not bool or text.count("true") + text.count("false") != 1:
-            return False
-    elif "true" in text or "false" in text:
+    if "bias_trained" in shape.keys and type(obj["bias_trained"]) is not bool:
         return False
     parts = []
     for key, names, sizes in shape.layers:
@@ -180,19 +178,21 @@ def _regular(obj: Any, text: str, shape: Shape, after: int | None, loss_limit: f
         if type(value) is not dict or list(value) != names:
             return False
         rows = list(value.values())
-        if set(map(type, rows)) != {list}:
+        try:   # each a list of the layer's size (or of the rows' length); text has a length too: see below
+            if list(map(len, rows)) != sizes[1]:
+                return False
+        except TypeError:
+            return False
+        entries = list(chain.from_iterable(rows))
+        if not _NUMBERS.issuperset(map(type, entries)):   # no null, true, false, text or nested value
             return False
         if shape.summary:   # each row's n, the layer's entries, as in the run's first line (a whole number)
-            if set(map(len, rows)) != {sizes[1]}:
+            counts = entries[::sizes[1][0]]
+            if counts != sizes[0] or float in set(map(type, counts)):
                 return False
-            counts = list(map(_FIRST, rows))
-            if counts != sizes[0] or set(map(type, counts)) != {int}:
-                return False
-        elif list(map(len, rows)) != sizes:
-            return False
-        parts.append(rows)
-    for (key, _, _), rows in zip(shape.layers, parts):
-        bufs[key].extend(chain.from_iterable(rows))
+        parts.append(entries)
+    for (key, _, _), entries in zip(shape.layers, parts):
+        bufs[key] += entries
     return True
 
 
@@ -205,7 +205,7 @@ def _array(buf: list, m: int, names: list, sizes: Any, summary: bool) -> np.ndar
     if arr.ndim != 1 or arr.dtype.kind not in "fi":
         return None
     arr = arr.astype(np.float64, copy=False)
-    arr = arr.reshape((m, len(names), sizes[1]) if summary else (m, -1))
+    arr = arr.reshape((m, len(names), sizes[1][0]) if summary else (m, -1))
     arr.flags.writeable = False
     return arr
 

@@ -95,21 +95,28 @@ class GradientAverages:
         averages after each step, (k, m, n) (None if no step has them), and which steps have them."""
         m, k = len(trained), len(self.betas)
         used = [False] * m
-        out = None
-        avg = self.avg
-        for i in range(m) if k else ():
-            if not trained[i]:
+        if not k or not any(has_g):
+            if k and not all(trained):
                 self.on = False
+            return None, used
+        out = np.zeros((k, m, g.shape[-1]))
+        new = np.multiply.outer(1.0 - self.betas, g)   # (k, m, n): (1 - beta) g of each step
+        betas = self.betas[:, None]
+        prev = self.avg if self.on else None   # the averages before the step (None: zeros)
+        for i in range(m):
+            if not trained[i]:
+                prev = None
                 continue
             if not has_g[i]:
                 continue
-            if out is None:
-                out = np.zeros((k, m, g.shape[-1]))
-            if not self.on:
-                avg[:] = 0.0
-                self.on = True
-            avg *= self.betas[:, None]
-            avg += np.multiply.outer(1.0 - self.betas, g[i])
-            out[:, i] = avg
+            if prev is None:   # beta * 0 + (1 - beta) g, as the running sum gives
+                np.multiply(0.0, betas, out=out[:, i])
+            else:
+                np.multiply(prev, betas, out=out[:, i])
+            out[:, i] += new[:, i]
+            prev = out[:, i]
             used[i] = True
+        self.on = prev is not None
+        if prev is not None:
+            self.avg[:] = prev
         return out, used

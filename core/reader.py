@@ -12,6 +12,7 @@ import numpy as np
 from .diagnoser import Diagnoser, Observation, WeightStep
 from .errors import StreamError
 from .fastlines import NOT_NUMBERS, Block, Shape, Stop, bad_rows, scan
+from .prescan import Scanned
 from .layout import Layout
 from .lines import StepLine, Vectors, check_errors, load_line, parse_step, stored_diagnosis
 from .readlines import MAX_LINE_CHARS, OVERLONG, Overlong, chunks, stream_lines
@@ -127,10 +128,12 @@ class StreamReader:
             self._blocks = self._shape is not None
         return out
 
-    def feed_lines(self, texts: list[str]) -> list:
+    def feed_lines(self, texts: list[str], scanned: "Scanned | None" = None) -> list:
         """Lines in order: the records feeding them one by one gives. Once a run's first step line is read,
-        its regular lines are read in blocks (core/fastlines.py), much faster."""
-        out, i = [], 0
+        its regular lines are read in blocks (core/fastlines.py), much faster; `scanned`: the lines' blocks
+        as core/prescan.py scanned them ahead (each used where it still fits the reader's state)."""
+        out, i, k = [], 0, 0
+        ahead = scanned.segments if scanned is not None and self._fits(scanned, texts) else []
         while i < len(texts):
             shape = self._shape
             if shape is None or self._grad_check is not None or self._weight_check is not None:
@@ -138,7 +141,15 @@ class StreamReader:
                 i += 1
                 continue
             after = None if not shape.derives else -1 if self._pending is None else self._pending.step
-            block, stop = scan(texts, i, shape, after, self.thresholds.diverge_loss * max(1.0, self._first_loss))
+            limit = self.block_state()[1]
+            while k < len(ahead) and ahead[k].start < i:
+                k += 1
+            segment = ahead[k] if k < len(ahead) and ahead[k].start == i else None
+            if segment is not None and shape == scanned.shape and limit == scanned.limit and \
+                    (after is None or segment.block is None or segment.block.steps[0] > after):
+                block, stop = segment.block, None if segment.stop is None else Stop(segment.stop, None)
+            else:
+                block, stop = scan(texts, i, shape, after, limit)
             if stop is NOT_NUMBERS:   # entries NumPy cannot read as numbers: the run goes line by line
                 self._shape, self._blocks = None, False
                 continue
@@ -158,6 +169,17 @@ class StreamReader:
                 self.line_no += 1
                 out += self._read_object(stop.obj, texts[stop.index].strip())
         return out
+
+    def block_state(self) -> tuple[Shape, float] | None:
+        """The run's shape and divergence limit while its regular lines are read in blocks (else None): what
+        a chunk is scanned ahead with (core/prescan.py)."""
+        if self._shape is None:
+            return None
+        return self._shape, self.thresholds.diverge_loss * max(1.0, self._first_loss)
+
+    def _fits(self, scanned: "Scanned", texts: list[str]) -> bool:
+        """Whether a chunk scanned ahead is these lines (the file may have grown between the two reads)."""
+        return scanned.lines == len(texts) and scanned.first == texts[0] and scanned.last == texts[-1]
 
     def _read_block(self, block: Block) -> list:
         """Regular lines (fastlines.scan) read at once: what _read_step gives for each of them."""

@@ -95,6 +95,8 @@ IRREGULAR = {
     "string entry": lambda s, line: [json.dumps(line).replace(str(line["biases"]["o"][0]), '"1.5"', 1)],
     "integer entries": lambda s, line: [json.dumps({**line, "biases": {"h": [1, 2], "o": [3]}})],
     "huge integer": lambda s, line: [json.dumps({**line, "biases": {"h": [2 ** 70, 2], "o": [3]}})],
+    "layer as text": lambda s, line: [json.dumps({**line, "biases": {"h": "ab", "o": [3.0]}})],
+    "layer as object": lambda s, line: [json.dumps({**line, "biases": {"h": {"a": 1, "b": 2}, "o": [3.0]}})],
     "nested entry": lambda s, line: [json.dumps({**line, "biases": {"h": [[1.0], 2.0], "o": [3.0]}})],
     "null gradients": lambda s, line: [json.dumps({**line, "bias_grads": None})],
     "null gradient layer": lambda s, line: [json.dumps({**line, "bias_grads": {"h": None, "o": [0.1]}})],
@@ -166,6 +168,9 @@ SUMS_IRREGULAR = {
     "null gradient": _row(2, None),
     "huge number": _row(1, 1e305),
     "true count": _row(5, True),
+    "true entry": _row(3, True),
+    "text entry": _row(3, "1"),
+    "row as text": lambda line: line["bias_sums"].update(b="x" * 9),
     "short row": lambda line: line["bias_sums"].update(b=line["bias_sums"]["b"][:7]),
     "weights dropped": lambda line: line.pop("weight_sums"),
     "weights null": lambda line: line.update(weight_sums=None),
@@ -213,3 +218,61 @@ def test_a_long_regular_stream_is_read_in_blocks():
     finally:
         reader_module.scan = original
     assert sum(calls) == 499
+
+
+def _checks(path, monkeypatch):
+    """check_stream's result in one process and with a second scanning ahead, in chunks of 40 lines."""
+    from biasmon.core import check
+    monkeypatch.setattr(check, "CHUNK_LINES", 40)
+
+    def outcome(parallel):
+        try:
+            return check.check_stream(path, parallel=parallel).to_json()
+        except StreamError as exc:
+            return str(exc)
+
+    return outcome(False), outcome(True)
+
+
+@pytest.mark.parametrize("form", ["vectors", "sums"])
+def test_scanning_ahead_in_a_second_process_checks_the_same(tmp_path, monkeypatch, form):
+    lines = recording("story-gap-scaled", 400, form)
+    lines += recording("gradient", 150, form)[1:]   # a second run after a header
+    for name in ("gradient check", "event", "step back", "null entry", "loss blows up", "restart"):
+        lines += _stream(IRREGULAR[name], steps=130, at=(45, 46, 90))
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(lines))
+    one, two = _checks(path, monkeypatch)
+    assert one == two
+    assert one["steps"] > 1000 and len(one["runs"]) > 3
+
+
+def test_mutated_streams_check_the_same_with_a_second_process(tmp_path, monkeypatch):
+    cases = _fuzz_cases()
+    rng = random.Random(9)
+    base = [line.rstrip("\n") for line in recording("story-bias-joins", 200, "vectors")]
+    for i in range(6):
+        path = tmp_path / f"{i}.jsonl"
+        path.write_text(cases.mutate_stream(rng, base))
+        one, two = _checks(path, monkeypatch)
+        assert one == two
+
+
+def test_the_second_process_does_the_scanning(tmp_path, monkeypatch):
+    """Not a timing: with a second process, this one scans only the lines it had to (the first chunk)."""
+    import biasmon.core.reader as reader_module
+    from biasmon.core import check
+    lines = _stream(lambda s, line: [json.dumps(line)], steps=400)
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(lines))
+    monkeypatch.setattr(check, "CHUNK_LINES", 40)
+    scanned, original = [], reader_module.scan
+
+    def counting(*args, **kw):
+        block, stop = original(*args, **kw)
+        scanned.append(0 if block is None else len(block))
+        return block, stop
+
+    monkeypatch.setattr(reader_module, "scan", counting)
+    result = check.check_stream(path, parallel=True)
+    assert result.steps == 400 and sum(scanned) < 80
