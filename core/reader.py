@@ -203,6 +203,9 @@ class StreamReader:
             b, g, u = arrays["biases"], arrays.get("bias_grads"), arrays.get("bias_updates")
             w, wg, wu = arrays.get("weights"), arrays.get("weight_grads"), arrays.get("weight_updates")
             queued = not self._shape.derives
+            if not queued:   # each line's update, the next line's values less its own (as _flush_pending)
+                db = b[1:] - b[:-1]
+                dw = None if w is None else w[1:] - w[:-1]
         for i, step_no in enumerate(block.steps):
             loss, val, span = losses[i], vals[i], spans[i]
             if summary:
@@ -220,7 +223,19 @@ class StreamReader:
                 w_step = None if w is None else Observation(step_no, loss, val, w_i, None if wg is None else wg[i],
                                                             None if wu is None else wu[i], span=span)
             step.weights = w_step
-            self._flush_pending(b_i, step_no, w_i)
+            prev = self._pending
+            if i and prev is not None:   # the line before, in this block: its update from the differences
+                self._pending = None
+                prev.span = step_no - prev.step
+                if prev.span > self.max_span:
+                    self.max_span = prev.span
+                if prev.u is None:
+                    prev.u = db[i - 1]
+                if prev.weights is not None and prev.weights.u is None:
+                    prev.weights.u, prev.weights.span = dw[i - 1], prev.span
+                self._queue.append(prev)
+            else:
+                self._flush_pending(b_i, step_no, w_i)
             if queued:
                 self._queue.append(step)
             else:
