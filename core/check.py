@@ -86,21 +86,32 @@ class Check:
         self.add(self.reader.finish())
 
     def add(self, records: list[StepRecord | Event]) -> None:
+        steps = []   # consecutive step records, added together before the next event
         for rec in records:
-            self.summary.add(rec)
             if isinstance(rec, StepRecord):
-                self.run.add(rec)
-                if self.first_step is None:
-                    self.first_step = rec.step
-                if self.run_first_step is None:
-                    self.run_first_step = rec.step
-            elif rec.kind == "verdict":
+                steps.append(rec)
+                continue
+            self._add_steps(steps)
+            steps = []
+            self.summary.add(rec)
+            if rec.kind == "verdict":
                 key = (rec.data.get("param", "bias"), rec.data.get("layer"))
                 self.history.setdefault(key, LayerHistory()).change(rec.data.get("verdict"), rec.step, self.run.steps - 1)
             elif rec.kind in RESET_EVENTS:
                 self._close_run(_text(rec.data.get("preset")) or _text(rec.data.get("run_id")))
             elif rec.kind == "gradient_check" and isinstance(rec.data.get("note"), str):
                 self.check_notes.setdefault(rec.data["note"], []).append(rec.step)
+        self._add_steps(steps)
+
+    def _add_steps(self, steps: list[StepRecord]) -> None:
+        if not steps:
+            return
+        self.summary.add_steps(steps)
+        self.run.add_steps(steps)
+        if self.first_step is None:
+            self.first_step = steps[0].step
+        if self.run_first_step is None:
+            self.run_first_step = steps[0].step
 
     def _close_run(self, next_label: str | None) -> None:
         """The run read so far is judged alone; the next one begins (its label from the event)."""

@@ -276,3 +276,18 @@ def test_the_second_process_does_the_scanning(tmp_path, monkeypatch):
     monkeypatch.setattr(reader_module, "scan", counting)
     result = check.check_stream(path, parallel=True)
     assert result.steps == 400 and sum(scanned) < 80
+
+
+def test_adding_step_records_together_sums_up_as_one_by_one():
+    from biasmon.core.summary import RunSummary
+    lines = _stream(IRREGULAR["null val_loss"], steps=80) + _stream(IRREGULAR["loss blows up"], steps=40)[1:]
+    reader = StreamReader(Thresholds(), recompute=True, block=16)
+    records = [r for line in lines for r in reader.feed(line)] + reader.finish()
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    steps[5] = steps[5]._replace(loss=float("nan"), val_loss=None)
+    one, together = RunSummary(), RunSummary()
+    for r in steps:
+        one.add(r)
+    together.add_steps(steps[:30])
+    together.add_steps(steps[30:])
+    assert one == together and one.steps == len(steps) and one.best_val is not None
