@@ -130,7 +130,8 @@ class KerasMonitor:
         self.lines = 0                 # step lines written
         self._loss: Any = None         # the last loss scale_loss was given
         self._grads: dict | None = None   # id(variable) -> the gradient the update step was given
-        self._averages: str | None = None
+        self._averages: str | None = None   # the header's name of the running average
+        self._average_attr: str | None = None   # the optimizer's attribute it is read from
         self._orient: np.ndarray | None = None
         self._float32: bool | None = None
         self._header_written = False
@@ -219,7 +220,7 @@ class KerasMonitor:
         """The optimizer's running average of each variable's gradient, or Nones (the first attribute found is
         kept for the run)."""
         opt = self.optimizer
-        attrs = (self._averages,) if self._averages else AVERAGE_ATTRS
+        attrs = (self._average_attr,) if self._average_attr else AVERAGE_ATTRS
         for attr in attrs:
             found = getattr(opt, attr, None)
             if not isinstance(found, (list, tuple)) or not found:
@@ -234,7 +235,7 @@ class KerasMonitor:
                 out.append(a if a is not None and tuple(a.shape) == tuple(v.shape) else None)
             if any(a is not None for a in out):
                 if self._averages is None and not self._header_written:
-                    self._averages = attr.lstrip("_")
+                    self._average_attr, self._averages = attr, attr.lstrip("_")   # Adam's is _momentums
                 return out
         return [None] * len(self.variables)
 
