@@ -20,8 +20,8 @@ running average of the gradient where it keeps one per variable (`momentums`: SG
 AdamW, Adamax, Nadam...), named in the header's `averages`; taken with the sign of the sum of a.g over the
 logged steps (Keras's SGD velocity holds an average of -g), as TorchMonitor does.
 
-Layers: a variable whose name matches biasmon.torch_params.BIAS_NAME (`bias`, `beta`-free: Keras's
-BatchNormalization `beta`/`gamma` are weights) goes to `bias_sums`, every other trainable variable to
+Layers: a variable whose name matches biasmon.torch_params.BIAS_NAME (`bias`; BatchNormalization's `beta`
+and `gamma` do not) goes to `bias_sums`, every other trainable variable to
 `weight_sums`. A variable named `bias`, `kernel`, `embeddings` or `weight` is logged under its layer's path
 (`dense`, `dense_1`: the variable's `.path` without the model's name and its own), so that a layer's bias
 and kernel share a name; any other under its full path (`batch_normalization/gamma`).
@@ -145,7 +145,14 @@ class KerasMonitor:
             raise BiasmonError("KerasMonitor: a monitor writes one fit() (its stream is closed at fit's end): "
                                "give the next fit a new KerasMonitor")
         self.started = True
-        model = self.model
+        try:
+            self._attach(self.model)
+        except BiasmonError:
+            self.close()   # refused: the stream is left closed, with no line
+            raise
+
+    def _attach(self, model: Any) -> None:
+        """Check what fit runs and hook the optimizer (the module docstring)."""
         if getattr(model, "jit_compile", False):
             raise BiasmonError("KerasMonitor: jit_compile=True is not supported (torch.compile would trace the "
                                "monitor's hooks): compile the model with jit_compile=False")
@@ -164,7 +171,6 @@ class KerasMonitor:
         from .torch_sums import StepSums
         self.optimizer = optimizer
         self.variables = list(biases.values()) + list(weights.values())
-        self._index = {id(v): i for i, v in enumerate(self.variables)}
         self.bias_layout = Layout(tuple(biases), tuple(int(np.prod(v.shape)) for v in biases.values()))
         self.weight_layout = Layout(tuple(weights), tuple(int(np.prod(v.shape)) for v in weights.values()))
         self._sums = StepSums(self._values(), [0] * len(biases) + [1] * len(weights))
