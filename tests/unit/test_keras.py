@@ -164,6 +164,17 @@ def test_biases_climbing_their_gradient_are_uphill_there_only(tmp_path):
                                 {n: "ok" for n in LAYERS})
 
 
+def test_the_layers_are_named_from_the_variables_paths():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,), dtype="int32")
+    h = keras.layers.Flatten()(keras.layers.Embedding(10, 4, name="emb")(inputs))
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(8, name="fc")(h))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(h), name="net")
+    biases, weights = variable_layers(model)
+    assert list(biases) == ["fc", "out"]
+    assert list(weights) == ["emb", "fc", "bn/gamma", "bn/beta", "out"]   # beta, gamma: not biases by name
+
+
 # --- steps ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("every", [3, 32])
 def test_every_k_logs_one_step_in_k(tmp_path, every):
@@ -201,6 +212,7 @@ def test_jit_compile_is_refused_in_one_line(tmp_path):
     with pytest.raises(BiasmonError, match="jit_compile=True") as excinfo:
         fit(mlp(keras.optimizers.SGD(0.05), jit_compile=True), tmp_path / "run.jsonl", epochs=1)
     assert one_line(excinfo)
+    assert (tmp_path / "run.jsonl").read_text() == ""   # closed, with no line
 
 
 def test_gradient_accumulation_is_refused_in_one_line(tmp_path):
