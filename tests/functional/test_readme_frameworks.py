@@ -1,7 +1,7 @@
 """README's PyTorch, Lightning, Hugging Face Trainer, DDP, FSDP2 and JAX / optax examples run as shown (in a
 fresh folder, as a user pastes them) and `biasmon check` passes each stream they write. The PyTorch ones skipped
 without torch; the Lightning one without Lightning, the Trainer one without transformers and accelerate, the
-JAX one without jax and optax."""
+JAX one without jax and optax, the Keras 3 one without keras (and torch, its backend there)."""
 import importlib.util
 import json
 import re
@@ -18,6 +18,7 @@ needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = (ROOT / "README.md").read_text().split("## PyTorch, Lightning and DDP", 1)[1].split("\n## ", 1)[0]
 JAX = re.findall(r"```python\n(.*?)```", SECTION.split("\n### JAX / optax", 1)[1], re.S)[0]
+KERAS = re.findall(r"```python\n(.*?)```", SECTION.split("\n### Keras 3", 1)[1], re.S)[0]
 MONITOR = SECTION.split("\n### PyTorch: every parameter", 1)[1].split("\n### ", 1)[0]
 FSDP = re.findall(r"```python\n(.*?)```", MONITOR, re.S)[1]   # the first is TorchMonitor's, tested elsewhere
 SECTION = SECTION.split("\n### ", 1)[0]   # TorchMonitor's example, in a subsection, has a test of its own
@@ -106,3 +107,14 @@ def test_the_jax_optax_example(tmp_path):
     assert head["writer"] == "biasmon.optax_monitor" and head["averages"] == ["mu"]
     assert [line["step"] for line in lines] == list(range(0, step_count(JAX), head["every"]))
     assert list(lines[0]["bias_sums"]) == list(lines[0]["weight_sums"]) == ["0", "1", "2"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None or not HAS_TORCH,
+                    reason="keras (and torch, its backend in the example) is not installed: pip install -e '.[keras]'")
+def test_the_keras_example(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")   # a 2-16-16-1 MLP: torch's threads only contend (10 times slower)
+    head, *lines = run(tmp_path, KERAS, "keras.jsonl")["keras.jsonl"]
+    assert head["writer"] == "biasmon.KerasMonitor" and head["averages"] == ["momentums"]
+    assert [x["name"] for x in head["layers"]] == ["dense", "dense_1", "dense_2"]
+    steps_run = 512 // 32 * int(re.search(r"epochs=(\d+)", KERAS).group(1))
+    assert [line["step"] for line in lines] == list(range(0, steps_run, head["every"]))
