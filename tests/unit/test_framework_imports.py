@@ -1,5 +1,5 @@
 """The framework helpers stay optional: importing biasmon (and its TUI, and the helpers' modules) loads
-neither torch, Lightning, transformers, JAX nor optax, and biasmon.lightning without Lightning
+neither torch, Lightning, transformers, JAX, optax nor Keras, and biasmon.lightning without Lightning
 (biasmon.huggingface without transformers) says what to install in one line (biasmon.optax_monitor's:
 tests/unit/test_optax.py)."""
 import subprocess
@@ -13,9 +13,10 @@ from biasmon.core.errors import BiasmonError
 
 
 def test_importing_biasmon_and_its_tui_loads_no_framework():
-    code = ("import sys, biasmon, biasmon.tui.app, biasmon.lightning, biasmon.huggingface, biasmon.optax_monitor; "
+    code = ("import sys, biasmon, biasmon.tui.app, biasmon.lightning, biasmon.huggingface, biasmon.optax_monitor, "
+            "biasmon.keras_monitor; "
             "print(sorted(m for m in ('torch', 'lightning', 'pytorch_lightning', 'transformers', 'accelerate', "
-            "'jax', 'optax') if m in sys.modules))")
+            "'jax', 'optax', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
