@@ -8,6 +8,7 @@ Unreadable input (no step line at all, an unknown format version, a missing file
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .check_result import CheckResult, Divergence, LayerResult, Malformed, ProblemSeen, RunResult
@@ -239,11 +240,11 @@ def _read_ahead(path: str | Path) -> ReadAhead | None:
 
 
 def _fork(path: str | Path) -> ReadAhead | None:
-    """The read-ahead process, forked (None where the platform cannot fork, or other threads run here:
-    a fork copies a lock some thread may hold)."""
+    """The read-ahead process, forked (on Linux only, and only while no other thread runs here: a fork
+    copies a lock some thread may hold)."""
     import multiprocessing
     import threading
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return None
     try:
         return ReadAhead(str(path), CHUNK_LINES, multiprocessing.get_context("fork"))
@@ -262,11 +263,10 @@ def _big(path: str | Path) -> bool:
 
 
 def _parse_pool(path: str | Path):
-    """A second process parses while this one diagnoses: for files of PARALLEL_MIN_BYTES or more on a
-    machine with two cores or more, when lines are parsed by the standard library (with orjson, sending
-    the parsed lines back costs more than parsing them here: 100,000 vector lines took 5.2 s so, 3.6 s in
-    one process). (The load average is no guide: it trails the last minute's work. On
-    a busy machine the second process costs about 15%; on an idle one it saves a third.)"""
+    """Without orjson, a second process parses while this one diagnoses: for files of PARALLEL_MIN_BYTES or
+    more on a machine with two cores or more (with orjson the read-ahead process scans blocks instead:
+    _read_ahead). (The load average is no guide: it trails the last minute's work. On a busy machine
+    the second process costs about 15%; on an idle one it saves a third.)"""
     if not _big(path) or _summary_form(path):
         return None
     return _fork_pool()

@@ -18,12 +18,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .lines import StepLine
+from .readlines import MAX_LINE_CHARS
 
 try:
     from orjson import loads as _loads
 except ImportError:   # without orjson every line is read line by line
     _loads = None
-from .readlines import MAX_LINE_CHARS
 
 VECTOR_KEYS = ("biases", "bias_grads", "bias_updates", "weights", "weight_grads", "weight_updates")
 SUM_KEYS = ("bias_sums", "weight_sums")
@@ -112,7 +112,7 @@ NOT_NUMBERS = Stop(-1, None)   # a scan's lines hold entries NumPy does not read
 def scan(texts: list, start: int, shape: Shape, after: int | None, loss_limit: float) -> tuple[Block | None, Stop | None]:
     """The regular lines of texts[start:] as a Block (None if the first is not), and where it stopped
     (None: at the end). after: each step must be greater than this and than the line before (None: no
-    order required, as the line-by-line reader requires none where no update is derived); a loss above
+    order required: no step is pending, and no line's update is derived from the next); a loss above
     loss_limit ends the block (the reader reads a divergence line by line)."""
     keys = shape.keys
     steps, losses = [], []

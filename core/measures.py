@@ -119,4 +119,4 @@ class GradientAverages:
         self.on = prev is not None
         if prev is not None:
             self.avg[:] = prev
-        return out, used
+        return (out if any(used) else None), used

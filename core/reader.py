@@ -52,7 +52,7 @@ class StreamReader:
     block > 1: diagnose that many steps at once (faster; records then come out in bursts, and finish()
     returns the rest). 1: every step's record comes out of the feed() that completes it. every_step False:
     only the last record of each block carries its diagnoses (diag), the others None; verdict events
-    come as always (what `check` needs, faster)."""
+    come as always, and no record carries its vectors or sums (what `check` needs, faster)."""
 
     def __init__(self, thresholds: Thresholds | None = None, recompute: bool = False, source: str = "<stream>",
                  block: int = 1, every_step: bool = True) -> None:
@@ -123,7 +123,7 @@ class StreamReader:
             out = self._read_step(line)
         except ValueError as exc:
             return self._problem(str(exc))
-        if self._shape is None and self._blocks and self.layout is not None:
+        if self._shape is None and self._blocks and self.layout is not None and self._first_loss is not None:
             self._shape = Shape.of(obj, line, self.recompute)
             self._blocks = self._shape is not None
         return out
@@ -136,11 +136,12 @@ class StreamReader:
         ahead = scanned.segments if scanned is not None and self._fits(scanned, texts) else []
         while i < len(texts):
             shape = self._shape
-            if shape is None or self._grad_check is not None or self._weight_check is not None:
-                out += self.feed(texts[i])
+            if shape is None or self._grad_check is not None or \
+                    (self._weight_check is not None and self.weight_layout is not None):
+                out += self.feed(texts[i])   # (a gradient check's errors go with the next step line)
                 i += 1
                 continue
-            after = None if not shape.derives else -1 if self._pending is None else self._pending.step
+            after = self._pending.step if self._pending is not None else -1 if shape.derives else None
             limit = self.block_state()[1]
             while k < len(ahead) and ahead[k].start < i:
                 k += 1
@@ -173,7 +174,7 @@ class StreamReader:
     def block_state(self) -> tuple[Shape, float] | None:
         """The run's shape and divergence limit while its regular lines are read in blocks (else None): what
         a chunk is scanned ahead with (core/prescan.py)."""
-        if self._shape is None:
+        if self._shape is None or self._first_loss is None:
             return None
         return self._shape, self.thresholds.diverge_loss * max(1.0, self._first_loss)
 
@@ -301,7 +302,7 @@ class StreamReader:
         elif kind == "diverged":
             self.diverged = self.diverged or event
         elif kind == "verdict" and (self.recompute or (step == self.last_step and
-                                                       not self._stored.get(_param(event.data.get("param"))))):
+                                                       not self._stored.get(_param(event.data)))):
             return out  # derived again from its step line (which stored no diagnoses: the summary form)
         return out + [event]
 
@@ -448,9 +449,10 @@ class StreamReader:
         return out
 
 
-def _param(value: object) -> str:
-    """A verdict event's param: "weight", or "bias" for anything else (absent, or not text)."""
-    return "weight" if value == "weight" else "bias"
+def _param(data: dict) -> str | None:
+    """A verdict event's param ("bias" if absent), None if it is not text."""
+    value = data.get("param", "bias")
+    return value if isinstance(value, str) else None
 
 
 def _first_order(o: Observation) -> float:

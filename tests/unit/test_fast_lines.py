@@ -38,7 +38,17 @@ def read(lines, blocks, chunk=7, recompute=True, every_step=False):
         out += reader.finish()
     except StreamError as exc:
         return str(exc), reader.line_no
-    return [r.to_json() for r in out], [str(p) for p in reader.problems], reader.max_span, reader.summed_grads
+    return [_full(r) for r in out], [str(p) for p in reader.problems], reader.max_span, reader.summed_grads
+
+
+def _full(record):
+    """A record as comparable text: its JSON, and a step's diagnoses, loss change and sums too (which a
+    summary-form record's JSON leaves out)."""
+    if not isinstance(record, StepRecord):
+        return record.to_json()
+    sums = [None if s is None else (s.names, s.table.tolist(), s.has_g, s.has_u)
+            for s in (record.bias_sums, record.weight_sums)]
+    return repr((record.to_json(), record.diag, record.weight_diag, record.loss_change, record.span, sums))
 
 
 def same(lines, **kw):
@@ -291,3 +301,106 @@ def test_adding_step_records_together_sums_up_as_one_by_one():
     together.add_steps(steps[:30])
     together.add_steps(steps[30:])
     assert one == together and one.steps == len(steps) and one.best_val is not None
+
+
+def _first_line(change, form):
+    lines = _stream(lambda s, line: [json.dumps(line)], steps=50) if form == "vectors" else _sums_stream(lambda l: None)
+    first = json.loads(lines[1])
+    change(first)
+    lines[1] = json.dumps(first) + "\n"
+    return lines
+
+
+FIRST_LINE = {
+    "null loss": lambda line: line.update(loss=None),
+    "loss blown up": lambda line: line.update(loss=1e300),
+    "null first entry": lambda line: (line.get("biases") or line["bias_sums"])[next(iter(
+        line.get("biases") or line["bias_sums"]))].__setitem__(1, None),
+}
+
+
+@pytest.mark.parametrize("form", ["vectors", "sums"])
+@pytest.mark.parametrize("name", sorted(FIRST_LINE))
+def test_a_first_step_line_that_diverges_reads_the_same(tmp_path, monkeypatch, name, form):
+    """Found by a review: the run's shape was taken from a first line read as divergence (no loss yet)."""
+    lines = _first_line(FIRST_LINE[name], form)
+    same(lines)
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(lines))
+    one, two = _checks(path, monkeypatch)
+    assert one == two and one["exit"] == (1 if name.startswith("null") else 0)   # (a first loss sets the scale)
+
+
+def test_a_pending_step_is_followed_in_order_by_a_block():
+    """Found by a review: a line without updates among lines with them leaves a step pending; the next
+    line must follow it (line by line: 'step 3 does not follow step 5')."""
+    u = {"a": [0.01, 0.01]}
+
+    def line(step, updates=True):
+        out = {"step": step, "loss": 1.0, "biases": {"a": [0.0, 1.0]}, "bias_grads": {"a": [0.5, 0.5]}}
+        if updates:
+            out["bias_updates"] = u
+        return json.dumps(out) + "\n"
+
+    lines = ['{"format":"biasmon-stream","version":1}\n', line(0), line(1), line(5, False), line(3), line(6)]
+    same(lines)
+    assert any("does not follow" in p for p in read(lines, True)[1])
+
+
+def test_running_averages_of_a_block_are_those_of_one_step_at_a_time():
+    """GradientAverages.block against the plain recurrence: no averages where no step had a trained
+    gradient (found by a review: zeros came back, read as 0 sums, not unknown)."""
+    from biasmon.core.measures import GradientAverages
+    rng = np.random.default_rng(1)
+    betas = (0.9, 0.99)
+    plain, block = np.zeros((2, 4)), GradientAverages(betas, 4)
+    on = False
+    for trial in range(40):
+        m = int(rng.integers(1, 6))
+        g = rng.normal(size=(m, 4))
+        has_g = (rng.random(m) < 0.7).tolist()
+        trained = (rng.random(m) < 0.8).tolist()
+        out, used = block.block(g, has_g, trained)
+        want = np.full((2, m, 4), np.nan)
+        for i in range(m):
+            if not trained[i]:
+                on = False
+                continue
+            if not has_g[i]:
+                continue
+            if not on:
+                plain[:] = 0.0
+                on = True
+            plain = plain * np.array(betas)[:, None] + np.multiply.outer(1 - np.array(betas), g[i])
+            want[:, i] = plain
+        assert used == [t and h for t, h in zip(trained, has_g)]
+        if not any(used):
+            assert out is None
+        else:
+            np.testing.assert_array_equal(out[:, used], want[:, used])
+
+
+def test_a_read_ahead_worker_that_dies_costs_only_time(tmp_path, monkeypatch):
+    """Found by a review: a worker killed while sending hung check. Killed here before it answers."""
+    import multiprocessing
+    from biasmon.core import check, prescan
+    lines = _stream(lambda s, line: [json.dumps(line)], steps=300)
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(lines))
+    ahead = prescan.ReadAhead(str(path), 40, multiprocessing.get_context("fork"))
+    ahead.process.kill()
+    ahead.process.join()
+    lines_shape = StreamReader(Thresholds(), recompute=True)
+    lines_shape.feed_lines(lines[:5])
+    ahead.ask(1, *lines_shape.block_state())
+    assert ahead.result(1) is None and ahead.gone
+    ahead.close()
+
+    def dead(p):   # check_stream with a worker that is gone from the start
+        made = prescan.ReadAhead(str(p), check.CHUNK_LINES, multiprocessing.get_context("fork"))
+        made.process.kill()
+        return made
+
+    monkeypatch.setattr(check, "_fork", dead)
+    monkeypatch.setattr(check, "CHUNK_LINES", 40)
+    assert check.check_stream(path, parallel=True) == check.check_stream(path, parallel=False)
