@@ -99,9 +99,9 @@ class GradientAverages:
             if k and not all(trained):
                 self.on = False
             return None, used
-        out = np.zeros((k, m, g.shape[-1]))
-        new = np.multiply.outer(1.0 - self.betas, g)   # (k, m, n): (1 - beta) g of each step
-        betas = self.betas[:, None]
+        out = np.zeros((m, k, g.shape[-1]))   # step by step, each step's (k, n) averages one row
+        new = np.multiply.outer(g, 1.0 - self.betas).transpose(0, 2, 1).copy()   # (m, k, n): (1 - beta) g
+        betas, multiply, add = self.betas[:, None], np.multiply, np.add
         prev = self.avg if self.on else None   # the averages before the step (None: zeros)
         for i in range(m):
             if not trained[i]:
@@ -109,14 +109,12 @@ class GradientAverages:
                 continue
             if not has_g[i]:
                 continue
-            if prev is None:   # beta * 0 + (1 - beta) g, as the running sum gives
-                np.multiply(0.0, betas, out=out[:, i])
-            else:
-                np.multiply(prev, betas, out=out[:, i])
-            out[:, i] += new[:, i]
-            prev = out[:, i]
+            row = out[i]
+            multiply(0.0 if prev is None else prev, betas, out=row)   # beta a (a = 0 after a reset)
+            add(row, new[i], out=row)
+            prev = row
             used[i] = True
         self.on = prev is not None
         if prev is not None:
             self.avg[:] = prev
-        return (out if any(used) else None), used
+        return (out.transpose(1, 0, 2) if any(used) else None), used
