@@ -48,11 +48,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .core import __version__
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.records import json_number, sums_json
-from .core.stream import RecordWriter, header, open_target
+from .core.stream import RecordWriter, open_target, sums_header
 from .torch_params import BIAS_NAME
 
 DEFAULT_EVERY = 32   # as TorchMonitor's
@@ -279,18 +278,8 @@ class KerasMonitor:
     def _ensure_header(self) -> None:
         if self._header_written or self.bias_layout is None:
             return
-        fields: dict[str, Any] = {"biasmon": __version__, "writer": "biasmon.KerasMonitor",
-                                  "layers": self.bias_layout.to_json()}
-        if self.weight_layout.names:
-            fields["weights"] = self.weight_layout.to_json()
-        fields["form"] = "sums"
-        fields["averages"] = [self._averages] if self._averages else []
-        if self._float32:
-            fields["grad_dtype"] = "float32"
-        fields["every"] = self.every
-        if self.meta:
-            fields["meta"] = self.meta
-        self._writer.write_json(header(self.run_id, 2, **fields))
+        self._writer.write_json(sums_header(self.run_id, "biasmon.KerasMonitor", self.bias_layout, self.weight_layout,
+                                            self._averages, self._float32, self.every, self.meta))
         self._header_written = True
 
     # --- public ------------------------------------------------------------------------------------

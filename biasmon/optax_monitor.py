@@ -68,11 +68,10 @@ from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
-from .core import __version__
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.records import json_number, sums_json
-from .core.stream import RecordWriter, header, open_target
+from .core.stream import RecordWriter, open_target, sums_header
 from .jax_sums import Leaf, check_same_leaves, leaf_layers, step_sums
 
 DEFAULT_EVERY = 32   # as TorchMonitor's: bench/bench_optax.py
@@ -315,17 +314,8 @@ class OptaxMonitor:
         return ack
 
     def _write_header(self, field: str | None) -> None:
-        fields: dict[str, Any] = {"biasmon": __version__, "writer": NAME, "layers": self.bias_layout.to_json()}
-        if self.weight_layout.names:
-            fields["weights"] = self.weight_layout.to_json()
-        fields["form"] = "sums"
-        fields["averages"] = [field] if field else []
-        if self._float32:
-            fields["grad_dtype"] = "float32"
-        fields["every"] = self.every
-        if self.meta:
-            fields["meta"] = self.meta
-        self._writer.write_json(header(self.run_id, 2, **fields))
+        self._writer.write_json(sums_header(self.run_id, NAME, self.bias_layout, self.weight_layout, field,
+                                            self._float32, self.every, self.meta))
         self._header_written = True
 
     def close(self) -> None:

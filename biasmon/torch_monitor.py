@@ -70,11 +70,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .core import __version__
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.records import json_number, sums_json
-from .core.stream import RecordWriter, header, open_target
+from .core.stream import RecordWriter, open_target, sums_header
 
 DEFAULT_EVERY = 32
 AVERAGE_KEYS = ("exp_avg", "momentum_buffer")   # optimizer state holding a running average of g
@@ -284,18 +283,8 @@ class TorchMonitor:
         nb = len(self.bias_layout.names)
         self.bias_layout = Layout(self.bias_layout.names, tuple(sizes[:nb]))
         self.weight_layout = Layout(self.weight_layout.names, tuple(sizes[nb:]))
-        fields: dict[str, Any] = {"biasmon": __version__, "writer": "biasmon.TorchMonitor",
-                                  "layers": self.bias_layout.to_json()}
-        if self.weight_layout.names:
-            fields["weights"] = self.weight_layout.to_json()
-        fields["form"] = "sums"
-        fields["averages"] = [self._averages] if self._averages else []
-        if self._float32:
-            fields["grad_dtype"] = "float32"
-        fields["every"] = self.every
-        if self.meta:
-            fields["meta"] = self.meta
-        self._writer.write_json(header(self.run_id, 2, **fields))
+        self._writer.write_json(sums_header(self.run_id, "biasmon.TorchMonitor", self.bias_layout, self.weight_layout,
+                                            self._averages, self._float32, self.every, self.meta))
         self._header_written = True
 
 

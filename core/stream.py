@@ -9,7 +9,9 @@ import json
 import os
 from typing import IO, Any
 
+from . import __version__
 from .errors import BiasmonError
+from .layout import Layout
 
 FORMAT = "biasmon-stream"
 VERSION = 2               # 2: weights, and the summary form (per-layer sums); docs/stream-format.md
@@ -21,6 +23,23 @@ def header(run_id: str, version: int = VERSION, **fields) -> dict:
     """A stream's first line: the format, its version, the run id, then `fields` in their order. A writer
     names the lowest version its lines need (1: bias vectors only), so that older readers read it too."""
     return {"format": FORMAT, "version": version, "run_id": run_id, **fields}
+
+
+def sums_header(run_id: str, writer: str, biases: Layout, weights: Layout, average: str | None, float32: bool,
+                every: int, meta: dict | None) -> dict:
+    """The header of a summary-form stream a framework helper writes: its layers (weights if any), the
+    running average its rows carry (the optimizer's field, or none), float32 gradients, `every`, meta."""
+    fields: dict[str, Any] = {"biasmon": __version__, "writer": writer, "layers": biases.to_json()}
+    if weights.names:
+        fields["weights"] = weights.to_json()
+    fields["form"] = "sums"
+    fields["averages"] = [average] if average else []
+    if float32:
+        fields["grad_dtype"] = "float32"
+    fields["every"] = every
+    if meta:
+        fields["meta"] = meta
+    return header(run_id, 2, **fields)
 
 
 def open_target(target: Any, who: str) -> tuple[IO[str], bool]:
