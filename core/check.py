@@ -207,8 +207,12 @@ def check_stream(path: str | Path, thresholds: Thresholds | None = None, sustain
     or more, where the platform can fork and there are two cores): with orjson it scans the regular lines
     into blocks (core/prescan.py), without it parses each line. Same result."""
     check = Check(thresholds or Thresholds(), sustain, source="<stdin>" if path == "-" else str(path))
-    if FAST_PARSER:
-        ahead = _read_ahead(path) if parallel is None else (_fork(path) if parallel and path != "-" else None)
+    forked = parallel and path != "-"
+    if FAST_PARSER:   # a second process scans blocks ahead
+        ahead, pool = (_read_ahead(path) if parallel is None else _fork(path) if forked else None), None
+    else:             # a second process parses each line
+        ahead, pool = None, (_parse_pool(path) if parallel is None else _fork_pool() if forked else None)
+    if pool is None:
         try:
             for index, lines in enumerate(chunks(stream_lines(path), CHUNK_LINES)):
                 check.add(check.reader.feed_lines(lines, ahead.result(index) if ahead else None))
@@ -219,12 +223,6 @@ def check_stream(path: str | Path, thresholds: Thresholds | None = None, sustain
         finally:
             if ahead:
                 ahead.close()
-        check.finish()
-        return check.result()
-    pool = _parse_pool(path) if parallel is None else (_fork_pool() if parallel and path != "-" else None)
-    if pool is None:
-        for lines in chunks(stream_lines(path), CHUNK_LINES):
-            check.add(check.reader.feed_lines(lines))
     else:
         with pool:
             for items in pool.imap(prepare_lines, chunks(stream_lines(path), CHUNK_LINES)):

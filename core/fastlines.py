@@ -131,7 +131,7 @@ def scan(texts: list, start: int, shape: Shape, after: int | None, loss_limit: f
         except ValueError:
             stop = Stop(index, None)
             break
-        if not _regular(obj, text, shape, after, loss_limit, bufs):
+        if not _regular(obj, shape, after, loss_limit, bufs):
             step = obj.get("step") if type(obj) is dict else None   # past 64 bits: lines.load_line reads it again
             stop = Stop(index, None if type(step) is float and step >= 2.0 ** 63 else obj)
             break
@@ -157,16 +157,16 @@ def scan(texts: list, start: int, shape: Shape, after: int | None, loss_limit: f
     return Block(steps, losses, vals, trained, spans, arrays), stop
 
 
-def _regular(obj: Any, text: str, shape: Shape, after: int | None, loss_limit: float, bufs: dict) -> bool:
-    """Whether obj (parsed from text) is a regular line of the shape; if so its entries are added to bufs."""
+def _regular(obj: Any, shape: Shape, after: int | None, loss_limit: float, bufs: dict) -> bool:
+    """Whether obj (a parsed line) is a regular line of the shape; if so its entries are added to bufs."""
     if type(obj) is not dict or (obj.keys() & READ_KEYS) != shape.keys:
         return False
     step, loss = obj["step"], obj["loss"]
     if type(step) is not int or step < 0 or (after is not None and step <= after):
         return False
-    if type(loss) is not float and type(loss) is not int or not loss <= loss_limit:
+    if type(loss) not in _NUMBERS or not loss <= loss_limit:
         return False
-    if "val_loss" in shape.keys and type(obj["val_loss"]) is not float and type(obj["val_loss"]) is not int:
+    if "val_loss" in shape.keys and type(obj["val_loss"]) not in _NUMBERS:
         return False
     if "grad_steps" in shape.keys and (type(obj["grad_steps"]) is not int or obj["grad_steps"] < 1):
         return False

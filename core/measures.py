@@ -95,9 +95,7 @@ class GradientAverages:
         averages after each step, (k, m, n) (None if no step has them), and which steps have them."""
         m, k = len(trained), len(self.betas)
         used = [False] * m
-        if not k or not any(has_g):
-            if k and not all(trained):
-                self.on = False
+        if not k:
             return None, used
         out = np.zeros((m, k, g.shape[-1]))   # step by step, each step's (k, n) averages one row
         new = np.multiply.outer(g, 1.0 - self.betas).transpose(0, 2, 1).copy()   # (m, k, n): (1 - beta) g

@@ -224,17 +224,8 @@ class StreamReader:
                 w_step = None if w is None else Observation(step_no, loss, val, w_i, None if wg is None else wg[i],
                                                             None if wu is None else wu[i], span=span)
             step.weights = w_step
-            prev = self._pending
-            if i and prev is not None:   # the line before, in this block: its update from the differences
-                self._pending = None
-                prev.span = step_no - prev.step
-                if prev.span > self.max_span:
-                    self.max_span = prev.span
-                if prev.u is None:
-                    prev.u = db[i - 1]
-                if prev.weights is not None and prev.weights.u is None:
-                    prev.weights.u, prev.weights.span = dw[i - 1], prev.span
-                self._queue.append(prev)
+            if i and not queued:   # the line before, in this block: its update one of the differences
+                self._flush_pending(b_i, step_no, w_i, db[i - 1], None if dw is None else dw[i - 1])
             else:
                 self._flush_pending(b_i, step_no, w_i)
             if queued:
@@ -408,9 +399,10 @@ class StreamReader:
             out.append(self.diverged)
         return out
 
-    def _flush_pending(self, b_next: np.ndarray | None, step_next: int | None, w_next: np.ndarray | None) -> None:
-        """Queue the pending step, its update now known (b_next - b, w_next - w where not logged) or known
-        never to be (b_next None)."""
+    def _flush_pending(self, b_next: np.ndarray | None, step_next: int | None, w_next: np.ndarray | None,
+                       db: np.ndarray | None = None, dw: np.ndarray | None = None) -> None:
+        """Queue the pending step, its update now known (b_next - b, w_next - w where not logged; db, dw:
+        those differences, taken for a whole block at once) or known never to be (b_next None)."""
         step, self._pending = self._pending, None
         if step is None:
             return
@@ -418,9 +410,9 @@ class StreamReader:
             step.span = step_next - step.step
             self.max_span = max(self.max_span, step.span)
             if step.u is None:
-                step.u = b_next - step.b
+                step.u = b_next - step.b if db is None else db
             if step.weights is not None and step.weights.u is None:
-                step.weights.u = w_next - step.weights.b
+                step.weights.u = w_next - step.weights.b if dw is None else dw
                 step.weights.span = step.span
         self._queue.append(step)
 

@@ -24,18 +24,7 @@ class RunSummary:
 
     def add(self, record: StepRecord | Event) -> None:
         if isinstance(record, StepRecord):
-            self.steps += 1
-            self.last_step = record.step
-            if record.loss is not None and math.isfinite(record.loss):
-                self.final_loss = record.loss
-                self.best_loss = record.loss if self.best_loss is None else min(self.best_loss, record.loss)
-            if record.val_loss is not None and math.isfinite(record.val_loss):
-                self.final_val = record.val_loss
-                self.best_val = record.val_loss if self.best_val is None else min(self.best_val, record.val_loss)
-            if record.diag:
-                self.verdicts.update(record.diag)
-            if record.weight_diag:
-                self.weight_verdicts.update(record.weight_diag)
+            self.add_steps([record])
         elif record.kind == "diverged" and self.diverged is None:
             self.diverged = record
 
