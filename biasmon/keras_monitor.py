@@ -50,9 +50,9 @@ import numpy as np
 
 from .core.errors import BiasmonError
 from .core.layout import Layout
-from .core.records import json_number, sums_json
 from .core.stream import RecordWriter, open_target, sums_header
 from .torch_params import BIAS_NAME
+from .torch_sums import step_line
 
 DEFAULT_EVERY = 32   # as TorchMonitor's
 AVERAGE_ATTRS = ("momentums", "_momentums")   # optimizer attributes holding a running average of g per variable
@@ -260,18 +260,9 @@ class KerasMonitor:
 
     # --- writing -----------------------------------------------------------------------------------
     def _write(self, step: int, loss: float, rows: np.ndarray, unreached: tuple) -> None:
-        has_a = ~np.isnan(rows[:, 7])
-        if has_a.any():
-            self._orient += np.where(has_a & ~np.isnan(rows[:, 9]), rows[:, 9], 0.0)
-            rows[:, 8] *= np.where(self._orient < 0, -1.0, 1.0)   # a taken as an average of g, not of -g
         self._ensure_header()
-        line: dict[str, Any] = {"step": step, "loss": json_number(loss)}
-        width = 9 if self._averages else 7
-        nb = len(self.bias_layout.names)
-        for key, names, part, off in (("bias_sums", self.bias_layout.names, rows[:nb, :width], unreached[:nb]),
-                                      ("weight_sums", self.weight_layout.names, rows[nb:, :width], unreached[nb:])):
-            if names:
-                line[key] = sums_json(names, part, True, True, off)
+        line = step_line(step, loss, None, rows, unreached, self.bias_layout, self.weight_layout, self._orient,
+                         bool(self._averages))
         self._writer.write_json(line, allow_nan=True)   # a non-finite sum is the literal NaN / Infinity
         self.lines += 1
 

@@ -72,8 +72,8 @@ import numpy as np
 
 from .core.errors import BiasmonError
 from .core.layout import Layout
-from .core.records import json_number, sums_json
 from .core.stream import RecordWriter, open_target, sums_header
+from .torch_sums import step_line
 
 DEFAULT_EVERY = 32
 AVERAGE_KEYS = ("exp_avg", "momentum_buffer")   # optimizer state holding a running average of g
@@ -255,22 +255,10 @@ class TorchMonitor:
 
     # --- writing -----------------------------------------------------------------------------------
     def _write(self, step: int, loss: float, val_loss: float | None, rows: np.ndarray, unreached: tuple) -> None:
-        """The step's line (docs/stream-format.md: a layer whose .grad was None is one no gradient reached;
-        a sum that is not finite, divergence, is written as NaN or Infinity)."""
-        has_a = ~np.isnan(rows[:, 7])
-        if has_a.any():
-            self._orient += np.where(has_a & ~np.isnan(rows[:, 9]), rows[:, 9], 0.0)
-            rows[:, 8] *= np.where(self._orient < 0, -1.0, 1.0)   # a taken as an average of g, not of -g
+        """The step's line (torch_sums.step_line), after the header (which the first line's sizes complete)."""
         self._ensure_header(rows)
-        line: dict[str, Any] = {"step": step, "loss": json_number(loss)}
-        if val_loss is not None:
-            line["val_loss"] = json_number(val_loss)
-        width = 9 if self._averages else 7
-        nb = len(self.bias_layout.names)
-        for key, names, part, off in (("bias_sums", self.bias_layout.names, rows[:nb, :width], unreached[:nb]),
-                                      ("weight_sums", self.weight_layout.names, rows[nb:, :width], unreached[nb:])):
-            if names:
-                line[key] = sums_json(names, part, True, True, off)
+        line = step_line(step, loss, val_loss, rows, unreached, self.bias_layout, self.weight_layout, self._orient,
+                         bool(self._averages))
         self._writer.write_json(line, allow_nan=True)   # a non-finite sum is the literal NaN / Infinity
         self.lines += 1
 

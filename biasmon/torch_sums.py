@@ -26,7 +26,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from .core.layout import Layout
 from .core.measures import SIGNIFICANT
+from .core.records import json_number, sums_json
 from .torch_distributed import local_tensors
 
 CHUNK = 1 << 17            # entries of a chunk (512 KiB in float32: a few of them stay in the cache)
@@ -201,3 +205,26 @@ def _stack(torch: Any, scalars: list) -> Any:
     if len({s.dtype for s in scalars}) > 1:
         return torch.stack([s.to(torch.float64) for s in scalars])
     return torch.stack(scalars).to(torch.float64)
+
+
+def step_line(step: int, loss: float, val_loss: float | None, rows: np.ndarray, unreached: tuple,
+              biases: Layout, weights: Layout, orient: np.ndarray, averages: bool) -> dict:
+    """A logged step's line from StepSums' rows ((L, 10) float64, the biases' rows first), read back (docs/
+    stream-format.md: a layer whose gradient was None is one no gradient reached; a sum that is not finite,
+    divergence, goes out as NaN or Infinity). orient (L,): the sum of a.g over the logged steps, this
+    one's added here; where it is negative a is an average of -g (Keras's SGD velocity), and a.u is
+    written with its sign changed, as for an average of g. averages: whether the rows carry |a|^2, a.u."""
+    has_a = ~np.isnan(rows[:, 7])
+    if has_a.any():
+        orient += np.where(has_a & ~np.isnan(rows[:, 9]), rows[:, 9], 0.0)
+        rows[:, 8] *= np.where(orient < 0, -1.0, 1.0)
+    line: dict[str, Any] = {"step": step, "loss": json_number(loss)}
+    if val_loss is not None:
+        line["val_loss"] = json_number(val_loss)
+    width = 9 if averages else 7
+    nb = len(biases.names)
+    for key, names, part, off in (("bias_sums", biases.names, rows[:nb, :width], unreached[:nb]),
+                                  ("weight_sums", weights.names, rows[nb:, :width], unreached[nb:])):
+        if names:
+            line[key] = sums_json(names, part, True, True, off)
+    return line
