@@ -163,8 +163,8 @@ class Diagnoser:
         """A block's sums from its vectors: (6 + 2k, m, L), which steps have running averages, and each
         step's unit of rounding (float32's if every gradient entry is a float32 number)."""
         zeros = np.zeros(self.averages.avg.shape[1])
-        vec = np.stack([_stack([o.b for o in steps]), _stack([zeros if o.g is None else o.g for o in steps]),
-                        _stack([zeros if o.u is None else o.u for o in steps])])  # (3, m, n)
+        vec = _stack([[o.b for o in steps], [zeros if o.g is None else o.g for o in steps],
+                      [zeros if o.u is None else o.u for o in steps]])  # (3, m, n)
         avg, with_avg = self.averages.block(vec[1], has_g, trained)
         single = (vec[1].astype(np.float32) == vec[1]).all(axis=1)
         rounding = np.where(single, np.finfo(np.float32).eps, np.finfo(np.float64).eps)
@@ -278,10 +278,7 @@ class Diagnoser:
 
 
 def _stack(rows: list) -> np.ndarray:
-    """(m, ...) float64 from m arrays of one shape (a block read at once brings views of one array), or
-    from lists (None read as NaN)."""
-    if all(type(r) is np.ndarray for r in rows):
-        return np.stack(rows).astype(np.float64, copy=False)
+    """(m, ...) float64, a new array, from m arrays or lists of one shape (None read as NaN)."""
     return np.array(rows, dtype=np.float64)
 
 

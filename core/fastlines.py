@@ -11,8 +11,9 @@ checked as parse_step checks them (`bad_rows`); the records are the same either 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,6 +45,20 @@ class Shape:
     keys: frozenset[str]
     layers: tuple[tuple[str, list[str], tuple[list[int], list[int]]], ...]   # (key, names, (sizes, lengths))
     summary: bool
+
+    lengths: list[int] = field(init=False, compare=False)   # every list's length in a line, key after key
+    counts: tuple[int, ...] = field(init=False, compare=False)   # sums: every row's n, as count_of gives them
+    count_of: itemgetter = field(init=False, compare=False)      # a line's entries -> its rows' n (sums)
+
+    def __post_init__(self) -> None:
+        lengths = [n for _, _, (_, row_lengths) in self.layers for n in row_lengths]
+        starts = [sum(lengths[:i]) for i in range(len(lengths))] or [0]
+        sizes = [n for _, _, (layer_sizes, _) in self.layers for n in layer_sizes] or [0]
+        if len(starts) == 1:   # itemgetter of one index gives the item, of two a tuple
+            starts, sizes = starts * 2, sizes * 2
+        object.__setattr__(self, "lengths", lengths)
+        object.__setattr__(self, "count_of", itemgetter(*starts))
+        object.__setattr__(self, "counts", tuple(sizes))
 
     @property
     def derives(self) -> bool:
@@ -119,7 +134,7 @@ def scan(texts: list, start: int, shape: Shape, after: int | None, loss_limit: f
     vals = [] if "val_loss" in keys else None
     trained = [] if "bias_trained" in keys else None
     spans = [] if "grad_steps" in keys else None
-    bufs = {key: [] for key, _, _ in shape.layers}
+    entries: list = []   # every line's entries, key after key in the shape's order
     stop = None
     for index in range(start, len(texts)):
         text = texts[index]
@@ -131,7 +146,7 @@ def scan(texts: list, start: int, shape: Shape, after: int | None, loss_limit: f
         except ValueError:
             stop = Stop(index, None)
             break
-        if not _regular(obj, shape, after, loss_limit, bufs):
+        if not _regular(obj, shape, after, loss_limit, entries):
             step = obj.get("step") if type(obj) is dict else None   # past 64 bits: lines.load_line reads it again
             stop = Stop(index, None if type(step) is float and step >= 2.0 ** 63 else obj)
             break
@@ -148,66 +163,70 @@ def scan(texts: list, start: int, shape: Shape, after: int | None, loss_limit: f
             spans.append(obj["grad_steps"])
     if not steps:
         return None, stop
-    arrays = {}
-    for key, names, sizes in shape.layers:
-        arr = _array(bufs[key], len(steps), names, sizes, shape.summary)
-        if arr is None:
-            return None, NOT_NUMBERS
-        arrays[key] = arr
+    arrays = _arrays(entries, len(steps), shape)
+    if arrays is None:
+        return None, NOT_NUMBERS
     return Block(steps, losses, vals, trained, spans, arrays), stop
 
 
-def _regular(obj: Any, shape: Shape, after: int | None, loss_limit: float, bufs: dict) -> bool:
-    """Whether obj (a parsed line) is a regular line of the shape; if so its entries are added to bufs."""
-    if type(obj) is not dict or (obj.keys() & READ_KEYS) != shape.keys:
+def _regular(obj: Any, shape: Shape, after: int | None, loss_limit: float, entries: list) -> bool:
+    """Whether obj (a parsed line) is a regular line of the shape; if so its entries are added to `entries`
+    (each key's rows in the shape's order)."""
+    keys = shape.keys
+    if type(obj) is not dict or (obj.keys() & READ_KEYS) != keys:
         return False
     step, loss = obj["step"], obj["loss"]
     if type(step) is not int or step < 0 or (after is not None and step <= after):
         return False
     if type(loss) not in _NUMBERS or not loss <= loss_limit:
         return False
-    if "val_loss" in shape.keys and type(obj["val_loss"]) not in _NUMBERS:
+    if "val_loss" in keys and type(obj["val_loss"]) not in _NUMBERS:
         return False
-    if "grad_steps" in shape.keys and (type(obj["grad_steps"]) is not int or obj["grad_steps"] < 1):
+    if "grad_steps" in keys and (type(obj["grad_steps"]) is not int or obj["grad_steps"] < 1):
         return False
-    if "bias_trained" in shape.keys and type(obj["bias_trained"]) is not bool:
+    if "bias_trained" in keys and type(obj["bias_trained"]) is not bool:
         return False
-    parts = []
-    for key, names, sizes in shape.layers:
+    rows: list = []
+    for key, names, _ in shape.layers:
         value = obj[key]
         if type(value) is not dict or list(value) != names:
             return False
-        rows = list(value.values())
-        try:   # each a list of the layer's size (or of the rows' length); text has a length too: see below
-            if list(map(len, rows)) != sizes[1]:
-                return False
-        except TypeError:
+        rows += value.values()
+    try:   # each a list of the layer's size (or of the rows' length); text has a length too: see below
+        if list(map(len, rows)) != shape.lengths:
             return False
-        entries = list(chain.from_iterable(rows))
-        if not _NUMBERS.issuperset(map(type, entries)):   # no null, true, false, text or nested value
+    except TypeError:
+        return False
+    line = list(chain.from_iterable(rows))
+    if not _NUMBERS.issuperset(map(type, line)):   # no null, true, false, text or nested value
+        return False
+    if shape.summary and line:   # each row's n, the layer's entries, as in the run's first line (a whole number)
+        counts = shape.count_of(line)
+        if counts != shape.counts or float in set(map(type, counts)):
             return False
-        if shape.summary:   # each row's n, the layer's entries, as in the run's first line (a whole number)
-            counts = entries[::sizes[1][0]]
-            if counts != sizes[0] or float in set(map(type, counts)):
-                return False
-        parts.append(entries)
-    for (key, _, _), entries in zip(shape.layers, parts):
-        bufs[key] += entries
+    entries += line
     return True
 
 
-def _array(buf: list, m: int, names: list, sizes: Any, summary: bool) -> np.ndarray | None:
-    """A key's entries as float64 (m, n) or (m, L, width), or None if they are not all plain numbers."""
+def _arrays(entries: list, m: int, shape: Shape) -> dict[str, np.ndarray] | None:
+    """Each key's entries as float64 (m, n) or (m, L, width), read-only, or None if they are not all plain
+    numbers."""
     try:
-        arr = np.array(buf)
+        flat = np.array(entries)
     except (ValueError, TypeError, OverflowError):
         return None
-    if arr.ndim != 1 or arr.dtype.kind not in "fi":
+    if flat.ndim != 1 or flat.dtype.kind not in "fi":
         return None
-    arr = arr.astype(np.float64, copy=False)
-    arr = arr.reshape((m, len(names), sizes[1][0]) if summary else (m, -1))
-    arr.flags.writeable = False
-    return arr
+    flat = flat.astype(np.float64, copy=False).reshape(m, -1)
+    arrays, at = {}, 0
+    for key, names, (_, lengths) in shape.layers:
+        width = sum(lengths)
+        arr = flat[:, at:at + width]
+        at += width
+        arr = arr.reshape((m, len(names), lengths[0])) if shape.summary else arr
+        arr.flags.writeable = False
+        arrays[key] = arr
+    return arrays
 
 
 def bad_rows(sums: np.ndarray) -> np.ndarray:
