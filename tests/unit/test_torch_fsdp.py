@@ -75,31 +75,66 @@ def test_a_sign_bug_under_fsdp2_is_uphill_on_exactly_the_biases(tmp_path):
 
 REFUSED = """
 import os, sys, torch, torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FullyShardedDataParallel
-from torch.distributed.tensor import Replicate, distribute_tensor
+from torch.distributed.tensor import DTensor, Partial, Replicate, Shard, distribute_tensor
 from biasmon.core.errors import BiasmonError
 from biasmon.torch_monitor import TorchMonitor
 dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
-mesh = dist.device_mesh.init_device_mesh("cpu", (1,))
-replicated = torch.nn.Linear(2, 3)
-replicated.bias = torch.nn.Parameter(distribute_tensor(replicated.bias.detach(), mesh, [Replicate()]))
-fsdp1 = FullyShardedDataParallel(torch.nn.Linear(2, 3), use_orig_params=True, device_id=torch.device("cpu"))
-for net in (replicated, fsdp1):
+line = init_device_mesh("cpu", (1,))
+square = init_device_mesh("cpu", (1, 1), mesh_dim_names=("replicate", "shard"))
+other = init_device_mesh("cpu", (1, 1), mesh_dim_names=("a", "b"))
+
+def linear(weight, bias):   # each a (mesh, placements) or None: a plain tensor
+    net = torch.nn.Linear(2, 3)
+    for name, spec in (("weight", weight), ("bias", bias)):
+        if spec is not None:
+            t = getattr(net, name).detach()
+            t = DTensor.from_local(t, *spec) if Partial() in spec[1] else distribute_tensor(t, *spec)
+            setattr(net, name, torch.nn.Parameter(t))
+    return net
+
+hsdp = (square, [Replicate(), Shard(0)])
+nets = [linear(None, (line, [Replicate()])),              # a replicated DTensor beside a plain tensor
+        linear(hsdp, (other, [Replicate(), Shard(0)])),    # two meshes
+        linear(hsdp, (square, [Shard(0), Replicate()])),   # sharded on different mesh dims
+        linear(hsdp, (square, [Shard(0), Shard(0)])),      # sharded on two mesh dims
+        linear(hsdp, (square, [Replicate(), Partial()])),  # a partial sum
+        FullyShardedDataParallel(torch.nn.Linear(2, 3), use_orig_params=True, device_id=torch.device("cpu"))]
+for net in nets:
     try:
         TorchMonitor(net, sys.argv[2], torch.optim.SGD(net.parameters(), lr=0.1))
     except BiasmonError as err:
         print(err)
+net = linear(hsdp, hsdp)   # HSDP's placements taken; the first rank writes
+monitor = TorchMonitor(net, sys.argv[2], torch.optim.SGD(net.parameters(), lr=0.1))
+print("hsdp", monitor.group is square.get_group("shard"), monitor._writes)   # on 1x1, both dims' group is one
+monitor.close()
+net = linear(None, (line, [Replicate()]))   # refused as it is, taken with process_group=
+monitor = TorchMonitor(net, sys.argv[2], torch.optim.SGD(net.parameters(), lr=0.1), process_group=dist.group.WORLD)
+print("given", monitor.group is dist.group.WORLD, monitor._writes)
+monitor.close()
 sys.stdout.flush()
 os._exit(0)
 """
 
 
 def test_what_the_monitor_cannot_add_up_is_refused_in_one_line(tmp_path):
-    """A replicated DTensor beside a plain tensor (adding every rank's sums would count them wrong), and FSDP1
-    (its parameters are flat views of a shard, empty on a rank that holds none of one: no `.grad` there)."""
+    """A replicated DTensor beside a plain tensor (adding every rank's sums would count them wrong), DTensors
+    on two meshes, sharded on different or on two mesh dims, a Partial, and FSDP1 (its parameters are flat
+    views of a shard, empty on a rank that holds none of one: no `.grad` there); taken: HSDP's placements on
+    a 2-D mesh, and anything with process_group= (one process: which group sums are added over is not seen
+    here)."""
     out = subprocess.run([sys.executable, "-c", REFUSED, str(tmp_path / "store"), str(tmp_path / "run.jsonl")],
                          capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
-    assert len(out) == 2
-    assert out[0].startswith("TorchMonitor: the parameters are not all DTensors sharded over one 1-D device mesh")
-    assert "(1 of 2 DTensors, 1 mesh(es)): give process_group=" in out[0]
-    assert out[1].startswith("TorchMonitor: FSDP1's FullyShardedDataParallel is not supported")
+    assert len(out) == 8
+    allowed = ("; allowed: every parameter a DTensor on one device mesh, Shard on the same one mesh dim and "
+               "Replicate on any other, as FSDP2's fully_shard makes them (FSDP: (Shard(0),), HSDP: (Replicate(), "
+               "Shard(0))), or give process_group=, whose ranks hold disjoint shards")
+    wrong = ["1 of 2 parameters are not DTensors", "the DTensors are on 2 device meshes",
+             "placements (Replicate(), Shard(dim=0)), (Shard(dim=0), Replicate())",
+             "placements (Replicate(), Shard(dim=0)), (Shard(dim=0), Shard(dim=0))",
+             "placements (Replicate(), Partial(sum)), (Replicate(), Shard(dim=0))"]
+    assert out[:5] == [f"TorchMonitor: cannot add up the shards' sums: {w}{allowed}" for w in wrong]
+    assert out[5].startswith("TorchMonitor: FSDP1's FullyShardedDataParallel is not supported")
+    assert out[6:] == ["hsdp True True", "given True True"]
