@@ -2,9 +2,10 @@
 their gradients and Adam's state DTensors sharded over them (tests/trainers/fsdp_trainer.py). The stream
 rank 0 writes is the unsharded run's: the same layer names and sizes, the same sums (float64: within
 rounding), the same counts (the largest g^2 all-reduced before they are taken); `check` judges it alike:
-ok when correct, uphill on exactly the biases with the sign bug. Skipped without torch.distributed, gloo or
-fully_shard. FSDP1 (FullyShardedDataParallel) runs on the CPU too but is refused, as are DTensors
-sharded otherwise."""
+ok when correct, uphill on exactly the biases with the sign bug. The same under HSDP (fully_shard on a 2x2
+mesh, four processes): the sums are added over the shard dim's group only (over all four, each would count
+twice), and the mesh's first rank alone writes. Skipped without torch.distributed, gloo or fully_shard.
+FSDP1 (FullyShardedDataParallel) runs on the CPU too but is refused, as are DTensors sharded otherwise."""
 import json
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from biasmon.core.check import check_stream  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainers"))
 import fsdp_trainer  # noqa: E402
 
-pytestmark = pytest.mark.slow   # two processes spawned per run: about 7 s each
+pytestmark = pytest.mark.slow   # two processes spawned per run: about 7 s each (HSDP: four, about 15 s)
 
 
 def lines(path):
@@ -39,11 +40,13 @@ def verdicts(path):
             {n: d.verdict for n, d in result.weights.items()})
 
 
-@pytest.mark.parametrize("chunk", [None, 4], ids=["flat", "chunks"])   # the small and the larger models' way
-def test_fsdp2_sums_are_the_unsharded_runs(tmp_path, chunk):
-    fsdp_trainer.train(tmp_path / "fsdp.jsonl", world=2, steps=12, every=3, chunk=chunk)
-    fsdp_trainer.train(tmp_path / "one.jsonl", world=1, steps=12, every=3, chunk=chunk)
-    sharded, reference = lines(tmp_path / "fsdp.jsonl"), lines(tmp_path / "one.jsonl")
+def written(tmp_path):
+    """The files the ranks wrote: rank 0's alone (the others were given OUT.rankN)."""
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+def assert_same_stream(sharded, reference):
+    """A sharded run's stream (its lines) is the unsharded run's (within rounding; counts exactly)."""
     assert sharded[0] == reference[0]
     assert sharded[0]["layers"] == [{"name": "0", "size": 5}, {"name": "3", "size": 4}, {"name": "6", "size": 1}]
     assert sharded[0]["weights"] == [{"name": "0", "size": 15}, {"name": "3", "size": 20}, {"name": "6", "size": 4}]
@@ -61,6 +64,23 @@ def test_fsdp2_sums_are_the_unsharded_runs(tmp_path, chunk):
     assert reference[1]["bias_sums"]["0"][5] == 3 and reference[1]["weight_sums"]["3"][5] == 6
 
 
+@pytest.mark.parametrize("chunk", [None, 4], ids=["flat", "chunks"])   # the small and the larger models' way
+def test_fsdp2_sums_are_the_unsharded_runs(tmp_path, chunk):
+    fsdp_trainer.train(tmp_path / "fsdp.jsonl", world=2, steps=12, every=3, chunk=chunk)
+    fsdp_trainer.train(tmp_path / "one.jsonl", world=1, steps=12, every=3, chunk=chunk)
+    assert written(tmp_path) == ["fsdp.jsonl", "one.jsonl"]
+    assert_same_stream(lines(tmp_path / "fsdp.jsonl"), lines(tmp_path / "one.jsonl"))
+
+
+@pytest.mark.parametrize("chunk", [None, 4], ids=["flat", "chunks"])
+def test_hsdp_sums_are_the_unsharded_runs(tmp_path, chunk):
+    """2 replicas x 2 shards: adding over all four ranks would double every sum (n too: the sizes)."""
+    fsdp_trainer.train(tmp_path / "hsdp.jsonl", world=4, replicas=2, steps=12, every=3, chunk=chunk)
+    fsdp_trainer.train(tmp_path / "one.jsonl", world=1, steps=12, every=3, chunk=chunk)
+    assert written(tmp_path) == ["hsdp.jsonl", "one.jsonl"]   # rank 2 (shard 0 of replica 1) wrote nothing
+    assert_same_stream(lines(tmp_path / "hsdp.jsonl"), lines(tmp_path / "one.jsonl"))
+
+
 def test_a_correct_fsdp2_run_checks_ok(tmp_path):
     fsdp_trainer.train(tmp_path / "fsdp.jsonl", world=2, steps=60)
     ok = {"0": "ok", "3": "ok", "6": "ok"}
@@ -70,6 +90,18 @@ def test_a_correct_fsdp2_run_checks_ok(tmp_path):
 def test_a_sign_bug_under_fsdp2_is_uphill_on_exactly_the_biases(tmp_path):
     fsdp_trainer.train(tmp_path / "fsdp.jsonl", world=2, steps=60, bias_bug=True)
     assert verdicts(tmp_path / "fsdp.jsonl") == \
+        (1, {"0": "uphill", "3": "uphill", "6": "uphill"}, {"0": "ok", "3": "ok", "6": "ok"})
+
+
+def test_a_correct_hsdp_run_checks_ok(tmp_path):
+    fsdp_trainer.train(tmp_path / "hsdp.jsonl", world=4, replicas=2, steps=60)
+    ok = {"0": "ok", "3": "ok", "6": "ok"}
+    assert verdicts(tmp_path / "hsdp.jsonl") == (0, ok, ok)
+
+
+def test_a_sign_bug_under_hsdp_is_uphill_on_exactly_the_biases(tmp_path):
+    fsdp_trainer.train(tmp_path / "hsdp.jsonl", world=4, replicas=2, steps=60, bias_bug=True)
+    assert verdicts(tmp_path / "hsdp.jsonl") == \
         (1, {"0": "uphill", "3": "uphill", "6": "uphill"}, {"0": "ok", "3": "ok", "6": "ok"})
 
 
@@ -123,8 +155,8 @@ def test_what_the_monitor_cannot_add_up_is_refused_in_one_line(tmp_path):
     """A replicated DTensor beside a plain tensor (adding every rank's sums would count them wrong), DTensors
     on two meshes, sharded on different or on two mesh dims, a Partial, and FSDP1 (its parameters are flat
     views of a shard, empty on a rank that holds none of one: no `.grad` there); taken: HSDP's placements on
-    a 2-D mesh, and anything with process_group= (one process: which group sums are added over is not seen
-    here)."""
+    a 2-D mesh, and anything with process_group= (one process: that the group is the shard dim's, not the
+    world's, the HSDP runs above show)."""
     out = subprocess.run([sys.executable, "-c", REFUSED, str(tmp_path / "store"), str(tmp_path / "run.jsonl")],
                          capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
     assert len(out) == 8
