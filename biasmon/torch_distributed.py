@@ -2,8 +2,8 @@
 put the user's module under `module` / `_orig_mod` (parameter names `module.0.bias`); the helper names
 layers by the module inside. Under DDP one process logs (rank 0): the `.grad` it sees is the all-reduced
 mean over every process's batch. Under FSDP2 (fully_shard) each parameter, its `.grad` and its optimizer
-state are DTensors: TorchMonitor sums each rank's local shard and adds the sums over the mesh's process
-group. torch is imported lazily."""
+state are DTensors: TorchMonitor sums each rank's local shard and adds the sums over the process group of
+the mesh dim they are sharded on (under HSDP, a 2-D mesh, not over the replicas). torch is imported lazily."""
 from __future__ import annotations
 
 import sys
@@ -44,21 +44,37 @@ def local_tensors(tensors: list) -> list:
     return [t.to_local() if isinstance(t, dtensor) else t for t in tensors]
 
 
-def shard_group(params: list) -> Any:
-    """The process group FSDP2 shards `params` over (each a DTensor sharded on one 1-D device mesh), None if
-    none is a DTensor; a BiasmonError if their local shards' sums cannot simply be added up."""
+def shard_group(params: list) -> tuple[Any, bool]:
+    """(the process group whose ranks' local shards of `params` add up to each whole parameter, whether this
+    rank writes the stream), as FSDP2's fully_shard leaves them: every parameter a DTensor on one device mesh,
+    sharded (Shard) on one and the same mesh dim and replicated on any other (FSDP on a 1-D mesh: (Shard(0),);
+    HSDP on a 2-D one: (Replicate(), Shard(0))). The group is that mesh dim's: the replicas hold the same
+    values, so adding over the whole mesh would count each once per replica; the mesh's first rank (at 0 on
+    every dim) writes. (None, True) if no parameter is a DTensor; a one-line BiasmonError if their sums cannot
+    simply be added up (plain tensors beside DTensors, several meshes, other placements: Partial, no Shard or
+    more than one)."""
     dtensor = _dtensor()
     sharded = [p for p in params if dtensor is not None and isinstance(p, dtensor)]
     if not sharded:
-        return None
+        return None, True
     meshes = {p.device_mesh for p in sharded}
-    if len(sharded) < len(params) or len(meshes) > 1 or next(iter(meshes)).ndim != 1 \
-            or not all(place.is_shard() for p in sharded for place in p.placements):
-        from .core.errors import BiasmonError
-        raise BiasmonError(f"TorchMonitor: the parameters are not all DTensors sharded over one 1-D device mesh, "
-                           f"as FSDP2's fully_shard makes them ({len(sharded)} of {len(params)} DTensors, "
-                           f"{len(meshes)} mesh(es)): give process_group=, whose ranks hold disjoint shards")
-    return next(iter(meshes)).get_group()
+    kinds = {tuple("S" if q.is_shard() else "R" if q.is_replicate() else "?" for q in p.placements) for p in sharded}
+    kind = kinds.pop() if len(kinds) == 1 else ()
+    if len(sharded) < len(params):
+        wrong = f"{len(params) - len(sharded)} of {len(params)} parameters are not DTensors"
+    elif len(meshes) > 1:
+        wrong = f"the DTensors are on {len(meshes)} device meshes"
+    elif kind.count("S") != 1 or "?" in kind:
+        wrong = "placements " + ", ".join(sorted({str(tuple(p.placements)) for p in sharded}))
+    else:
+        mesh = meshes.pop()
+        coordinate = mesh.get_coordinate()
+        return mesh.get_group(mesh_dim=kind.index("S")), coordinate is not None and not any(coordinate)
+    from .core.errors import BiasmonError
+    raise BiasmonError(f"TorchMonitor: cannot add up the shards' sums: {wrong}; allowed: every parameter a DTensor "
+                       f"on one device mesh, Shard on the same one mesh dim and Replicate on any other, as FSDP2's "
+                       f"fully_shard makes them (FSDP: (Shard(0),), HSDP: (Replicate(), Shard(0))), or give "
+                       f"process_group=, whose ranks hold disjoint shards")
 
 
 def fsdp1(model: Any) -> bool:

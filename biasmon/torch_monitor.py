@@ -48,16 +48,20 @@ nothing (with a fused optimizer its post-hook runs, its `found_inf` says so; the
 
 Distributed: under DDP the gradients are all-reduced, so one rank's monitor (rank 0) sees the whole step.
 Under FSDP2 (`fully_shard`: each parameter, its `.grad` and its optimizer state are DTensors, each rank
-holding a shard) nothing more is needed: build the monitor after fully_shard (as the optimizer), on every
-rank alike; each rank sums its local shards (unpadded; the snapshot copies those only) and the sums are
-added over the parameters' 1-D device mesh (tested on the CPU, two gloo processes, with an uneven and an
-empty shard: tests/trainers/fsdp_trainer.py gives the unsharded run's stream, names and all). When each
-rank holds a shard otherwise (a hand-sharded layer, as tests/trainers/sharded_linear.py has), give
-`process_group=`. The sums are added by one all_reduce of a flat tensor, after one all_reduce MAX of each
-kind's largest g^2 for `sig`; every rank must call step() alike; the group's rank 0 writes the stream,
-with the loss it is given there (all-reduce it for the whole batch's). Refused: DTensors sharded otherwise
-(replicated, on a 2-D mesh) unless `process_group=` is given, and FSDP1's FullyShardedDataParallel (its
-parameters are flat views, empty on the ranks that hold none of them, with no `.grad` there).
+holding a shard) nothing more is needed: build the monitor after fully_shard (as the optimizer), on every rank
+alike; each rank sums its local shards (unpadded; the snapshot copies those only) and the sums are added over
+the parameters' device mesh (tested on the CPU, two gloo processes, with an uneven and an empty shard:
+tests/trainers/fsdp_trainer.py gives the unsharded run's stream, names and all). Under HSDP (fully_shard on a
+2-D mesh, replicas x shards: placements (Replicate(), Shard(0))) they are added over the shard dim's process
+group only, each replica's shards holding the same values, and the mesh's first rank writes (tested as above
+with four processes, a 2 x 2 mesh). When each rank holds a shard otherwise (a hand-sharded layer, as
+tests/trainers/sharded_linear.py has), give `process_group=`. The sums are added by one all_reduce of a flat
+tensor, after one all_reduce MAX of each kind's largest g^2 for `sig`; every rank must call step() alike; the
+group's rank 0 (under HSDP, the mesh's first rank) writes the stream, with the loss it is given there
+(all-reduce it for the whole batch's). Refused unless `process_group=` is given: plain tensors beside
+DTensors, DTensors on several meshes, and placements other than one Shard dim with Replicate on the others (a
+Partial, two Shard dims, none); refused always: FSDP1's FullyShardedDataParallel (its parameters are flat
+views, empty on the ranks that hold none of them, with no `.grad` there).
 
 torch is needed only to call this: install it yourself or with the `torch` extra (`biasmon[torch]`).
 """
@@ -105,10 +109,11 @@ class TorchMonitor:
     """Attach to a model and its optimizer; `step(loss)` once per optimizer step; `close()` (or `with`).
 
     path: a file path (truncated) or an open text file (left open by close()); None on ranks other than
-    the process group's rank 0. every: log one optimizer step in `every`. params: the bias parameters,
-    if the naming rule does not find them. run_id, meta: written into the header. process_group: add the
-    sums of the shards each rank of the group holds (FSDP2's DTensors: their mesh's group unless given; see
-    the module docstring)."""
+    the process group's rank 0 (under HSDP, the mesh's first rank). every: log one optimizer step in
+    `every`. params: the bias parameters, if the naming rule does not find them. run_id, meta: written into
+    the header. process_group: add the sums of the shards each rank of the group holds, whose rank 0 writes
+    (FSDP2's DTensors: their mesh's group unless given, under HSDP its shard dim's; see the module
+    docstring)."""
 
     def __init__(self, model: Any, path: str | os.PathLike[str] | TextIO | None, optimizer: Any, *,
                  every: int = DEFAULT_EVERY, params: Any = None, run_id: str | None = None,
@@ -133,11 +138,11 @@ class TorchMonitor:
         self.bias_layout = Layout(tuple(biases), tuple(int(p.numel()) for p in biases.values()))
         self.weight_layout = Layout(tuple(weights), tuple(int(p.numel()) for p in weights.values()))
         self.params = list(biases.values()) + list(weights.values())
-        self.group = shard_group(self.params) if process_group is None else process_group   # FSDP2's mesh
+        self.group, self._writes = shard_group(self.params) if process_group is None else \
+            (process_group, torch.distributed.get_rank(process_group) == 0)   # FSDP2's shard dim / the group given
         self._sums = StepSums(self.params, [0] * len(biases) + [1] * len(weights))
         self.run_id = run_id or f"torch-{uuid.uuid4().hex[:8]}"
         self.meta = meta
-        self._writes = self.group is None or torch.distributed.get_rank(self.group) == 0
         self._handle, self._owns = open_target(path, "TorchMonitor") if self._writes else (None, False)
         self._writer = RecordWriter(self._handle) if self._writes else None
         self.steps = 0                 # optimizer steps taken (post-hooks run)
