@@ -13,6 +13,10 @@ of neighbouring runs, so that a machine whose speed drifts is compared with itse
 
     overhead torch <model>: <percent>% (...)
 
+and, for the default monitor, the CPU time spent inside its own hooks and step() per step against the plain
+step: what it adds to the step itself, free of the noise of comparing two whole runs (it leaves out what
+the monitor's reads of the parameters cost the training in caches),
+
 and the memory the monitor keeps (its snapshot of the parameters) against the
 parameters themselves, and the peak resident memory (VmHWM) of a fresh process training with the
 monitor against one training without it (--no-memory skips those processes).
@@ -70,11 +74,33 @@ def make(name: str):
     raise SystemExit(f"unknown model {name!r}: mlp784, mlp64, transformer")
 
 
+class TimedMonitor(TorchMonitor):
+    """TorchMonitor counting the CPU time spent in its hooks and step(): what it adds, without the noise of
+    timing two whole runs against each other."""
+
+    own = 0.0   # CPU seconds, summed over every TimedMonitor
+
+    def _pre_step(self, *args) -> None:
+        start = time.process_time()
+        super()._pre_step(*args)
+        TimedMonitor.own += time.process_time() - start
+
+    def _post_step(self, *args) -> None:
+        start = time.process_time()
+        super()._post_step(*args)
+        TimedMonitor.own += time.process_time() - start
+
+    def step(self, *args, **kwargs) -> None:
+        start = time.process_time()
+        super().step(*args, **kwargs)
+        TimedMonitor.own += time.process_time() - start
+
+
 def attach(kind: str, net, opt, path: str):
     if kind == "plain":
         return None
     if kind == "monitor":
-        return TorchMonitor(net, path, opt)
+        return TimedMonitor(net, path, opt)
     if kind == "monitor-every1":
         return TorchMonitor(net, path, opt, every=1)
     return TorchBiasLogger(net, path, optimizer=opt, check_every=0)
@@ -107,14 +133,17 @@ def bench(name: str, reps: int, folder: str, kinds: tuple[str, ...] = KINDS) -> 
     run of the same steps, plain first in even repetitions and second in odd ones."""
     net, opt, batch, loss_fn, steps = make(name)
     timed("plain", net, opt, batch, loss_fn, max(2, steps // 10), os.devnull)   # warm up
-    ratios: dict[str, list[float]] = {k: [] for k in kinds + ("plain",)}
+    ratios: dict[str, list[float]] = {k: [] for k in kinds + ("plain", "own")}
     for rep in range(reps):
         for kind in kinds:
             path = os.path.join(folder, f"{kind}.jsonl")
             pair = ("plain", kind) if rep % 2 == 0 else (kind, "plain")
+            own = TimedMonitor.own
             t = {k: timed(k, net, opt, batch, loss_fn, steps, path) for k in pair}
             ratios[kind].append(t[kind] / t["plain"] - 1)
             ratios["plain"].append(t["plain"])
+            if kind == "monitor":   # the monitor's own CPU time per step, against the plain step next to it
+                ratios["own"].append((TimedMonitor.own - own) / steps / t["plain"])
     return ratios
 
 
@@ -128,6 +157,10 @@ def report(name: str, ratios: dict[str, list[float]]) -> None:
             continue
         print(f"overhead torch {name}: {100 * statistics.median(ratios[kind]):.1f}% ({label}; "
               f"per pair {', '.join(f'{100 * r:.0f}' for r in ratios[kind])})")
+        if kind == "monitor" and ratios["own"]:
+            print(f"  of which in the monitor's own code: {100 * statistics.median(ratios['own']):.2f}% (CPU time "
+                  f"inside its hooks and step(), per step, against the plain step; per pair "
+                  f"{', '.join(f'{100 * r:.2f}' for r in ratios['own'])})")
 
 
 def memory(name: str, folder: str) -> None:
