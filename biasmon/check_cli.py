@@ -128,6 +128,8 @@ def report_lines(result: CheckResult) -> list[str]:
     grads = "gradients logged" if result.has_grads else "no gradients"
     span = f"step {result.first_step}" if result.first_step == result.last_step else \
         f"steps {result.first_step}..{result.last_step}"
+    if result.runs:   # each run counts its steps again
+        span = f"{len(result.runs) + 1} runs"
     lines = [f"{result.source}: {_count(result.steps, 'step line')} ({span}), "
              f"{_layers(result)}, {grads}; "
              f"train loss final {fmt(result.final_loss)}, best {fmt(result.best_loss)}"]
@@ -174,9 +176,9 @@ def _check(args: argparse.Namespace) -> int:
     bad = result.malformed
     for message in bad.messages:
         print(printable(f"biasmon: warning: {result.source}: {message}"), file=sys.stderr)
-    if bad.count > len(bad.messages):
-        print(printable(f"biasmon: warning: {result.source}: {bad.count - len(bad.messages)} more malformed "
-                        f"line(s) skipped"), file=sys.stderr)
+    if bad.problems > len(bad.messages):
+        print(printable(f"biasmon: warning: {result.source}: {bad.problems - len(bad.messages)} more warning(s) "
+                        f"like these, {bad.count:,} line(s) in all"), file=sys.stderr)
     if args.strict and bad.count:
         raise StreamError(f"{result.source}: {bad.count} malformed line(s) (--strict); first: {bad.messages[0]}")
     if args.json:

@@ -25,6 +25,8 @@ from .verdicts import PROBLEMS, Thresholds, causes
 NEED_GRADIENTS = ("uphill", "unrelated", "frozen", "vanishing", "gradient mismatch")
 DEFAULT_SUSTAIN = 50
 MAX_LISTED = 10
+# the problem verdicts in the order a check lists them: what a bug does first, what follows from it last
+CAUSE_FIRST = ("uphill", "gradient mismatch", "frozen", "detached", "unrelated", "vanishing", "exploding")
 PARALLEL_MIN_BYTES = 4_000_000   # below this a second process costs more than it saves
 CHUNK_LINES = 2000
 
@@ -95,6 +97,7 @@ class Check:
             self._add_steps(steps)
             steps = []
             self.summary.add(rec)
+            self.run.add(rec)
             if rec.kind == "verdict":
                 key = (rec.data.get("param", "bias"), rec.data.get("layer"))
                 self.history.setdefault(key, LayerHistory()).change(rec.data.get("verdict"), rec.step, self.run.steps - 1)
@@ -122,12 +125,14 @@ class Check:
             if not self.earlier and label is None and isinstance(self.reader.first_header, dict):
                 label = _text(self.reader.first_header.get("run_id"))
             self.earlier.append(RunResult(len(self.earlier) + 1, label, self.run_first_step, self.run.last_step,
-                                          self.run.steps, layers, failing, weights))
+                                          self.run.steps, layers, failing, weights, _divergence(self.run.diverged)))
         self.run, self.history, self.run_first_step, self.run_label = RunSummary(), {}, None, next_label
 
     def _layers(self) -> tuple[dict[str, LayerResult], dict[str, LayerResult], list[str]]:
-        """The run being read: each layer's result, its weights', and what fails the check in it."""
-        failing = []
+        """The run being read: each layer's result, its weights', and what fails the check in it: the likely
+        causes first (CAUSE_FIRST: a weight layer's uphill before the bias norms it blew up), its divergence
+        last."""
+        failing: list[tuple[int, str]] = []
         out = []
         for param, verdicts, suffix in (("bias", self.run.verdicts, ""), ("weight", self.run.weight_verdicts, " weights")):
             layers = {}
@@ -135,10 +140,14 @@ class Check:
                 hist = self.history.get((param, name), LayerHistory())
                 hist.finish(self.run.steps)
                 problems = hist.problems(d.verdict, self.sustain, param)
-                failing += [f"{name}{suffix} {p.verdict}" for p in problems if p.counts]
+                failing += [(CAUSE_FIRST.index(p.verdict), f"{name}{suffix} {p.verdict}") for p in problems if p.counts]
                 layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
             out.append(layers)
-        return out[0], out[1], failing
+        failing.sort(key=lambda item: item[0])   # stable: layers in order within a verdict
+        said = [text for _, text in failing]
+        if self.run.diverged:
+            said.append(f"diverged at step {self.run.diverged.step}")
+        return out[0], out[1], said
 
     def result(self) -> CheckResult:
         s, reader = self.summary, self.reader
@@ -152,19 +161,17 @@ class Check:
         earlier, label = list(self.earlier), self.run_label
         if self.run.steps or not earlier:
             layers, weights, failing = self._layers()
+            diverged = _divergence(self.run.diverged)
         else:   # the stream ends with a restart and no step after it: the run before is the last
             last = earlier.pop()
-            layers, weights, failing, label = last.layers, last.weights, last.failing, last.label
+            layers, weights, failing, label, diverged = last.layers, last.weights, last.failing, last.label, last.diverged
         failing = [f"{run.where()}: {f}" for run in earlier for f in run.failing] + failing
-        if s.diverged:
-            failing.append(f"diverged at step {s.diverged.step}")
-        diverged = None if not s.diverged else Divergence(s.diverged.step, _text(s.diverged.data.get("layer")),
-                                                           _text(s.diverged.data.get("reason")))
         problems = reader.problems
+        lines = sorted({p.line for p in problems})
         return CheckResult(
             self.source, s.steps, self.first_step, s.last_step, s.final_loss, s.best_loss, s.final_val,
             bool(reader.has_grads), reader.max_span, diverged, layers,
-            Malformed(len(problems), [p.line for p in problems], [str(p) for p in problems[:MAX_LISTED]]),
+            Malformed(len(lines), lines, [str(p) for p in problems[:MAX_LISTED]], len(problems)),
             self._notes(len(earlier)), self.sustain, failing, "problem" if failing else "ok", 1 if failing else 0,
             earlier, label if earlier else None, weights)
 
@@ -188,10 +195,19 @@ class Check:
                          "steps with a defined cosine, unrelated a full --unrelated-steps stretch)")
         if not s.verdicts:
             notes.append("no bias layers in the stream")
+        if reader.val_ignored:
+            notes.append(f"val_loss not finite (null) on {reader.val_ignored:,} step line(s): read as not given")
         if earlier:
             notes.append(f"the stream holds {earlier + 1} runs (restarted or preset switched), each judged "
                          "alone; the table shows the last, a problem in any fails the check")
         return notes
+
+
+def _divergence(event: Event | None) -> Divergence | None:
+    """A diverged event as the check reports it."""
+    if event is None:
+        return None
+    return Divergence(event.step, _text(event.data.get("layer")), _text(event.data.get("reason")))
 
 
 def _text(value: object) -> str | None:

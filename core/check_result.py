@@ -35,9 +35,12 @@ class Divergence:
 
 @dataclass(frozen=True)
 class Malformed:
-    count: int
-    lines: list[int]
-    messages: list[str]   # the first MAX_LISTED
+    """The lines read with a problem (skipped, or read as divergence): a line with two problems is one line."""
+
+    count: int            # lines
+    lines: list[int]      # their numbers, rising
+    messages: list[str]   # the first MAX_LISTED problems
+    problems: int = 0     # problems in all (a line may have several)
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,9 @@ class RunResult:
     last_step: int | None
     steps: int
     layers: dict[str, LayerResult]
-    failing: list[str]    # what fails the check in this run ("hidden1 uphill", "hidden1 weights uphill", ...)
+    failing: list[str]    # what fails the check in this run ("hidden1 uphill", ..., "diverged at step 2100")
     weights: dict[str, LayerResult] = field(default_factory=dict)   # each layer's weights, if logged
+    diverged: Divergence | None = None   # the run's first divergence
 
     def where(self) -> str:
         """'run 2 (label), steps 0..299'."""

@@ -126,7 +126,8 @@ class Diagnoser:
         self.every_step = True       # False: only each block's last step gets its layers' diagnoses (a check)
         self.history = History(th, len(layout.names), self.series)
         self.verdict = [PENDING] * len(layout.names)   # each layer's verdict (an index into VERDICTS)
-        self.since = [0] * len(layout.names)           # the step it began
+        self.since = [0] * len(layout.names)           # the step it began (the first step seen, at first)
+        self.seen = False                              # a step has been observed
         self.fd_error: list[float | None] = [None] * len(layout.names)  # the last gradient check's error
         self.losses = np.zeros(0)   # the last window - 1 losses
         self.prev_loss = None
@@ -146,6 +147,8 @@ class Diagnoser:
             return [Diagnosis({}, None, [], None) for _ in steps]
         if not steps:
             return []
+        if not self.seen:   # the first verdict (pending) began at the first step seen
+            self.since, self.seen = [steps[0].step] * len(self.layout.names), True
         has_g = [o.has_g for o in steps]
         trained = [o.trained for o in steps]
         with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings

@@ -3,8 +3,8 @@ they become arrays once per block, where core/lines.py parse_step converts and c
 (what costs most in `check` of a long stream).
 
 A line is regular if orjson parses it, it has the keys, layers and sizes of the run's `Shape` (taken from
-a step line read line by line), whole-number steps, numbers for losses and entries (no null, true, false
-or text among them), and a loss below the divergence limit. The scan stops at the first line that is
+a step line read line by line), whole-number steps, numbers for losses (val_loss may be null) and entries
+(no null, true, false or text among them), and a loss below the divergence limit. The scan stops at the first line that is
 not; the reader reads that one line by line, as ever, from the object parsed here. A block's sums are
 checked as parse_step checks them (`bad_rows`); the records are the same either way
 (tests/unit/test_fast_lines.py).
@@ -180,7 +180,7 @@ def _regular(obj: Any, shape: Shape, after: int | None, loss_limit: float, entri
         return False
     if type(loss) not in _NUMBERS or not loss <= loss_limit:
         return False
-    if "val_loss" in keys and type(obj["val_loss"]) not in _NUMBERS:
+    if "val_loss" in keys and type(obj["val_loss"]) not in _NUMBERS and obj["val_loss"] is not None:
         return False
     if "grad_steps" in keys and (type(obj["grad_steps"]) is not int or obj["grad_steps"] < 1):
         return False

@@ -70,11 +70,12 @@ class StreamReader:
         self.max_span = 1
         self.summed_grads = False     # a line's bias_grads summed the steps it spans (grad_steps > 1)
         self.has_grads: bool | None = None
-        self.diverged: Event | None = None   # the stream's first divergence
+        self.val_ignored = 0          # step lines whose val_loss was not finite (null): read as not given
         self._queue: list[Observation] = []
         self._reset_run()
 
     def _reset_run(self) -> None:
+        self.diverged: Event | None = None         # the run's first divergence
         self.layout: Layout | None = None
         self.diagnoser: Diagnoser | None = None
         self.weight_layout: Layout | None = None   # None: the run logs no weights
@@ -187,7 +188,8 @@ class StreamReader:
         out = []
         arrays, m, summary = block.arrays, len(block), self.summary_form
         losses = np.asarray(block.loss, dtype=np.float64).tolist()
-        vals = [None] * m if block.val_loss is None else np.asarray(block.val_loss, dtype=np.float64).tolist()
+        vals = [None] * m if block.val_loss is None else _val_losses(block.val_loss)
+        self.val_ignored += vals.count(None) if block.val_loss is not None else 0
         trained = block.trained or [True] * m
         spans = block.grad_steps or [1] * m
         self.line_no += m
@@ -357,8 +359,8 @@ class StreamReader:
         b, w = step.b, None if w_step is None else w_step.b
         if not math.isfinite(loss):
             nonfinite.insert(0, "loss")
-        if val_loss is not None and not math.isfinite(val_loss):
-            self.problems.append(LineProblem(self.line_no, "'val_loss' is not finite: ignored"))
+        if val_loss is not None and not math.isfinite(val_loss):   # null (or past float): as not given
+            self.val_ignored += 1
             val_loss = step.val_loss = None
         self.steps_read += 1
         self.last_step = line.step
@@ -392,7 +394,7 @@ class StreamReader:
         return out + (self.drain() if len(self._queue) >= self.block else [])
 
     def _diverge(self, step: int, layer: str | None, reason: str) -> list:
-        """The queued steps' records, then a diverged event (the first divergence of the stream only)."""
+        """The queued steps' records, then a diverged event (the first divergence of the run only)."""
         out = self.drain()
         if self.diverged is None:
             self.diverged = Event("diverged", step, {"layer": layer, "reason": reason})
@@ -439,6 +441,15 @@ class StreamReader:
             if w is not None:
                 out += w.diagnosis.events
         return out
+
+
+def _val_losses(values: list) -> list[float | None]:
+    """A block's val_loss as floats, None where not finite (null reads as NaN), as _read_step reads each."""
+    arr = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(arr)
+    if finite.all():
+        return arr.tolist()
+    return [v if ok else None for v, ok in zip(arr.tolist(), finite.tolist())]
 
 
 def _param(data: dict) -> str | None:

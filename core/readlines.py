@@ -40,13 +40,13 @@ def limited_lines(handle: IO[str]) -> Iterator[str]:
 
 
 def stream_lines(path: str | Path) -> Iterator[str]:
-    """The lines of a stream file ('-': standard input), decoding errors replaced (such a line then fails
-    as not JSON), a line past MAX_LINE_CHARS as OVERLONG_LINE. A file that cannot be read raises
+    """The lines of a stream file ('-': standard input), UTF-8 (a leading byte order mark dropped), decoding
+    errors replaced (such a line then fails as not JSON), a line past MAX_LINE_CHARS as OVERLONG_LINE. A file that cannot be read raises
     StreamError naming it."""
     if path == "-":
         stdin = sys.stdin
         if hasattr(stdin, "buffer"):
-            stdin = io.TextIOWrapper(stdin.buffer, encoding="utf-8", errors="replace")
+            stdin = io.TextIOWrapper(stdin.buffer, encoding="utf-8-sig", errors="replace")
         yield from limited_lines(stdin)
         return
     try:
@@ -54,7 +54,7 @@ def stream_lines(path: str | Path) -> Iterator[str]:
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # (a folder: open() says what is wrong)
             raise StreamError(f"{path}: not a regular file (a pipe or a device): give a file, or pipe the "
                               "stream in: ... | biasmon check -  (or watch -)")
-        handle = open(path, encoding="utf-8", errors="replace")
+        handle = open(path, encoding="utf-8-sig", errors="replace")   # -sig: a byte order mark is dropped
     except OSError as exc:
         raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with handle:

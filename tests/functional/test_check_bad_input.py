@@ -111,7 +111,7 @@ def test_many_malformed_lines_are_listed_ten_then_counted(tmp_path, biasmon_cli)
         lines[i] = "nope"
     proc = biasmon_cli("check", write(tmp_path, lines))
     warnings = proc.stderr.strip().splitlines()
-    assert len(warnings) == 11 and warnings[-1].endswith("15 more malformed line(s) skipped")
+    assert len(warnings) == 11 and warnings[-1].endswith("15 more warning(s) like these, 25 line(s) in all")
 
 
 def test_non_finite_numbers_read_as_divergence(tmp_path, biasmon_cli):
