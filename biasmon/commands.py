@@ -1,4 +1,6 @@
-"""The headless commands: presets, record and compare. They print, and return an exit status."""
+"""The headless commands: presets, record and compare. They print, and return an exit status. Output
+goes to `out` or, when it is None, to sys.stdout as it is at the call (print's file=None; stderr alike),
+not as it was at import: a caller that redirects it (contextlib.redirect_stdout, pytest's capsys) gets it."""
 from __future__ import annotations
 
 import signal
@@ -18,7 +20,7 @@ from .text import divergence_line, fmt, print_lines, printable, table
 BLOCK_STEPS = 256  # steps trained and diagnosed together (Trainer.advance): verdicts cost least per step in big blocks
 
 
-def list_presets(extra_dirs: list[str], out: TextIO = sys.stdout) -> int:
+def list_presets(extra_dirs: list[str], out: TextIO | None = None) -> int:
     found = preset_mod.discover(extra_dirs)
     width = max(len(n) for n in found)
     for i, (name, p) in enumerate(found.items(), start=1):
@@ -31,10 +33,10 @@ def list_presets(extra_dirs: list[str], out: TextIO = sys.stdout) -> int:
 class Progress:
     """A one-line progress bar on stderr, redrawn at most 10 times a second."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
-        self.total, self.stream = total, stream
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total, self.stream = total, sys.stderr if stream is None else stream
         self.start = self.last = time.perf_counter()
-        self.enabled = stream.isatty()
+        self.enabled = self.stream.isatty()
 
     def update(self, done: int, force: bool = False) -> None:
         now = time.perf_counter()
@@ -80,7 +82,7 @@ class CtrlC:
 
 
 def record(preset_name: str, output: str, steps: int | None = None, seed: int | None = None,
-           extra_dirs: list[str] = (), out: TextIO = sys.stdout, form: str = "sums") -> int:
+           extra_dirs: list[str] = (), out: TextIO | None = None, form: str = "sums") -> int:
     """Train with no UI, write every record to `output` (form: sums, the summary form, or vectors), print
     a summary and each layer's verdict. Ctrl-C stops after the block of steps being trained, written
     whole: the message names the last step in the file."""
@@ -127,7 +129,7 @@ def _held(summary: RunSummary) -> str:
     return f"every step up to {summary.last_step}" if summary.last_step is not None else "no steps yet"
 
 
-def print_summary(summary: RunSummary, out: TextIO = sys.stdout) -> None:
+def print_summary(summary: RunSummary, out: TextIO | None = None) -> None:
     print(f"train loss: final {fmt(summary.final_loss)}, best {fmt(summary.best_loss)}", file=out)
     if summary.final_val is not None:
         print(f"val loss:   final {fmt(summary.final_val)}, best {fmt(summary.best_val)}", file=out)
@@ -146,7 +148,7 @@ def _cell(d: LayerDiagnosis | None, missing: str) -> str:
     return missing if d is None else f"{d.verdict} @{d.since}"
 
 
-def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = (), out: TextIO = sys.stdout) -> int:
+def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = (), out: TextIO | None = None) -> int:
     """Run each preset headless; print one table of losses, divergence and per-layer verdicts."""
     available = preset_mod.discover(extra_dirs)
     chosen = [preset_mod.resolve(n, extra_dirs) for n in names] if names else list(available.values())
