@@ -121,6 +121,8 @@ def _dispatch(argv) -> int:
         from .tui.app import run_replay, run_watch
         return run_replay(args.file) if name == "replay" else run_watch(args.file)
     args = _run_parser().parse_args(argv)
+    if args.preset is not None:
+        commands.refuse_stream(args.preset)
     _positive(args.steps, "steps")
     _positive(args.rate, "rate")
     _seed(args.seed)

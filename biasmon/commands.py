@@ -7,17 +7,52 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TextIO
 
+from .core import files
 from .core import presets as preset_mod
 from .core.errors import BiasmonError
 from .core.records import LayerDiagnosis
 from .core.stream import RecordWriter
 from .core.summary import RunSummary
 from .core.trainer import Trainer
-from .text import divergence_line, fmt, print_lines, printable, table
+from .text import divergence_line, fmt, print_lines, printable, stream_not_preset, table
 
 BLOCK_STEPS = 256  # steps trained and diagnosed together (Trainer.advance): verdicts cost least per step in big blocks
+
+
+STREAM_SUFFIXES = (".jsonl", ".ndjson")
+
+
+def looks_like_stream(name: str) -> bool:
+    """Whether a preset argument is a regular file that looks like a record stream rather than a preset:
+    named *.jsonl (or *.ndjson), or its first non-blank text is `{`, as a JSON object's (a
+    `biasmon-stream` header's, a step line's), which no TOML file starts with. Anything else (and a
+    file that cannot be read) is left to the preset loader and its own message."""
+    path = Path(name)
+    try:
+        if files.kind(path) != "file":
+            return False
+        if path.suffix.lower() in STREAM_SUFFIXES:
+            return True
+        with path.open("rb") as handle:
+            start = handle.read(4096)
+    except OSError:
+        return False
+    return start.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").startswith(b"{")
+
+
+def refuse_stream(name: str) -> None:
+    """A one-line error if the preset argument is a record stream (what to run on it instead)."""
+    if looks_like_stream(name):
+        raise BiasmonError(stream_not_preset(files.short_path(name)))
+
+
+def resolve_preset(name: str, extra_dirs: list[str] = ()) -> preset_mod.Preset:
+    """The preset named or given as a file, as core's resolve, but a record stream is named as such."""
+    refuse_stream(name)
+    return preset_mod.resolve(name, extra_dirs)
 
 
 def list_presets(extra_dirs: list[str], out: TextIO | None = None) -> int:
@@ -86,7 +121,7 @@ def record(preset_name: str, output: str, steps: int | None = None, seed: int | 
     """Train with no UI, write every record to `output` (form: sums, the summary form, or vectors), print
     a summary and each layer's verdict. Ctrl-C stops after the block of steps being trained, written
     whole: the message names the last step in the file."""
-    preset = preset_mod.resolve(preset_name, extra_dirs)
+    preset = resolve_preset(preset_name, extra_dirs)
     trainer = Trainer(preset, steps=steps, seed=seed, step_detail=form == "vectors")   # sums: no per-step diag written
     summary = RunSummary()
     progress = Progress(trainer.steps)
@@ -151,7 +186,7 @@ def _cell(d: LayerDiagnosis | None, missing: str) -> str:
 def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = (), out: TextIO | None = None) -> int:
     """Run each preset headless; print one table of losses, divergence and per-layer verdicts."""
     available = preset_mod.discover(extra_dirs)
-    chosen = [preset_mod.resolve(n, extra_dirs) for n in names] if names else list(available.values())
+    chosen = [resolve_preset(n, extra_dirs) for n in names] if names else list(available.values())
     rows, layers = [], []
     for preset in chosen:
         summary, trainer = RunSummary(), Trainer(preset, steps=steps, step_detail=False)

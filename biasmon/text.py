@@ -1,6 +1,7 @@
 """Text for people: number formats, tables, the divergence line, what each `check` threshold means."""
 from __future__ import annotations
 
+import shlex
 from typing import TextIO
 
 
@@ -35,6 +36,13 @@ def print_lines(lines: list[str], out: TextIO) -> None:
     """Each line, escaped (printable), on its own line."""
     for line in lines:
         print(printable(line), file=out)
+
+
+def stream_not_preset(path: str) -> str:
+    """A record stream given where a preset is expected: what to run on it instead."""
+    arg = shlex.quote(path)
+    return (f"{path}: looks like a record stream (JSON Lines), not a preset: try `biasmon replay {arg}`, "
+            f"`biasmon check {arg}` or `biasmon watch {arg}`")
 
 
 def divergence_line(step: int, layer: str | None, reason: str | None) -> str:
