@@ -45,6 +45,22 @@ def stream_not_preset(path: str) -> str:
             f"`biasmon check {arg}` or `biasmon watch {arg}`")
 
 
+def unknown_command(word: str, close: str) -> str:
+    return f"unknown command '{word}' (did you mean '{close}'?)"
+
+
+def unknown_command_or_preset(word: str, commands: tuple[str, ...]) -> str:
+    return (f"'{word}' is neither a command ({', '.join(commands)}) nor a preset (biasmon presets lists them), "
+            "and a preset takes no further arguments")
+
+
+def unknown_options(command: str, options: list[str], close: dict[str, str]) -> str:
+    """Options no command takes, each with the option it may be a typo of; where --help lists them."""
+    named = ", ".join(f"'{o}'" + (f" (did you mean '{close[o]}'?)" if o in close else "") for o in options)
+    where = f"biasmon {command} --help" if command else "biasmon --help"
+    return f"unknown option{'s' if len(options) > 1 else ''} {named}; {where} lists the options"
+
+
 def divergence_line(step: int, layer: str | None, reason: str | None) -> str:
     return (f"DIVERGED at step {step}" + (f" (first non-finite layer: {layer})" if layer else "")
             + (f": {reason}" if reason else ""))

@@ -1,5 +1,5 @@
 """Mistakes on the command line get one line that says what was meant: a record stream given where a
-preset is expected (exit 2, no traceback)."""
+preset is expected, a mistyped subcommand, an option the command does not take (exit 2, no traceback)."""
 import json
 
 import pytest
@@ -67,6 +67,58 @@ def test_a_toml_preset_is_still_a_preset_and_a_bad_one_keeps_its_message(capsys,
     assert "invalid TOML" in error_line(capsys, ["record", bad, "-o", tmp_path / "o.jsonl"])
 
 
-def test_the_trial_repro_in_a_subprocess_has_no_traceback(streams, biasmon_cli):
+@pytest.mark.parametrize("word, meant", [("chek", "check"), ("replya", "replay"), ("preset", "presets"),
+                                         ("recrod", "record"), ("compar", "compare"), ("wach", "watch")])
+def test_a_mistyped_subcommand_is_named_with_the_one_meant(capsys, streams, word, meant):
+    line = error_line(capsys, [word, streams[0]])
+    assert line == f"biasmon: error: unknown command '{word}' (did you mean '{meant}'?)"
+
+
+def test_a_preset_or_file_named_like_a_subcommand_is_not_a_mistyped_subcommand(capsys, tmp_path, monkeypatch):
+    (tmp_path / "chek.toml").write_text('description = "a preset named like check"\n')
+    # --steps 0 stops the live monitor before it starts: the name got past the subcommand test
+    assert "--steps must be" in error_line(capsys, ["chek", "--presets", tmp_path, "--steps", "0"])
+    assert "--steps must be" in error_line(capsys, ["chek", f"--presets={tmp_path}", "--steps", "0"])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chek").write_text('description = "a preset file named like check"\n')
+    assert "--steps must be" in error_line(capsys, ["chek", "--steps", "0"])
+
+
+def test_a_word_neither_command_nor_preset_followed_by_an_argument_says_so(capsys, streams):
+    line = error_line(capsys, ["foo", streams[0]])
+    assert "'foo' is neither a command (presets, record, compare, replay, watch, check) nor a preset" in line
+    assert error_line(capsys, ["gradient", "extra"]) == "biasmon: error: unrecognized arguments: extra"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["check", "-x"], "check: unknown option '-x'; biasmon check --help lists the options"),
+    (["record", "-x"], "record: unknown option '-x'; biasmon record --help lists the options"),
+    (["check", "FILE", "--sustian", "3"],
+     "check: unknown option '--sustian' (did you mean '--sustain'?); biasmon check --help lists the options"),
+    (["check", "FILE", "-x", "--foo=3"], "check: unknown options '-x', '--foo=3'; biasmon check --help lists the options"),
+    (["-steps", "3"], "unknown option '-steps' (did you mean '--steps'?); biasmon --help lists the options"),
+    (["compare", "--step", "3", "--nope"], "compare: unknown option '--nope'; biasmon compare --help lists the options"),
+])
+def test_an_unknown_option_is_named(capsys, streams, argv, line):
+    argv = [streams[0] if a == "FILE" else a for a in argv]
+    assert error_line(capsys, argv) == f"biasmon: error: {line}"
+
+
+def test_values_that_start_with_a_dash_are_not_unknown_options(capsys, tmp_path, biasmon_cli):
+    stream = tmp_path / "run.jsonl"
+    assert biasmon_cli("record", "gradient", "-o", stream, "--steps", "30").returncode == 0
+    proc = biasmon_cli("check", "--uphill-cos", "-0.5", "--quiet-uphill-cos=-0.4", stream)
+    assert proc.returncode in (0, 1) and proc.stderr == "", proc.stderr
+    proc = biasmon_cli("check", "--", stream)
+    assert proc.returncode in (0, 1) and proc.stderr == "", proc.stderr
+    proc = biasmon_cli("record", "gradient", f"-o{tmp_path / 'attached.jsonl'}", "--ste", "5")
+    assert proc.returncode == 0 and (tmp_path / "attached.jsonl").exists(), proc.stderr
+    # an abbreviation argparse accepts is not unknown, nor a negative value
+    assert "got -1" in error_line(capsys, ["record", "gradient", "-o", tmp_path / "x.jsonl", "--see", "-1"])
+
+
+def test_the_trial_repro_in_a_subprocess_has_no_traceback(tmp_path, streams, biasmon_cli):
+    proc = biasmon_cli("chek", streams[0])
+    assert proc.returncode == 2 and proc.stderr == "biasmon: error: unknown command 'chek' (did you mean 'check'?)\n"
     proc = biasmon_cli(streams[0])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "looks like a record stream" in proc.stderr
