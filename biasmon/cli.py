@@ -96,24 +96,31 @@ def _sub_parser(name):
         _presets_option(p)
     elif name == "record":
         p.description = "Train a preset with no UI and write the record stream."
-        p.add_argument("preset")
-        p.add_argument("-o", "--output", required=True, metavar="FILE")
+        p.add_argument("preset", help="a preset name (biasmon presets lists them) or a .toml file")
+        p.add_argument("-o", "--output", required=True, metavar="FILE",
+                       help="write the record stream (JSON Lines) to FILE, replacing it if it exists")
         p.add_argument("--form", choices=("sums", "vectors"), default="sums",
                        help="sums: per-layer sums, under 1 KB a step (default); vectors: every bias and weight")
-        p.add_argument("--steps", type=int)
-        p.add_argument("--seed", type=int)
+        p.add_argument("--steps", type=int, metavar="N",
+                       help="train N steps (default: the preset's train.steps); a run that diverges stops there")
+        p.add_argument("--seed", type=int, metavar="S",
+                       help="override the preset's train.seed, which draws the initial weights and biases "
+                            "(the data keeps its data.seed)")
         _presets_option(p)
     elif name == "compare":
         p.description = "Run presets headless and print one comparison table (all presets by default)."
-        p.add_argument("presets_to_run", nargs="*", metavar="PRESET")
-        p.add_argument("--steps", type=int)
+        p.add_argument("presets_to_run", nargs="*", metavar="PRESET",
+                       help="preset names or .toml files (default: every preset, built-in and from --presets)")
+        p.add_argument("--steps", type=int, metavar="N",
+                       help="train each preset N steps (default: each preset's train.steps); a run that "
+                            "diverges stops there")
         _presets_option(p)
     elif name == "replay":
         p.description = "Show a recording in the live panels, with pause, step and seek."
-        p.add_argument("file")
+        p.add_argument("file", help="a record stream (JSON Lines file), as record or --record writes")
     elif name == "watch":
         p.description = "Follow a stream as it grows (a file, or - for standard input)."
-        p.add_argument("file")
+        p.add_argument("file", help="the stream to follow: a JSON Lines file, or - for standard input")
     elif name == "check":
         from . import check_cli
         p.description = "Headless verdict of a stream for CI: exit 0 all ok, 1 a problem found, 2 unreadable."

@@ -122,3 +122,22 @@ def test_the_trial_repro_in_a_subprocess_has_no_traceback(tmp_path, streams, bia
     assert proc.returncode == 2 and proc.stderr == "biasmon: error: unknown command 'chek' (did you mean 'check'?)\n"
     proc = biasmon_cli(streams[0])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "looks like a record stream" in proc.stderr
+
+
+@pytest.mark.parametrize("name", [None, *cli.SUBCOMMANDS])
+def test_every_argument_of_every_command_has_help(name):
+    parser = cli._run_parser() if name is None else cli._sub_parser(name)
+    assert all(action.help for action in parser._actions), \
+        [action.dest for action in parser._actions if not action.help]
+
+
+def test_record_help_says_what_each_argument_does(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["record", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("preset a preset name (biasmon presets lists them) or a .toml file",
+                  "-o FILE, --output FILE write the record stream (JSON Lines) to FILE",
+                  "--steps N train N steps (default: the preset's train.steps)",
+                  "--seed S override the preset's train.seed"):
+        assert words in text
