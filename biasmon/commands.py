@@ -173,10 +173,15 @@ def print_summary(summary: RunSummary, out: TextIO | None = None) -> None:
         print(divergence_line(d.step, d.data.get("layer"), d.data.get("reason")), file=out)
     if not summary.verdicts:
         print("no bias verdicts (the network has no biases)", file=out)
-    for layer, d in summary.verdicts.items():
-        print(f"  {layer:<10} {d.verdict:<18} since step {d.since:<6} {d.cause}", file=out)
-    for layer, d in summary.weight_verdicts.items():
-        print(f"  {layer + ' weights':<18} {d.verdict:<18} since step {d.since:<6} {d.cause}", file=out)
+    rows = [(layer, d) for layer, d in summary.verdicts.items()] + \
+        [(f"{layer} weights", d) for layer, d in summary.weight_verdicts.items()]
+    if rows:   # one set of columns for the bias and the weight rows, as wide as their longest entries
+        name_w = max(10, *(len(name) for name, _ in rows))
+        verdict_w = max(18, *(len(d.verdict) for _, d in rows))
+        since_w = max(6, *(len(str(d.since)) for _, d in rows))
+        for name, d in rows:
+            print(printable(f"  {name:<{name_w}} {d.verdict:<{verdict_w}} since step {d.since:<{since_w}} {d.cause}"),
+                  file=out)
 
 
 def _cell(d: LayerDiagnosis | None, missing: str) -> str:
