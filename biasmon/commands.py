@@ -188,26 +188,51 @@ def _cell(d: LayerDiagnosis | None, missing: str) -> str:
     return missing if d is None else f"{d.verdict} @{d.since}"
 
 
+def merge_orders(orders: list[list[str]]) -> list[str]:
+    """Every name of the lists, once, each list's names in its own order where the lists agree: the first
+    list as it is, a name new in a later list just before the next of its list's names already placed
+    (at the end if none is). Networks named hidden1.., output give their network order."""
+    merged: list[str] = []
+    for order in orders:
+        for i, name in enumerate(order):
+            if name not in merged:
+                later = next((n for n in order[i + 1:] if n in merged), None)
+                merged.insert(len(merged) if later is None else merged.index(later), name)
+    return merged
+
+
+def _layer_cell(run: tuple, layer: str) -> str:
+    """A compare cell: the layer's bias verdict / its weights' verdict; `no bias` where the network has
+    no biases, `-` where no verdict came (the run ended first), `no such layer` where its network has none."""
+    _, summary, layers, bias_layers = run
+    if layer not in layers:
+        return "no such layer"
+    bias = _cell(summary.verdicts.get(layer), "-" if layer in bias_layers else "no bias")
+    return f"{bias} / {_cell(summary.weight_verdicts.get(layer), '-')}"
+
+
 def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = (), out: TextIO | None = None) -> int:
-    """Run each preset headless; print one table of losses, divergence and per-layer verdicts."""
+    """Run each preset headless; print one table of losses, divergence and per-layer verdicts, a column per
+    layer in network order (the union of the presets' layers, merge_orders)."""
     available = preset_mod.discover(extra_dirs)
     chosen = [resolve_preset(n, extra_dirs) for n in names] if names else list(available.values())
-    rows, layers = [], []
+    runs = []
     for preset in chosen:
         summary, trainer = RunSummary(), Trainer(preset, steps=steps, step_detail=False)
         while not trainer.done:
             for rec in trainer.advance(BLOCK_STEPS):
                 summary.add(rec)
-        rows.append((preset.name, summary))
-        layers = list(dict.fromkeys((*layers, *summary.verdicts, *summary.weight_verdicts)))
+        runs.append((preset.name, summary, list(trainer.net.layer_names), set(trainer.layout.names)))
+    layers = merge_orders([run[2] for run in runs])
     cells = [("preset", "final train", "best train", "final val", "best val", "diverged",
               *(f"{layer} b / w" for layer in layers))]
-    for name, s in rows:
-        verdicts = [f"{_cell(s.verdicts.get(layer), 'no bias')} / {_cell(s.weight_verdicts.get(layer), '-')}"
-                    for layer in layers]
+    for run in runs:
+        name, s = run[0], run[1]
         cells.append((name, fmt(s.final_loss), fmt(s.best_loss), fmt(s.final_val), fmt(s.best_val),
-                      "-" if not s.diverged else f"step {s.diverged.step}", *verdicts))
+                      "-" if not s.diverged else f"step {s.diverged.step}",
+                      *(_layer_cell(run, layer) for layer in layers)))
     print_lines(table(cells), out)
     print("\nlayer cells: b / w, the verdict of the layer's bias / its weights at the end of the run @ the step "
-          "it has held since (biasmon check also gives the step each was first seen)", file=out)
+          "it has held since (biasmon check also gives the step each was first seen); no bias: the preset "
+          "trains without biases; no such layer: the preset's network has no layer of that name", file=out)
     return 0

@@ -43,3 +43,39 @@ def test_long_layer_names_verdicts_and_steps_widen_their_columns():
     assert len({r.index("since step") for r in rows}) == 1, out.getvalue()
     assert len({r.index(" why") for r in rows}) == 1, out.getvalue()
     assert "  encoder.layers.11.attn weights a-verdict-longer-than-18 since step 5       why" in rows
+
+
+def test_layers_merge_in_network_order():
+    assert commands.merge_orders([["hidden1", "output"], ["hidden1", "hidden2", "output"]]) == \
+        ["hidden1", "hidden2", "output"]
+    assert commands.merge_orders([["hidden1", "output"], ["hidden1", "hidden2", "hidden3", "output"],
+                                  ["hidden1", "hidden2", "output"]]) == ["hidden1", "hidden2", "hidden3", "output"]
+    assert commands.merge_orders([["a", "b"], ["c", "d"]]) == ["a", "b", "c", "d"]
+    assert commands.merge_orders([]) == []
+
+
+def compare_table(*names, extra_dirs=()):
+    out = io.StringIO()
+    assert commands.compare(list(names), steps=30, extra_dirs=list(extra_dirs), out=out) == 0
+    lines = out.getvalue().splitlines()
+    header, rows = lines[0], {line.split()[0]: line for line in lines[2:] if line and not line.startswith("layer")}
+    return header, rows, out.getvalue()
+
+
+def cell(header, row, column):
+    """The text of `row` under the header's `column` (up to the next column's start)."""
+    start = header.index(column)
+    rest = [header.index(c) for c in header.split("  ") if c and header.index(c) > start]
+    return row[start:min(rest, default=len(row))].strip()
+
+
+def test_compare_puts_layers_in_network_order_and_says_where_a_network_has_no_such_layer(tmp_path):
+    (tmp_path / "mine.toml").write_text('description = "a 2-8-1 net"\n[network]\nlayers = [2, 8, 1]\n')
+    header, rows, text = compare_table("mine", "gradient", "none", extra_dirs=[tmp_path])
+    assert header.index("hidden1 b / w") < header.index("hidden2 b / w") < header.index("output b / w"), text
+    assert cell(header, rows["mine"], "hidden2 b / w") == "no such layer", text
+    assert cell(header, rows["mine"], "output b / w").endswith(" / ok @4"), text
+    assert cell(header, rows["gradient"], "hidden2 b / w") == "ok @4 / ok @4", text
+    # biases off is not a missing layer: the weights still have their verdict
+    assert cell(header, rows["none"], "hidden2 b / w") == "no bias / ok @4", text
+    assert "no such layer: the preset's network has no layer of that name" in text
