@@ -95,9 +95,11 @@ def test_a_word_neither_command_nor_preset_followed_by_an_argument_says_so(capsy
     (["record", "-x"], "record: unknown option '-x'; biasmon record --help lists the options"),
     (["check", "FILE", "--sustian", "3"],
      "check: unknown option '--sustian' (did you mean '--sustain'?); biasmon check --help lists the options"),
-    (["check", "FILE", "-x", "--foo=3"], "check: unknown options '-x', '--foo=3'; biasmon check --help lists the options"),
+    (["check", "FILE", "-x", "--foo=3"],
+     "check: unknown options '-x', '--foo=3'; biasmon check --help lists the options"),
     (["-steps", "3"], "unknown option '-steps' (did you mean '--steps'?); biasmon --help lists the options"),
-    (["compare", "--step", "3", "--nope"], "compare: unknown option '--nope'; biasmon compare --help lists the options"),
+    (["compare", "--step", "3", "--nope"],
+     "compare: unknown option '--nope'; biasmon compare --help lists the options"),
 ])
 def test_an_unknown_option_is_named(capsys, streams, argv, line):
     argv = [streams[0] if a == "FILE" else a for a in argv]
