@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+from pathlib import Path
 
 from .core import __version__
 from .core.errors import BiasmonError
-from .text import printable
+from .text import printable, unknown_command, unknown_command_or_preset, unknown_options
 
 SUBCOMMANDS = ("presets", "record", "compare", "replay", "watch", "check")
 
@@ -20,6 +22,48 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for any other bad input ("biasmon: error: " is added)
         command = self.prog.removeprefix("biasmon").strip()
         raise BiasmonError(f"{command}: {message}" if command else message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse's (parse_args calls it), but an option this command does not take is named first:
+        argparse reports a missing argument before an unknown option (`check -x`: "the following
+        arguments are required")."""
+        args = list(sys.argv[1:] if args is None else args)
+        unknown = self._unknown_options(args)
+        if unknown:
+            known = [o for a in self._actions for o in a.option_strings]
+            close = {o: c[0] for o in unknown
+                     if (c := difflib.get_close_matches(o.split("=", 1)[0], known, n=1, cutoff=0.7))}
+            self.error(unknown_options(self.prog.removeprefix("biasmon").strip(), unknown, close))
+        return super().parse_known_args(args, namespace)
+
+    def _unknown_options(self, args: list[str]) -> list[str]:
+        """The arguments that look like options (start with -) that no option of this parser matches:
+        exactly, as a prefix of a long option (--ste; argparse says whether it is ambiguous), or as a
+        short option with its value attached (-ofile). A negative number is a value, `-` standard input,
+        and everything after `--` is positional."""
+        known = [o for a in self._actions for o in a.option_strings]
+        unknown = []
+        for arg in args:
+            if arg == "--":
+                break
+            if not arg.startswith("-") or arg == "-" or _is_number(arg):
+                continue
+            if arg.startswith("--"):
+                name = arg.split("=", 1)[0]
+                if not any(o == name or (self.allow_abbrev and o.startswith("--") and o.startswith(name))
+                           for o in known):
+                    unknown.append(arg)
+            elif arg[:2] not in known:
+                unknown.append(arg)
+        return unknown
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _presets_option(parser):
@@ -52,24 +96,31 @@ def _sub_parser(name):
         _presets_option(p)
     elif name == "record":
         p.description = "Train a preset with no UI and write the record stream."
-        p.add_argument("preset")
-        p.add_argument("-o", "--output", required=True, metavar="FILE")
+        p.add_argument("preset", help="a preset name (biasmon presets lists them) or a .toml file")
+        p.add_argument("-o", "--output", required=True, metavar="FILE",
+                       help="write the record stream (JSON Lines) to FILE, replacing it if it exists")
         p.add_argument("--form", choices=("sums", "vectors"), default="sums",
                        help="sums: per-layer sums, under 1 KB a step (default); vectors: every bias and weight")
-        p.add_argument("--steps", type=int)
-        p.add_argument("--seed", type=int)
+        p.add_argument("--steps", type=int, metavar="N",
+                       help="train N steps (default: the preset's train.steps); a run that diverges stops there")
+        p.add_argument("--seed", type=int, metavar="S",
+                       help="override the preset's train.seed, which draws the initial weights and biases "
+                            "(the data keeps its data.seed)")
         _presets_option(p)
     elif name == "compare":
         p.description = "Run presets headless and print one comparison table (all presets by default)."
-        p.add_argument("presets_to_run", nargs="*", metavar="PRESET")
-        p.add_argument("--steps", type=int)
+        p.add_argument("presets_to_run", nargs="*", metavar="PRESET",
+                       help="preset names or .toml files (default: every preset, built-in and from --presets)")
+        p.add_argument("--steps", type=int, metavar="N",
+                       help="train each preset N steps (default: each preset's train.steps); a run that "
+                            "diverges stops there")
         _presets_option(p)
     elif name == "replay":
         p.description = "Show a recording in the live panels, with pause, step and seek."
-        p.add_argument("file")
+        p.add_argument("file", help="a record stream (JSON Lines file), as record or --record writes")
     elif name == "watch":
         p.description = "Follow a stream as it grows (a file, or - for standard input)."
-        p.add_argument("file")
+        p.add_argument("file", help="the stream to follow: a JSON Lines file, or - for standard input")
     elif name == "check":
         from . import check_cli
         p.description = "Headless verdict of a stream for CI: exit 0 all ok, 1 a problem found, 2 unreadable."
@@ -85,6 +136,32 @@ def _positive(value, name):
 def _seed(value):
     if value is not None and not 0 <= value < 2 ** 64:
         raise BiasmonError(f"--seed must be a whole number from 0 to 2**64 - 1, got {value}")
+
+
+def _refuse_unknown_command(argv: list[str]) -> None:
+    """A first argument close to a subcommand's name (`chek`) that is neither a subcommand, a file nor a
+    preset name (built-in, or a NAME.toml in a --presets folder given) is a mistyped subcommand: say so,
+    rather than load it as a preset or complain about the arguments after it."""
+    first = argv[0]
+    if first in SUBCOMMANDS or first.startswith("-"):
+        return
+    close = difflib.get_close_matches(first, SUBCOMMANDS, n=1, cutoff=0.6)
+    if close and not _preset_or_file(first, argv):
+        raise BiasmonError(unknown_command(first, close[0]))
+
+
+def _preset_or_file(name: str, argv: list[str]) -> bool:
+    """Whether `name` is a path that exists or a preset's name: built-in, or NAME.toml in a --presets
+    folder given in argv (looked up, not loaded; a path the system refuses counts as one: the preset
+    loader says what is wrong with it)."""
+    from .core import presets as preset_mod
+    folders = [preset_mod.BUILTIN_DIR] + [Path(value) for option, value in zip(argv, argv[1:])
+                                          if option == "--presets"] \
+        + [Path(a.split("=", 1)[1]) for a in argv if a.startswith("--presets=")]
+    try:
+        return Path(name).exists() or any((folder / f"{name}.toml").exists() for folder in folders)
+    except (OSError, ValueError):
+        return True
 
 
 def main(argv=None) -> int:
@@ -104,6 +181,8 @@ def main(argv=None) -> int:
 def _dispatch(argv) -> int:
     from . import commands
 
+    if argv:
+        _refuse_unknown_command(argv)
     if argv and argv[0] in SUBCOMMANDS:
         name, args = argv[0], _sub_parser(argv[0]).parse_args(argv[1:])
         if name == "presets":
@@ -120,7 +199,14 @@ def _dispatch(argv) -> int:
             return check_cli.run(args)
         from .tui.app import run_replay, run_watch
         return run_replay(args.file) if name == "replay" else run_watch(args.file)
-    args = _run_parser().parse_args(argv)
+    parser = _run_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.preset is not None:
+        commands.refuse_stream(args.preset)
+    if extra:   # a second positional argument (options were checked): not a preset and its options
+        if args.preset is not None and not _preset_or_file(args.preset, argv):
+            raise BiasmonError(unknown_command_or_preset(args.preset, SUBCOMMANDS))
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _positive(args.steps, "steps")
     _positive(args.rate, "rate")
     _seed(args.seed)

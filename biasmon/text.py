@@ -1,6 +1,7 @@
 """Text for people: number formats, tables, the divergence line, what each `check` threshold means."""
 from __future__ import annotations
 
+import shlex
 from typing import TextIO
 
 
@@ -35,6 +36,29 @@ def print_lines(lines: list[str], out: TextIO) -> None:
     """Each line, escaped (printable), on its own line."""
     for line in lines:
         print(printable(line), file=out)
+
+
+def stream_not_preset(path: str) -> str:
+    """A record stream given where a preset is expected: what to run on it instead."""
+    arg = shlex.quote(path)
+    return (f"{path}: looks like a record stream (JSON Lines), not a preset: try `biasmon replay {arg}`, "
+            f"`biasmon check {arg}` or `biasmon watch {arg}`")
+
+
+def unknown_command(word: str, close: str) -> str:
+    return f"unknown command '{word}' (did you mean '{close}'?)"
+
+
+def unknown_command_or_preset(word: str, commands: tuple[str, ...]) -> str:
+    return (f"'{word}' is neither a command ({', '.join(commands)}) nor a preset (biasmon presets lists them), "
+            "and a preset takes no further arguments")
+
+
+def unknown_options(command: str, options: list[str], close: dict[str, str]) -> str:
+    """Options no command takes, each with the option it may be a typo of; where --help lists them."""
+    named = ", ".join(f"'{o}'" + (f" (did you mean '{close[o]}'?)" if o in close else "") for o in options)
+    where = f"biasmon {command} --help" if command else "biasmon --help"
+    return f"unknown option{'s' if len(options) > 1 else ''} {named}; {where} lists the options"
 
 
 def divergence_line(step: int, layer: str | None, reason: str | None) -> str:

@@ -57,12 +57,15 @@ Which parameters are biases: every trainable parameter whose own name (after the
 (a `b` alone or as a word joined by `_`), any shape (flattened). LayerNorm's and BatchNorm's `bias` are
 biases; their `weight` is not. A bias named otherwise: give `params=` (names, parameters, or a dict
 {layer name: parameter}). A layer is named by its module path for `*.bias` (`0`, `encoder.fc1`), by
-the parameter's full name otherwise (`attn.in_proj_bias`, `b1`).
+the parameter's full name otherwise (`attn.in_proj_bias`, `b1`). A bias with requires_grad=False (frozen)
+is left out, and named once: a UserWarning when the logger attaches, and the header's
+`meta.left_out_biases` ({layer: "requires_grad=False"}); give `params=` to log it anyway.
 
 torch is needed only to call this: install it yourself or with the `torch` extra (`biasmon[torch]`).
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -111,9 +114,17 @@ class TorchBiasLogger:
             raise BiasmonError(f"TorchBiasLogger: the model ({type(model).__name__}) has no parameters: give the "
                                "torch.nn.Module you train")
         self.params = bias_parameters(model, params)
+        self.left_out = {} if params is not None else frozen_biases(model)   # {layer: its parameter's name}
         if not self.params:
-            raise BiasmonError("TorchBiasLogger: the model has no trainable bias parameters (see the docstring "
-                               "for the rule; give params= to name them)")
+            frozen = f": {_named(self.left_out)} requires_grad=False" if self.left_out else ""
+            raise BiasmonError(f"TorchBiasLogger: the model has no trainable bias parameters{frozen} (see the "
+                               "docstring for the rule; give params= to name them)")
+        if self.left_out:
+            meta = writer_options.get("meta")
+            if meta is None or isinstance(meta, dict):   # (a meta of another type is StreamWriter's to judge)
+                meta = dict(meta or {})
+                meta.setdefault("left_out_biases", {layer: "requires_grad=False" for layer in self.left_out})
+                writer_options["meta"] = meta
         if optimizer is not None:
             check_optimizer(optimizer, self.params)
         self.kinds = {"bias": self.params}   # what each line logs, by kind: {kind: {layer: parameter}}
@@ -135,6 +146,10 @@ class TorchBiasLogger:
                            optimizer.register_step_post_hook(self._post_step)]
         elif self.writer.check_due(0) and loss_fn is not None:
             self._state64 = float64_state(model)
+        if self.left_out:   # attached: say once which biases it leaves out
+            warnings.warn(f"TorchBiasLogger: {_named(self.left_out)} requires_grad=False: left out, neither logged "
+                          "nor judged (recorded in the stream header's meta.left_out_biases; give params= to "
+                          "log a bias anyway)", UserWarning, stacklevel=2)
 
     def _values(self) -> dict:
         return {kind: torch_params.values(params) for kind, params in self.kinds.items()}
@@ -237,6 +252,20 @@ class TorchBiasLogger:
     def __exit__(self, *exc: object) -> bool:
         self.close()
         return False
+
+
+def frozen_biases(model: Any) -> dict[str, str]:
+    """{layer name: parameter name} of the parameters the bias rule matches but that have requires_grad
+    False (frozen): the biases the logger leaves out unless params= names them."""
+    return {layer_name(n): n for n, p in model.named_parameters()
+            if not p.requires_grad and BIAS_NAME.fullmatch(n.rsplit(".", 1)[-1])}
+
+
+def _named(left_out: dict[str, str], limit: int = 8) -> str:
+    """'1 bias (2.bias) has' / '12 biases (a.bias, ..., and 4 more) have', for a message."""
+    names = list(left_out.values())
+    shown = ", ".join(names[:limit]) + (f", and {len(names) - limit} more" if len(names) > limit else "")
+    return f"1 bias ({shown}) has" if len(names) == 1 else f"{len(names)} biases ({shown}) have"
 
 
 def _as_float(value: Any) -> float:
