@@ -195,12 +195,27 @@ class Check:
                          "steps with a defined cosine, unrelated a full --unrelated-steps stretch)")
         if not s.verdicts:
             notes.append("no bias layers in the stream")
+        left_out = _left_out(reader.first_header)
+        if left_out:
+            notes.append(f"the writer left out {len(left_out)} bias layer(s), neither logged nor judged: "
+                         + ", ".join(f"{name} ({why})" for name, why in left_out[:MAX_LISTED])
+                         + (f" and {len(left_out) - MAX_LISTED} more" if len(left_out) > MAX_LISTED else ""))
         if reader.val_ignored:
             notes.append(f"val_loss not finite (null) on {reader.val_ignored:,} step line(s): read as not given")
         if earlier:
             notes.append(f"the stream holds {earlier + 1} runs (restarted or preset switched), each judged "
                          "alone; the table shows the last, a problem in any fails the check")
         return notes
+
+
+def _left_out(header: object) -> list[tuple[str, str]]:
+    """The header's meta.left_out_biases (name -> why), as (name, why) text pairs; [] if absent or not an
+    object of text (a stream may put any JSON value there)."""
+    meta = header.get("meta") if isinstance(header, dict) else None
+    left = meta.get("left_out_biases") if isinstance(meta, dict) else None
+    if not isinstance(left, dict):
+        return []
+    return [(name[:80], why[:80] if isinstance(why, str) else "left out") for name, why in left.items()]
 
 
 def _divergence(event: Event | None) -> Divergence | None:

@@ -111,3 +111,16 @@ def test_the_cause_is_listed_before_what_follows_from_it(tmp_path):
     assert "uphill" in verdicts and "exploding" in verdicts, result.failing
     assert verdicts.index("uphill") < verdicts.index("exploding")
     assert result.failing[0] == "h weights uphill"
+
+
+def test_biases_the_writer_left_out_are_noted(tmp_path):
+    header = json.dumps({"format": "biasmon-stream", "version": 1, "layers": [{"name": "h", "size": 2}],
+                         "meta": {"left_out_biases": {"2": "requires_grad=False", "x": 3}}})
+    result = check_stream(write(tmp_path, [header] + [line(t) for t in range(30)]))
+    assert "the writer left out 2 bias layer(s), neither logged nor judged: 2 (requires_grad=False), " \
+           "x (left out)" in result.notes
+    for meta in (None, [], {"left_out_biases": ["2"]}, "text"):
+        header = json.dumps({"format": "biasmon-stream", "version": 1, "layers": [{"name": "h", "size": 2}],
+                             "meta": meta})
+        result = check_stream(write(tmp_path, [header] + [line(t) for t in range(30)]))
+        assert not any("left out" in note for note in result.notes)
