@@ -11,7 +11,8 @@ Four nets, each with full-batch SGD (lr 0.05, momentum 0), float64 on both sides
                       y = sin(2 x.v) for a fixed random v with |v| ~ 1
 (the synthetic sets are written as .npz files into a temporary folder and read as a user's data file is).
 
-Rows, each figure the median of R interleaved runs (A, B, A, B, ...; R = 5 in row 1, 3 in row 2):
+Rows, each figure the median of R interleaved runs (A, B, B, A, ...; R = 5 in row 1, 3 in row 2; a short
+warm-up run of each first):
   1. core vs torch, both 1 thread: steps/s of the core as `record` trains (Trainer.advance(BLOCK_STEPS),
      per-step diagnostics on, the finite-difference check off: bench/bench_gradcheck.py measures it; in
      brackets the same with diagnostics off, Trainer(diagnostics=False)) over
@@ -132,10 +133,11 @@ def first_losses_agree(torch, preset) -> bool:
 
 
 def interleaved(rounds: int, **runs) -> dict:
-    """{label: median seconds per step} of the timing functions given, run in turn `rounds` times."""
+    """{label: median seconds per step} of the timing functions given, run in turn `rounds` times (every
+    other round in the reverse order: none always runs first, after a pause or a change of load)."""
     times = {label: [] for label in runs}
-    for _ in range(rounds):
-        for label, run in runs.items():
+    for r in range(rounds):
+        for label, run in (runs.items() if r % 2 == 0 else reversed(runs.items())):
             times[label].append(run())
     return {label: statistics.median(t) for label, t in times.items()}
 
@@ -169,6 +171,7 @@ def row_threads(nets: dict, rounds: int, busy: bool) -> None:
     with busy_machine() if busy else nullcontext():
         for name, preset in nets.items():
             steps = STEPS[name][1]
+            time_core(preset, max(2, steps // 10), None), time_core(preset, max(2, steps // 10), 1)   # warm-up
             t = interleaved(rounds, default=lambda: time_core(preset, steps, None), one=lambda: time_core(preset, steps, 1))
             ratio = t["one"] / t["default"]
             print(f"default vs 1 thread, {'busy' if busy else 'idle'} {name:<17} {ratio:5.2f}x  (default "
