@@ -7,7 +7,8 @@ from enum import StrEnum
 
 class RunState(StrEnum):
     """Where the shown run is. Live: running/paused/finished; replay: playing/paused/end of recording;
-    watch: waiting for the file/following/frozen/end of stream; any of them: diverged."""
+    watch: waiting for the file/following/paused/end of stream; any of them: diverged. Pause reads "paused"
+    in every mode (watch then holds the view still): "frozen" is a verdict's name."""
 
     READY = "ready"
     RUNNING = "running"
@@ -18,7 +19,6 @@ class RunState(StrEnum):
     END_OF_RECORDING = "end of recording"
     WAITING = "waiting for the file"
     FOLLOWING = "following"
-    FROZEN = "frozen"
     END_OF_STREAM = "end of stream"
 
 

@@ -1,7 +1,7 @@
 """Watching a stream another process writes: a file as it grows (like tail -F: one not created yet is waited
 for) or a pipe until it closes.
-A thread worker (a thin loop over `follow`) posts what it read four times a second; frozen, the view
-holds what arrives and catches up when it is unfrozen."""
+A thread worker (a thin loop over `follow`) posts what it read four times a second; paused, the view
+holds what arrives and catches up when it is resumed."""
 from __future__ import annotations
 
 import dataclasses
@@ -143,15 +143,15 @@ def follow(stream: IO[str] | PipeStream, reader: StreamReader) -> Iterator[Read 
 
 
 class WatchSource(Source):
-    """Follows `stream` in a thread worker; pause freezes the view."""
+    """Follows `stream` in a thread worker; pause holds the view still (the status line says "paused")."""
 
     mode = "WATCH"
-    going, halted = RunState.FOLLOWING, RunState.FROZEN
+    going, halted = RunState.FOLLOWING, RunState.PAUSED
 
     def __init__(self, stream: IO[str] | PipeStream | WaitingFile, name: str) -> None:
         super().__init__(name)
         self.stream = stream
-        self.held: list[Segment] = []  # read while the view is frozen
+        self.held: list[Segment] = []  # read while paused
         if getattr(stream, "waiting", False):
             self.state = RunState.WAITING
 
@@ -180,7 +180,7 @@ class WatchSource(Source):
             self.post(SourceFailed(f"{self.name}: reading stopped: {type(exc).__name__}: {exc}"))
 
     def receive(self, progress: Progress) -> Progress | None:
-        """Frozen: hold the runs read (log what was skipped); else show them with all held before."""
+        """Paused: hold the runs read (log what was skipped); else show them with all held before."""
         if progress.rate is not None:
             self.rate = progress.rate
         if self.state is RunState.WAITING and not self.stream.waiting:
