@@ -186,6 +186,29 @@ async def test_minus_and_plus_cap_and_lift_the_speed():
         assert app.source.max_rate is None and "max" not in status_text(app)
 
 
+async def test_minus_and_plus_from_a_rate_between_levels_go_to_the_levels_next_to_it():
+    app = create_live_app(pause_at=5, max_rate=10)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        shown = []
+        for key in ("minus", "minus", "plus"):
+            await pilot.press(key)
+            shown.append(app.source.max_rate)
+            assert f"(max {app.source.max_rate:,}/s)" in status_text(app)
+        assert shown == [8, 4, 8]   # it was 5, 4, 8: the first - halved, the second did not
+        app.source.max_rate = 3     # --rate 3: below the slowest level, - keeps it, + goes to 4
+        await pilot.press("minus")
+        assert app.source.max_rate == 3
+        await pilot.press("plus")
+        assert app.source.max_rate == 4
+        app.source.max_rate = 10000  # above the fastest level: - goes to it, + lifts the cap
+        await pilot.press("minus")
+        assert app.source.max_rate == 8192
+        app.source.max_rate = 10000
+        await pilot.press("plus")
+        assert app.source.max_rate is None
+
+
 async def test_capped_run_pauses_and_steps_like_any_other():
     app = create_live_app(max_rate=50, pause_at=10)
     async with app.run_test(size=SIZE) as pilot:
