@@ -256,3 +256,23 @@ async def test_question_mark_shows_and_hides_the_keys_and_escape_hides_them():
         await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 1)
         await pilot.press("escape")
         await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 0)
+
+
+async def test_the_keys_panel_takes_the_preset_lists_place_and_the_list_comes_back_with_the_focus():
+    from textual.widgets import HelpPanel
+    from biasmon.tui.loss_panel import LossPanel
+    from biasmon.tui.sign_panel import SignPanel
+    app = create_live_app(pause_at=5)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        side = app.query_one("#side")
+        assert side.display and app.screen.focused is side
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 1)
+        await pilot.pause()
+        assert not side.display and app.screen.focused is None   # enter cannot switch an unseen preset
+        assert app.query_one(LossPanel).size.width >= 50 and app.query_one(SignPanel).size.width >= 100
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 0)
+        await pilot.pause()
+        assert side.display and app.screen.focused is side
