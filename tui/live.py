@@ -161,8 +161,10 @@ class LiveSource(Source):
 
     def grad_check(self) -> None:
         if self.trainer is not None:
-            self.trainer.request_gradient_check()
-            self.app.notify("finite-difference check of every bias at the next step" +
+            t = self.trainer
+            t.request_gradient_check()
+            what = " and ".join(kind for kind, on in (("biases", t.layout.names), ("weights", t.diagnose_weights)) if on)
+            self.app.notify(f"finite-difference check of the {what or 'parameters'} at the next step" +
                             (" (press n)" if self.paused else ""), title="gradient check", timeout=3)
 
     def bias_lr(self, factor: float) -> None:

@@ -5,7 +5,7 @@ import pytest
 from textual import events
 
 from biasmon.tui.app import create_live_app
-from pilot_helpers import SIZE, event_lines, status_text, wait_for
+from pilot_helpers import SIZE, event_lines, event_text, status_text, wait_for
 
 
 async def test_space_pauses_and_resumes():
@@ -86,6 +86,7 @@ async def test_g_runs_a_gradient_check_now():
         await pilot.press("g", "n")
         await wait_for(pilot, lambda: "gradient check" in event_lines(app))
         assert "step      7  gradient check" in event_lines(app)
+        assert "; weights: hidden1" in event_text(app)   # the weights are checked too (README's key g)
 
 
 async def test_brackets_halve_and_double_the_bias_learning_rate():
