@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..core import DEFAULT_PRESET, BiasmonError, Event, discover_presets, load_data, load_preset, read_all
+from ..core import DEFAULT_PRESET, BiasmonError, discover_presets, load_data, load_preset
 from .live import LiveSource
 from .monitor import BiasmonApp
+from .recording_file import check_replayable
 from .replay import ReplaySource
 from .serve import served
 from .watch import WatchSource, open_stream
@@ -33,12 +34,10 @@ def create_live_app(preset: str | None = None, preset_dirs: Iterable[str | Path]
 
 
 def create_replay_app(path: str | Path) -> BiasmonApp:
-    """The replay of a recording; BiasmonError if it has no step to replay."""
-    records, reader = read_all(path)
-    if not any(not isinstance(r, Event) for r in records):
-        problems = f" ({len(reader.problems)} unreadable line(s), first: {reader.problems[0]})" if reader.problems else ""
-        raise BiasmonError(f"{path}: no step records to replay{problems}")
-    return BiasmonApp(ReplaySource(records, reader, str(path)))
+    """The replay of a recording, read once the screen is up; BiasmonError if it has no step to replay
+    (the file is read up to its first step record for that, before the app starts)."""
+    check_replayable(path)
+    return BiasmonApp(ReplaySource(None, None, str(path), path=path))
 
 
 def create_watch_app(source: str) -> BiasmonApp:

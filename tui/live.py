@@ -19,7 +19,7 @@ from .text import shown
 from .training import TrainingLoop
 
 UNLIMITED = 10**12  # live runs train until paused or quit, unless --steps is given
-RATE_LEVELS = [2 ** k for k in range(2, 14)]  # steps/s caps offered by - and + (4 .. 8192); None: full speed
+RATE_LEVELS = [2 ** k for k in range(2, 14)]  # the steps/s caps - and + go through (4 .. 8192); None: full speed
 NEXT = "r restarts, 1-9 picks a preset"  # what to press once a run has ended (status line)
 SETTLED_ACTIONS = frozenset({"toggle_pause", "step", "flip", "flip_weights", "grad_check", "bias_lr"})  # nothing to act on
 
@@ -161,8 +161,10 @@ class LiveSource(Source):
 
     def grad_check(self) -> None:
         if self.trainer is not None:
-            self.trainer.request_gradient_check()
-            self.app.notify("finite-difference check of every bias at the next step" +
+            t = self.trainer
+            t.request_gradient_check()
+            what = " and ".join(kind for kind, on in (("biases", t.layout.names), ("weights", t.diagnose_weights)) if on)
+            self.app.notify(f"finite-difference check of the {what or 'parameters'} at the next step" +
                             (" (press n)" if self.paused else ""), title="gradient check", timeout=3)
 
     def bias_lr(self, factor: float) -> None:
@@ -170,9 +172,14 @@ class LiveSource(Source):
             self.trainer.bias_lr_scale = min(1024.0, max(1 / 1024, self.trainer.bias_lr_scale * factor))
 
     def cap_rate(self, factor: float) -> None:
-        """Cap the training speed (slow motion to watch a sign bug develop), or lift the cap."""
-        if self.max_rate is None:
-            self.max_rate = RATE_LEVELS[-1] if factor < 1 else None
-        else:
-            wanted = self.max_rate * factor
-            self.max_rate = None if wanted > RATE_LEVELS[-1] else max(RATE_LEVELS[0], int(wanted))
+        """Cap the training speed (slow motion to watch a sign bug develop), or lift the cap: slower (factor
+        below 1) goes to the next of RATE_LEVELS below the cap (from no cap, the fastest; none below: it
+        stays), faster to the next above it (past the fastest, the cap is lifted). A cap between levels
+        (--rate 10) goes to a level at once: 10, then -, -, + is 8, 4, 8."""
+        if factor < 1:
+            if self.max_rate is None:
+                self.max_rate = RATE_LEVELS[-1]
+            else:
+                self.max_rate = max((r for r in RATE_LEVELS if r < self.max_rate), default=self.max_rate)
+        elif self.max_rate is not None:
+            self.max_rate = min((r for r in RATE_LEVELS if r > self.max_rate), default=None)

@@ -31,6 +31,7 @@ from .status_line import StatusLine
 from .text import shown
 
 PLOT_SECONDS = 0.5  # plots are rebuilt at most twice a second while training runs
+KEYS_SHOWN = "-keys-shown"  # the screen's class while the keys panel is shown (biasmon.tcss hides the presets)
 PALETTE = [  # the command palette: title, key, action and its arguments (shown if the source supports it)
     ("Pause / resume", "space", "toggle_pause", ()), ("One step", "n", "step", ()),
     ("Restart the run", "r", "restart", ()), ("Flip the bias update sign (the bug)", "f", "flip", ()),
@@ -201,6 +202,19 @@ class BiasmonApp(App):
             self.action_hide_help_panel()
         else:
             self.action_show_help_panel()
+
+    def action_show_help_panel(self) -> None:
+        """The keys panel (?, escape and the palette's "Keys" come here) takes the preset list's place, so
+        that the plots and the gradient-sign table keep their width; the list gives up the focus, which it
+        takes again when shown."""
+        super().action_show_help_panel()
+        self.screen.add_class(KEYS_SHOWN)
+        if self.screen.focused is not None and self.screen.focused.id == "side":
+            self.screen.set_focus(None)
+
+    def action_hide_help_panel(self) -> None:
+        super().action_hide_help_panel()
+        self.screen.remove_class(KEYS_SHOWN)
 
     def action_cycle_view(self) -> None:
         """Show the next view of the layers: biases, weights, both."""

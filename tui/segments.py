@@ -52,18 +52,22 @@ def header_label(reader: StreamReader | None) -> str:
 
 class RunSplitter:
     """Cuts the records of a recording or a stream into segments: a preset switch or a restart event
-    begins a new run (and belongs to it). The first call begins the stream's first run."""
+    begins a new run (and belongs to it). The first call begins the stream's first run (`run_id`); with a
+    `reason` (a watched file read again from its start), the events log marks it as a new run."""
 
-    def __init__(self, reader: StreamReader | None) -> None:
+    def __init__(self, reader: StreamReader | None, run_id: str = "stream", reason: str | None = None) -> None:
         self.reader = reader
+        self.first_run_id = run_id
+        self.reason = reason
         self.run_id: str | None = None
 
     def split(self, records: list) -> list[Segment]:
         """Segments for these records, in order (at least one, maybe with no steps)."""
         start = None
         if self.run_id is None:
-            self.run_id = "stream"
-            start = RunStart(self.run_id, header_label(self.reader), keep_empty=True)
+            self.run_id, label = self.first_run_id, header_label(self.reader)
+            note = f"── new run: {label} ({self.reason}) ──" if self.reason else None
+            start = RunStart(self.run_id, label, keep_empty=True, note=note)
         segments = []
         builder = BatchBuilder(self.run_id)
         for record in records:

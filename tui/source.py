@@ -122,7 +122,7 @@ class Source:
         """Flip the sign of the weights' update (the same bug in the weights)."""
 
     def grad_check(self) -> None:
-        """A finite-difference check of every bias at the next step."""
+        """A finite-difference check of the biases (and the weights, if diagnosed) at the next step."""
 
     def bias_lr(self, factor: float) -> None:
         """Scale the bias learning rate."""

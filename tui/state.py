@@ -6,8 +6,9 @@ from enum import StrEnum
 
 
 class RunState(StrEnum):
-    """Where the shown run is. Live: running/paused/finished; replay: playing/paused/end of recording;
-    watch: waiting for the file/following/frozen/end of stream; any of them: diverged."""
+    """Where the shown run is. Live: running/paused/finished; replay: reading (its file)/playing/paused/end
+    of recording; watch: waiting for the file/following/paused/end of stream; any of them: diverged. Pause
+    reads "paused" in every mode (watch then holds the view still): "frozen" is a verdict's name."""
 
     READY = "ready"
     RUNNING = "running"
@@ -16,9 +17,9 @@ class RunState(StrEnum):
     DIVERGED = "diverged"
     PLAYING = "playing"
     END_OF_RECORDING = "end of recording"
+    READING = "reading"
     WAITING = "waiting for the file"
     FOLLOWING = "following"
-    FROZEN = "frozen"
     END_OF_STREAM = "end of stream"
 
 
@@ -35,6 +36,7 @@ class Status:
     rate: float = 0.0
     diverged_at: int | None = None       # the step of the first divergence, with RunState.DIVERGED
     position: tuple[int, int] | None = None  # replay: records shown, records in the file
+    read: tuple[int, float] | None = None    # replay, while its file is read: lines read, share of the file
     flip: bool | None = None
     flip_weights: bool | None = None     # live: the weights' sign bug (shown only when on)
     lr_scale: float | None = None
@@ -57,6 +59,8 @@ class Status:
         "paused"."""
         if self.state is RunState.DIVERGED and self.shown_step != self.diverged_at:
             return f"diverged at step {self.diverged_at}"
+        if self.state is RunState.READING and self.read is not None:
+            return f"reading… {self.read[0]:,} lines ({self.read[1]:.0%})"
         return self.state.value
 
 

@@ -1,7 +1,7 @@
 """Watching a stream another process writes: a file as it grows (like tail -F: one not created yet is waited
 for) or a pipe until it closes.
-A thread worker (a thin loop over `follow`) posts what it read four times a second; frozen, the view
-holds what arrives and catches up when it is unfrozen."""
+A thread worker (a thin loop over `follow`) posts what it read four times a second; paused, the view
+holds what arrives and catches up when it is resumed."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +9,7 @@ import os
 import stat
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -38,33 +38,93 @@ class PipeStream:
         return self.handle.readline(size)
 
 
-class WaitingFile:
-    """A file `watch` started on before the trainer created it: read as empty until it appears (the
-    status line says so), then followed from its first line."""
+@dataclass(frozen=True)
+class FileChange:
+    """What happened to the file at the watched path since it was opened; `new_run`: it is read again
+    from its first line, as a new run (it was truncated, or another file is at the path now)."""
+
+    text: str
+    new_run: bool
+
+
+class FollowedFile:
+    """The file at a path, followed like tail -F: waited for if it does not exist yet (the status line
+    says so), then read from its first line; at the end of what was read, `changed` looks whether the
+    path still holds that file, as it was."""
 
     is_pipe = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, handle: IO[str] | None = None) -> None:
         self.path = path
         self.handle: IO[str] | None = None
+        self.identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file open
+        self.removed = False  # the path has held no file since the one open was removed
+        if handle is not None:
+            self._take(handle)
 
     @property
     def waiting(self) -> bool:
         """Whether the file has not appeared yet."""
         return self.handle is None
 
+    def _take(self, handle: IO[str]) -> None:
+        """Follow `handle` from its first line (the one before, if any, is closed)."""
+        if self.handle is not None:
+            self.handle.close()
+        info = os.fstat(handle.fileno())
+        self.handle, self.identity, self.removed = handle, (info.st_dev, info.st_ino), False
+
+    def _open(self) -> bool:
+        """Open the file at the path, if there is one now (False: none, or it went again)."""
+        try:
+            mode = os.stat(self.path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not stat.S_ISREG(mode):
+            raise StreamError(f"{self.path}: appeared, but is not a regular file to watch")
+        try:
+            handle = open(self.path, encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return False
+        self._take(handle)
+        return True
+
     def readline(self, size: int = -1) -> str:
         """The next line of the file (at most `size` characters of it), "" while there is none or no file yet."""
-        if self.handle is None:
-            if not self.path.exists():
-                return ""
-            if not self.path.is_file():
-                raise StreamError(f"{self.path}: appeared, but is not a regular file to watch")
-            self.handle = open(self.path, encoding="utf-8", errors="replace")
+        if self.handle is None and not self._open():
+            return ""
         return self.handle.readline(size)
 
+    def changed(self) -> FileChange | None:
+        """Called at the end of what was read: whether the path still holds the file open, as read. Like
+        tail -F, a file truncated below what was read is read again from its start, a file replaced (moved
+        over, or removed and created again) is left for the new one; while the path holds no file, what
+        is open is still read. None: nothing changed (or only what was said already)."""
+        if self.handle is None:
+            return None
+        try:
+            info = os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            if self.removed:
+                return None
+            self.removed = True
+            return FileChange(f"{self.path} was removed: a new file there will be read from its start",
+                              new_run=False)
+        except OSError:
+            return None
+        if self.removed or (info.st_dev, info.st_ino) != self.identity:
+            again = self.removed
+            if not self._open():
+                return None
+            return FileChange(f"{self.path} was {'created again' if again else 'replaced'}: "
+                              "the new file read from its start", new_run=True)
+        if os.fstat(self.handle.fileno()).st_size < self.handle.buffer.tell():
+            self.handle.seek(0)
+            return FileChange(f"{self.path} was truncated: read again from its start", new_run=True)
+        return None
 
-def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
+
+def open_stream(source: str) -> tuple[FollowedFile | PipeStream, str]:
     """The stream `biasmon watch SOURCE` follows and its name; `-` is standard input, and the keys are
     then read from /dev/tty."""
     if source == "-":
@@ -81,7 +141,7 @@ def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
         return PipeStream(pipe), "stdin"
     path = Path(source)
     if not path.exists() and not path.is_symlink():  # like tail -F: the trainer may not have created it yet
-        return WaitingFile(path), str(path)
+        return FollowedFile(path), str(path)
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -92,27 +152,39 @@ def open_stream(source: str) -> tuple[IO[str] | PipeStream, str]:
         what = "a folder" if stat.S_ISDIR(mode) else "a pipe or a device"
         raise BiasmonError(f"{path}: not a regular file ({what}); watch a stream file, or pipe the stream in: "
                            "... | biasmon watch -")
-    return open(path, encoding="utf-8", errors="replace"), str(path)
+    return FollowedFile(path, open(path, encoding="utf-8", errors="replace")), str(path)
 
 
 @dataclass
 class Read:
-    """What `follow` read since its last Read: records, newly skipped lines, steps per second."""
+    """What `follow` read since its last Read: records, newly skipped lines, steps per second; `notes`:
+    what happened to the file; `new_reader`: the file is read again from its start (truncated or
+    replaced), as a new run, and the Reads after this one come from this fresh reader."""
 
     records: list
     problems: list
     rate: float
     ended: bool
+    notes: list[str] = field(default_factory=list)
+    new_reader: StreamReader | None = None
 
 
-def follow(stream: IO[str] | PipeStream, reader: StreamReader) -> Iterator[Read | None]:
-    """Read the stream as it grows, yielding a Read every BATCH_SECONDS (and at the end of a pipe), None
-    between them. A line is fed only once complete, so a trainer that dies mid-line costs that line; a line
-    past MAX_LINE_CHARS is skipped (and counted) as it grows, never held whole."""
+def fresh_reader(reader: StreamReader) -> StreamReader:
+    """A reader with `reader`'s settings and none of its state (a new file begins a new stream)."""
+    return StreamReader(reader.thresholds, reader.recompute, source=reader.source, block=reader.block,
+                        every_step=reader.every_step)
+
+
+def follow(stream: FollowedFile | PipeStream, reader: StreamReader) -> Iterator[Read | None]:
+    """Read the stream as it grows, yielding a Read every BATCH_SECONDS (and at the end of a pipe, and when
+    the file changes), None between them. A line is fed only once complete, so a trainer that dies
+    mid-line costs that line; a line past MAX_LINE_CHARS is skipped (and counted) as it grows, never held
+    whole. A file truncated or replaced (FollowedFile.changed) ends the stream read so far: its last step
+    comes out, and what follows is read from the file's start with a fresh reader (Read.new_reader)."""
     pending, partial, reported, steps, skipping = [], "", 0, 0, False
     last_post = time.monotonic()
     while True:
-        text, ended = stream.readline(MAX_LINE_CHARS + 1 - len(partial)), False
+        text, ended, change = stream.readline(MAX_LINE_CHARS + 1 - len(partial)), False, None
         if text and skipping:
             skipping = not text.endswith("\n")
         elif text:
@@ -127,31 +199,41 @@ def follow(stream: IO[str] | PipeStream, reader: StreamReader) -> Iterator[Read 
             pending.extend(reader.finish())
             ended = True
         else:
-            time.sleep(POLL_SECONDS)
+            change = stream.changed() if hasattr(stream, "changed") else None
+            if change is None:
+                time.sleep(POLL_SECONDS)
+            elif change.new_run:  # the old file's torn last line is skipped; its last step comes out
+                pending.extend(reader.feed(partial) if partial else [])
+                pending.extend(reader.finish())
+                partial, skipping = "", False
         now = time.monotonic()
-        if not (ended or now - last_post >= BATCH_SECONDS):
+        if not (ended or change or now - last_post >= BATCH_SECONDS):
             yield None
             continue
         drained = reader.drain()  # the steps read since the last Read, diagnosed as one block
         pending.extend(drained)
         steps += sum(1 for r in drained if not isinstance(r, Event))
-        yield Read(pending, reader.problems[reported:], steps / (now - last_post), ended)
+        new_reader = fresh_reader(reader) if change is not None and change.new_run else None
+        yield Read(pending, reader.problems[reported:], steps / max(now - last_post, BATCH_SECONDS), ended,
+                   [change.text] if change is not None else [], new_reader)
         reported = len(reader.problems)
+        if new_reader is not None:
+            reader, reported = new_reader, 0
         pending, steps, last_post = [], 0, now
         if ended:
             return
 
 
 class WatchSource(Source):
-    """Follows `stream` in a thread worker; pause freezes the view."""
+    """Follows `stream` in a thread worker; pause holds the view still (the status line says "paused")."""
 
     mode = "WATCH"
-    going, halted = RunState.FOLLOWING, RunState.FROZEN
+    going, halted = RunState.FOLLOWING, RunState.PAUSED
 
-    def __init__(self, stream: IO[str] | PipeStream | WaitingFile, name: str) -> None:
+    def __init__(self, stream: FollowedFile | PipeStream, name: str) -> None:
         super().__init__(name)
         self.stream = stream
-        self.held: list[Segment] = []  # read while the view is frozen
+        self.held: list[Segment] = []  # read while paused
         if getattr(stream, "waiting", False):
             self.state = RunState.WAITING
 
@@ -163,24 +245,32 @@ class WatchSource(Source):
                                        "(start the trainer)", "bold")] if waiting else [], panels=False))
 
     def _follow(self) -> None:
-        """The worker: posts each Read of `follow`, its records cut into runs (in the worker's thread)."""
+        """The worker: posts each Read of `follow`, its records cut into runs (in the worker's thread). A
+        file read again from its start (truncated or replaced) is a new run, marked in the events log."""
         worker = get_current_worker()
         reader = StreamReader(source=self.name, block=READ_BLOCK)
-        splitter = RunSplitter(reader)
+        splitter, files = RunSplitter(reader), 1
         try:
             for read in follow(self.stream, reader):
                 if worker.is_cancelled:
                     return
-                if read is not None:
-                    notes = [Note(f"{self.name}: skipped {p}", "yellow") for p in read.problems]
-                    self.post(Progress(splitter.split(read.records), notes, rate=read.rate, done=read.ended))
+                if read is None:
+                    continue
+                notes = [Note(f"{self.name}: skipped {p}", "yellow") for p in read.problems]
+                self.post(Progress(splitter.split(read.records), notes, rate=read.rate, done=read.ended))
+                if read.new_reader is not None:  # its run begins with the next Read (its header read by then)
+                    files += 1
+                    splitter = RunSplitter(read.new_reader, run_id=f"stream-{files}", reason=read.notes[-1])
+                elif read.notes:
+                    self.post(Progress(notes=[Note(text, "bold yellow") for text in read.notes], panels=False))
         except StreamError as exc:
             self.post(SourceFailed(str(exc)))
         except Exception as exc:  # never a traceback: say what stopped, keep what was shown
             self.post(SourceFailed(f"{self.name}: reading stopped: {type(exc).__name__}: {exc}"))
 
     def receive(self, progress: Progress) -> Progress | None:
-        """Frozen: hold the runs read (log what was skipped); else show them with all held before."""
+        """Paused: hold the runs read (log what was skipped); else show them with all held before. A run
+        that begins is not the one that diverged."""
         if progress.rate is not None:
             self.rate = progress.rate
         if self.state is RunState.WAITING and not self.stream.waiting:
@@ -191,7 +281,9 @@ class WatchSource(Source):
         segments = []
         if not self.paused:
             segments, self.held = self.held, []
-            self.note_divergence(segments)
+            if not self.note_divergence(segments) and self.state is RunState.DIVERGED and \
+                    any(segment.start is not None for segment in segments):
+                self.state, self.diverged_at = self.going, None
         if progress.done:
             self.state = RunState.END_OF_STREAM
         return dataclasses.replace(progress, segments=segments)

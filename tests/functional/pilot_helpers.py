@@ -28,3 +28,8 @@ def event_lines(app):
 def event_text(app):
     """The events log as one line: entries wrapped over several lines read whole."""
     return " ".join(line.text.strip() for line in app.query_one(EventsPanel).lines)
+
+
+async def replay_read(pilot):
+    """Let a replay read its file (in a worker, once the screen is up)."""
+    await wait_for(pilot, lambda: not pilot.app.source.reading)

@@ -5,7 +5,7 @@ import pytest
 from textual import events
 
 from biasmon.tui.app import create_live_app
-from pilot_helpers import SIZE, event_lines, status_text, wait_for
+from pilot_helpers import SIZE, event_lines, event_text, status_text, wait_for
 
 
 async def test_space_pauses_and_resumes():
@@ -86,6 +86,7 @@ async def test_g_runs_a_gradient_check_now():
         await pilot.press("g", "n")
         await wait_for(pilot, lambda: "gradient check" in event_lines(app))
         assert "step      7  gradient check" in event_lines(app)
+        assert "; weights: hidden1" in event_text(app)   # the weights are checked too (README's key g)
 
 
 async def test_brackets_halve_and_double_the_bias_learning_rate():
@@ -186,6 +187,29 @@ async def test_minus_and_plus_cap_and_lift_the_speed():
         assert app.source.max_rate is None and "max" not in status_text(app)
 
 
+async def test_minus_and_plus_from_a_rate_between_levels_go_to_the_levels_next_to_it():
+    app = create_live_app(pause_at=5, max_rate=10)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        shown = []
+        for key in ("minus", "minus", "plus"):
+            await pilot.press(key)
+            shown.append(app.source.max_rate)
+            assert f"(max {app.source.max_rate:,}/s)" in status_text(app)
+        assert shown == [8, 4, 8]   # it was 5, 4, 8: the first - halved, the second did not
+        app.source.max_rate = 3     # --rate 3: below the slowest level, - keeps it, + goes to 4
+        await pilot.press("minus")
+        assert app.source.max_rate == 3
+        await pilot.press("plus")
+        assert app.source.max_rate == 4
+        app.source.max_rate = 10000  # above the fastest level: - goes to it, + lifts the cap
+        await pilot.press("minus")
+        assert app.source.max_rate == 8192
+        app.source.max_rate = 10000
+        await pilot.press("plus")
+        assert app.source.max_rate is None
+
+
 async def test_capped_run_pauses_and_steps_like_any_other():
     app = create_live_app(max_rate=50, pause_at=10)
     async with app.run_test(size=SIZE) as pilot:
@@ -233,3 +257,23 @@ async def test_question_mark_shows_and_hides_the_keys_and_escape_hides_them():
         await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 1)
         await pilot.press("escape")
         await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 0)
+
+
+async def test_the_keys_panel_takes_the_preset_lists_place_and_the_list_comes_back_with_the_focus():
+    from textual.widgets import HelpPanel
+    from biasmon.tui.loss_panel import LossPanel
+    from biasmon.tui.sign_panel import SignPanel
+    app = create_live_app(pause_at=5)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        side = app.query_one("#side")
+        assert side.display and app.screen.focused is side
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 1)
+        await pilot.pause()
+        assert not side.display and app.screen.focused is None   # enter cannot switch an unseen preset
+        assert app.query_one(LossPanel).size.width >= 50 and app.query_one(SignPanel).size.width >= 100
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 0)
+        await pilot.pause()
+        assert side.display and app.screen.focused is side

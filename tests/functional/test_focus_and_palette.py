@@ -4,7 +4,7 @@ from textual.app import App
 
 from biasmon.tui.app import create_live_app, create_replay_app
 from biasmon.tui.events_panel import EventsPanel
-from pilot_helpers import SIZE, wait_for
+from pilot_helpers import SIZE, replay_read, wait_for
 
 
 class LogOnly(App):
@@ -42,7 +42,8 @@ async def test_the_palette_offers_seek_in_replay_only(tmp_path):
         for record in trainer:
             writer.write(record)
     replay = create_replay_app(path)
-    async with replay.run_test(size=SIZE):
+    async with replay.run_test(size=SIZE) as pilot:
+        await replay_read(pilot)
         assert {"Seek back 10%", "Seek forward 10%"} <= set(palette_titles(replay))
     live = create_live_app(pause_at=2)
     async with live.run_test(size=SIZE):

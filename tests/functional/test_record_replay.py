@@ -8,7 +8,7 @@ from textual import events
 
 from biasmon.core.errors import BiasmonError
 from biasmon.tui.app import create_live_app, create_replay_app
-from pilot_helpers import SIZE, event_lines, event_text, wait_for
+from pilot_helpers import SIZE, event_lines, event_text, replay_read, wait_for
 
 
 def read_lines(path):
@@ -42,6 +42,7 @@ async def test_recorded_session_matches_the_keys_and_replays_to_the_same_final_v
 
     replay = create_replay_app(path)
     async with replay.run_test(size=SIZE) as pilot:
+        await replay_read(pilot)
         for _ in range(11):
             await pilot.press("right")
         await wait_for(pilot, lambda: replay.source.position == len(replay.source.records))
@@ -59,6 +60,7 @@ async def test_replay_pause_step_and_seek(tmp_path):
                    check=True, capture_output=True)
     app = create_replay_app(path)
     async with app.run_test(size=SIZE) as pilot:
+        await replay_read(pilot)
         await pilot.press("space")
         position = app.source.position
         await pilot.pause(0.5)
@@ -84,6 +86,7 @@ async def test_replay_of_a_truncated_or_corrupted_file_says_what_it_skipped(tmp_
     bad.write_text("".join(lines[:5]) + "{not json\n" + "".join(lines[5:20]) + lines[20][: len(lines[20]) // 2])
     app = create_replay_app(bad)
     async with app.run_test(size=SIZE) as pilot:
+        await replay_read(pilot)
         await pilot.pause()
         assert "skipped 2 unreadable line(s): 6, 22" in event_text(app)
 

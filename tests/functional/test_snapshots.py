@@ -75,3 +75,15 @@ async def flipped_then_both_views(pilot):
 def test_biases_red_weights_green_after_f_compact(snap_compare):
     app = create_live_app("gradient", seed=0, pause_at=FLIP_AT)
     assert snap_compare(app, terminal_size=(80, 24), run_before=flipped_then_both_views)
+
+
+async def paused_then_keys(pilot):
+    """Paused at a fixed step, then ? (the keys panel, in the preset list's place)."""
+    await paused_at_fixed_step(pilot)
+    await pilot.press("question_mark")
+    await pilot.pause()
+
+
+def test_keys_panel_keeps_the_panels_readable(snap_compare):
+    app = create_live_app("gradient", seed=0, pause_at=PAUSE_AT)
+    assert snap_compare(app, terminal_size=(160, 50), run_before=paused_then_keys)

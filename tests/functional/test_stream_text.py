@@ -10,7 +10,7 @@ from biasmon.tui.loss_panel import LossPanel
 from biasmon.tui.norm_panel import NormPanel
 from biasmon.tui.sign_panel import SignPanel
 from biasmon.tui.status_line import StatusLine
-from pilot_helpers import event_text, wait_for
+from pilot_helpers import event_text, replay_read, wait_for
 
 EVIL = "\u001b[31mEVIL\u001b[0m\nresult: ok"
 LOUD = "[bold red]loud[/]"
@@ -42,6 +42,7 @@ async def test_hostile_stream_text_is_shown_literally(tmp_path):
     write_stream(path)
     app = create_replay_app(path)
     async with app.run_test(size=(220, 50)) as pilot:
+        await replay_read(pilot)
         await pilot.press(*["right"] * 11)
         await wait_for(pilot, lambda: app.source.position == len(app.source.records))
         await pilot.pause()

@@ -78,3 +78,18 @@ async def test_watch_waits_for_a_file_the_trainer_has_not_created_yet_and_says_s
 def test_watch_of_a_directory_exits_2(tmp_path):
     run = subprocess.run([sys.executable, "-m", "biasmon", "watch", str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == 2 and str(tmp_path) in run.stderr and "Traceback" not in run.stderr
+
+
+async def test_space_in_watch_says_paused_like_the_live_monitor_not_frozen_a_verdicts_name(tmp_path):
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER)
+    path = tmp_path / "run.jsonl"
+    with path.open("w") as out:
+        subprocess.run([sys.executable, str(script), "20", "0", "end"], stdout=out, check=True)
+    app = create_watch_app(str(path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current is not None and app.current.last_step == 18)
+        await pilot.press("space")
+        assert app.state == "paused" and "paused" in status_text(app) and "frozen" not in status_text(app)
+        await pilot.press("space")
+        assert app.state == "following" and "following" in status_text(app)
