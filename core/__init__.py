@@ -8,7 +8,7 @@ from .diagnoser import Diagnoser, Diagnosis, Observation  # noqa: E402
 from .errors import BiasmonError, DataError, PresetError, StreamError  # noqa: E402
 from .gradcheck import finite_difference_errors  # noqa: E402
 from .layout import Layout  # noqa: E402
-from .readlines import MAX_LINE_CHARS, OVERLONG_LINE  # noqa: E402
+from .readlines import MAX_LINE_CHARS, OVERLONG_LINE, chunks as line_chunks, stream_lines  # noqa: E402
 from .logger import StreamWriter  # noqa: E402
 from .network import Network  # noqa: E402
 from .presets import DEFAULT_PRESET, Preset, discover as discover_presets, resolve as load_preset  # noqa: E402
@@ -24,4 +24,4 @@ __all__ = ["__version__", "BiasmonError", "CAUSES", "DEFAULT_PRESET", "DataError
            "OVERLONG_LINE", "Observation", "PROBLEMS", "Preset", "PresetError", "RESET_EVENTS", "RecordWriter",
            "RunSummary", "StepRecord", "StreamError", "StreamReader", "StreamWriter", "Thresholds", "Trainer",
            "VERDICTS", "build_network", "discover_presets", "finite_difference_errors", "load_data",
-           "load_preset", "read_all"]
+           "line_chunks", "load_preset", "read_all", "stream_lines"]

@@ -1,59 +1,25 @@
-"""Reading a recording for replay (no Textual here): its lines in chunks, each line with a length limit, and
-its records kept compact. The panels keep only bounded, downsampled series; what a replay must keep is the
-records themselves, to play and seek through. Each record is kept without its vectors or sums (the panels
-read its diagnoses), in pickled, compressed blocks (about 300 bytes a record) unpacked when played: a
-150 MB recording of 200,000 steps replays in 165 MB at most, where its records as objects took 815 MB."""
+"""Reading a recording for replay (no Textual here): its lines in chunks (core's stream_lines: each line
+with a length limit), and its records kept compact. The panels keep only bounded, downsampled series; what a
+replay must keep is the records themselves, to play and seek through. Each record is kept without its
+vectors or sums (the panels read its diagnoses), in pickled, compressed blocks (about 300 bytes a record)
+unpacked when played: a 150 MB recording of 200,000 steps replays in 165 MB at most, where its records as
+objects took 815 MB."""
 from __future__ import annotations
 
 import gc
 import os
 import pickle
-import stat
 import zlib
 from bisect import bisect_right
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import Callable
 
-from ..core import MAX_LINE_CHARS, OVERLONG_LINE, BiasmonError, Event, StepRecord, StreamError, StreamReader
+from ..core import BiasmonError, Event, StepRecord, StreamReader, line_chunks, stream_lines
 
 CHUNK_LINES = 256       # lines fed to the reader at once (its block)
-CHUNK_CHARS = 8 << 20   # or fewer, once they hold this many characters
 LEAN = dict.fromkeys(("biases", "bias_grads", "bias_updates", "weights", "weight_grads", "weight_updates",
                       "bias_sums", "weight_sums"))  # what a record read back carries that no panel shows
-
-
-def open_recording(path: str | Path) -> IO[str]:
-    """The recording, open for reading; BiasmonError (one line, naming it) if it cannot be."""
-    try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a FIFO would block, /dev/zero never ends
-            raise StreamError(f"{path}: not a regular file (a pipe or a device): give a recording; "
-                              "follow a pipe with ... | biasmon watch -")
-        return open(path, encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
-def line_chunks(handle: IO[str]) -> Iterator[list[str]]:
-    """The lines of an open file in chunks of CHUNK_LINES (fewer once CHUNK_CHARS); a line past
-    MAX_LINE_CHARS comes as OVERLONG_LINE, read past in pieces and never held whole."""
-    chunk, chars = [], 0
-    while True:
-        line = handle.readline(MAX_LINE_CHARS + 1)
-        if not line:
-            break
-        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
-            while line and not line.endswith("\n"):
-                line = handle.readline(1 << 20)
-            line = OVERLONG_LINE
-        chunk.append(line)
-        chars += len(line)
-        if len(chunk) == CHUNK_LINES or chars >= CHUNK_CHARS:
-            yield chunk
-            chunk, chars = [], 0
-    if chunk:
-        yield chunk
 
 
 def lean(record: StepRecord | Event) -> StepRecord | Event:
@@ -68,13 +34,15 @@ def check_replayable(path: str | Path) -> None:
     """Raise BiasmonError (one line) unless the recording has a step to replay: it is read up to its first
     step record (the whole file only if it has none)."""
     reader = StreamReader(source=str(path))
-    with open_recording(path) as handle:
-        for chunk in line_chunks(handle):
-            for text in chunk:
-                if any(type(r) is StepRecord for r in reader.feed(text)):
-                    return
-        if any(type(r) is StepRecord for r in reader.finish()):
-            return
+    lines = stream_lines(path)
+    try:
+        for text in lines:
+            if any(type(r) is StepRecord for r in reader.feed(text)):
+                return
+    finally:
+        lines.close()
+    if any(type(r) is StepRecord for r in reader.finish()):
+        return
     problems = (f" ({len(reader.problems)} unreadable line(s), first: {reader.problems[0]})"
                 if reader.problems else "")
     raise BiasmonError(f"{path}: no step records to replay{problems}")
@@ -138,17 +106,21 @@ class RecordBlocks(Sequence):
 
 def read_recording(path: str | Path, reader: StreamReader, records: RecordBlocks,
                    progress: Callable[[int, int, int], None], cancelled: Callable[[], bool]) -> bool:
-    """Append every record of the recording at `path` to `records`; `progress(lines, bytes read, bytes in
-    all)` after each chunk. False if `cancelled()` turned true first. StreamError as for read_all (what
+    """Append every record of the recording at `path` to `records`; `progress(lines, characters read, bytes
+    in all)` after each chunk. False if `cancelled()` turned true first. StreamError as for read_all (what
     was read before it is kept)."""
-    with open_recording(path) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        lines = 0
-        for chunk in line_chunks(handle):
+    size = os.path.getsize(path) if path != "-" else 0
+    lines = stream_lines(path)
+    read = chars = 0
+    try:
+        for chunk in line_chunks(lines, CHUNK_LINES):
             if cancelled():
                 return False
             records.append(reader.feed_lines(chunk))
-            lines += len(chunk)
-            progress(lines, handle.buffer.tell(), size)
-        records.append(reader.finish())
+            read += len(chunk)
+            chars += sum(map(len, chunk))
+            progress(read, chars, size)
+    finally:
+        lines.close()
+    records.append(reader.finish())
     return True

@@ -70,7 +70,7 @@ class ReplaySource(Source):
 
         def progress(lines: int, done: int, size: int) -> None:
             nonlocal last
-            self.read_lines, self.read_fraction = lines, done / size if size else 1.0
+            self.read_lines, self.read_fraction = lines, min(1.0, done / size) if size else 1.0
             now = time.monotonic()
             if now - last >= BATCH_SECONDS:
                 last = now

@@ -33,8 +33,8 @@ def slow_reading(monkeypatch):
     """Each chunk of lines read takes 20 ms more; the chunks read so far are counted."""
     chunks, real = [], recording_file.line_chunks
 
-    def slow(handle):
-        for chunk in real(handle):
+    def slow(lines, size):
+        for chunk in real(lines, size):
             time.sleep(0.02)
             chunks.append(threading.current_thread().name)
             yield chunk
