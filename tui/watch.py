@@ -83,7 +83,7 @@ class FollowedFile:
         if not stat.S_ISREG(mode):
             raise StreamError(f"{self.path}: appeared, but is not a regular file to watch")
         try:
-            handle = open(self.path, encoding="utf-8", errors="replace")
+            handle = open(self.path, encoding="utf-8-sig", errors="replace")
         except FileNotFoundError:
             return False
         self._take(handle)
@@ -131,7 +131,7 @@ def open_stream(source: str) -> tuple[FollowedFile | PipeStream, str]:
         if sys.stdin.isatty():
             raise BiasmonError("watch -: standard input is a terminal; pipe a trainer into it "
                                "(./my_trainer | biasmon watch -)")
-        pipe = os.fdopen(os.dup(0), "r", encoding="utf-8", errors="replace")
+        pipe = os.fdopen(os.dup(0), "r", encoding="utf-8-sig", errors="replace")
         try:
             tty = os.open("/dev/tty", os.O_RDONLY)
         except OSError:
@@ -152,7 +152,7 @@ def open_stream(source: str) -> tuple[FollowedFile | PipeStream, str]:
         what = "a folder" if stat.S_ISDIR(mode) else "a pipe or a device"
         raise BiasmonError(f"{path}: not a regular file ({what}); watch a stream file, or pipe the stream in: "
                            "... | biasmon watch -")
-    return FollowedFile(path, open(path, encoding="utf-8", errors="replace")), str(path)
+    return FollowedFile(path, open(path, encoding="utf-8-sig", errors="replace")), str(path)
 
 
 @dataclass
