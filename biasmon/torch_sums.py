@@ -11,10 +11,10 @@ g^2 is above SIGNIFICANT times the largest g^2 of the step over every tensor of 
 weights); `agree` those of them where u.g < 0. Two ways to the same sums:
 
 - a model of at most FLAT_MAX entries in one dtype (where the cost is the number of kernels launched, not
-  the bytes): every tensor end to end in the rows of one (9, n) buffer of per-entry terms (its first row
-  is the snapshot), made and summed per layer in about 20 kernels however many tensors there are. It is
-  kept between steps: 9 x n entries, at most 9 x 4 x FLAT_MAX bytes = 0.56 MiB in float32 (9 times the
-  parameters, a small model's trade of memory for kernels);
+  the bytes): the snapshot is one flat (n,) buffer; at a logged step every tensor goes end to end in the
+  rows of one (9, n) buffer of per-entry terms (its first row the snapshot), made and summed per layer in
+  about 20 kernels however many tensors there are, and let go after (at most 9 x 4 x FLAT_MAX bytes =
+  0.56 MiB in float32 while it is in use);
 - a larger one: the snapshot (one copy of the parameters, and nothing else of that size), then tensor
   by tensor in chunks of CHUNK entries, every term of a chunk made while it is in the cache (about 16
   kernels a chunk), the counts' flags written over the chunk's own snapshot once it is used.
@@ -57,16 +57,15 @@ class StepSums:
         self._size_col = torch.tensor(self.sizes, dtype=torch.float64, device=p0.device)[:, None]
         self._signs = torch.tensor(SIGNS, dtype=torch.float64, device=p0.device)
         if self.flat:
-            self._terms = torch.empty(9, sum(self.sizes), dtype=p0.dtype, device=p0.device)
-            self._rows = {r: self._views(self._terms[r]) for r in (0, 1, 2, 6)}
-            self._snapshot = self._rows[0]
+            self._flat_snapshot = torch.empty(sum(self.sizes), dtype=p0.dtype, device=p0.device)
+            self._snapshot = self._views(self._flat_snapshot)
         else:
             self._snapshot = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in local]
 
     @property
     def buffer_bytes(self) -> int:
-        """Bytes kept between steps: the snapshot (flat: the terms buffer)."""
-        kept = [self._terms] if self.flat else self._snapshot
+        """Bytes kept between steps: the snapshot, one copy of the parameters."""
+        kept = [self._flat_snapshot] if self.flat else self._snapshot
         return sum(t.numel() * t.element_size() for t in kept)
 
     def _views(self, row: Any) -> list:
@@ -114,11 +113,13 @@ class StepSums:
     # --- small models: one buffer of terms --------------------------------------------------------
     def _flat(self, params: list, grads: list, averages: list, group: Any) -> Any:
         """Rows pp, gg, uu, v.g, sig, agree, aa, a.v, a.g of every entry (v = -u), summed per layer."""
-        torch, t, nb = self.torch, self._terms, self.biases
-        t[2].copy_(t[0])
-        torch._foreach_sub_(self._rows[2], params)
-        _fill(torch, self._rows[1], grads)
-        _fill(torch, self._rows[6], averages)
+        torch, nb, snapshot = self.torch, self.biases, self._flat_snapshot
+        t = torch.empty((9,) + snapshot.shape, dtype=snapshot.dtype, device=snapshot.device)   # for this step only
+        t[0].copy_(snapshot)
+        t[2].copy_(snapshot)
+        torch._foreach_sub_(self._views(t[2]), params)
+        _fill(torch, self._views(t[1]), grads)
+        _fill(torch, self._views(t[6]), averages)
         torch.mul(t[6], t[2], out=t[7])
         torch.mul(t[6], t[1], out=t[8])
         torch.mul(t[2], t[1], out=t[3])

@@ -153,6 +153,26 @@ def verdicts(result):
             {n: layer.verdict for n, layer in result.weights.items()})
 
 
+@pytest.mark.parametrize("way", ["flat", "per tensor"])
+def test_it_keeps_one_copy_of_the_parameters_between_steps(tmp_path, monkeypatch, way):
+    """The snapshot the update is measured against, and nothing else of that size (issue 11: at most one
+    extra copy of the parameters): the flat way's terms buffer is made for a logged step and let go."""
+    if way == "per tensor":
+        monkeypatch.setattr(torch_sums, "FLAT_MAX", 0)
+    x, y = data()
+    net = mlp()
+    optim = torch.optim.SGD(net.parameters(), lr=0.1)
+    params = sum(p.numel() * p.element_size() for p in net.parameters())
+    with TorchMonitor(net, tmp_path / "run.jsonl", optim, every=1) as monitor:
+        for i in range(3):
+            optim.zero_grad()
+            torch.nn.functional.mse_loss(net(x[:32]), y[:32]).backward()
+            optim.step()
+            monitor.step(1.0)
+            assert monitor.buffer_bytes == params
+            assert monitor._sums.flat == (way == "flat")
+
+
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
 def test_a_correct_trainer_is_ok_and_a_climbing_one_uphill(tmp_path, opt):
     train(tmp_path / "ok.jsonl", opt)
