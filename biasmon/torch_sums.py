@@ -116,10 +116,10 @@ class StepSums:
         torch, nb, snapshot = self.torch, self.biases, self._flat_snapshot
         t = torch.empty((9,) + snapshot.shape, dtype=snapshot.dtype, device=snapshot.device)   # for this step only
         t[0].copy_(snapshot)
-        t[2].copy_(snapshot)
-        torch._foreach_sub_(self._views(t[2]), params)
-        _fill(torch, self._views(t[1]), grads)
-        _fill(torch, self._views(t[6]), averages)
+        torch.cat([p.reshape(-1) for p in params], out=t[2])
+        torch.sub(snapshot, t[2], out=t[2])   # v = -u: before less after
+        torch.cat(_flats(params, grads), out=t[1])
+        torch.cat(_flats(params, averages), out=t[6])
         torch.mul(t[6], t[2], out=t[7])
         torch.mul(t[6], t[1], out=t[8])
         torch.mul(t[2], t[1], out=t[3])
@@ -186,14 +186,9 @@ class StepSums:
         return [pp, gg, uu, vg, sig, agree, aa, av, ag]
 
 
-def _fill(torch: Any, views: list, tensors: list) -> None:
-    """Copy tensors into views (zeros where a tensor is None)."""
-    present = [i for i, t in enumerate(tensors) if t is not None]
-    if len(present) < len(tensors):
-        torch._foreach_zero_([views[i] for i in range(len(views)) if tensors[i] is None])
-    if present:
-        torch._foreach_copy_([views[i] for i in present],
-                             [tensors[i].to_dense() if tensors[i].is_sparse else tensors[i] for i in present])
+def _flats(params: list, tensors: list) -> list:
+    """Each tensor flat (dense) in its parameter's dtype, zeros of its parameter's size where it is None."""
+    return [p.new_zeros(p.numel()) if t is None else _flat(t).to(p.dtype) for p, t in zip(params, tensors)]
 
 
 def _flat(t: Any) -> Any:
