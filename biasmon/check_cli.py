@@ -118,9 +118,12 @@ def _count(n: int, what: str) -> str:
 
 def _layers(result: CheckResult) -> str:
     """'3 bias layers', '... and their weights', or '2 weight layers (no biases)'."""
-    if not result.layers and result.weights:
-        return f"{_count(len(result.weights), 'weight layer')} (no biases)"
-    return _count(len(result.layers), "bias layer") + (" and their weights" if result.weights else "")
+    layers, weights = result.layers, result.weights
+    if not layers and not weights and result.runs:   # the last run read no step (it diverged at once)
+        layers, weights = result.runs[-1].layers, result.runs[-1].weights
+    if not layers and weights:
+        return f"{_count(len(weights), 'weight layer')} (no biases)"
+    return _count(len(layers), "bias layer") + (" and their weights" if weights else "")
 
 
 def report_lines(result: CheckResult) -> list[str]:

@@ -16,8 +16,8 @@ device, read with one `.tolist()` per logged step. p is the parameter before the
 optimizer used (read in its step pre-hook: after clipping and a GradScaler's unscale), u what the step
 applied (p after minus p before: a snapshot of the parameters is taken in the pre-hook of a logged step:
 one extra copy of the trainable parameters, kept between steps, and no other buffer of that size; a
-model of at most 2^14 entries keeps 9 terms an entry instead, at most 0.56 MiB in float32:
-biasmon/torch_sums.py), a the optimizer's own running average of the gradient where it keeps one
+model of at most 2^14 entries makes 9 terms an entry for a logged step, at most 0.56 MiB in float32, and
+lets them go: biasmon/torch_sums.py), a the optimizer's own running average of the gradient where it keeps one
 (`momentum_buffer`: SGD and RMSprop with momentum; `exp_avg`: Adam, AdamW, NAdam, RAdam, Adamax), named
 in the header's `averages`. The buffer holds the average of g or of -g (`maximize=True`, or an optimizer written to
 climb) by the optimizer's own convention: each layer's a is taken with the sign of the sum of a.g over

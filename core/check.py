@@ -119,7 +119,7 @@ class Check:
 
     def _close_run(self, next_label: str | None) -> None:
         """The run read so far is judged alone; the next one begins (its label from the event)."""
-        if self.run.steps:
+        if self._run_read():
             layers, weights, failing = self._layers()
             label = self.run_label
             if not self.earlier and label is None and isinstance(self.reader.first_header, dict):
@@ -127,6 +127,11 @@ class Check:
             self.earlier.append(RunResult(len(self.earlier) + 1, label, self.run_first_step, self.run.last_step,
                                           self.run.steps, layers, failing, weights, _divergence(self.run.diverged)))
         self.run, self.history, self.run_first_step, self.run_label = RunSummary(), {}, None, next_label
+
+    def _run_read(self) -> bool:
+        """Whether the run being read has anything to judge: a step, or a divergence (a run whose every step
+        line diverged has no step records)."""
+        return self.run.steps > 0 or self.run.diverged is not None
 
     def _layers(self) -> tuple[dict[str, LayerResult], dict[str, LayerResult], list[str]]:
         """The run being read: each layer's result, its weights', and what fails the check in it: the likely
@@ -159,7 +164,7 @@ class Check:
             raise StreamError(f"{self.source}: no bias layers: every step line's 'biases' is empty; a stream needs "
                               "at least one layer (a network with no biases at all: a header with \"layers\": [])")
         earlier, label = list(self.earlier), self.run_label
-        if self.run.steps or not earlier:
+        if self._run_read() or not earlier:
             layers, weights, failing = self._layers()
             diverged = _divergence(self.run.diverged)
         else:   # the stream ends with a restart and no step after it: the run before is the last
@@ -201,7 +206,8 @@ class Check:
                          + ", ".join(f"{name} ({why})" for name, why in left_out[:MAX_LISTED])
                          + (f" and {len(left_out) - MAX_LISTED} more" if len(left_out) > MAX_LISTED else ""))
         if reader.val_ignored:
-            notes.append(f"val_loss not finite (null) on {reader.val_ignored:,} step line(s): read as not given")
+            notes.append(f"val_loss not finite (null, NaN or infinite) on {reader.val_ignored:,} step line(s): "
+                         "read as not given")
         if earlier:
             notes.append(f"the stream holds {earlier + 1} runs (restarted or preset switched), each judged "
                          "alone; the table shows the last, a problem in any fails the check")

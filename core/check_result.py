@@ -58,8 +58,9 @@ class RunResult:
     diverged: Divergence | None = None   # the run's first divergence
 
     def where(self) -> str:
-        """'run 2 (label), steps 0..299'."""
-        return f"run {self.index}{f' ({self.label})' if self.label else ''}, steps {self.first_step}..{self.last_step}"
+        """'run 2 (label), steps 0..299' ('no step read' for a run whose every step line diverged)."""
+        span = "no step read" if self.first_step is None else f"steps {self.first_step}..{self.last_step}"
+        return f"run {self.index}{f' ({self.label})' if self.label else ''}, {span}"
 
 
 @dataclass(frozen=True)

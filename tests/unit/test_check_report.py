@@ -65,7 +65,7 @@ def test_a_val_loss_that_is_not_finite_is_read_as_not_given_and_noted(tmp_path, 
     result = check_stream(write(tmp_path, lines))
     assert result.malformed.count == 0 and result.exit == 0
     assert result.final_val_loss is None
-    assert "val_loss not finite (null) on 30 step line(s): read as not given" in result.notes
+    assert "val_loss not finite (null, NaN or infinite) on 30 step line(s): read as not given" in result.notes
 
 
 def test_a_null_val_loss_reads_the_same_in_blocks_as_line_by_line(tmp_path):
@@ -124,3 +124,21 @@ def test_biases_the_writer_left_out_are_noted(tmp_path):
                              "meta": meta})
         result = check_stream(write(tmp_path, [header] + [line(t) for t in range(30)]))
         assert not any("left out" in note for note in result.notes)
+
+
+def test_a_run_whose_every_step_line_diverged_is_still_judged(tmp_path):
+    """Its lines give a diverged event and no step record: the run is kept, and fails the check."""
+    bad = line(0, loss=float("nan"))
+    restart = json.dumps({"event": "restarted", "step": 0})
+    good = [line(t) for t in range(40)]
+    result = check_stream(write(tmp_path, [bad, restart] + good))         # first run: one diverging line
+    assert result.exit == 1 and result.runs[0].diverged.step == 0 and result.runs[0].steps == 0
+    assert result.failing == ["run 1, no step read: diverged at step 0"]
+    result = check_stream(write(tmp_path, good + [restart, bad]))         # the last run: one diverging line
+    assert result.exit == 1 and result.diverged.step == 0 and result.failing == ["diverged at step 0"]
+    assert [run.diverged for run in result.runs] == [None]
+    text = report_lines(result)
+    assert any(t.startswith("DIVERGED at step 0") for t in text) and "(2 runs)" in text[0]
+    divergence = json.dumps({"event": "diverged", "step": 3})             # a run of a diverged event alone
+    result = check_stream(write(tmp_path, good + [restart, divergence, restart] + good))
+    assert result.exit == 1 and [run.diverged and run.diverged.step for run in result.runs] == [None, 3]
