@@ -140,6 +140,7 @@ class StepSums:
         one pass over g for its largest entry). Each chunk's sums are 0-d tensors; one stack at the end."""
         torch = self.torch
         L = len(params)
+        grads = [g.to_dense() if g is not None and g.is_sparse else g for g in grads]   # (an nn.Embedding's)
         top = torch.zeros(2, dtype=torch.float64, device=params[0].device)
         with_g = [i for i in range(L) if grads[i] is not None and grads[i].numel()]   # a shard may be empty
         if with_g:

@@ -381,3 +381,34 @@ def test_the_readme_example_runs_as_shown_and_checks_ok(tmp_path, monkeypatch):
     result = check_stream(tmp_path / "run.jsonl")
     assert result.exit == 0
     assert verdicts(result) == ({"0": "ok", "2": "ok"}, {"0": "ok", "2": "ok"})
+
+
+def test_a_sparse_gradient_is_summed_alike_both_ways(tmp_path, monkeypatch):
+    """nn.Embedding(sparse=True) gives a sparse .grad: the flat way and the per-tensor way (a larger
+    model's) give the same sums (the per-tensor way raised NotImplementedError on it)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Embedding(20, 4, sparse=True), torch.nn.Flatten(), torch.nn.Linear(12, 1))
+    optim = torch.optim.SGD(net.parameters(), lr=0.1)
+    flat = TorchMonitor(net, tmp_path / "flat.jsonl", optim, every=1)
+    monkeypatch.setattr(torch_sums, "FLAT_MAX", 0)
+    per_tensor = TorchMonitor(net, tmp_path / "per_tensor.jsonl", optim, every=1)
+    assert flat._sums.flat and not per_tensor._sums.flat
+    tokens = torch.randint(0, 20, (16, 3))
+    for _ in range(3):
+        optim.zero_grad()
+        loss = net(tokens).pow(2).mean()
+        loss.backward()
+        optim.step()
+        flat.step(loss)
+        per_tensor.step(loss)
+    flat.close()
+    per_tensor.close()
+    a = [json.loads(t) for t in (tmp_path / "flat.jsonl").read_text().splitlines()[1:]]
+    b = [json.loads(t) for t in (tmp_path / "per_tensor.jsonl").read_text().splitlines()[1:]]
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b):
+        for key in ("bias_sums", "weight_sums"):
+            assert list(x[key]) == list(y[key])
+            for layer in x[key]:
+                np.testing.assert_allclose(np.array(x[key][layer], dtype=float), np.array(y[key][layer], dtype=float),
+                                           rtol=1e-5, atol=1e-12)
