@@ -4,16 +4,15 @@ they become arrays once per block, where core/lines.py parse_step converts and c
 
 A line is regular if orjson parses it, it has the keys, layers and sizes of the run's `Shape` (taken from
 a step line read line by line), whole-number steps, numbers for losses (val_loss may be null) and entries
-(no null, true, false or text among them), and a loss below the divergence limit. The scan stops at the first line that is
-not; the reader reads that one line by line, as ever, from the object parsed here. A block's sums are
-checked as parse_step checks them (`bad_rows`); the records are the same either way
+(no null, true, false or text among them), and a loss below the divergence limit. The scan stops at the
+first line that is not; the reader reads that one line by line, as ever, from the object parsed here. A
+block's sums are checked as parse_step checks them (`bad_rows`); the records are the same either way
 (tests/unit/test_fast_lines.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -47,18 +46,11 @@ class Shape:
     summary: bool
 
     lengths: list[int] = field(init=False, compare=False)   # every list's length in a line, key after key
-    counts: tuple[int, ...] = field(init=False, compare=False)   # sums: every row's n, as count_of gives them
-    count_of: itemgetter = field(init=False, compare=False)      # a line's entries -> its rows' n (sums)
+    counts: list[int] = field(init=False, compare=False)    # sums: every row's n (its layer's entries)
 
     def __post_init__(self) -> None:
-        lengths = [n for _, _, (_, row_lengths) in self.layers for n in row_lengths]
-        starts = [sum(lengths[:i]) for i in range(len(lengths))] or [0]
-        sizes = [n for _, _, (layer_sizes, _) in self.layers for n in layer_sizes] or [0]
-        if len(starts) == 1:   # itemgetter of one index gives the item, of two a tuple
-            starts, sizes = starts * 2, sizes * 2
-        object.__setattr__(self, "lengths", lengths)
-        object.__setattr__(self, "count_of", itemgetter(*starts))
-        object.__setattr__(self, "counts", tuple(sizes))
+        object.__setattr__(self, "lengths", [n for _, _, (_, lengths) in self.layers for n in lengths])
+        object.__setattr__(self, "counts", [n for _, _, (sizes, _) in self.layers for n in sizes])
 
     @property
     def derives(self) -> bool:
@@ -200,8 +192,8 @@ def _regular(obj: Any, shape: Shape, after: int | None, loss_limit: float, entri
     line = list(chain.from_iterable(rows))
     if not _NUMBERS.issuperset(map(type, line)):   # no null, true, false, text or nested value
         return False
-    if shape.summary and line:   # each row's n, the layer's entries, as in the run's first line (a whole number)
-        counts = shape.count_of(line)
+    if shape.summary and line:   # each row's n (a run's rows are of one width), as in its first line, whole
+        counts = line[::shape.lengths[0]]
         if counts != shape.counts or float in set(map(type, counts)):
             return False
     entries += line

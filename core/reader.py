@@ -188,8 +188,11 @@ class StreamReader:
         out = []
         arrays, m, summary = block.arrays, len(block), self.summary_form
         losses = np.asarray(block.loss, dtype=np.float64).tolist()
-        vals = [None] * m if block.val_loss is None else _val_losses(block.val_loss)
-        self.val_ignored += vals.count(None) if block.val_loss is not None else 0
+        if block.val_loss is None:
+            vals = [None] * m
+        else:
+            vals = _val_losses(block.val_loss)
+            self.val_ignored += vals.count(None)
         trained = block.trained or [True] * m
         spans = block.grad_steps or [1] * m
         self.line_no += m

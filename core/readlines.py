@@ -41,8 +41,8 @@ def limited_lines(handle: IO[str]) -> Iterator[str]:
 
 def stream_lines(path: str | Path) -> Iterator[str]:
     """The lines of a stream file ('-': standard input), UTF-8 (a leading byte order mark dropped), decoding
-    errors replaced (such a line then fails as not JSON), a line past MAX_LINE_CHARS as OVERLONG_LINE. A file that cannot be read raises
-    StreamError naming it."""
+    errors replaced (such a line then fails as not JSON), a line past MAX_LINE_CHARS as OVERLONG_LINE. A
+    file that cannot be read raises StreamError naming it."""
     if path == "-":
         stdin = sys.stdin
         if hasattr(stdin, "buffer"):
