@@ -79,7 +79,7 @@ from .core.records import json_number
 from .torch_check import BatchLoss, float64_state, gradient_check
 from .torch_distributed import unwrap, world_size
 from .torch_optim import check_optimizer, running_averages
-from .torch_params import BIAS_NAME, bias_parameters, layer_name  # noqa: F401  (public here too)
+from .torch_params import BIAS_NAME, bias_parameters, frozen_biases, layer_name  # noqa: F401  (public here too)
 
 __all__ = ["TorchBiasLogger", "bias_parameters", "layer_name", "BIAS_NAME"]
 
@@ -252,13 +252,6 @@ class TorchBiasLogger:
     def __exit__(self, *exc: object) -> bool:
         self.close()
         return False
-
-
-def frozen_biases(model: Any) -> dict[str, str]:
-    """{layer name: parameter name} of the parameters the bias rule matches but that have requires_grad
-    False (frozen): the biases the logger leaves out unless params= names them."""
-    return {layer_name(n): n for n, p in model.named_parameters()
-            if not p.requires_grad and BIAS_NAME.fullmatch(n.rsplit(".", 1)[-1])}
 
 
 def _named(left_out: dict[str, str], limit: int = 8) -> str:

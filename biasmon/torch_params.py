@@ -17,12 +17,17 @@ def layer_name(name: str, suffix: str = ".bias") -> str:
     return name[:-len(suffix)] if name.endswith(suffix) else name
 
 
+def is_bias(name: str) -> bool:
+    """Whether a parameter's full name names a bias (the rule: torch_logger's docstring)."""
+    return BIAS_NAME.fullmatch(name.rsplit(".", 1)[-1]) is not None
+
+
 def bias_parameters(model: Any, params: Any = None) -> dict:
     """{layer name: bias parameter} of a torch.nn.Module in registration order (the rule: torch_logger's
-    docstring). params: the biases instead: names, parameters, or {layer name: parameter}."""
+    docstring), trainable ones only. params: the biases instead: names, parameters, or {layer name: parameter}."""
     named = dict(model.named_parameters())
     if params is None:
-        return {layer_name(n): p for n, p in named.items() if p.requires_grad and BIAS_NAME.fullmatch(n.rsplit(".", 1)[-1])}
+        return {layer_name(n): p for n, p in named.items() if p.requires_grad and is_bias(n)}
     if isinstance(params, dict):
         return {str(k): v for k, v in params.items()}
     by_id = {id(p): n for n, p in named.items()}
@@ -34,6 +39,12 @@ def bias_parameters(model: Any, params: Any = None) -> dict:
                                "is not a parameter of the model")
         out[layer_name(name)] = named[name]
     return out
+
+
+def frozen_biases(model: Any) -> dict[str, str]:
+    """{layer name: parameter name} of the biases (by the rule) with requires_grad False: those
+    bias_parameters leaves out unless params= names them."""
+    return {layer_name(n): n for n, p in model.named_parameters() if not p.requires_grad and is_bias(n)}
 
 
 def weight_parameters(model: Any, biases: dict) -> dict:

@@ -115,7 +115,7 @@ class StepSums:
         """Rows pp, gg, uu, v.g, sig, agree, aa, a.v, a.g of every entry (v = -u), summed per layer."""
         torch, nb, snapshot = self.torch, self.biases, self._flat_snapshot
         t = torch.empty((9,) + snapshot.shape, dtype=snapshot.dtype, device=snapshot.device)   # for this step only
-        t[0].copy_(snapshot)
+        torch.mul(snapshot, snapshot, out=t[0])   # pp: the snapshot squared (no copy of it first)
         torch.cat([p.reshape(-1) for p in params], out=t[2])
         torch.sub(snapshot, t[2], out=t[2])   # v = -u: before less after
         torch.cat(_flats(params, grads), out=t[1])
@@ -123,7 +123,7 @@ class StepSums:
         torch.mul(t[6], t[2], out=t[7])
         torch.mul(t[6], t[1], out=t[8])
         torch.mul(t[2], t[1], out=t[3])
-        torch._foreach_mul_(*[[t[0], t[1], t[2], t[6]]] * 2)   # squared in place
+        torch._foreach_mul_(*[[t[1], t[2], t[6]]] * 2)   # squared in place
         top = torch.stack([t[1, :nb].max() if nb else t.new_zeros(()),
                            t[1, nb:].max() if nb < t.shape[1] else t.new_zeros(())]).double()
         threshold = self._thresholds(top, group)
