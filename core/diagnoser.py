@@ -19,6 +19,9 @@ from .records import Event, LayerDiagnosis, LayerSums, LayerVectors, LossChange,
 from .verdicts import HELD_UPHILL, PENDING, UPHILL, VERDICTS, Thresholds, causes as causes_of, verdict_codes
 
 
+CHUNK_ENTRIES = 1 << 16   # vectors' entries (steps x n) diagnosed at a time: 512 KB an array
+
+
 @dataclass(slots=True)
 class Observation:
     """One step awaiting its diagnosis. b, g, u: flat (n,) vectors, the layers end to end: the biases at
@@ -133,6 +136,7 @@ class Diagnoser:
         self.prev_loss = None
         self.prev_pred = None
         self.sizes = np.asarray(layout.sizes, dtype=np.float64)
+        self._work: _Work | None = None   # arrays _vector_sums reuses
 
     def record_gradient_check(self, errors: dict) -> None:
         """Largest relative finite-difference error per layer name, from a gradient check."""
@@ -164,16 +168,37 @@ class Diagnoser:
 
     def _vector_sums(self, steps: list[Observation], has_g: list[bool], trained: list[bool]):
         """A block's sums from its vectors: (6 + 2k, m, L), which steps have running averages, and each
-        step's unit of rounding (float32's if every gradient entry is a float32 number)."""
-        zeros = np.zeros(self.averages.avg.shape[1])
-        vec = _stack([[o.b for o in steps], [zeros if o.g is None else o.g for o in steps],
-                      [zeros if o.u is None else o.u for o in steps]])  # (3, m, n)
-        avg, with_avg = self.averages.block(vec[1], has_g, trained)
-        single = (vec[1].astype(np.float32) == vec[1]).all(axis=1)
-        rounding = np.where(single, np.finfo(np.float32).eps, np.finfo(np.float64).eps)
-        sums = block_sums(vec, avg, self.starts)
-        if avg is None and self.series > 1:   # no step has averages: their sums are NaN (cosines undefined)
-            sums = np.concatenate((sums, np.full((2 * (self.series - 1),) + sums.shape[1:], np.nan)))
+        step's unit of rounding (float32's if every gradient entry is a float32 number). Big vectors go
+        a few steps at a time (CHUNK_ENTRIES entries) through arrays kept from call to call: memory stays
+        small, the work in cache, and no page of a new array is touched a first time (costly here)."""
+        n, k = self.averages.avg.shape[1], len(self.averages.betas)
+        rows = max(1, CHUNK_ENTRIES // max(n, 1))
+        work = self._work if self._work is not None and self._work.rows >= min(rows, len(steps)) else None
+        work = self._work = work or _Work(min(rows, len(steps)), n, k)
+        # the averages' sums of a step without them: 0 if some step of the block has them, else NaN
+        block_has_avg = any(t and h for t, h in zip(trained, has_g))
+        sums, with_avg, single = [], [], []
+        for lo in range(0, len(steps), work.rows):
+            chunk = steps[lo:lo + work.rows]
+            c = len(chunk)
+            vec, scratch = work.vec[:, :c], work.scratch[:c]
+            for i, o in enumerate(chunk):   # b, g, u (zeros where not given)
+                vec[0, i] = o.b
+                vec[1, i] = 0.0 if o.g is None else o.g
+                vec[2, i] = 0.0 if o.u is None else o.u
+            avg, used = self.averages.block(vec[1], has_g[lo:lo + c], trained[lo:lo + c], work.avg[:c])
+            if avg is None and block_has_avg and k:
+                avg = work.avg[:c].transpose(1, 0, 2)
+                avg.fill(0.0)
+            np.copyto(work.single[:c], vec[1], casting="unsafe")   # float32 numbers: the same as float32
+            np.equal(work.single[:c], vec[1], out=work.same[:c])
+            single.append(work.same[:c].all(axis=1))
+            sums.append(block_sums(vec, avg, self.starts, scratch))
+            with_avg += used
+        sums = np.concatenate(sums, axis=1) if len(sums) > 1 else sums[0]
+        rounding = np.where(np.concatenate(single), np.finfo(np.float32).eps, np.finfo(np.float64).eps)
+        if not block_has_avg and self.series > 1:   # no step has averages: their sums are NaN (cosines undefined)
+            sums = np.concatenate((sums[:6], np.full((2 * (self.series - 1),) + sums.shape[1:], np.nan)))
         return sums, with_avg, rounding
 
     def _given_sums(self, steps: list[Observation]):
@@ -278,6 +303,18 @@ class Diagnoser:
         """Each layer's current verdict: {name: (verdict, cause, since)}."""
         return {name: (VERDICTS[v], causes_of(self.param).get(VERDICTS[v], ""), since)
                 for name, v, since in zip(self.layout.names, self.verdict, self.since)}
+
+
+class _Work:
+    """Arrays _vector_sums reuses for up to `rows` steps of n entries with k running averages."""
+
+    def __init__(self, rows: int, n: int, k: int) -> None:
+        self.rows = rows
+        self.vec = np.empty((3, rows, n))        # b, g, u
+        self.avg = np.empty((rows, k, n))        # the running averages after each step
+        self.scratch = np.empty((rows, n))       # block_sums' products
+        self.single = np.empty((rows, n), dtype=np.float32)
+        self.same = np.empty((rows, n), dtype=bool)
 
 
 def _stack(rows: list) -> np.ndarray:

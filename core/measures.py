@@ -28,23 +28,48 @@ class StepMeasures(NamedTuple):
     ratio: list[float]           # |u| / |b|
 
 
-def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
+def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray,
+               scratch: np.ndarray | None = None) -> np.ndarray:
     """Per-layer sums of per-entry terms. vec: (3, m, n) b, g, u of m steps; avg: (k, m, n) running
     averages of g, or None; starts: (layers,) each layer's first entry. Returns (6 + 2k, m, layers) in
     this order: |b|^2, |g|^2, |u|^2, u.g, the entries with a significant gradient, those
-    where u opposes g; then |a|^2 for each running average a of g, then a.u for each. Sums run along contiguous rows: a block gives, bit for bit, its steps' sums alone."""
+    where u opposes g; then |a|^2 for each running average a of g, then a.u for each. Sums run along
+    contiguous rows: a block gives, bit for bit, its steps' sums alone. One (m, n) scratch array: a
+    caller with big vectors passes a few steps at a time (Diagnoser does), so that it stays in cache,
+    and may pass that array (scratch: (m, n), overwritten) to spare allocating it."""
     k = 0 if avg is None else len(avg)
-    terms = np.empty((6 + 2 * k,) + vec.shape[1:])
-    np.multiply(vec, vec, out=terms[:3])
-    np.multiply(vec[2], vec[1], out=terms[3])
-    top = np.maximum.reduce(terms[1], axis=-1, keepdims=True)
-    np.greater(terms[1], top * SIGNIFICANT + 1e-300, out=terms[4])
-    np.less(terms[3], 0.0, out=terms[5])
-    terms[5] *= terms[4]
-    if k:
-        np.multiply(avg, avg, out=terms[6:6 + k])
-        np.multiply(avg, vec[2], out=terms[6 + k:])
-    return np.add.reduceat(terms, starts, axis=-1)
+    out = np.empty((6 + 2 * k,) + vec.shape[1:-1] + (len(starts),))
+    scratch = np.empty(vec.shape[1:]) if scratch is None else scratch
+
+    def add(i: int, x: np.ndarray, y: np.ndarray) -> None:   # out[i]: the layers' sums of x * y
+        np.multiply(x, y, out=scratch)
+        out[i] = np.add.reduceat(scratch, starts, axis=-1)
+
+    add(0, vec[0], vec[0])
+    add(2, vec[2], vec[2])
+    add(1, vec[1], vec[1])
+    top = np.maximum.reduce(scratch, axis=-1, keepdims=True)
+    significant = np.greater(scratch, top * SIGNIFICANT + 1e-300)
+    add(3, vec[2], vec[1])
+    out[4] = _counts(significant, starts)
+    opposing = np.less(scratch, 0.0)
+    opposing &= significant
+    out[5] = _counts(opposing, starts)
+    for j in range(k):
+        add(6 + j, avg[j], avg[j])
+        add(6 + k + j, avg[j], vec[2])
+    return out
+
+
+def _counts(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """(m, layers) the True entries of each row's layers, as floats. mask: (m, n). Counts are exact in any
+    order: a few long rows are counted slice by slice (a byte each), many short ones in one reduceat."""
+    rows, n = mask.shape
+    if rows * len(starts) > 64:
+        return np.add.reduceat(mask, starts, axis=-1, dtype=np.float64)
+    ends = starts.tolist()[1:] + [n]
+    return np.array([[np.count_nonzero(row[s:e]) for s, e in zip(starts.tolist(), ends)] for row in mask],
+                    dtype=np.float64)
 
 
 class BlockMeasures(NamedTuple):
@@ -90,26 +115,31 @@ class GradientAverages:
         self.avg = np.zeros((len(self.betas), n))   # (k, n)
         self.on = False
 
-    def block(self, g: np.ndarray, has_g: list[bool], trained: list[bool]) -> tuple[np.ndarray | None, list[bool]]:
+    def block(self, g: np.ndarray, has_g: list[bool], trained: list[bool],
+              out: np.ndarray | None = None) -> tuple[np.ndarray | None, list[bool]]:
         """Advance over m steps. g: (m, n) gradients (rows where has_g is False are ignored). Returns the
-        averages after each step, (k, m, n) (None if no step has them), and which steps have them."""
+        averages after each step, (k, m, n) (None if no step has them; zeros in the steps without them),
+        and which steps have them. out: an (m, k, n) array to write them in (else a new one)."""
         m, k = len(trained), len(self.betas)
         used = [False] * m
         if not k:
             return None, used
-        out = np.zeros((m, k, g.shape[-1]))   # step by step, each step's (k, n) averages one row
-        new = np.multiply.outer(g, 1.0 - self.betas).transpose(0, 2, 1).copy()   # (m, k, n): (1 - beta) g
-        betas, multiply, add = self.betas[:, None], np.multiply, np.add
+        out = np.empty((m, k, g.shape[-1])) if out is None else out   # each step's (k, n) averages one row
+        new = np.empty((k, g.shape[-1]))      # (1 - beta) g of a step
+        betas, rest, multiply, add = self.betas[:, None], (1.0 - self.betas)[:, None], np.multiply, np.add
         prev = self.avg if self.on else None   # the averages before the step (None: zeros)
         for i in range(m):
+            row = out[i]
             if not trained[i]:
                 prev = None
+                row.fill(0.0)
                 continue
             if not has_g[i]:
+                row.fill(0.0)
                 continue
-            row = out[i]
             multiply(0.0 if prev is None else prev, betas, out=row)   # beta a (a = 0 after a reset)
-            add(row, new[i], out=row)
+            multiply(g[i], rest, out=new)
+            add(row, new, out=row)
             prev = row
             used[i] = True
         self.on = prev is not None

@@ -28,6 +28,7 @@ from .update import UpdateRule
 from .verdicts import Thresholds, loss_diverged
 
 _run_counter = itertools.count(1)
+HELD_ENTRIES = 1 << 20   # advance() diagnoses its steps once they hold this many vector entries (biases + weights)
 
 
 def build_network(preset: Preset) -> Network:
@@ -114,6 +115,10 @@ class Trainer:
         for d in (self.diagnoser, self.weight_diagnoser):
             if d is not None:
                 d.every_step = self.step_detail
+        # steps whose vectors advance() holds before diagnosing them (a block's diagnoses are those of its
+        # steps one by one): all of a block's on small nets, a few on big ones, so that memory stays small
+        entries = len(self.net.b_flat) + (len(self.net.w_flat) if self.diagnose_weights else 0)
+        self._held_steps = max(1, HELD_ENTRIES // max(entries, 1))
 
     flip_sign = property(lambda self: self.rule.flip_sign, lambda self, on: setattr(self.rule, "flip_sign", on),
                          doc="the story's bug: biases move along +gradient from the next step on")
@@ -166,11 +171,15 @@ class Trainer:
         if self.done:
             return []
         with np.errstate(all="ignore"):  # a diverging run ends with a `diverged` event, not warnings
-            trained = []
+            out, trained, done = [], [], 0
             with self._threads.block():
-                while len(trained) < n and not self.done:
+                while done < n and not self.done:
                     trained.append(self._threads.timed(self._train_step))
-            return self._records(trained)
+                    done += 1
+                    if len(trained) >= self._held_steps:   # big vectors: diagnosed while still in cache
+                        out += self._records(trained)
+                        trained = []
+            return out + self._records(trained)
 
     def _train_step(self) -> TrainedStep:
         """Computes the loss and gradients, then the updates, and applies them (warnings already off)."""
