@@ -168,15 +168,14 @@ class Diagnoser:
 
     def _vector_sums(self, steps: list[Observation], has_g: list[bool], trained: list[bool]):
         """A block's sums from its vectors: (6 + 2k, m, L), which steps have running averages, and each
-        step's unit of rounding (float32's if every gradient entry is a float32 number). Big vectors go
+        step's unit of rounding (float32's if every gradient entry is a float32 number); the averages' sums
+        of a step without running averages are NaN (unknown), whatever the block. Big vectors go
         a few steps at a time (CHUNK_ENTRIES entries) through arrays kept from call to call: memory stays
         small, the work in cache, and no page of a new array is touched a first time (costly here)."""
         n, k = self.averages.avg.shape[1], len(self.averages.betas)
         rows = max(1, CHUNK_ENTRIES // max(n, 1))
         work = self._work if self._work is not None and self._work.rows >= min(rows, len(steps)) else None
         work = self._work = work or _Work(min(rows, len(steps)), n, k)
-        # the averages' sums of a step without them: 0 if some step of the block has them, else NaN
-        block_has_avg = any(t and h for t, h in zip(trained, has_g))
         sums, with_avg, single = [], [], []
         for lo in range(0, len(steps), work.rows):
             chunk = steps[lo:lo + work.rows]
@@ -187,18 +186,17 @@ class Diagnoser:
                 vec[1, i] = 0.0 if o.g is None else o.g
                 vec[2, i] = 0.0 if o.u is None else o.u
             avg, used = self.averages.block(vec[1], has_g[lo:lo + c], trained[lo:lo + c], work.avg[:c])
-            if avg is None and block_has_avg and k:
-                avg = work.avg[:c].transpose(1, 0, 2)
-                avg.fill(0.0)
             np.copyto(work.single[:c], vec[1], casting="unsafe")   # float32 numbers: the same as float32
             np.equal(work.single[:c], vec[1], out=work.same[:c])
             single.append(work.same[:c].all(axis=1))
-            sums.append(block_sums(vec, avg, self.starts, scratch))
+            part = block_sums(vec, avg, self.starts, scratch)
+            if avg is None and k:
+                part = np.concatenate((part, np.full((2 * k,) + part.shape[1:], np.nan)))
+            part[6:, ~np.array(used, dtype=bool)] = np.nan   # a step without running averages: their sums unknown
+            sums.append(part)
             with_avg += used
         sums = np.concatenate(sums, axis=1) if len(sums) > 1 else sums[0]
         rounding = np.where(np.concatenate(single), np.finfo(np.float32).eps, np.finfo(np.float64).eps)
-        if not block_has_avg and self.series > 1:   # no step has averages: their sums are NaN (cosines undefined)
-            sums = np.concatenate((sums[:6], np.full((2 * (self.series - 1),) + sums.shape[1:], np.nan)))
         return sums, with_avg, rounding
 
     def _given_sums(self, steps: list[Observation]):

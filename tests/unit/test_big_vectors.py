@@ -88,3 +88,17 @@ def test_a_big_net_is_diagnosed_a_few_steps_at_a_time_with_the_same_records(monk
     few, few_sizes = run(3 * entries)
     assert max(whole_sizes) == 256 and max(few_sizes) == 3
     assert few == whole
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_step_without_running_averages_has_unknown_averages_sums_whatever_the_block(seed, monkeypatch):
+    """Found while writing the test above: in a block where some step had running averages, a step
+    without them (biases not trained, no gradient logged) got sums of 0 for them, which a summary-form
+    recording wrote as 0 rather than null; in a block of its own, NaN. Now NaN in any block."""
+    run = random_run(seed, steps=400)
+    whole = _diagnoses(run, monkeypatch, 1 << 30, 128)
+    assert _diagnoses(run, monkeypatch, 20, 7) == whole
+    assert _diagnoses(run, monkeypatch, 1 << 30, 1) == whole
+    d = Diagnoser(LAYOUT, Thresholds())
+    for o, x in zip(run, d.observe(run)):
+        assert np.isnan(x.sums[:, 7:]).all() == (not (o.trained and o.g is not None))
