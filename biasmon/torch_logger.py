@@ -116,15 +116,11 @@ class TorchBiasLogger:
         self.params = bias_parameters(model, params)
         self.left_out = {} if params is not None else frozen_biases(model)   # {layer: its parameter's name}
         if not self.params:
-            frozen = f": {_named(self.left_out)} requires_grad=False" if self.left_out else ""
+            frozen = f": {torch_params.named_biases(self.left_out)} requires_grad=False" if self.left_out else ""
             raise BiasmonError(f"TorchBiasLogger: the model has no trainable bias parameters{frozen} (see the "
                                "docstring for the rule; give params= to name them)")
         if self.left_out:
-            meta = writer_options.get("meta")
-            if meta is None or isinstance(meta, dict):   # (a meta of another type is StreamWriter's to judge)
-                meta = dict(meta or {})
-                meta.setdefault("left_out_biases", {layer: "requires_grad=False" for layer in self.left_out})
-                writer_options["meta"] = meta
+            writer_options["meta"] = torch_params.left_out_meta(self.left_out, writer_options.get("meta"))
         if optimizer is not None:
             check_optimizer(optimizer, self.params)
         self.kinds = {"bias": self.params}   # what each line logs, by kind: {kind: {layer: parameter}}
@@ -147,9 +143,7 @@ class TorchBiasLogger:
         elif self.writer.check_due(0) and loss_fn is not None:
             self._state64 = float64_state(model)
         if self.left_out:   # attached: say once which biases it leaves out
-            warnings.warn(f"TorchBiasLogger: {_named(self.left_out)} requires_grad=False: left out, neither logged "
-                          "nor judged (recorded in the stream header's meta.left_out_biases; give params= to "
-                          "log a bias anyway)", UserWarning, stacklevel=2)
+            warnings.warn(torch_params.left_out_warning("TorchBiasLogger", self.left_out), UserWarning, stacklevel=2)
 
     def _values(self) -> dict:
         return {kind: torch_params.values(params) for kind, params in self.kinds.items()}
@@ -252,13 +246,6 @@ class TorchBiasLogger:
     def __exit__(self, *exc: object) -> bool:
         self.close()
         return False
-
-
-def _named(left_out: dict[str, str], limit: int = 8) -> str:
-    """'1 bias (2.bias) has' / '12 biases (a.bias, ..., and 4 more) have', for a message."""
-    names = list(left_out.values())
-    shown = ", ".join(names[:limit]) + (f", and {len(names) - limit} more" if len(names) > limit else "")
-    return f"1 bias ({shown}) has" if len(names) == 1 else f"{len(names)} biases ({shown}) have"
 
 
 def _as_float(value: Any) -> float:

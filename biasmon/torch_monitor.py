@@ -27,7 +27,8 @@ reads uphill against it as against g.
 Layers: one per parameter tensor. Biases (biasmon.torch_logger.bias_parameters: the naming rule, or
 `params=`) go to `bias_sums`, every other trainable parameter to `weight_sums`; a layer is named by its
 module path for `*.bias` and `*.weight` (`0`, `encoder.fc1`), by the parameter's full name otherwise.
-Parameters with requires_grad=False are left out; a trainable one the optimizer does not hold shows as
+Parameters with requires_grad=False are left out (frozen biases are named in a UserWarning and in the
+header's meta.left_out_biases, which `check` notes); a trainable one the optimizer does not hold shows as
 frozen. A parameter whose `.grad` is None at the step (no gradient reached it) gets null gradient sums.
 
 Steps: `step` in a line counts the optimizer's steps (0 first). `every=k` logs one optimizer step in k,
@@ -70,6 +71,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
+import warnings
 from typing import Any, TextIO
 
 import numpy as np
@@ -131,6 +133,8 @@ class TorchMonitor:
             raise BiasmonError("TorchMonitor: FSDP1's FullyShardedDataParallel is not supported (a parameter is a "
                                "flat view, empty on ranks that hold none of it): shard with FSDP2's fully_shard")
         biases, weights = parameter_layers(model, params)
+        from .torch_params import frozen_biases, left_out_meta, left_out_warning
+        self.left_out = {} if params is not None else frozen_biases(model)   # {layer: its parameter's name}
         if not biases and not weights:
             raise BiasmonError("TorchMonitor: the model has no trainable parameters (requires_grad=True)")
         from .torch_sums import StepSums
@@ -142,7 +146,7 @@ class TorchMonitor:
             (process_group, torch.distributed.get_rank(process_group) == 0)   # FSDP2's shard dim / the group given
         self._sums = StepSums(self.params, [0] * len(biases) + [1] * len(weights))
         self.run_id = run_id or f"torch-{uuid.uuid4().hex[:8]}"
-        self.meta = meta
+        self.meta = left_out_meta(self.left_out, meta)
         self._handle, self._owns = open_target(path, "TorchMonitor") if self._writes else (None, False)
         self._writer = RecordWriter(self._handle) if self._writes else None
         self.steps = 0                 # optimizer steps taken (post-hooks run)
@@ -160,6 +164,8 @@ class TorchMonitor:
         self.closed = False
         self._hooks = [optimizer.register_step_pre_hook(self._pre_step),
                        optimizer.register_step_post_hook(self._post_step)]
+        if self.left_out:   # attached: say once which biases it leaves out
+            warnings.warn(left_out_warning("TorchMonitor", self.left_out), UserWarning, stacklevel=2)
 
     # --- hooks -------------------------------------------------------------------------------------
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:

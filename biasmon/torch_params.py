@@ -47,6 +47,30 @@ def frozen_biases(model: Any) -> dict[str, str]:
     return {layer_name(n): n for n, p in model.named_parameters() if not p.requires_grad and is_bias(n)}
 
 
+def left_out_meta(left_out: dict[str, str], meta: Any) -> Any:
+    """The header's meta with `left_out_biases` ({layer: "requires_grad=False"}) for the biases a helper
+    leaves out (frozen_biases), unless meta already says; a meta that is not a dict (or None) as given:
+    the writer judges it."""
+    if not left_out or not (meta is None or isinstance(meta, dict)):
+        return meta
+    meta = dict(meta or {})
+    meta.setdefault("left_out_biases", {layer: "requires_grad=False" for layer in left_out})
+    return meta
+
+
+def left_out_warning(who: str, left_out: dict[str, str]) -> str:
+    """The warning a helper gives once attached, naming the frozen biases it leaves out."""
+    return (f"{who}: {named_biases(left_out)} requires_grad=False: left out, neither logged nor judged "
+            "(recorded in the stream header's meta.left_out_biases; give params= to log a bias anyway)")
+
+
+def named_biases(left_out: dict[str, str], limit: int = 8) -> str:
+    """'1 bias (2.bias) has' / '12 biases (a.bias, ..., and 4 more) have', for a message."""
+    names = list(left_out.values())
+    shown = ", ".join(names[:limit]) + (f", and {len(names) - limit} more" if len(names) > limit else "")
+    return f"1 bias ({shown}) has" if len(names) == 1 else f"{len(names)} biases ({shown}) have"
+
+
 def weight_parameters(model: Any, biases: dict) -> dict:
     """{layer name: parameter} of every trainable parameter that is not one of `biases`: named by the module
     path for `*.weight` (`0`, `encoder.fc1`: the same name as the layer's bias), by the full name otherwise."""

@@ -1,5 +1,6 @@
-"""TorchBiasLogger and a bias with requires_grad=False (frozen): left out of the stream, but named once, in
-a UserWarning when the logger attaches and in the header's meta.left_out_biases. Skipped without torch."""
+"""TorchBiasLogger, TorchMonitor and a bias with requires_grad=False (frozen): left out of the stream, but
+named once, in a UserWarning when the helper attaches and in the header's meta.left_out_biases. Skipped
+without torch."""
 import json
 import warnings
 
@@ -11,6 +12,7 @@ torch.set_num_threads(1)
 from biasmon.core.check import check_stream  # noqa: E402
 from biasmon.core.errors import BiasmonError  # noqa: E402
 from biasmon.torch_logger import TorchBiasLogger  # noqa: E402
+from biasmon.torch_monitor import TorchMonitor  # noqa: E402
 
 
 def model(frozen=(2,)):
@@ -22,11 +24,11 @@ def model(frozen=(2,)):
     return net
 
 
-def train(net, log, steps=60):
+def train(net, log, steps=60, opt=None):
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(64, 2, generator=gen) * 3 - 1.5
     y = torch.sin(2 * x[:, :1])
-    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    opt = opt or torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
     for _ in range(steps):
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(net(x), y)
@@ -97,3 +99,32 @@ def test_every_bias_frozen_is_an_error_that_says_so(tmp_path):
     with pytest.raises(BiasmonError, match=r"no trainable bias parameters: 3 biases \(0\.bias, 2\.bias, 4\.bias\) "
                                            r"have requires_grad=False"):
         TorchBiasLogger(model(frozen=(0, 2, 4)), tmp_path / "run.jsonl")
+
+
+def test_torch_monitor_names_a_frozen_bias_in_a_warning_and_the_header_and_check_notes_it(tmp_path):
+    """TorchMonitor left frozen parameters out without a word: a bias frozen by mistake was neither judged
+    nor mentioned."""
+    path, net = tmp_path / "run.jsonl", model()
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    with pytest.warns(UserWarning) as caught:
+        monitor = TorchMonitor(net, path, opt, every=1, meta={"experiment": "e1"})
+    assert [str(w.message) for w in caught if "TorchMonitor" in str(w.message)] == [
+        "TorchMonitor: 1 bias (2.bias) has requires_grad=False: left out, neither logged nor judged (recorded "
+        "in the stream header's meta.left_out_biases; give params= to log a bias anyway)"]
+    assert caught[0].filename == __file__
+    with monitor:
+        train(net, monitor, opt=opt)
+    assert header(path)["meta"] == {"experiment": "e1", "left_out_biases": {"2": "requires_grad=False"}}
+    result = check_stream(str(path))
+    assert list(result.layers) == ["0", "4"] and result.exit == 0
+    assert any("left out 1 bias layer(s), neither logged nor judged: 2 (requires_grad=False)" in n for n in result.notes)
+
+
+def test_torch_monitor_without_frozen_biases_or_with_params_warns_nothing(tmp_path):
+    for net, params in ((model(frozen=()), None), (model(), ["0.bias", "4.bias"])):
+        opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with TorchMonitor(net, tmp_path / "run.jsonl", opt, every=1, params=params) as monitor:
+                train(net, monitor, steps=2, opt=opt)
+        assert "meta" not in header(tmp_path / "run.jsonl")
