@@ -184,7 +184,9 @@ def _dispatch(argv) -> int:
     if argv:
         _refuse_unknown_command(argv)
     if argv and argv[0] in SUBCOMMANDS:
-        name, args = argv[0], _sub_parser(argv[0]).parse_args(argv[1:])
+        parser = _sub_parser(argv[0])
+        # compare takes presets before and after its options (`compare a --steps 3 b`)
+        name, args = argv[0], (parser.parse_intermixed_args if argv[0] == "compare" else parser.parse_args)(argv[1:])
         if name == "presets":
             return commands.list_presets(args.presets)
         if name == "record":

@@ -70,6 +70,13 @@ def test_compare_names_uphill_for_the_story_and_ok_for_gradient():
     assert "uphill" not in rows["gradient"] and rows["gradient"].count("ok @") == 6   # biases and weights
 
 
+def test_compare_takes_presets_on_both_sides_of_its_options():
+    """`compare a --steps 3 b` was refused ("unrecognized arguments: b")."""
+    result = biasmon_cli("compare", "gradient", "--steps", "3", "frozen")
+    assert result.returncode == 0, result.stderr
+    assert [ln.split()[0] for ln in result.stdout.splitlines()[2:4]] == ["gradient", "frozen"]
+
+
 def test_record_writes_a_stream_and_prints_the_verdicts(tmp_path):
     out = tmp_path / "run.jsonl"
     result = biasmon_cli("record", "story-scaled", "--steps", "60", "--seed", "3", "-o", str(out))
