@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Footer, HelpPanel, OptionList, Static
+from textual.widgets import Footer, OptionList, Static
 
 from .events_panel import EventsPanel
 from .direction_strip import DirectionStrip
@@ -198,7 +198,7 @@ class BiasmonApp(App):
 
     def action_toggle_keys(self) -> None:
         """? shows the keys panel, or hides it if it is shown."""
-        if self.screen.query(HelpPanel):
+        if self.screen.query("HelpPanel"):   # by name: Textual imports it (and Markdown) when first shown
             self.action_hide_help_panel()
         else:
             self.action_show_help_panel()
