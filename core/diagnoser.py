@@ -192,7 +192,8 @@ class Diagnoser:
             part = block_sums(vec, avg, self.starts, scratch)
             if avg is None and k:
                 part = np.concatenate((part, np.full((2 * k,) + part.shape[1:], np.nan)))
-            part[6:, ~np.array(used, dtype=bool)] = np.nan   # a step without running averages: their sums unknown
+            if not all(used):   # a step without running averages: their sums unknown
+                part[6:, ~np.array(used, dtype=bool)] = np.nan
             sums.append(part)
             with_avg += used
         sums = np.concatenate(sums, axis=1) if len(sums) > 1 else sums[0]

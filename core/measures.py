@@ -12,6 +12,7 @@ import numpy as np
 
 from .records import new_tuple
 
+SMALL_TERMS = 1 << 14   # block_sums: up to this many terms (a small block) summed in one reduceat
 SIGNIFICANT = 1e-16  # an entry with g^2 above this times the step's largest g^2 counts in the sign agreement
 
 
@@ -34,31 +35,40 @@ def block_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray,
     averages of g, or None; starts: (layers,) each layer's first entry. Returns (6 + 2k, m, layers) in
     this order: |b|^2, |g|^2, |u|^2, u.g, the entries with a significant gradient, those
     where u opposes g; then |a|^2 for each running average a of g, then a.u for each. Sums run along
-    contiguous rows: a block gives, bit for bit, its steps' sums alone. One (m, n) scratch array: a
-    caller with big vectors passes a few steps at a time (Diagnoser does), so that it stays in cache,
-    and may pass that array (scratch: (m, n), overwritten) to spare allocating it."""
+    contiguous rows: a block gives, bit for bit, its steps' sums alone. Small inputs (SMALL_TERMS) are
+    summed in one reduceat of all their terms; bigger ones term by term through one (m, n) scratch array
+    (scratch, overwritten, if given), so that a caller passing a few steps at a time (Diagnoser does)
+    keeps the work in cache. The counts are exact either way."""
     k = 0 if avg is None else len(avg)
-    out = np.empty((6 + 2 * k,) + vec.shape[1:-1] + (len(starts),))
-    scratch = np.empty(vec.shape[1:]) if scratch is None else scratch
+    small = (6 + 2 * k) * vec[0].size <= SMALL_TERMS
+    if small:
+        terms = np.empty((6 + 2 * k,) + vec.shape[1:])
+    else:
+        out = np.empty((6 + 2 * k,) + vec.shape[1:-1] + (len(starts),))
+        scratch = np.empty(vec.shape[1:]) if scratch is None else scratch
 
-    def add(i: int, x: np.ndarray, y: np.ndarray) -> None:   # out[i]: the layers' sums of x * y
-        np.multiply(x, y, out=scratch)
-        out[i] = np.add.reduceat(scratch, starts, axis=-1)
+    def product(i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:   # term i, x * y
+        t = terms[i] if small else scratch
+        np.multiply(x, y, out=t)
+        if not small:
+            out[i] = np.add.reduceat(t, starts, axis=-1)
+        return t
 
-    add(0, vec[0], vec[0])
-    add(2, vec[2], vec[2])
-    add(1, vec[1], vec[1])
-    top = np.maximum.reduce(scratch, axis=-1, keepdims=True)
-    significant = np.greater(scratch, top * SIGNIFICANT + 1e-300)
-    add(3, vec[2], vec[1])
-    out[4] = _counts(significant, starts)
-    opposing = np.less(scratch, 0.0)
+    product(0, vec[0], vec[0])
+    product(2, vec[2], vec[2])
+    gg = product(1, vec[1], vec[1])
+    top = np.maximum.reduce(gg, axis=-1, keepdims=True)
+    significant = np.greater(gg, top * SIGNIFICANT + 1e-300)
+    opposing = np.less(product(3, vec[2], vec[1]), 0.0)
     opposing &= significant
-    out[5] = _counts(opposing, starts)
+    if small:
+        terms[4], terms[5] = significant, opposing
+    else:
+        out[4], out[5] = _counts(significant, starts), _counts(opposing, starts)
     for j in range(k):
-        add(6 + j, avg[j], avg[j])
-        add(6 + k + j, avg[j], vec[2])
-    return out
+        product(6 + j, avg[j], avg[j])
+        product(6 + k + j, avg[j], vec[2])
+    return np.add.reduceat(terms, starts, axis=-1) if small else out
 
 
 def _counts(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -27,9 +27,10 @@ def reference_sums(vec: np.ndarray, avg: np.ndarray | None, starts: np.ndarray) 
     return np.add.reduceat(terms, starts, axis=-1)
 
 
-@pytest.mark.parametrize("shape", [(1, 5000), (3, 7), (300, 12)])
+@pytest.mark.parametrize("shape", [(1, 5000), (3, 7), (40, 30), (300, 12)])
 def test_block_sums_equal_the_reference_bit_for_bit(shape):
-    """Counted a slice at a time (few long rows) or in one reduceat (many short ones), with zeros,
+    """All terms in one reduceat (small), or term by term counted a slice at a time (few long rows) or in
+    one reduceat (many short ones), with zeros,
     infinities and NaN among the entries."""
     rng = np.random.default_rng(sum(shape))
     m, n = shape
