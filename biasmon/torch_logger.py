@@ -119,7 +119,8 @@ class TorchBiasLogger:
             frozen = f": {torch_params.named_biases(self.left_out)} requires_grad=False" if self.left_out else ""
             raise BiasmonError(f"TorchBiasLogger: the model has no trainable bias parameters{frozen} (see the "
                                "docstring for the rule; give params= to name them)")
-        if self.left_out:
+        if self.left_out:   # said once, before anything is attached (a warning made an error leaves nothing behind)
+            warnings.warn(torch_params.left_out_warning("TorchBiasLogger", self.left_out), UserWarning, stacklevel=2)
             writer_options["meta"] = torch_params.left_out_meta(self.left_out, writer_options.get("meta"))
         if optimizer is not None:
             check_optimizer(optimizer, self.params)
@@ -142,8 +143,6 @@ class TorchBiasLogger:
                            optimizer.register_step_post_hook(self._post_step)]
         elif self.writer.check_due(0) and loss_fn is not None:
             self._state64 = float64_state(model)
-        if self.left_out:   # attached: say once which biases it leaves out
-            warnings.warn(torch_params.left_out_warning("TorchBiasLogger", self.left_out), UserWarning, stacklevel=2)
 
     def _values(self) -> dict:
         return {kind: torch_params.values(params) for kind, params in self.kinds.items()}

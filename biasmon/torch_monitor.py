@@ -144,6 +144,8 @@ class TorchMonitor:
         self.params = list(biases.values()) + list(weights.values())
         self.group, self._writes = shard_group(self.params) if process_group is None else \
             (process_group, torch.distributed.get_rank(process_group) == 0)   # FSDP2's shard dim / the group given
+        if self.left_out and self._writes:   # said once, by the rank that writes, before anything is attached
+            warnings.warn(left_out_warning("TorchMonitor", self.left_out), UserWarning, stacklevel=2)
         self._sums = StepSums(self.params, [0] * len(biases) + [1] * len(weights))
         self.run_id = run_id or f"torch-{uuid.uuid4().hex[:8]}"
         self.meta = left_out_meta(self.left_out, meta)
@@ -164,8 +166,6 @@ class TorchMonitor:
         self.closed = False
         self._hooks = [optimizer.register_step_pre_hook(self._pre_step),
                        optimizer.register_step_post_hook(self._post_step)]
-        if self.left_out:   # attached: say once which biases it leaves out
-            warnings.warn(left_out_warning("TorchMonitor", self.left_out), UserWarning, stacklevel=2)
 
     # --- hooks -------------------------------------------------------------------------------------
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:

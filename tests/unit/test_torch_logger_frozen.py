@@ -128,3 +128,23 @@ def test_torch_monitor_without_frozen_biases_or_with_params_warns_nothing(tmp_pa
             with TorchMonitor(net, tmp_path / "run.jsonl", opt, every=1, params=params) as monitor:
                 train(net, monitor, steps=2, opt=opt)
         assert "meta" not in header(tmp_path / "run.jsonl")
+
+
+@pytest.mark.parametrize("helper", ["TorchMonitor", "TorchBiasLogger"])
+def test_the_warning_made_an_error_leaves_nothing_attached(tmp_path, helper):
+    """Under warnings-as-errors the constructor raises; it used to have opened (emptied) the stream and
+    hooked the optimizer first, leaving a monitor no one could close (a review found it)."""
+    net = model()
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    path = tmp_path / "run.jsonl"
+    path.write_text("kept\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="2.bias"):
+            if helper == "TorchMonitor":
+                TorchMonitor(net, path, opt)
+            else:
+                TorchBiasLogger(net, path, optimizer=opt)
+    assert path.read_text() == "kept\n"
+    # the optimizer's step hooks (torch keeps them in these dicts): none was left behind
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
