@@ -185,8 +185,10 @@ def _dispatch(argv) -> int:
         _refuse_unknown_command(argv)
     if argv and argv[0] in SUBCOMMANDS:
         parser = _sub_parser(argv[0])
-        # compare takes presets before and after its options (`compare a --steps 3 b`)
-        name, args = argv[0], (parser.parse_intermixed_args if argv[0] == "compare" else parser.parse_args)(argv[1:])
+        # compare takes presets before and after its options (`compare a --steps 3 b`); after a `--`, as
+        # before (Python 3.11's intermixed parsing mistakes a name after it for an option)
+        intermixed = argv[0] == "compare" and "--" not in argv[1:]
+        name, args = argv[0], (parser.parse_intermixed_args if intermixed else parser.parse_args)(argv[1:])
         if name == "presets":
             return commands.list_presets(args.presets)
         if name == "record":

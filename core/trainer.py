@@ -67,8 +67,9 @@ class Trainer:
     """Trains a preset's network step by step. `step()` returns that step's records; iterating yields
     records until `steps` are done or the run diverged. flip_sign, flip_weight_sign and bias_lr_scale can
     change live. weights: diagnose each layer's weights too (with diagnostics). step_detail False: a
-    step's per-layer diagnoses (StepRecord.diag, weight_diag) only on the last record of each advance()
-    call, verdict events as always: what `record` (in the summary form) and `compare` need, for less."""
+    step's per-layer diagnoses (StepRecord.diag, weight_diag) only on the last record of each block
+    diagnosed (each advance() call's last step, and on big nets every HELD_ENTRIES entries' worth of
+    steps), verdict events as always: what `record` (in the summary form) and `compare` need, for less."""
 
     def __init__(self, preset: Preset, *, seed: int | None = None, steps: int | None = None,
                  diagnostics: bool = True, thresholds: Thresholds | None = None, weights: bool = True,
