@@ -79,6 +79,7 @@ import numpy as np
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.stream import RecordWriter, open_target, sums_header
+from .torch_params import bias_parameters, frozen_biases, left_out_meta, left_out_warning
 from .torch_sums import step_line
 
 DEFAULT_EVERY = 32
@@ -96,7 +97,6 @@ def _torch() -> Any:
 def parameter_layers(model: Any, params: Any = None) -> tuple[dict, dict]:
     """({bias layer: parameter}, {weight layer: parameter}) of a torch.nn.Module's trainable parameters in
     registration order (naming: the module docstring; params: the biases, as bias_parameters takes them)."""
-    from .torch_logger import bias_parameters
     biases = {n: p for n, p in bias_parameters(model, params).items() if p.requires_grad}
     taken = {id(p) for p in biases.values()}
     weights = {}
@@ -133,7 +133,6 @@ class TorchMonitor:
             raise BiasmonError("TorchMonitor: FSDP1's FullyShardedDataParallel is not supported (a parameter is a "
                                "flat view, empty on ranks that hold none of it): shard with FSDP2's fully_shard")
         biases, weights = parameter_layers(model, params)
-        from .torch_params import frozen_biases, left_out_meta, left_out_warning
         self.left_out = {} if params is not None else frozen_biases(model)   # {layer: its parameter's name}
         if not biases and not weights:
             raise BiasmonError("TorchMonitor: the model has no trainable parameters (requires_grad=True)")

@@ -59,7 +59,7 @@ def left_out_meta(left_out: dict[str, str], meta: Any) -> Any:
 
 
 def left_out_warning(who: str, left_out: dict[str, str]) -> str:
-    """The warning a helper gives once attached, naming the frozen biases it leaves out."""
+    """The warning a helper gives once, before it attaches, naming the frozen biases it leaves out."""
     return (f"{who}: {named_biases(left_out)} requires_grad=False: left out, neither logged nor judged "
             "(recorded in the stream header's meta.left_out_biases; give params= to log a bias anyway)")
 

@@ -171,11 +171,12 @@ class Diagnoser:
         step's unit of rounding (float32's if every gradient entry is a float32 number); the averages' sums
         of a step without running averages are NaN (unknown), whatever the block. Big vectors go
         a few steps at a time (CHUNK_ENTRIES entries) through arrays kept from call to call: memory stays
-        small, the work in cache, and no page of a new array is touched a first time (costly here)."""
+        small, the work in cache, and no new array's pages are touched a first time (a page fault each)."""
         n, k = self.averages.avg.shape[1], len(self.averages.betas)
-        rows = max(1, CHUNK_ENTRIES // max(n, 1))
-        work = self._work if self._work is not None and self._work.rows >= min(rows, len(steps)) else None
-        work = self._work = work or _Work(min(rows, len(steps)), n, k)
+        rows = min(len(steps), max(1, CHUNK_ENTRIES // max(n, 1)))
+        if self._work is None or self._work.rows < rows:
+            self._work = _Work(rows, n, k)
+        work = self._work
         sums, with_avg, single = [], [], []
         for lo in range(0, len(steps), work.rows):
             chunk = steps[lo:lo + work.rows]
