@@ -30,9 +30,8 @@ class _Parser(argparse.ArgumentParser):
         args = list(sys.argv[1:] if args is None else args)
         unknown = self._unknown_options(args)
         if unknown:
-            known = [o for a in self._actions for o in a.option_strings]
             close = {o: c[0] for o in unknown
-                     if (c := difflib.get_close_matches(o.split("=", 1)[0], known, n=1, cutoff=0.7))}
+                     if (c := difflib.get_close_matches(o.split("=", 1)[0], self._known(), n=1, cutoff=0.7))}
             self.error(unknown_options(self.prog.removeprefix("biasmon").strip(), unknown, close))
         return super().parse_known_args(args, namespace)
 
@@ -41,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
         exactly, as a prefix of a long option (--ste; argparse says whether it is ambiguous), or as a
         short option with its value attached (-ofile). A negative number is a value, `-` standard input,
         and everything after `--` is positional."""
-        known = [o for a in self._actions for o in a.option_strings]
+        known = self._known()
         unknown = []
         for arg in args:
             if arg == "--":
@@ -56,6 +55,11 @@ class _Parser(argparse.ArgumentParser):
             elif arg[:2] not in known:
                 unknown.append(arg)
         return unknown
+
+
+    def _known(self) -> list[str]:
+        """Every option string this parser takes (-o, --output, ...)."""
+        return [o for a in self._actions for o in a.option_strings]
 
 
 def _is_number(text: str) -> bool:

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from .core import files
 from .core import presets as preset_mod
@@ -201,14 +201,22 @@ def merge_orders(orders: list[list[str]]) -> list[str]:
     return merged
 
 
-def _layer_cell(run: tuple, layer: str) -> str:
+class ComparedRun(NamedTuple):
+    """One preset's headless run in compare: its summary, its network's layers and those with biases."""
+
+    name: str
+    summary: RunSummary
+    layers: list[str]
+    bias_layers: set[str]
+
+
+def _layer_cell(run: ComparedRun, layer: str) -> str:
     """A compare cell: the layer's bias verdict / its weights' verdict; `no bias` where the network has
     no biases, `-` where no verdict came (the run ended first), `no such layer` where its network has none."""
-    _, summary, layers, bias_layers = run
-    if layer not in layers:
+    if layer not in run.layers:
         return "no such layer"
-    bias = _cell(summary.verdicts.get(layer), "-" if layer in bias_layers else "no bias")
-    return f"{bias} / {_cell(summary.weight_verdicts.get(layer), '-')}"
+    bias = _cell(run.summary.verdicts.get(layer), "-" if layer in run.bias_layers else "no bias")
+    return f"{bias} / {_cell(run.summary.weight_verdicts.get(layer), '-')}"
 
 
 def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = (), out: TextIO | None = None) -> int:
@@ -222,12 +230,12 @@ def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = 
         while not trainer.done:
             for rec in trainer.advance(BLOCK_STEPS):
                 summary.add(rec)
-        runs.append((preset.name, summary, list(trainer.net.layer_names), set(trainer.layout.names)))
-    layers = merge_orders([run[2] for run in runs])
+        runs.append(ComparedRun(preset.name, summary, list(trainer.net.layer_names), set(trainer.layout.names)))
+    layers = merge_orders([run.layers for run in runs])
     cells = [("preset", "final train", "best train", "final val", "best val", "diverged",
               *(f"{layer} b / w" for layer in layers))]
     for run in runs:
-        name, s = run[0], run[1]
+        name, s = run.name, run.summary
         cells.append((name, fmt(s.final_loss), fmt(s.best_loss), fmt(s.final_val), fmt(s.best_val),
                       "-" if not s.diverged else f"step {s.diverged.step}",
                       *(_layer_cell(run, layer) for layer in layers)))
