@@ -8,8 +8,8 @@ width. What a sample can miss: a wrong gradient in only a few entries of a layer
 is caught only when the sample holds one of them (each check draws another sample, so a persistent bug
 is found over some checks); a bug that touches a whole layer (a flipped sign, a wrong factor, a wrong
 layer's gradient) is caught by any sample. The trainer evaluates the probes through
-Network.probe_losses: many at once, the layers below each probed bias computed once, with the bits
-loss_at gives one probe at a time."""
+Network.probe_losses (and probe_weight_losses for the weights' sample): many at once, the layers below
+each probed entry computed once, with the bits loss_at gives one probe at a time."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -202,12 +202,50 @@ class Network:
                 probed = np.repeat(biases[layer][None], len(chunk), axis=0)             # (c, d_{l+1})
                 probed[np.arange(len(chunk)), entries[chunk] - self.b_offsets[layer]] = values[chunk]
                 a = _activate_inplace(self.activations[layer], products[layer][None] + probed[:, None, :])
-                for w, b, act in zip(self.weights[layer + 1:], biases[layer + 1:], self.activations[layer + 1:]):
-                    z = a @ w                    # (c, n, d): each probe's product as a 2-d one gives it
-                    z += b
-                    a = _activate_inplace(act, z)
-                out[chunk] = [_loss_value(self.loss, a[j], y) for j in range(len(chunk))]
+                out[chunk] = self._stacked_losses(layer + 1, a, y, self.weights, biases)
         return out
+
+    def probe_weight_losses(self, x: np.ndarray, y: np.ndarray, w_flat: np.ndarray, entries: np.ndarray,
+                            values: np.ndarray) -> np.ndarray:
+        """(k,) the loss at weights w_flat (n_w,) and the network's biases with entry entries[j] set to
+        values[j], one entry at a time (entries, values: (k,)), with the bits loss_at gives at that vector.
+        A weight of layer l changes layers l and up only: the inputs of the layers below are computed
+        once, and the probes of one layer go through together, each with its own copy of that layer's
+        weights ((c, d_l, d_{l+1}); about PROBE_FLOATS numbers at most)."""
+        entries = np.asarray(entries, dtype=np.intp)
+        values = np.asarray(values, dtype=self.dtype)
+        w_flat = np.asarray(w_flat, dtype=self.dtype)   # as a copy stored into the network's weights
+        weights = [w_flat[part].reshape(shape) for part, shape in self._w_layout]
+        inputs, a = [], x                        # each layer's input (n, d_l) at w_flat
+        for w, b, act in zip(weights, self.biases, self.activations):
+            inputs.append(a)
+            z = a @ w
+            z += b
+            a = _activate_inplace(act, z)
+        out = np.empty(len(entries))
+        layer_of = np.searchsorted(self.w_offsets[1:], entries, side="right")
+        for layer, w in enumerate(weights):
+            picked = np.flatnonzero(layer_of == layer)
+            stack = max(1, PROBE_FLOATS // max(w.size, len(x) * max(self.sizes[layer + 1:])))
+            for start in range(0, len(picked), stack):
+                chunk = picked[start:start + stack]
+                probed = np.repeat(w[None], len(chunk), axis=0)                          # (c, d_l, d_{l+1})
+                probed.reshape(len(chunk), -1)[np.arange(len(chunk)), entries[chunk] - self.w_offsets[layer]] = \
+                    values[chunk]
+                z = inputs[layer] @ probed           # (c, n, d_{l+1}): each probe's product as a 2-d one gives it
+                z += self.biases[layer]
+                a = _activate_inplace(self.activations[layer], z)
+                out[chunk] = self._stacked_losses(layer + 1, a, y, weights, self.biases)
+        return out
+
+    def _stacked_losses(self, layer: int, a: np.ndarray, y: np.ndarray, weights: list, biases: list) -> list[float]:
+        """The loss of each of c probes whose activations a (c, n, d_layer) enter layer `layer`, through the
+        layers from it up (weights, biases: each layer's), stacked."""
+        for w, b, act in zip(weights[layer:], biases[layer:], self.activations[layer:]):
+            z = a @ w                    # (c, n, d): each probe's product as a 2-d one gives it
+            z += b
+            a = _activate_inplace(act, z)
+        return [_loss_value(self.loss, a[j], y) for j in range(len(a))]
 
     def _ones(self, n: int, dtype: np.dtype) -> np.ndarray:
         cached = self._ones_cache

@@ -263,7 +263,8 @@ class Trainer:
                    lambda entries, values: ref.probe_losses(x, y, o.b, entries, values))] if self.layout.names else []
         if w is not None:
             ref.b_flat[...] = o.b
-            checks.append(("weight_", w, self.weight_layout, lambda ww: _loss_at_weights(ref, x, y, ww), None))
+            checks.append(("weight_", w, self.weight_layout, lambda ww: _loss_at_weights(ref, x, y, ww),
+                           lambda entries, values: ref.probe_weight_losses(x, y, w.b, entries, values)))
         for prefix, observed, layout, loss_at, probe_losses in checks:
             checked = check_gradient(loss_at, observed.b, observed.g, layout, tolerance=self.thresholds.fd_tolerance,
                                      seed=o.step, probe_losses=probe_losses)

@@ -42,6 +42,43 @@ def test_probe_losses_are_loss_at_bit_for_bit(act, loss, chunk, monkeypatch):
     assert np.array_equal(net.b_flat, b)       # the network is unchanged
 
 
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "identity"])
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("chunk", [None, 40])
+def test_weight_probe_losses_are_loss_at_bit_for_bit(act, loss, chunk, monkeypatch):
+    if chunk:   # a few probes stacked at a time
+        monkeypatch.setattr(network, "PROBE_FLOATS", chunk * 30)
+    net, x, y = trained_net([3, 7, 5, 4], act, loss)
+    w = net.w_flat.copy()
+    rng = np.random.default_rng(3)
+    entries = np.concatenate([rng.permutation(w.size), [0, w.size - 1]])
+    values = w[entries] + rng.normal(size=entries.size) * np.geomspace(1e-9, 1.0, entries.size)
+    expected = []
+    for i, v in zip(entries, values):
+        net.w_flat[i] = v
+        expected.append(net.loss_at(x, y))
+        net.w_flat[i] = w[i]
+    got = net.probe_weight_losses(x, y, w, entries, values)
+    assert np.array_equal(got, np.array(expected))
+    assert np.array_equal(net.w_flat, w)       # the network is unchanged
+
+
+def test_weight_probes_of_a_wide_net_are_loss_at_bit_for_bit():
+    """Shapes where BLAS takes its blocked paths (the benchmarks' deepest net, narrower)."""
+    net, x, y = trained_net([10, 96, 96, 1], "relu", "mse", steps=3)
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(200, 10)), rng.normal(size=(200, 1))
+    w = net.w_flat.copy()
+    entries = np.random.default_rng(5).choice(w.size, size=40, replace=False)
+    values = w[entries] * (1 + 1e-6)
+    expected = []
+    for i, v in zip(entries, values):
+        net.w_flat[i] = v
+        expected.append(net.loss_at(x, y))
+        net.w_flat[i] = w[i]
+    assert np.array_equal(net.probe_weight_losses(x, y, w, entries, values), np.array(expected))
+
+
 def test_the_check_through_probe_losses_says_what_it_says_through_loss_at():
     net, x, y = trained_net([2, 16, 16, 1], "relu", "mse", steps=400)
     layout = Layout(("hidden1", "hidden2", "output"), (16, 16, 1))
