@@ -153,18 +153,17 @@ class Diagnoser:
             return []
         if not self.seen:   # the first verdict (pending) began at the first step seen
             self.since, self.seen = [steps[0].step] * len(self.layout.names), True
-        has_g = [o.has_g for o in steps]
-        trained = [o.trained for o in steps]
+        facts = _Facts.of(steps, len(self.layout.names))
         with np.errstate(all="ignore"):  # huge (finite) values must not print overflow warnings
             if steps[0].sums is not None:
-                sums, with_avg, rounding = self._given_sums(steps)
+                sums, with_avg, rounding = self._given_sums(steps, facts.unreached)
             else:
-                sums, with_avg, rounding = self._vector_sums(steps, has_g, trained)
+                sums, with_avg, rounding = self._vector_sums(steps, facts.has_g, facts.trained)
             m = measures(sums, self.sizes, with_avg)
             fd_errors = self._fd_errors(steps)
-            codes = self._verdicts(steps, m, np.array(has_g), np.array(trained), fd_errors, rounding)
+            codes = self._verdicts(facts, m, fd_errors, rounding)
         table = np.concatenate((np.broadcast_to(self.sizes, (1,) + sums.shape[1:]), sums)).transpose(1, 2, 0)
-        return self._diagnoses(steps, m, codes, fd_errors, table)
+        return self._diagnoses(steps, facts, m, codes, fd_errors, table)
 
     def _vector_sums(self, steps: list[Observation], has_g: list[bool], trained: list[bool]):
         """A block's sums from its vectors: (6 + 2k, m, L), which steps have running averages, and each
@@ -201,14 +200,13 @@ class Diagnoser:
         rounding = np.where(np.concatenate(single), np.finfo(np.float32).eps, np.finfo(np.float64).eps)
         return sums, with_avg, rounding
 
-    def _given_sums(self, steps: list[Observation]):
+    def _given_sums(self, steps: list[Observation], unreached: np.ndarray | None):
         """A block's sums as its steps brought them (the summary form): (6 + 2k, m, L), which steps have
-        running averages, and each step's unit of rounding (float32's if the stream says so)."""
+        running averages, and each step's unit of rounding (float32's if the stream says so). unreached:
+        (m, L) the layers no gradient reached (None: none): their gradient's sums are 0 (as zeros)."""
         table = _stack([o.sums for o in steps])   # (m, L, 7 + 2k), NaN for null
-        gradient = np.isin(np.arange(table.shape[-1]), (2, 4, 5, 6))   # |g|^2, u.g, significant, opposing
-        for i, o in enumerate(steps):   # a layer no gradient reached: its gradient's sums are 0 (as zeros)
-            if o.unreached is not None:
-                table[i, np.array(o.unreached)[:, None] & gradient] = 0.0
+        if unreached is not None:   # |g|^2, u.g, significant, opposing
+            table[unreached[:, :, None] & np.isin(np.arange(table.shape[-1]), (2, 4, 5, 6))] = 0.0
         sums = table[:, :, 1:].transpose(2, 0, 1)
         k = (len(sums) - 6) // 2
         with_avg = (~np.isnan(sums[6:6 + k])).any(axis=(0, 2)).tolist() if k else [False] * len(steps)
@@ -225,13 +223,12 @@ class Diagnoser:
             out.append(current)
         return out
 
-    def _verdicts(self, steps: list[Observation], m: BlockMeasures, has_g: np.ndarray, trained: np.ndarray,
-                  fd_errors: list, rounding: np.ndarray) -> np.ndarray:
+    def _verdicts(self, facts: "_Facts", m: BlockMeasures, fd_errors: list, rounding: np.ndarray) -> np.ndarray:
         """(m, L) each layer's verdict code at each step; rounding: (m,) each step's unit of rounding."""
         th = self.thresholds
-        loss = np.array([o.loss for o in steps], dtype=np.float64)
+        loss = np.array(facts.loss, dtype=np.float64)
         oldest, _, self.losses = oldest_in_window(self.losses, loss, th.window)
-        has_u = np.array([o.has_u for o in steps])
+        has_g, has_u, trained = np.array(facts.has_g), np.array(facts.has_u), np.array(facts.trained)
         b, g_rms, u = m.column("b_norm"), m.column("g_rms"), m.column("u_norm")
         top = g_rms[:, 0]
         for column in g_rms.T[1:]:  # Python's max, layer by layer: a NaN in first place stays
@@ -240,10 +237,7 @@ class Diagnoser:
             fd = np.tile(_errors(fd_errors[0]), (len(fd_errors), 1))
         else:
             fd = np.array([_errors(row) for row in fd_errors], dtype=np.float64)
-        unreached = np.zeros(b.shape, dtype=bool)
-        for i, o in enumerate(steps):
-            if o.unreached is not None and has_g[i]:
-                unreached[i] = o.unreached
+        unreached = np.zeros(b.shape, dtype=bool) if facts.unreached is None else facts.unreached & has_g[:, None]
         block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, m.cosines,
                            unreached, rounding)
         finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)
@@ -251,21 +245,20 @@ class Diagnoser:
         window = self.history.advance(block, judged)
         return verdict_codes(window, judged, trained, has_u, has_g, self.verdict, th)
 
-    def _diagnoses(self, steps: list[Observation], m: BlockMeasures, codes: np.ndarray, fd_errors: list,
-                   sums: np.ndarray) -> list[Diagnosis]:
+    def _diagnoses(self, steps: list[Observation], facts: "_Facts", m: BlockMeasures, codes: np.ndarray,
+                   fd_errors: list, sums: np.ndarray) -> list[Diagnosis]:
         """Each step's Diagnosis, from its measures, verdict codes ((m, L)) and sums ((m, L, 7 + 2k));
         verdict changes become events. With every_step False, only the block's last step gets its layers'
         diagnoses and loss change (the others None): what a reader that wants verdicts only needs."""
         said = causes_of(self.param)
         names, causes = self.layout.names, [self.off_cause if v == "off" else said.get(v, "") for v in VERDICTS]
         n, eps = len(steps), self.thresholds.grad_eps
-        step_no = [o.step for o in steps]   # Python ints: a stream's step may be past 64 bits
-        has_g = np.array([o.has_g for o in steps])
-        has_u = np.array([o.has_u for o in steps])
+        step_no = facts.step   # Python ints: a stream's step may be past 64 bits
+        has_g, has_u = np.array(facts.has_g), np.array(facts.has_u)
         changed = codes != np.concatenate((np.array(self.verdict, dtype=codes.dtype)[None], codes[:-1]))
         # the row of the block where each layer's verdict last changed, after each step (-1: before the block)
         changed_at = np.maximum.accumulate(np.where(changed, np.arange(n)[:, None], -1), axis=0).tolist()
-        pred = np.array([o.extra_pred for o in steps], dtype=np.float64)
+        pred = np.array(facts.extra_pred, dtype=np.float64)
         ug, gu = m.column("ug"), has_g & has_u
         for j in range(len(names)):   # layer by layer, as a running sum adds them
             pred = np.where(gu, pred + ug[:, j], pred)
@@ -274,7 +267,7 @@ class Diagnoser:
             code = int(codes[i, j])
             events[i].append(Event.verdict(step_no[i], names[j], VERDICTS[code], causes[code], self.param))
         prev_pred = [self.prev_pred] + [p if u else None for p, u in zip(pred[:-1].tolist(), has_u[:-1].tolist())]
-        prev_loss = [self.prev_loss] + [o.loss for o in steps[:-1]]
+        prev_loss = [self.prev_loss] + facts.loss[:-1]
         detailed = range(n) if self.every_step else range(n - 1, n)
         out = [_new_tuple(Diagnosis, (None, None, events[i], sums[i])) for i in range(n)]
         code_rows = codes.tolist()
@@ -295,7 +288,7 @@ class Diagnoser:
                                    cause[j], began[j]) for j, name in enumerate(names)}
             out[i] = _new_tuple(Diagnosis, (layers, loss_change, events[i], sums[i]))
         self.verdict, self.since = code_rows[-1], since(n - 1)
-        self.prev_loss = steps[-1].loss
+        self.prev_loss = facts.loss[-1]
         self.prev_pred = float(pred[-1]) if has_u[-1] else None
         return out
 
@@ -303,6 +296,30 @@ class Diagnoser:
         """Each layer's current verdict: {name: (verdict, cause, since)}."""
         return {name: (VERDICTS[v], causes_of(self.param).get(VERDICTS[v], ""), since)
                 for name, v, since in zip(self.layout.names, self.verdict, self.since)}
+
+
+class _Facts(NamedTuple):
+    """A block's per-step facts, gathered once from its Observations: (m,) lists, and (m, L) bool where
+    a step says which layers no gradient reached (None if no step says)."""
+
+    step: list[int]
+    loss: list[float]
+    has_g: list[bool]
+    has_u: list[bool]
+    trained: list[bool]
+    extra_pred: list[float]
+    unreached: np.ndarray | None
+
+    @staticmethod
+    def of(steps: list[Observation], layers: int) -> "_Facts":
+        vectors = steps[0].sums is None   # a block is of one form
+        has_g = [o.g is not None for o in steps] if vectors else [o.sums_have[0] for o in steps]
+        has_u = [o.u is not None for o in steps] if vectors else [o.sums_have[1] for o in steps]
+        unreached = None
+        if any(o.unreached is not None for o in steps):
+            unreached = np.array([(False,) * layers if o.unreached is None else o.unreached for o in steps], dtype=bool)
+        return _Facts([o.step for o in steps], [o.loss for o in steps], has_g, has_u, [o.trained for o in steps],
+                      [o.extra_pred for o in steps], unreached)
 
 
 class _Work:

@@ -201,15 +201,12 @@ def _regular(obj: Any, shape: Shape, after: int | None, loss_limit: float, entri
 
 
 def _arrays(entries: list, m: int, shape: Shape) -> dict[str, np.ndarray] | None:
-    """Each key's entries as float64 (m, n) or (m, L, width), read-only, or None if they are not all plain
-    numbers."""
+    """Each key's entries (ints and floats: _regular checked their types) as float64 (m, n) or
+    (m, L, width), read-only, or None if one is too big for a float (an integer past 1e308)."""
     try:
-        flat = np.array(entries)
+        flat = np.fromiter(entries, np.float64, len(entries)).reshape(m, -1)   # each as float() reads it
     except (ValueError, TypeError, OverflowError):
         return None
-    if flat.ndim != 1 or flat.dtype.kind not in "fi":
-        return None
-    flat = flat.astype(np.float64, copy=False).reshape(m, -1)
     arrays, at = {}, 0
     for key, names, (_, lengths) in shape.layers:
         width = sum(lengths)
