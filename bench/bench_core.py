@@ -13,11 +13,12 @@ Four nets, each with full-batch SGD (lr 0.05, momentum 0), float64 on both sides
 
 Rows, each figure the median of R interleaved runs (A, B, B, A, ...; R = 5 in row 1, 3 in row 2; a short
 warm-up run of each first):
-  1. core vs torch, both 1 thread: steps/s of the core as `record` trains (Trainer.advance(BLOCK_STEPS),
-     per-step diagnostics on, the finite-difference check off: bench/bench_gradcheck.py measures it; in
-     brackets the same with diagnostics off, Trainer(diagnostics=False)) over
-     torch's nn.Sequential + loss + optim.SGD with the same per-step work (train forward, backward, update,
-     the validation loss, both losses read as Python floats), the same initial weights and data.
+  1. core vs torch, both 1 thread: steps/s of the core as `record` trains (Trainer.advance of
+     trainer.block_steps(BLOCK_STEPS) steps: fewer a call on the big nets), per-step diagnostics on,
+     the finite-difference check off: bench/bench_gradcheck.py measures it; in brackets the same with
+     diagnostics off, Trainer(diagnostics=False)) over torch's nn.Sequential + loss + optim.SGD with the
+     same per-step work (train forward, backward, update, the validation loss, both losses read as Python
+     floats), the same initial weights and data.
   2. core at its default threads vs its own 1-thread figure (BLAS limited with threadpoolctl around the
      whole run), idle and with the machine made busy by a busy-loop process this bench starts.
 Issue 12's targets: row 1 >= 5x, 1.5x, 1.2x, 1.0x for the four nets; row 2 never below 0.9x.
@@ -84,7 +85,7 @@ def time_core(preset, steps: int, threads: int | None, diagnostics: bool = True)
         trainer = Trainer(preset, steps=steps, diagnostics=diagnostics)
         start = time.perf_counter()
         while not trainer.done:
-            trainer.advance(BLOCK_STEPS)
+            trainer.advance(trainer.block_steps(BLOCK_STEPS))
         elapsed = time.perf_counter() - start
     assert trainer.step_index == steps, "the run diverged; the benchmark needs a full run"
     return elapsed / steps

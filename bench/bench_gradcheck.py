@@ -44,7 +44,7 @@ def check_share(preset, steps: int, threads: int | None = None) -> tuple[float, 
         trainer._gradient_check = timed
         start = time.perf_counter()
         while not trainer.done:
-            trainer.advance(BLOCK_STEPS)
+            trainer.advance(trainer.block_steps(BLOCK_STEPS))
         total = time.perf_counter() - start
     assert trainer.step_index == steps, "the run diverged; the benchmark needs a full run"
     sample = sample_entries(trainer.layout)

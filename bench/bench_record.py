@@ -3,9 +3,10 @@
     python bench/bench_record.py [--steps N] [--repeats R] [--preset NAME]
 
 Trains the preset (default `gradient`, the default net, diagnostics on, weights included) as `record`
-does (Trainer.advance(BLOCK_STEPS); in the summary form with step_detail=False, as `record` trains for
-it), once writing nothing (every step's diagnoses made) and once writing every record to a file, in each
-form (sums: the default; vectors: every bias and weight), each against training as record trains for it. The three runs alternate, R times each;
+does (Trainer.advance of trainer.block_steps(BLOCK_STEPS) steps; in the summary form with
+step_detail=False, as `record` trains for it), once writing nothing (every step's diagnoses made) and
+once writing every record to a file, in each form (sums: the default; vectors: every bias and weight),
+each against training as record trains for it. The three runs alternate, R times each;
 medians. Prints the writing's share of training (target: <= 0.5x) and the file's bytes per step (target:
 <= 1 KB), and what 1,000,000 steps would take on disk.
 """
@@ -42,7 +43,7 @@ def run(preset, steps: int, path: str | None, form: str) -> float:
     if writer:
         writer.write_json(trainer.header(form))
     while not trainer.done:
-        records = trainer.advance(BLOCK_STEPS)
+        records = trainer.advance(trainer.block_steps(BLOCK_STEPS))
         if writer:
             for rec in records:
                 writer.write(rec)

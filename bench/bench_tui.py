@@ -39,7 +39,7 @@ def headless_rate(seconds: float) -> float:
     start, first = time.perf_counter(), trainer.step_index
     while time.perf_counter() - start < seconds:
         for _ in range(100):
-            trainer.advance(CHUNK_STEPS)  # the live loop's blocks: the same core work
+            trainer.advance(trainer.block_steps(CHUNK_STEPS))  # the live loop's blocks: the same core work
     return (trainer.step_index - first) / (time.perf_counter() - start)
 
 

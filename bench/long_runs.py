@@ -33,7 +33,7 @@ def judge(name: str, steps: int) -> tuple[str, float]:
     trainer = Trainer(presets.resolve(name), steps=steps)
     check = Check(Thresholds(), source=name)
     while not trainer.done:
-        check.add(trainer.advance(BLOCK_STEPS))
+        check.add(trainer.advance(trainer.block_steps(BLOCK_STEPS)))
     result = check.result()
     final = " ".join(f"{layer}={r.verdict}" for layer, r in result.layers.items())
     seen = " ".join(f"{layer}:{p.verdict}@{p.first_step}/{p.longest_steps}" for layer, r in result.layers.items()

@@ -132,7 +132,7 @@ def record(preset_name: str, output: str, steps: int | None = None, seed: int | 
             writer = RecordWriter(handle, form)
             writer.write_json(trainer.header(form))
             while not trainer.done and not ctrl_c.pressed:
-                for rec in trainer.advance(BLOCK_STEPS):
+                for rec in trainer.advance(trainer.block_steps(BLOCK_STEPS)):   # big nets: fewer, memory bounded
                     writer.write(rec)
                     summary.add(rec)
                 progress.update(trainer.step_index)
@@ -228,7 +228,7 @@ def compare(names: list[str], steps: int | None = None, extra_dirs: list[str] = 
     for preset in chosen:
         summary, trainer = RunSummary(), Trainer(preset, steps=steps, step_detail=False)
         while not trainer.done:
-            for rec in trainer.advance(BLOCK_STEPS):
+            for rec in trainer.advance(trainer.block_steps(BLOCK_STEPS)):
                 summary.add(rec)
         runs.append(ComparedRun(preset.name, summary, list(trainer.net.layer_names), set(trainer.layout.names)))
     layers = merge_orders([run.layers for run in runs])

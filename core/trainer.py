@@ -164,6 +164,12 @@ class Trainer:
         """One training step; its records: events first, then the StepRecord, then verdict changes."""
         return self.advance(1)
 
+    def block_steps(self, most: int) -> int:
+        """Steps to ask of one advance() call, at most `most`: fewer on a big net, whose records would
+        otherwise hold too many vectors at once (each step's parameters, gradient and update): as many as
+        advance() diagnoses together, HELD_ENTRIES entries' worth."""
+        return max(1, min(most, self._held_steps))
+
     def advance(self, n: int) -> list:
         """Up to n training steps (fewer when the run ends): the records that n step() calls give, in order.
         The n steps are diagnosed together (Diagnoser.observe), which costs less per step. Live settings

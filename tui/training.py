@@ -96,12 +96,12 @@ class TrainingLoop:
         """Steps in the next block; with a speed cap, first wait for its turn (sleeping frees the GIL)."""
         c = self.controls
         cap = c.max_rate
-        n = CHUNK_STEPS
+        n = most = self.trainer.block_steps(CHUNK_STEPS)   # a big net's records hold fewer steps' vectors
         if cap:  # slow motion: one step per 1/cap seconds, the steps whose turn has come in one block
             time.sleep(max(0.0, self.next_due - time.monotonic()))
             now = time.monotonic()
             self.next_due = max(self.next_due, now - 0.1)
-            n = min(CHUNK_STEPS, 1 + int((now - self.next_due) * cap))
+            n = min(most, 1 + int((now - self.next_due) * cap))
         if c.paused:
             n = 1
         if c.pause_at is not None:

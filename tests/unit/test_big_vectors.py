@@ -103,3 +103,45 @@ def test_a_step_without_running_averages_has_unknown_averages_sums_whatever_the_
     d = Diagnoser(LAYOUT, Thresholds())
     for o, x in zip(run, d.observe(run)):
         assert np.isnan(x.sums[:, 7:]).all() == (not (o.trained and o.g is not None))
+
+
+def test_record_compare_and_the_live_loop_ask_a_big_net_for_few_steps_at_a_time(monkeypatch, tmp_path):
+    """The records of one advance() call hold every step's vectors: on a big net `record`, `compare` and
+    the TUI's training loop ask for as many steps as advance() diagnoses together (memory stays that of
+    a few steps: a 264k-parameter net's `record` peaked at 1.65 GB with 256), and `record` writes what
+    it wrote with whole blocks."""
+    import io
+    import json
+    import threading
+    from types import SimpleNamespace
+
+    from biasmon import commands
+    from biasmon.tui.training import CHUNK_STEPS, TrainingLoop
+
+    entries = sum(Trainer(presets.resolve("story-bias-joins")).layout.sizes) + \
+        sum(Trainer(presets.resolve("story-bias-joins")).weight_layout.sizes)
+    asked, advance = [], Trainer.advance
+
+    def spy(self, n):
+        asked.append(n)
+        return advance(self, n)
+
+    monkeypatch.setattr(Trainer, "advance", spy)
+
+    def recorded(name: str) -> list:
+        out = tmp_path / name
+        assert commands.record("story-bias-joins", str(out), steps=40, out=io.StringIO()) == 0
+        return [json.loads(line) for line in out.read_text().splitlines()[1:]]   # (the header has a run id)
+
+    whole = recorded("whole.jsonl")
+    assert set(asked) == {commands.BLOCK_STEPS}
+    monkeypatch.setattr(trainer_module, "HELD_ENTRIES", 3 * entries)   # as if each step held a third of it
+    asked.clear()
+    assert recorded("few.jsonl") == whole
+    assert set(asked) == {3}
+    asked.clear()
+    assert commands.compare(["story-bias-joins"], steps=10, out=io.StringIO()) == 0
+    assert asked and max(asked) == 3
+    controls = SimpleNamespace(paused=False, pause_at=None, max_rate=None, step_requests=threading.Semaphore(0))
+    loop = TrainingLoop(Trainer(presets.resolve("story-bias-joins")), controls, None, lambda: False, lambda: False)
+    assert loop._block_size() == 3 < CHUNK_STEPS
