@@ -146,6 +146,9 @@ def record(preset_name: str, output: str, steps: int | None = None, seed: int | 
         progress.close()
         raise BiasmonError(f"{output}: cannot write the recording ({exc.strerror or exc}); "
                            f"it holds {_held(summary)}") from None
+    except BiasmonError as exc:   # a line too long to be read back (a big net's vectors)
+        progress.close()
+        raise BiasmonError(f"{output}: {exc}; the file holds {_held(summary)}") from None
     finally:
         try:
             handle.close()

@@ -12,6 +12,7 @@ from typing import IO, Any
 from . import __version__
 from .errors import BiasmonError
 from .layout import Layout
+from .readlines import MAX_LINE_CHARS
 
 FORMAT = "biasmon-stream"
 VERSION = 2               # 2: weights, and the summary form (per-layer sums); docs/stream-format.md
@@ -56,6 +57,14 @@ def open_target(target: Any, who: str) -> tuple[IO[str], bool]:
     return target, False
 
 
+def too_long(obj: dict, chars: int) -> str:
+    """Why a line of `chars` characters is not written, and what to log instead."""
+    what = f"step {obj['step']}'s line" if isinstance(obj.get("step"), int) else "a line"
+    return (f"{what} would be {chars:,} characters, past the {MAX_LINE_CHARS:,} a reader takes (check, replay "
+            "and watch skip a longer line), so it was not written: log a model this big in the summary form "
+            "(per-layer sums: record --form sums, the default; StreamWriter(form=\"sums\"); TorchMonitor)")
+
+
 class RecordWriter:
     """Writes records to an open text file, one flushed line each. form "sums": step records in the
     summary form (per-layer sums, no vectors, no stored diagnoses); "vectors": whole vectors."""
@@ -66,8 +75,12 @@ class RecordWriter:
 
     def write_json(self, obj: dict, allow_nan: bool = False) -> None:
         """One line. allow_nan: a summary-form line, whose non-finite sums are the literals NaN and
-        Infinity (null there means unknown)."""
-        self.handle.write(json.dumps(obj, separators=(",", ":"), allow_nan=allow_nan) + "\n")
+        Infinity (null there means unknown). A line longer than a reader takes (MAX_LINE_CHARS: a big
+        model's vectors) is not written: a BiasmonError says so (check, replay and watch would skip it)."""
+        line = json.dumps(obj, separators=(",", ":"), allow_nan=allow_nan)
+        if len(line) > MAX_LINE_CHARS:
+            raise BiasmonError(too_long(obj, len(line)))
+        self.handle.write(line + "\n")
         self.handle.flush()
 
     def write(self, record) -> None:

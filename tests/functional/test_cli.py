@@ -109,6 +109,24 @@ def test_record_in_the_vector_form_writes_every_bias_and_weight(tmp_path):
     assert biasmon_cli("check", str(out)).returncode == 0
 
 
+def test_record_refuses_vector_lines_too_long_to_read_back(tmp_path):
+    """A 264k-parameter net's step in the vector form is about 16 MB of JSON, past the 8 MiB a reader
+    takes: record says so in one line (exit 2) instead of writing lines check would skip, and the file
+    keeps what came before; the summary form records the same net."""
+    (tmp_path / "wide.toml").write_text('description = "wide"\n[network]\nlayers = [2, 512, 512, 1]\n'
+                                        '[data]\nset = "tiny"\nsamples = 16\n[train]\nlr = 0.01\n')
+    out = tmp_path / "run.jsonl"
+    result = biasmon_cli("record", "wide", "--presets", str(tmp_path), "--steps", "3", "--form", "vectors",
+                         "-o", str(out))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "past the 8,388,608 a reader takes" in lines[0] and "--form sums" in lines[0]
+    assert "step 0's line" in lines[0] and lines[0].endswith("the file holds no steps yet")
+    assert json.loads(out.read_text().splitlines()[0])["format"] == "biasmon-stream"
+    assert biasmon_cli("record", "wide", "--presets", str(tmp_path), "--steps", "3", "-o", str(out)).returncode == 0
+    assert biasmon_cli("check", str(out)).returncode in (0, 1)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 def test_ctrl_c_during_record_keeps_every_step_it_names(tmp_path):
     import signal

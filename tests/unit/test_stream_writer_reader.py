@@ -245,3 +245,20 @@ def test_parsing_in_a_second_process_gives_the_same_result(tmp_path, monkeypatch
     sequential = check_stream(path, parallel=False)
     assert sequential.malformed.count >= 4 and sequential.exit == 1
     assert check_stream(path, parallel=True) == sequential
+
+
+def test_a_line_longer_than_a_reader_takes_is_not_written(tmp_path, monkeypatch):
+    """A big model's vectors make lines past MAX_LINE_CHARS, which every reader skips: the writer raises a
+    one-line BiasmonError naming the step and the summary form instead, and writes nothing of the line
+    (the stream before it stays readable)."""
+    from biasmon.core import stream
+    monkeypatch.setattr(stream, "MAX_LINE_CHARS", 400)
+    path = tmp_path / "run.jsonl"
+    log = StreamWriter(path)
+    log.step(0, 1.0, {"h": np.zeros(40)}, bias_grads={"h": np.ones(40)})   # short numbers: about 350 characters
+    with pytest.raises(BiasmonError, match=r"step 1's line would be [\d,]+ characters, past the 400 a reader takes"):
+        log.step(1, 1.0, {"h": np.linspace(0.1, 1.0, 40)}, bias_grads={"h": np.linspace(0.1, 1.0, 40)})
+    log.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and all(len(line) <= 400 for line in lines)
+    assert [r.step for r in read_all(path)[0] if isinstance(r, StepRecord)] == [0]
