@@ -29,6 +29,7 @@ class BlockSteps:
     cosines: np.ndarray     # (m, L, S) cos(u, -g) then cos(u, -a) for each running average a; NaN: undefined
     unreached: np.ndarray   # (m, L) bool: no gradient reached the layer (the trainer logged null)
     rounding: np.ndarray    # (m,) the unit of rounding of the step's gradients (float32's or float64's eps)
+    zero: np.ndarray        # (m, L) bool: the layer's gradient is exactly zero while another layer's is not
 
 
 class Cosines:
@@ -87,7 +88,7 @@ class History:
         self.norms = np.zeros((0, layers))   # the last window - 1 bias norms
         self.first_norm: np.ndarray | None = None
         self.max_g_rms = np.zeros(layers)
-        self.runs = np.zeros((3, layers), dtype=np.int64)   # frozen, unreached, rounding-noise steps in a row
+        self.runs = np.zeros((4, layers), dtype=np.int64)   # frozen, unreached, rounding-noise, zero-gradient steps in a row
 
     def advance(self, step: BlockSteps, judged: np.ndarray) -> LayerWindow:
         """The layers' window over a block. judged: (m, L) the steps that add to a layer's history (trained,
@@ -105,21 +106,23 @@ class History:
         moving = u > 1e-12 * np.where(b > 1.0, b, 1.0)
         off = ~step.trained[:, None]
         noise = max_g < (th.redundant_ulps * step.rounding * top)[:, None]
-        hits = np.stack((judged & on & ~moving, step.unreached & ~off, judged & noise))
-        resets = np.stack((judged & (moving | ~on), ~step.unreached, judged & ~noise)) | off
-        counts = np.cumsum(hits, axis=1)    # (3, m, L): +1 at a hit, 0 at a reset, else as it was
+        zero = step.zero & (max_g <= 0)   # exactly zero, and never anything else yet (not a converged layer)
+        noise &= ~zero                    # no rounding noise: the zero-gradient run counts it
+        hits = np.stack((judged & on & ~moving, step.unreached & ~off, judged & noise, judged & zero))
+        resets = np.stack((judged & (moving | ~on), ~step.unreached, judged & ~noise, judged & ~zero)) | off
+        counts = np.cumsum(hits, axis=1)    # (4, m, L): +1 at a hit, 0 at a reset, else as it was
         runs = counts - np.maximum.accumulate(np.where(resets, counts, -self.runs[:, None]), axis=1)
         self.runs = runs[:, -1]
         cosines = np.where(judged[:, :, None], step.cosines, np.nan)
         n_cos, means = self._cosines(cosines.reshape(len(b), -1), step.trained)
         best_window, best_long = _best(means)
-        frozen_run, unreached_run, rounding_run = runs
+        frozen_run, unreached_run, rounding_run, zero_run = runs
         return LayerWindow(loss=step.loss[:, None], rising=step.rising[:, None], b_norm=b, g_rms=g_rms,
                            g_rms_max=step.g_rms_max[:, None], fd_error=step.fd_error, first_norm=self.first_norm,
                            window_full=full, oldest_norm=oldest, n_cos=n_cos, mean_window=means[0, ..., 0],
                            best_window=np.where(n_cos >= th.min_steps, best_window, np.nan), best_long=best_long,
                            gradient_on=on, max_g_rms=max_g, frozen_run=frozen_run, unreached_run=unreached_run,
-                           rounding_run=rounding_run)
+                           rounding_run=rounding_run, zero_run=zero_run)
 
     def _cosines(self, cosines: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(m, L) count of cos(u, -g), and (2, m, L, S) the means over the window and over unrelated_steps,

@@ -23,7 +23,7 @@ CAUSES = {
     "vanishing": "gradient has vanished while the loss is still high",
     "unrelated": "update is unrelated to the gradient (cosine near 0)",
     "pending": "not enough steps yet",
-    "detached": "no gradient reaches this bias (detached from the loss, or unused): it never learns",
+    "detached": "no gradient reaches this bias (detached from the loss, unused, or its gradient zeroed): it never learns",
     "redundant": "gradient is zero up to rounding: a normalisation layer after it cancels it (bias=False)",
 }
 # an uphill held while no gradient reaches the layer any more (its units died: ReLU), not a live sign bug
@@ -31,7 +31,8 @@ HELD_UPHILL = "went up the gradient, then its gradient vanished (dead units?): i
 WEIGHT_CAUSES = {**CAUSES,   # the same verdicts of a layer's weights, in their words
                  "frozen": "gradient is non-zero but the weights do not move",
                  "exploding": "weight norm is blowing up",
-                 "detached": "no gradient reaches these weights (detached from the loss, or unused): they never learn",
+                 "detached": "no gradient reaches these weights (detached from the loss, unused, or their gradient "
+                             "zeroed): they never learn",
                  "redundant": "gradient is zero up to rounding: nothing after these weights depends on them"}
 
 
@@ -105,7 +106,9 @@ class LayerWindow:
     frozen_run: np.ndarray    # steps in a row with a zero update and the gradient on
     unreached_run: np.ndarray  # steps in a row at which no gradient reached the layer
     rounding_run: np.ndarray   # judged steps in a row with the layer's largest rms(g) ever at the rounding
-                               # level of the largest any layer has had
+                               # level of the largest any layer has had (its gradient not exactly zero)
+    zero_run: np.ndarray       # judged steps in a row with the layer's gradient exactly zero in every entry,
+                               # never anything else so far, while another layer's is not
 
 
 # --- the rules, in the order they are tried ------------------------------------------------------------
@@ -143,13 +146,23 @@ def exploding(w: LayerWindow, th: Thresholds) -> np.ndarray:
     return w.rising & (huge | grown)
 
 
+def zero_gradient(w: LayerWindow, th: Thresholds) -> np.ndarray:
+    """The layer's gradient has been exactly zero in every entry from the start, while another layer's is
+    not, for th.frozen_steps steps in a row: no gradient reaches it (zeroed before the optimizer step, or
+    every unit dead), called `detached` as a gradient logged as null is. A layer whose gradient reached
+    an exact zero after being something else (a layer that converged exactly) is not. Tried after
+    exploding, before redundant (rounding noise is not an exact zero)."""
+    return w.zero_run >= th.frozen_steps
+
+
 def frozen(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """th.frozen_steps steps in a row with a zero update and a non-quiet gradient."""
     return w.frozen_run >= th.frozen_steps
 
 
 def detached(w: LayerWindow, th: Thresholds) -> np.ndarray:
-    """No gradient reached the layer (the trainer logged null: detached from the loss, or unused) at
+    """No gradient reached the layer (the trainer logged null: detached from the loss, or unused; or its
+    gradient was exactly zero in every entry while another layer's was not: zeroed, or every unit dead) at
     th.frozen_steps steps in a row. Judged on the steps without a gradient, where the other rules
     cannot be."""
     return w.unreached_run >= th.frozen_steps
@@ -169,8 +182,9 @@ def unrelated(w: LayerWindow, th: Thresholds) -> np.ndarray:
             & (np.abs(w.best_long) < th.unrelated_cos))
 
 
-RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding), ("redundant", redundant),
-         ("frozen", frozen), ("vanishing", vanishing), ("unrelated", unrelated))
+RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding),
+         ("detached", zero_gradient), ("redundant", redundant), ("frozen", frozen), ("vanishing", vanishing),
+         ("unrelated", unrelated))
 
 
 def verdict_codes(w: LayerWindow, judged: np.ndarray, trained: np.ndarray, has_u: np.ndarray,
@@ -182,10 +196,10 @@ def verdict_codes(w: LayerWindow, judged: np.ndarray, trained: np.ndarray, has_u
     decide those. The others ((m,) trained, has_u, has_g): `off` while the biases are not trained; the
     verdict stands while the update is not known yet; without a gradient (or on a non-finite step) only
     `exploding` and `detached` are called. Until min_steps cosines are in, `ok` stays `ok` and anything else `pending`."""
-    mismatch, climbs, blows, cancelled, still, faint, aimless = (rule(w, th) for _, rule in RULES)
+    mismatch, climbs, blows, zeroed, cancelled, still, faint, aimless = (rule(w, th) for _, rule in RULES)
     where = np.where
-    rest = where(blows, EXPLODING, where(cancelled, REDUNDANT, where(still, FROZEN, where(faint, VANISHING, where(
-        aimless, UNRELATED, where(w.n_cos >= th.min_steps, OK, _FALLBACK))))))
+    rest = where(blows, EXPLODING, where(zeroed, DETACHED, where(cancelled, REDUNDANT, where(still, FROZEN, where(
+        faint, VANISHING, where(aimless, UNRELATED, where(w.n_cos >= th.min_steps, OK, _FALLBACK)))))))
     on_judged = where(mismatch, MISMATCH, where(climbs, UPHILL, where(w.gradient_on, rest, _HOLD)))
     unjudged = where(blows, EXPLODING, where(detached(w, th), DETACHED, where(has_g[:, None], _PREVIOUS, NO_GRADIENTS)))
     codes = where(trained[:, None], where(has_u[:, None], where(judged, on_judged, unjudged), _PREVIOUS), OFF)

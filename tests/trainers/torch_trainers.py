@@ -8,7 +8,8 @@ biases (bias_group="zero"), the biases' own lr, a third of the others' (bias_gro
 (the second Linear's), a custom tanh with a wrong backward, the gradient check (check=True), sparse logging
 (every=k), float16 autocast with a GradScaler whose first scale overflows, so that its first steps are
 skipped (amp=True), gradient accumulation over `accumulate` micro-batches per optimizer step, the sign
-bug in the weights alone (bias_group="flip_weights"), logging the weights too and the summary form.
+bug in the weights alone (bias_group="flip_weights"), logging the weights too and the summary form, and
+the output layer's gradient zeroed before every optimizer step (zeroed=True: it never trains).
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def batches(x, y, size: int, gen):
 def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: bool = False, clip: float | None = None,
           dropout: float = 0.0, norm: str | None = None, maximize: bool = False, bias_group: str | None = None,
           detached: bool = False, wrong: bool = False, check: bool = False, every: int = 1, amp: bool = False,
-          accumulate: int = 1, weights: bool = False, form: str = "vectors") -> None:
+          accumulate: int = 1, weights: bool = False, form: str = "vectors", zeroed: bool = False) -> None:
     """Train and log one case to `path` (weights: log the weights too; form: the stream's, vectors or sums)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(256, 2, generator=gen) * 3 - 1.5
@@ -114,6 +115,9 @@ def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: b
                     loss = loss_fn(net(xm), ym)
                 scaler.scale(loss / accumulate).backward()
                 losses.append(loss.detach().float())
+            if zeroed:   # the bug: the output layer's gradient wiped before the step
+                net[-1].weight.grad.zero_()
+                net[-1].bias.grad.zero_()
             if clip:
                 scaler.unscale_(optim)
                 torch.nn.utils.clip_grad_norm_(net.parameters(), clip)

@@ -49,6 +49,7 @@ class StepFacts:
     trained: bool
     rounding: float = 0.0   # the unit of rounding of the step's gradients
     top: float = 0.0        # the largest rms(g) any layer has had (judged steps, this one included)
+    any_gradient: bool = True   # some layer's rms(g) is above 0 at this step
 
 
 class LayerState:
@@ -59,7 +60,7 @@ class LayerState:
 
     __slots__ = ("b_norm", "g_rms", "g_rms_max", "u_norm", "cosines",
                  "cos", "norms", "first_norm", "max_g_rms", "frozen_run", "gradient_on", "best_window",
-                 "fd_error", "verdict", "since", "unreached_run", "rounding_run")
+                 "fd_error", "verdict", "since", "unreached_run", "rounding_run", "zero_run")
 
     def __init__(self, th: Thresholds) -> None:
         self.b_norm = self.g_rms = self.g_rms_max = self.u_norm = math.nan
@@ -71,6 +72,7 @@ class LayerState:
         self.frozen_run = 0
         self.unreached_run = 0
         self.rounding_run = 0
+        self.zero_run = 0
         self.gradient_on = False
         self.best_window = math.nan
         self.fd_error = None
@@ -90,7 +92,10 @@ class LayerState:
         moving = self.u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
         self.frozen_run = 0 if (moving or not on) else self.frozen_run + 1
         raw = cos[0]
-        self.rounding_run = self.rounding_run + 1 if self.max_g_rms < th.redundant_ulps * f.rounding * f.top else 0
+        zero = self.max_g_rms == 0 and f.any_gradient   # exactly zero from the start, another layer's not
+        self.zero_run = self.zero_run + 1 if zero else 0
+        noise = self.max_g_rms < th.redundant_ulps * f.rounding * f.top and not zero
+        self.rounding_run = self.rounding_run + 1 if noise else 0
         if raw.n < th.min_steps:
             self.best_window = math.nan
         else:
@@ -144,6 +149,12 @@ def exploding(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     return len(s.norms) == s.norms.maxlen and s.b_norm > 10 and s.b_norm > th.explode_growth * max(s.norms[0], 1e-300)
 
 
+def zero_gradient(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
+    """The gradient has been exactly zero from the start, while another layer's was not, for th.frozen_steps
+    steps in a row."""
+    return s.zero_run >= th.frozen_steps
+
+
 def frozen(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """th.frozen_steps steps in a row with a zero update and a non-quiet gradient."""
     return s.frozen_run >= th.frozen_steps
@@ -162,8 +173,9 @@ def unrelated(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
             and abs(best_mean(s.cos, th.unrelated_steps)) < th.unrelated_cos)
 
 
-PLAIN_RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding), ("redundant", redundant),
-         ("frozen", frozen), ("vanishing", vanishing), ("unrelated", unrelated))
+PLAIN_RULES = (("gradient mismatch", gradient_mismatch), ("uphill", uphill), ("exploding", exploding),
+               ("detached", zero_gradient), ("redundant", redundant), ("frozen", frozen), ("vanishing", vanishing),
+               ("unrelated", unrelated))
 
 
 def judge(s: LayerState, f: StepFacts, th: Thresholds, b_norm: float, g_rms: float, g_rms_max: float,
@@ -178,7 +190,7 @@ def judge(s: LayerState, f: StepFacts, th: Thresholds, b_norm: float, g_rms: flo
     if not f.trained:
         for running in s.cos:
             running.clear()
-        s.frozen_run = s.unreached_run = s.rounding_run = 0
+        s.frozen_run = s.unreached_run = s.rounding_run = s.zero_run = 0
         return "off"
     s.unreached_run = s.unreached_run + 1 if unreached else 0
     if not f.has_u:
@@ -221,7 +233,7 @@ class PlainJudge:
                 measures.b_norm[i] < math.inf and g < math.inf and measures.u_norm[i] < math.inf
             if judged and g > self.top:
                 self.top = g
-        facts = StepFacts(loss, rising, has_g, has_u, trained, rounding, self.top)
+        facts = StepFacts(loss, rising, has_g, has_u, trained, rounding, self.top, any(g > 0 for g in measures.g_rms))
         top = max(measures.g_rms)
         out = []
         for i, state in enumerate(self.layers):

@@ -2,7 +2,7 @@
 (tests/unit/plain_verdicts.py): the same verdict for every layer at every step, whatever the block size,
 on random runs that pass through every branch: biases not trained for a while, steps without gradients
 or updates, non-finite steps, gradient checks, sign flips, frozen and random updates, vanishing and
-exploding norms, layers no gradient reaches, rounding-noise gradients."""
+exploding norms, layers no gradient reaches, rounding-noise gradients, gradients of exact zeros."""
 import math
 
 import numpy as np
@@ -48,6 +48,8 @@ def random_run(seed: int, steps: int = 700) -> list[Observation]:
         if obs.g is not None and (detached_from <= t < detached_from + 40 or rng.random() < 0.01):
             obs.unreached = (False, True, False)   # no gradient reaches 'one': zeros, logged null
             obs.g[6] = 0.0
+        if obs.g is not None and ((seed == 4 and t < 200) or (seed == 3 and 100 <= t < 160)):
+            obs.g[7:] = 0.0   # the trainer wipes 'small''s gradient: from the start (detached), or later (not)
         if seed % 3 == 2 and obs.g is not None:  # a float32 trainer whose 'small' layer is rounding noise
             obs.g = obs.g.astype(np.float32).astype(np.float64)
             obs.g[7:] = np.float32(1e-9) * obs.g[7:]
@@ -112,3 +114,13 @@ def test_every_verdict_is_reached_by_some_random_run():
         seen |= {v for row in got for v in row}
     assert {"ok", "uphill", "gradient mismatch", "frozen", "exploding", "vanishing", "unrelated", "off",
             "pending", "no gradients", "detached", "redundant"} <= seen, seen
+
+
+def test_a_gradient_wiped_from_the_start_is_detached_one_that_reaches_zero_later_is_not():
+    """Seed 4's 'small' layer has a gradient of exact zeros from the start, while the others' are not (a
+    trainer that wipes it before the step): detached after frozen_steps. Seed 3's has exact zeros for 60
+    steps after it had a gradient (as a layer that converged exactly): never detached."""
+    th = Thresholds()
+    wiped = [row[2] for row in block_verdicts(random_run(4), th, 64)]
+    assert wiped[:th.frozen_steps - 1] == ["pending"] * (th.frozen_steps - 1) and wiped[th.frozen_steps - 1] == "detached"
+    assert "detached" not in [row[2] for row in block_verdicts(random_run(3), th, 64)]
