@@ -18,7 +18,7 @@ from .core.check import DEFAULT_SUSTAIN, check_stream
 from .core.check_result import CheckResult
 from .core.errors import BiasmonError, StreamError
 from .core.verdicts import PROBLEMS, Thresholds
-from .text import HELP, divergence_line, fmt, print_lines, printable, table
+from .text import HELP, divergence_line, fmt, preset_not_stream, print_lines, printable, table
 
 
 MAX_STEPS_OPTION = 10 ** 9  # a step count option past this is not a window (and past 2**63 overflows)
@@ -175,7 +175,13 @@ def _check(args: argparse.Namespace) -> int:
     thresholds = thresholds_from(args)
     if not 1 <= args.sustain <= MAX_STEPS_OPTION:
         raise BiasmonError(f"--sustain must be a whole number from 1 to {MAX_STEPS_OPTION:,}, got {args.sustain}")
-    result = check_stream(args.file, thresholds, args.sustain)
+    try:
+        result = check_stream(args.file, thresholds, args.sustain)
+    except StreamError as exc:
+        hint = preset_not_stream(args.file)
+        if hint is None:
+            raise
+        raise StreamError(f"{exc}; {hint}") from None
     bad = result.malformed
     for message in bad.messages:
         print(printable(f"biasmon: warning: {result.source}: {message}"), file=sys.stderr)

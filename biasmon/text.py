@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import TextIO
 
 
@@ -43,6 +44,18 @@ def stream_not_preset(path: str) -> str:
     arg = shlex.quote(path)
     return (f"{path}: looks like a record stream (JSON Lines), not a preset: try `biasmon replay {arg}`, "
             f"`biasmon check {arg}` or `biasmon watch {arg}`")
+
+
+def preset_not_stream(path: str) -> str | None:
+    """What to run instead when `check` is given a preset (a built-in preset's name that is no file, or a
+    .toml file) rather than a record stream; None if it does not look like one."""
+    from .core import presets
+    name = Path(path)
+    if path == "-" or not (name.suffix == ".toml" or (not name.exists() and path in presets.discover())):
+        return None
+    arg = shlex.quote(path)
+    return (f"{path} looks like a preset, and check reads a record stream: record one first, "
+            f"`biasmon record {arg} -o run.jsonl`, then `biasmon check run.jsonl`")
 
 
 def unknown_command(word: str, close: str) -> str:

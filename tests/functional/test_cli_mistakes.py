@@ -1,5 +1,6 @@
 """Mistakes on the command line get one line that says what was meant: a record stream given where a
-preset is expected, a mistyped subcommand, an option the command does not take (exit 2, no traceback)."""
+preset is expected (and a preset given to check), a mistyped subcommand, an option the command does not
+take (exit 2, no traceback)."""
 import json
 
 import pytest
@@ -65,6 +66,20 @@ def test_a_toml_preset_is_still_a_preset_and_a_bad_one_keeps_its_message(capsys,
     bad = tmp_path / "bad.toml"
     bad.write_text("this is not toml\n")
     assert "invalid TOML" in error_line(capsys, ["record", bad, "-o", tmp_path / "o.jsonl"])
+
+
+def test_a_preset_given_to_check_is_named_as_a_preset(capsys, tmp_path, monkeypatch):
+    """check of a preset's name (no such file here) or of a .toml file says to record it first; a missing
+    stream keeps its plain message."""
+    monkeypatch.chdir(tmp_path)
+    line = error_line(capsys, ["check", "gradient"])
+    assert line.startswith("biasmon: error: gradient: cannot read") and \
+        "gradient looks like a preset" in line and "`biasmon record gradient -o run.jsonl`" in line
+    preset = tmp_path / "mine.toml"
+    preset.write_text('description = "mine"\n[network]\nlayers = [2, 8, 1]\n')
+    assert "mine.toml looks like a preset" in error_line(capsys, ["check", preset])
+    assert error_line(capsys, ["check", "nope.jsonl"]) == \
+        "biasmon: error: nope.jsonl: cannot read (No such file or directory)"
 
 
 @pytest.mark.parametrize("word, meant", [("chek", "check"), ("replya", "replay"), ("preset", "presets"),
