@@ -50,8 +50,13 @@ def preset_not_stream(path: str) -> str | None:
     """What to run instead when `check` is given a preset (a built-in preset's name that is no file, or a
     .toml file) rather than a record stream; None if it does not look like one."""
     from .core import presets
-    name = Path(path)
-    if path == "-" or not (name.suffix == ".toml" or (not name.exists() and path in presets.discover())):
+    if path == "-":
+        return None
+    try:
+        is_file, exists = Path(path).is_file(), Path(path).exists()
+    except OSError:   # a name too long, a folder that cannot be searched: no hint
+        return None
+    if not ((is_file and path.endswith(".toml")) or (not exists and path in presets.discover())):
         return None
     arg = shlex.quote(path)
     return (f"{path} looks like a preset, and check reads a record stream: record one first, "

@@ -80,6 +80,8 @@ def test_a_preset_given_to_check_is_named_as_a_preset(capsys, tmp_path, monkeypa
     assert "mine.toml looks like a preset" in error_line(capsys, ["check", preset])
     assert error_line(capsys, ["check", "nope.jsonl"]) == \
         "biasmon: error: nope.jsonl: cannot read (No such file or directory)"
+    assert "looks like a preset" not in error_line(capsys, ["check", "nope.toml"])   # no such file: no preset
+    assert "File name too long" in error_line(capsys, ["check", "a" * 300])   # the hint's own look-up fails quietly
 
 
 @pytest.mark.parametrize("word, meant", [("chek", "check"), ("replya", "replay"), ("preset", "presets"),
