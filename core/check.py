@@ -29,6 +29,7 @@ MAX_LISTED = 10
 CAUSE_FIRST = ("uphill", "gradient mismatch", "frozen", "detached", "unrelated", "vanishing", "exploding")
 PARALLEL_MIN_BYTES = 4_000_000   # below this a second process costs more than it saves
 CHUNK_LINES = 2000
+ONLY_FINAL = ("detached",)   # problems that fail the check only as a layer's final verdict
 
 
 class LayerHistory:
@@ -55,13 +56,16 @@ class LayerHistory:
         self.longest[verdict] = max(self.longest.get(verdict, 0), end_line - start)
 
     def problems(self, final_verdict: str, sustain: int, param: str = "bias") -> list[ProblemSeen]:
+        """Each problem verdict seen, and whether it fails the check: as the final verdict, or having lasted
+        `sustain` lines; `detached` only as the final verdict (a layer that gets a gradient later, a head
+        first used at some step, learns then)."""
         out = []
         for verdict, first in sorted(self.first.items(), key=lambda kv: kv[1]):
             if verdict in PROBLEMS:
                 final = verdict == final_verdict
                 longest = self.longest.get(verdict, 0)
                 out.append(ProblemSeen(verdict, causes(param).get(verdict, ""), first, longest, final,
-                                       final or longest >= sustain))
+                                       final or (longest >= sustain and verdict not in ONLY_FINAL)))
         return out
 
 

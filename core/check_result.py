@@ -14,7 +14,7 @@ class ProblemSeen:
     first_step: int
     longest_steps: int
     final: bool      # the layer's verdict at the end of the stream
-    counts: bool     # final, or lasted `sustain` steps or more
+    counts: bool     # final, or lasted `sustain` steps or more (detached: final only)
 
 
 @dataclass(frozen=True)

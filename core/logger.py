@@ -133,12 +133,12 @@ class StreamWriter:
         b, g = kinds["bias"].values, kinds["bias"].grads
         if self.loss_at is not None and g is not None and self.check_due(step):
             self._gradient_check(step, b, g)
-        self._last_step = step
-        if self.every == 1:
+        if self.every == 1:   # a line refused as too long leaves the step unlogged: it may come again
             self._write(step, loss, val_loss, kinds, None)
-        elif starts_line:
+        self._last_step = step
+        if self.every > 1 and starts_line:
             self._span = _Span(step, loss, val_loss, kinds)
-        else:
+        elif self.every > 1:
             self._span.add(kinds)
 
     def _logged(self, step: int, key: str, values: Any, grads: Any, updates: Any) -> Logged:
@@ -188,15 +188,17 @@ class StreamWriter:
         """Write the header if nothing was logged, then close the file (an open file given: flush it)."""
         if self.closed:
             return
-        self._write_span()
-        self._ensure_header()
-        for line in self._sums.finish() if self._sums is not None else ():
-            self._writer.write_json(line, allow_nan=True)
-        self.closed = True
-        if self._owns:
-            self._handle.close()
-        else:
-            self._handle.flush()
+        try:
+            self._write_span()
+            self._ensure_header()
+            for line in self._sums.finish() if self._sums is not None else ():
+                self._writer.write_json(line, allow_nan=True)
+        finally:   # a last line refused (too long) still closes the file
+            self.closed = True
+            if self._owns:
+                self._handle.close()
+            else:
+                self._handle.flush()
 
     def __enter__(self) -> StreamWriter:
         return self

@@ -262,3 +262,49 @@ def test_a_line_longer_than_a_reader_takes_is_not_written(tmp_path, monkeypatch)
     lines = path.read_text().splitlines()
     assert len(lines) == 2 and all(len(line) <= 400 for line in lines)
     assert [r.step for r in read_all(path)[0] if isinstance(r, StepRecord)] == [0]
+
+
+def test_a_refused_line_leaves_the_writer_usable_and_close_still_closes(tmp_path, monkeypatch):
+    """The step of a refused line is not logged (the same step may come again, smaller); with every > 1 a
+    last span refused at close() still closes the file."""
+    from biasmon.core import stream
+    monkeypatch.setattr(stream, "MAX_LINE_CHARS", 400)
+    big = {"h": np.linspace(0.1, 1.0, 40)}
+    log = StreamWriter(tmp_path / "a.jsonl")
+    with pytest.raises(BiasmonError):
+        log.step(0, 1.0, big, bias_grads=big)
+    log.step(0, 1.0, {"h": np.zeros(40)}, bias_grads={"h": np.ones(40)})
+    log.close()
+    assert [r.step for r in read_all(tmp_path / "a.jsonl")[0] if isinstance(r, StepRecord)] == [0]
+    log = StreamWriter(tmp_path / "b.jsonl", every=4)
+    log.step(0, 1.0, big, bias_grads=big)
+    with pytest.raises(BiasmonError):
+        log.close()
+    assert log.closed and log._handle.closed
+
+
+@pytest.mark.parametrize("unused", ["zeros", "null"])
+def test_a_head_first_used_late_is_detached_until_then_and_passes_the_check(tmp_path, unused):
+    """A layer no gradient reaches for its first 80 steps (a head whose loss term starts later: zeros, as
+    JAX gives, or null, as PyTorch's None), then trained: detached while unused, ok after, and the check
+    passes (detached fails it only as the final verdict); one never used fails it."""
+    def run(path, used_from):
+        rng = np.random.default_rng(0)
+        b = {"a": rng.normal(size=4), "b": rng.normal(size=3), "aux": rng.normal(size=2)}
+        with StreamWriter(path) as log:
+            for t in range(300):
+                g = {k: v - 0.5 + 0.01 * rng.normal(size=v.size) for k, v in b.items()}
+                if t < used_from:
+                    g["aux"] = np.zeros(2)
+                logged = dict(g, aux=None) if t < used_from and unused == "null" else g
+                loss = float(sum((v - 0.5) @ (v - 0.5) for v in b.values())) + 0.1
+                log.step(t, loss, {k: v.copy() for k, v in b.items()}, bias_grads=logged)
+                b = {k: v - 0.1 * g[k] for k, v in b.items()}
+        return check_stream(path)
+
+    late = run(tmp_path / "late.jsonl", 80)
+    aux = late.layers["aux"]
+    assert aux.verdict == "ok" and late.exit == 0, late.failing
+    assert [(p.verdict, p.first_step, p.longest_steps >= 50, p.counts) for p in aux.problems] == [("detached", 9, True, False)]
+    never = run(tmp_path / "never.jsonl", 10 ** 9)
+    assert never.layers["aux"].verdict == "detached" and never.exit == 1
