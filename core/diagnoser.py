@@ -238,7 +238,8 @@ class Diagnoser:
         else:
             fd = np.array([_errors(row) for row in fd_errors], dtype=np.float64)
         unreached = np.zeros(b.shape, dtype=bool) if facts.unreached is None else facts.unreached & has_g[:, None]
-        zero = (g_rms == 0) & (g_rms > 0).any(axis=1, keepdims=True)   # exactly zero, another layer's not
+        # exactly zero, while another layer's is not or the loss is above converged (no layer learns)
+        zero = (g_rms == 0) & ((g_rms > 0).any(axis=1) | (loss > th.converged_loss))[:, None]
         block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, m.cosines,
                            unreached, rounding, zero)
         finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)

@@ -30,6 +30,7 @@ class BlockSteps:
     unreached: np.ndarray   # (m, L) bool: no gradient reached the layer (the trainer logged null)
     rounding: np.ndarray    # (m,) the unit of rounding of the step's gradients (float32's or float64's eps)
     zero: np.ndarray        # (m, L) bool: the layer's gradient is exactly zero while another layer's is not
+                            # (or the loss is above converged_loss)
 
 
 class Cosines:

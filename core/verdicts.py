@@ -108,7 +108,8 @@ class LayerWindow:
     rounding_run: np.ndarray   # judged steps in a row with the layer's largest rms(g) ever at the rounding
                                # level of the largest any layer has had (its gradient not exactly zero)
     zero_run: np.ndarray       # judged steps in a row with the layer's gradient exactly zero in every entry,
-                               # never anything else so far, while another layer's is not
+                               # never anything else so far, while another layer's is not (or the loss is
+                               # above converged_loss)
 
 
 # --- the rules, in the order they are tried ------------------------------------------------------------
@@ -148,8 +149,9 @@ def exploding(w: LayerWindow, th: Thresholds) -> np.ndarray:
 
 def zero_gradient(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """The layer's gradient has been exactly zero in every entry from the start, while another layer's is
-    not, for th.frozen_steps steps in a row: no gradient reaches it (zeroed before the optimizer step, or
-    every unit dead), called `detached` as a gradient logged as null is. A layer whose gradient reached
+    not or the loss is above th.converged_loss (every gradient wiped: zero_grad() before the step), for
+    th.frozen_steps steps in a row: no gradient reaches it (zeroed before the optimizer step, or every
+    unit dead), called `detached` as a gradient logged as null is. A layer whose gradient reached
     an exact zero after being something else (a layer that converged exactly) is not. Tried after
     exploding, before redundant (rounding noise is not an exact zero)."""
     return w.zero_run >= th.frozen_steps

@@ -51,6 +51,7 @@ def torch_cases() -> dict:
                                                             {"5": "detached", "5 weights": "detached"}, None),
         "output layer's gradient zeroed, summary form": (dict(opt="sgd", zeroed=True, form="sums"), 1,
                                                           {"5": "detached"}, None),
+        "zero_grad() between backward() and step()": (dict(opt="momentum", zeroed="all"), 1, {"*": "detached"}, None),
         "sgd every=16 (one epoch) + check": (dict(opt="sgd", every=16, check=True, steps=960), *ok),
         "adam every=16 (one epoch)": (dict(opt="adam", every=16, steps=960), *ok),
         "sign bug: bias group maximize, every=16": (dict(opt="sgd", every=16, bias_group="flip", steps=960), 1,

@@ -9,7 +9,8 @@ biases (bias_group="zero"), the biases' own lr, a third of the others' (bias_gro
 (every=k), float16 autocast with a GradScaler whose first scale overflows, so that its first steps are
 skipped (amp=True), gradient accumulation over `accumulate` micro-batches per optimizer step, the sign
 bug in the weights alone (bias_group="flip_weights"), logging the weights too and the summary form, and
-the output layer's gradient zeroed before every optimizer step (zeroed=True: it never trains).
+the output layer's gradient zeroed before every optimizer step (zeroed=True: it never trains; "all": every
+gradient, zero_grad() between backward() and step()).
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def batches(x, y, size: int, gen):
 def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: bool = False, clip: float | None = None,
           dropout: float = 0.0, norm: str | None = None, maximize: bool = False, bias_group: str | None = None,
           detached: bool = False, wrong: bool = False, check: bool = False, every: int = 1, amp: bool = False,
-          accumulate: int = 1, weights: bool = False, form: str = "vectors", zeroed: bool = False) -> None:
+          accumulate: int = 1, weights: bool = False, form: str = "vectors", zeroed: bool | str = False) -> None:
     """Train and log one case to `path` (weights: log the weights too; form: the stream's, vectors or sums)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(256, 2, generator=gen) * 3 - 1.5
@@ -115,7 +116,9 @@ def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: b
                     loss = loss_fn(net(xm), ym)
                 scaler.scale(loss / accumulate).backward()
                 losses.append(loss.detach().float())
-            if zeroed:   # the bug: the output layer's gradient wiped before the step
+            if zeroed == "all":   # the bug: zero_grad() between backward() and step()
+                optim.zero_grad(set_to_none=False)
+            elif zeroed:   # the bug: the output layer's gradient wiped before the step
                 net[-1].weight.grad.zero_()
                 net[-1].bias.grad.zero_()
             if clip:

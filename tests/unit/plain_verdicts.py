@@ -92,7 +92,7 @@ class LayerState:
         moving = self.u_norm > 1e-12 * (b_norm if b_norm > 1.0 else 1.0)
         self.frozen_run = 0 if (moving or not on) else self.frozen_run + 1
         raw = cos[0]
-        zero = self.max_g_rms == 0 and f.any_gradient   # exactly zero from the start, another layer's not
+        zero = self.max_g_rms == 0 and (f.any_gradient or f.loss > th.converged_loss)   # exactly zero from the start
         self.zero_run = self.zero_run + 1 if zero else 0
         noise = self.max_g_rms < th.redundant_ulps * f.rounding * f.top and not zero
         self.rounding_run = self.rounding_run + 1 if noise else 0
@@ -150,8 +150,8 @@ def exploding(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
 
 
 def zero_gradient(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
-    """The gradient has been exactly zero from the start, while another layer's was not, for th.frozen_steps
-    steps in a row."""
+    """The gradient has been exactly zero from the start, while another layer's was not (or the loss was
+    above converged), for th.frozen_steps steps in a row."""
     return s.zero_run >= th.frozen_steps
 
 

@@ -243,3 +243,18 @@ def test_an_uphill_held_after_the_gradient_died_says_so_not_sign_flipped():
             assert out["hidden"].verdict == "uphill" and out["hidden"].cause == CAUSES["uphill"]
     assert out["hidden"].verdict == "uphill" and out["hidden"].cause == HELD_UPHILL
     assert out["out"].verdict == "uphill" and out["out"].cause == CAUSES["uphill"]
+
+
+@pytest.mark.parametrize("loss", [0.3, 1e-9])
+def test_every_gradient_zero_from_the_start_is_detached_unless_the_loss_has_converged(loss):
+    """zero_grad() between backward() and step(): every layer's gradient exactly zero, nothing moves, the
+    loss stays: every layer detached after frozen_steps. At a loss below converged_loss (an exact fit) a
+    zero gradient is no bug: nothing is called."""
+    diag, th = Diagnoser(LAYOUT), Thresholds()
+    b, zero = np.linspace(-1.0, 1.0, 9), np.zeros(9)
+    seen = [observe(diag, t, loss, b.copy(), zero.copy(), zero.copy()) for t in range(30)]
+    verdicts = {name: [s[name].verdict for s in seen] for name in LAYOUT.names}
+    if loss > th.converged_loss:
+        assert all(v[th.frozen_steps - 1:] == ["detached"] * (31 - th.frozen_steps) for v in verdicts.values())
+    else:
+        assert all(set(v) == {"pending"} for v in verdicts.values())
