@@ -21,46 +21,29 @@ def trained_net(sizes, act, loss, steps=40):
     return net, x, y
 
 
-@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "identity"])
-@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-@pytest.mark.parametrize("chunk", [None, 50])
-def test_probe_losses_are_loss_at_bit_for_bit(act, loss, chunk, monkeypatch):
-    if chunk:   # a few probes stacked at a time
-        monkeypatch.setattr(network, "PROBE_FLOATS", chunk * 30)
-    net, x, y = trained_net([3, 7, 5, 4], act, loss)
-    b = net.b_flat.copy()
-    rng = np.random.default_rng(2)
-    entries = np.concatenate([rng.permutation(b.size), [0, b.size - 1]])
-    values = b[entries] + rng.normal(size=entries.size) * np.geomspace(1e-9, 1.0, entries.size)
-    expected = []
-    for i, v in zip(entries, values):
-        probe = b.copy()
-        probe[i] = v
-        expected.append(net.loss_at(x, y, probe))
-    got = net.probe_losses(x, y, b, entries, values)
-    assert np.array_equal(got, np.array(expected))
-    assert np.array_equal(net.b_flat, b)       # the network is unchanged
-
-
+@pytest.mark.parametrize("kind", ["bias", "weight"])
 @pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "identity"])
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 @pytest.mark.parametrize("chunk", [None, 40])
-def test_weight_probe_losses_are_loss_at_bit_for_bit(act, loss, chunk, monkeypatch):
+def test_probe_losses_are_loss_at_bit_for_bit(kind, act, loss, chunk, monkeypatch):
+    """probe_losses (a bias entry set) and probe_weight_losses (a weight entry set), many probes in one
+    call: the bits loss_at gives with that entry set, one probe at a time."""
     if chunk:   # a few probes stacked at a time
         monkeypatch.setattr(network, "PROBE_FLOATS", chunk * 30)
     net, x, y = trained_net([3, 7, 5, 4], act, loss)
-    w = net.w_flat.copy()
-    rng = np.random.default_rng(3)
-    entries = np.concatenate([rng.permutation(w.size), [0, w.size - 1]])
-    values = w[entries] + rng.normal(size=entries.size) * np.geomspace(1e-9, 1.0, entries.size)
+    flat = net.b_flat if kind == "bias" else net.w_flat
+    start = flat.copy()
+    rng = np.random.default_rng(2)
+    entries = np.concatenate([rng.permutation(start.size), [0, start.size - 1]])
+    values = start[entries] + rng.normal(size=entries.size) * np.geomspace(1e-9, 1.0, entries.size)
     expected = []
     for i, v in zip(entries, values):
-        net.w_flat[i] = v
+        flat[i] = v
         expected.append(net.loss_at(x, y))
-        net.w_flat[i] = w[i]
-    got = net.probe_weight_losses(x, y, w, entries, values)
-    assert np.array_equal(got, np.array(expected))
-    assert np.array_equal(net.w_flat, w)       # the network is unchanged
+        flat[i] = start[i]
+    probe = net.probe_losses if kind == "bias" else net.probe_weight_losses
+    assert np.array_equal(probe(x, y, start, entries, values), np.array(expected))
+    assert np.array_equal(flat, start)       # the network is unchanged
 
 
 def test_weight_probes_of_a_wide_net_are_loss_at_bit_for_bit():
