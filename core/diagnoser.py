@@ -238,10 +238,8 @@ class Diagnoser:
         else:
             fd = np.array([_errors(row) for row in fd_errors], dtype=np.float64)
         unreached = np.zeros(b.shape, dtype=bool) if facts.unreached is None else facts.unreached & has_g[:, None]
-        # exactly zero, while another layer's is not or the loss is above converged (no layer learns)
-        zero = (g_rms == 0) & ((g_rms > 0).any(axis=1) | (loss > th.converged_loss))[:, None]
         block = BlockSteps(loss, (loss >= oldest) | ~np.isfinite(loss), trained, b, g_rms, u, top, fd, m.cosines,
-                           unreached, rounding, zero)
+                           unreached, rounding)
         finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)
         judged = (trained & has_u & has_g)[:, None] & finite & ~unreached
         window = self.history.advance(block, judged)
@@ -314,14 +312,11 @@ class _Facts(NamedTuple):
 
     @staticmethod
     def of(steps: list[Observation], layers: int) -> "_Facts":
-        vectors = steps[0].sums is None   # a block is of one form
-        has_g = [o.g is not None for o in steps] if vectors else [o.sums_have[0] for o in steps]
-        has_u = [o.u is not None for o in steps] if vectors else [o.sums_have[1] for o in steps]
         unreached = None
         if any(o.unreached is not None for o in steps):
             unreached = np.array([(False,) * layers if o.unreached is None else o.unreached for o in steps], dtype=bool)
-        return _Facts([o.step for o in steps], [o.loss for o in steps], has_g, has_u, [o.trained for o in steps],
-                      [o.extra_pred for o in steps], unreached)
+        return _Facts([o.step for o in steps], [o.loss for o in steps], [o.has_g for o in steps],
+                      [o.has_u for o in steps], [o.trained for o in steps], [o.extra_pred for o in steps], unreached)
 
 
 class _Work:

@@ -29,8 +29,6 @@ class BlockSteps:
     cosines: np.ndarray     # (m, L, S) cos(u, -g) then cos(u, -a) for each running average a; NaN: undefined
     unreached: np.ndarray   # (m, L) bool: no gradient reached the layer (the trainer logged null)
     rounding: np.ndarray    # (m,) the unit of rounding of the step's gradients (float32's or float64's eps)
-    zero: np.ndarray        # (m, L) bool: the layer's gradient is exactly zero while another layer's is not
-                            # (or the loss is above converged_loss)
 
 
 class Cosines:
@@ -107,7 +105,9 @@ class History:
         moving = u > 1e-12 * np.where(b > 1.0, b, 1.0)
         off = ~step.trained[:, None]
         noise = max_g < (th.redundant_ulps * step.rounding * top)[:, None]
-        zero = step.zero & (max_g <= 0)   # exactly zero, and never anything else yet (not a converged layer)
+        # exactly zero, and never anything else yet (not a converged layer), while another layer's is not or
+        # the loss is above converged (no layer learns)
+        zero = (g_rms == 0) & (max_g <= 0) & ((g_rms > 0).any(axis=1) | (step.loss > th.converged_loss))[:, None]
         noise &= ~zero                    # no rounding noise: the zero-gradient run counts it
         hits = np.stack((judged & on & ~moving, step.unreached & ~off, judged & noise, judged & zero))
         resets = np.stack((judged & (moving | ~on), ~step.unreached, judged & ~noise, judged & ~zero)) | off

@@ -135,11 +135,11 @@ class StreamWriter:
             self._gradient_check(step, b, g)
         if self.every == 1:   # a line refused as too long leaves the step unlogged: it may come again
             self._write(step, loss, val_loss, kinds, None)
-        self._last_step = step
-        if self.every > 1 and starts_line:
+        elif starts_line:
             self._span = _Span(step, loss, val_loss, kinds)
-        elif self.every > 1:
+        else:
             self._span.add(kinds)
+        self._last_step = step
 
     def _logged(self, step: int, key: str, values: Any, grads: Any, updates: Any) -> Logged:
         """One kind's vectors, checked against the layers of the first step (key: biases or weights)."""
