@@ -17,10 +17,10 @@ from .records import Event, LayerDiagnosis, LayerVectors, LossChange, StepRecord
 from .stream import RESET_EVENTS, RecordWriter  # noqa: E402
 from .summary import RunSummary  # noqa: E402
 from .trainer import Trainer, build_network, load_data  # noqa: E402
-from .verdicts import CAUSES, HELD_UPHILL, PROBLEMS, VERDICTS, Thresholds  # noqa: E402
+from .verdicts import CAUSES, DEAD_UNITS, HELD_UPHILL, PROBLEMS, VERDICTS, Thresholds  # noqa: E402
 
 __all__ = ["__version__", "BiasmonError", "CAUSES", "DEFAULT_PRESET", "DataError", "Diagnoser", "Diagnosis",
-           "Event", "HELD_UPHILL", "LayerDiagnosis", "LayerVectors", "Layout", "LossChange", "MAX_LINE_CHARS", "Network",
+           "DEAD_UNITS", "Event", "HELD_UPHILL", "LayerDiagnosis", "LayerVectors", "Layout", "LossChange", "MAX_LINE_CHARS", "Network",
            "OVERLONG_LINE", "Observation", "PROBLEMS", "Preset", "PresetError", "RESET_EVENTS", "RecordWriter",
            "RunSummary", "StepRecord", "StreamError", "StreamReader", "StreamWriter", "Thresholds", "Trainer",
            "VERDICTS", "build_network", "discover_presets", "finite_difference_errors", "load_data",

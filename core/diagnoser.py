@@ -16,7 +16,7 @@ from .layout import Layout
 from .history import BlockSteps, History, oldest_in_window
 from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerSums, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
-from .verdicts import HELD_UPHILL, PENDING, UPHILL, VERDICTS, Thresholds, causes as causes_of, verdict_codes
+from .verdicts import DEAD_UNITS, HELD_UPHILL, PENDING, UPHILL, VANISHING, VERDICTS, Thresholds, causes as causes_of, verdict_codes
 
 
 CHUNK_ENTRIES = 1 << 16   # vectors' entries (steps x n) diagnosed at a time: 512 KB an array
@@ -282,7 +282,8 @@ class Diagnoser:
                 loss_change = _new_tuple(LossChange, (prev_pred[i], o.loss - prev_loss[i]))
             reached = [bool(has_g[i]) and not (o.unreached is not None and o.unreached[j]) for j in range(len(names))]
             began = since(i)
-            cause = [HELD_UPHILL if code == UPHILL and reached[j] and row.g_rms[j] <= eps else causes[code]
+            cause = [HELD_UPHILL if code == UPHILL and reached[j] and row.g_rms[j] <= eps
+                     else DEAD_UNITS if code == VANISHING and reached[j] and row.g_rms[j] == 0 else causes[code]
                      for j, code in enumerate(code_rows[i])]
             layers = {name: _layer(row, j, reached[j], bool(has_u[i]), fd_errors[i][j], VERDICTS[code_rows[i][j]],
                                    cause[j], began[j]) for j, name in enumerate(names)}

@@ -87,7 +87,9 @@ class History:
         self.norms = np.zeros((0, layers))   # the last window - 1 bias norms
         self.first_norm: np.ndarray | None = None
         self.max_g_rms = np.zeros(layers)
-        self.runs = np.zeros((4, layers), dtype=np.int64)   # frozen, unreached, rounding-noise, zero-gradient steps in a row
+        # frozen, unreached, rounding-noise, zero-from-the-start and zero-later (dead) steps in a row
+        self.runs = np.zeros((5, layers), dtype=np.int64)
+        self.last_on = np.zeros(layers, dtype=bool)   # the last judged step with rms(g) > 0 had its gradient on
 
     def advance(self, step: BlockSteps, judged: np.ndarray) -> LayerWindow:
         """The layers' window over a block. judged: (m, L) the steps that add to a layer's history (trained,
@@ -108,22 +110,30 @@ class History:
         # exactly zero, and never anything else yet (not a converged layer), while another layer's is not or
         # the loss is above converged (no layer learns)
         zero = (g_rms == 0) & (max_g <= 0) & ((g_rms > 0).any(axis=1) | (step.loss > th.converged_loss))[:, None]
+        # exactly zero straight after a gradient that was on (not one that faded out: a layer that converged
+        # exactly), while the loss is above converged: its units died (ReLU), or a bug wipes its gradient
+        live = np.where(judged & (g_rms > 0), np.arange(len(b))[:, None], -1)
+        last = np.maximum.accumulate(live, axis=0)   # each layer's last judged step with rms(g) > 0 (-1: before)
+        was_on = np.where(last >= 0, np.take_along_axis(on, np.maximum(last, 0), axis=0), self.last_on)
+        self.last_on = was_on[-1]
+        dead = (g_rms == 0) & was_on & ~noise & (step.loss > th.converged_loss)[:, None]
         noise &= ~zero                    # no rounding noise: the zero-gradient run counts it
-        hits = np.stack((judged & on & ~moving, step.unreached & ~off, judged & noise, judged & zero))
-        resets = np.stack((judged & (moving | ~on), ~step.unreached, judged & ~noise, judged & ~zero)) | off
-        counts = np.cumsum(hits, axis=1)    # (4, m, L): +1 at a hit, 0 at a reset, else as it was
+        hits = np.stack((judged & on & ~moving, step.unreached & ~off, judged & noise, judged & zero, judged & dead))
+        resets = np.stack((judged & (moving | ~on), ~step.unreached, judged & ~noise, judged & ~zero,
+                           judged & ~dead)) | off
+        counts = np.cumsum(hits, axis=1)    # (5, m, L): +1 at a hit, 0 at a reset, else as it was
         runs = counts - np.maximum.accumulate(np.where(resets, counts, -self.runs[:, None]), axis=1)
         self.runs = runs[:, -1]
         cosines = np.where(judged[:, :, None], step.cosines, np.nan)
         n_cos, means = self._cosines(cosines.reshape(len(b), -1), step.trained)
         best_window, best_long = _best(means)
-        frozen_run, unreached_run, rounding_run, zero_run = runs
+        frozen_run, unreached_run, rounding_run, zero_run, dead_run = runs
         return LayerWindow(loss=step.loss[:, None], rising=step.rising[:, None], b_norm=b, g_rms=g_rms,
                            g_rms_max=step.g_rms_max[:, None], fd_error=step.fd_error, first_norm=self.first_norm,
                            window_full=full, oldest_norm=oldest, n_cos=n_cos, mean_window=means[0, ..., 0],
                            best_window=np.where(n_cos >= th.min_steps, best_window, np.nan), best_long=best_long,
                            gradient_on=on, max_g_rms=max_g, frozen_run=frozen_run, unreached_run=unreached_run,
-                           rounding_run=rounding_run, zero_run=zero_run)
+                           rounding_run=rounding_run, zero_run=zero_run, dead_run=dead_run)
 
     def _cosines(self, cosines: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(m, L) count of cos(u, -g), and (2, m, L, S) the means over the window and over unrelated_steps,

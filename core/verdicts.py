@@ -23,16 +23,19 @@ CAUSES = {
     "vanishing": "gradient has vanished while the loss is still high",
     "unrelated": "update is unrelated to the gradient (cosine near 0)",
     "pending": "not enough steps yet",
-    "detached": "no gradient reaches this bias (detached from the loss, unused, or its gradient zeroed): it never learns",
+    "detached": "no gradient reaches this bias (detached from the loss, unused, dead units, or its gradient zeroed): it "
+                "never learns",
     "redundant": "gradient is zero up to rounding: a normalisation layer after it cancels it (bias=False)",
 }
 # an uphill held while no gradient reaches the layer any more (its units died: ReLU), not a live sign bug
 HELD_UPHILL = "went up the gradient, then its gradient vanished (dead units?): it does not move now"
+# vanishing by a gradient of exact zeros after it had one: the units died (the cause a layer shows then)
+DEAD_UNITS = "gradient became exactly zero while the loss is still high (dead or saturated units?): no longer learning"
 WEIGHT_CAUSES = {**CAUSES,   # the same verdicts of a layer's weights, in their words
                  "frozen": "gradient is non-zero but the weights do not move",
                  "exploding": "weight norm is blowing up",
-                 "detached": "no gradient reaches these weights (detached from the loss, unused, or their gradient "
-                             "zeroed): they never learn",
+                 "detached": "no gradient reaches these weights (detached from the loss, unused, dead units, or their "
+                             "gradient zeroed): they never learn",
                  "redundant": "gradient is zero up to rounding: nothing after these weights depends on them"}
 
 
@@ -110,6 +113,9 @@ class LayerWindow:
     zero_run: np.ndarray       # judged steps in a row with the layer's gradient exactly zero in every entry,
                                # never anything else so far, while another layer's is not (or the loss is
                                # above converged_loss)
+    dead_run: np.ndarray       # judged steps in a row with the layer's gradient exactly zero in every entry,
+                               # its last non-zero one on (not quiet, not rounding noise), while the loss is
+                               # above converged_loss
 
 
 # --- the rules, in the order they are tried ------------------------------------------------------------
@@ -152,8 +158,8 @@ def zero_gradient(w: LayerWindow, th: Thresholds) -> np.ndarray:
     not or the loss is above th.converged_loss (every gradient wiped: zero_grad() before the step), for
     th.frozen_steps steps in a row: no gradient reaches it (zeroed before the optimizer step, or every
     unit dead), called `detached` as a gradient logged as null is. A layer whose gradient reached
-    an exact zero after being something else (a layer that converged exactly) is not. Tried after
-    exploding, before redundant (rounding noise is not an exact zero)."""
+    an exact zero after being something else is not (`vanishing` judges units that died mid-run). Tried
+    after exploding, before redundant (rounding noise is not an exact zero)."""
     return w.zero_run >= th.frozen_steps
 
 
@@ -172,9 +178,14 @@ def detached(w: LayerWindow, th: Thresholds) -> np.ndarray:
 
 def vanishing(w: LayerWindow, th: Thresholds) -> np.ndarray:
     """rms(g) below th.vanish_grad, the loss above th.converged_loss, and this layer's rms(g) never above
-    th.vanish_ratio times the largest layer's now (a layer that converged first is not vanishing)."""
+    th.vanish_ratio times the largest layer's now (a layer that converged first is not vanishing); or the
+    gradient exactly zero in every entry for th.frozen_steps steps in a row straight after a gradient that
+    was on (not quiet, not rounding noise), the loss above th.converged_loss: its units (or those around it)
+    died, as a ReLU layer whose every unit is inactive passes no gradient. A layer whose gradient faded out
+    through quiet values to an exact zero converged exactly; it is not called."""
     g = w.g_rms
-    return (0 < g) & (g < th.vanish_grad) & (w.max_g_rms < th.vanish_ratio * w.g_rms_max) & (w.loss > th.converged_loss)
+    faint = (0 < g) & (g < th.vanish_grad) & (w.max_g_rms < th.vanish_ratio * w.g_rms_max) & (w.loss > th.converged_loss)
+    return faint | (w.dead_run >= th.frozen_steps)
 
 
 def unrelated(w: LayerWindow, th: Thresholds) -> np.ndarray:

@@ -10,7 +10,8 @@ biases (bias_group="zero"), the biases' own lr, a third of the others' (bias_gro
 skipped (amp=True), gradient accumulation over `accumulate` micro-batches per optimizer step, the sign
 bug in the weights alone (bias_group="flip_weights"), logging the weights too and the summary form, and
 the output layer's gradient zeroed before every optimizer step (zeroed=True: it never trains; "all": every
-gradient, zero_grad() between backward() and step()).
+gradient, zero_grad() between backward() and step()), and the middle layer's units saturated from step
+`saturate` on (its bias set to -50: tanh is -1 exactly there, so no gradient passes it or reaches below it).
 """
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def batches(x, y, size: int, gen):
 def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: bool = False, clip: float | None = None,
           dropout: float = 0.0, norm: str | None = None, maximize: bool = False, bias_group: str | None = None,
           detached: bool = False, wrong: bool = False, check: bool = False, every: int = 1, amp: bool = False,
-          accumulate: int = 1, weights: bool = False, form: str = "vectors", zeroed: bool | str = False) -> None:
+          accumulate: int = 1, weights: bool = False, form: str = "vectors", zeroed: bool | str = False,
+          saturate: int = 0) -> None:
     """Train and log one case to `path` (weights: log the weights too; form: the stream's, vectors or sums)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(256, 2, generator=gen) * 3 - 1.5
@@ -107,8 +109,11 @@ def train(path, steps: int = 300, opt: str = "sgd", batch: int = 16, schedule: b
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 24, enabled=amp)
     with TorchBiasLogger(net, path, optimizer=optim, loss_fn=loss_fn if check else None, check_every=50,
                          every=every, weights=weights, form=form) as log:
-        for _ in range(steps):
+        for step in range(steps):
             xb, yb = next(data)
+            if saturate and step == saturate:   # its units die: a bias pushed far below tanh's working range
+                with torch.no_grad():
+                    [m for m in net if isinstance(m, torch.nn.Linear)][1].bias.fill_(-50.0)
             optim.zero_grad()
             losses = []
             for xm, ym in zip(xb.chunk(accumulate), yb.chunk(accumulate)):

@@ -60,7 +60,7 @@ class LayerState:
 
     __slots__ = ("b_norm", "g_rms", "g_rms_max", "u_norm", "cosines",
                  "cos", "norms", "first_norm", "max_g_rms", "frozen_run", "gradient_on", "best_window",
-                 "fd_error", "verdict", "since", "unreached_run", "rounding_run", "zero_run")
+                 "fd_error", "verdict", "since", "unreached_run", "rounding_run", "zero_run", "dead_run", "last_on")
 
     def __init__(self, th: Thresholds) -> None:
         self.b_norm = self.g_rms = self.g_rms_max = self.u_norm = math.nan
@@ -73,6 +73,8 @@ class LayerState:
         self.unreached_run = 0
         self.rounding_run = 0
         self.zero_run = 0
+        self.dead_run = 0
+        self.last_on = False   # the last step with rms(g) > 0 had its gradient on
         self.gradient_on = False
         self.best_window = math.nan
         self.fd_error = None
@@ -96,6 +98,10 @@ class LayerState:
         self.zero_run = self.zero_run + 1 if zero else 0
         noise = self.max_g_rms < th.redundant_ulps * f.rounding * f.top and not zero
         self.rounding_run = self.rounding_run + 1 if noise else 0
+        dead = g_rms == 0 and self.last_on and not noise and f.loss > th.converged_loss   # zero straight after on
+        self.dead_run = self.dead_run + 1 if dead else 0
+        if g_rms > 0:
+            self.last_on = on
         if raw.n < th.min_steps:
             self.best_window = math.nan
         else:
@@ -162,7 +168,11 @@ def frozen(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
 
 def vanishing(s: LayerState, f: StepFacts, th: Thresholds) -> bool:
     """rms(g) below th.vanish_grad, the loss above th.converged_loss, and this layer's rms(g) never above
-    th.vanish_ratio times the largest layer's now (a layer that converged first is not vanishing)."""
+    th.vanish_ratio times the largest layer's now (a layer that converged first is not vanishing); or exactly
+    zero for th.frozen_steps steps in a row straight after a gradient that was on (the units died), the loss
+    above converged."""
+    if s.dead_run >= th.frozen_steps:
+        return True
     return 0 < s.g_rms < th.vanish_grad and s.max_g_rms < th.vanish_ratio * s.g_rms_max and f.loss > th.converged_loss
 
 
@@ -190,7 +200,7 @@ def judge(s: LayerState, f: StepFacts, th: Thresholds, b_norm: float, g_rms: flo
     if not f.trained:
         for running in s.cos:
             running.clear()
-        s.frozen_run = s.unreached_run = s.rounding_run = s.zero_run = 0
+        s.frozen_run = s.unreached_run = s.rounding_run = s.zero_run = s.dead_run = 0
         return "off"
     s.unreached_run = s.unreached_run + 1 if unreached else 0
     if not f.has_u:

@@ -124,3 +124,36 @@ def test_a_gradient_wiped_from_the_start_is_detached_one_that_reaches_zero_later
     wiped = [row[2] for row in block_verdicts(random_run(4), th, 64)]
     assert wiped[:th.frozen_steps - 1] == ["pending"] * (th.frozen_steps - 1) and wiped[th.frozen_steps - 1] == "detached"
     assert "detached" not in [row[2] for row in block_verdicts(random_run(3), th, 64)]
+
+
+def dying_run(steps: int = 160, die_at: int = 80, fade: bool = False) -> list[Observation]:
+    """SGD on a quadratic; from die_at 'wide''s gradient is exact zeros (its ReLU units died), straight after
+    a gradient that was on; fade: it first fades through quiet values (a layer converging exactly)."""
+    rng = np.random.default_rng(7)
+    n = sum(LAYOUT.sizes)
+    b, out = rng.normal(size=n), []
+    for t in range(steps):
+        g = b - 1.0 + 0.3 * rng.normal(size=n)
+        if fade and t >= die_at - 20:
+            g[:6] *= 1e-6 ** ((t - die_at + 20) / 20)   # quiet (below 1e-3 of its largest) before it is zero
+        if t >= die_at:
+            g[:6] = 0.0
+        out.append(Observation(t, float(np.sum(g * g)) + 0.5, None, b.copy(), g.copy(), -0.1 * g))
+        b = b - 0.1 * g
+    return out
+
+
+@pytest.mark.parametrize("fade", [False, True])
+def test_a_gradient_that_drops_to_exact_zeros_is_vanishing_one_that_fades_out_first_is_not(fade):
+    """Units that die (ReLU) leave exact zeros straight after a live gradient: vanishing after frozen_steps,
+    the same in blocks as step by step. A gradient that fades out through quiet values first converged."""
+    th = Thresholds()
+    run = dying_run(fade=fade)
+    got = block_verdicts(run, th, 64)
+    assert got == plain_verdicts(run, th)
+    wide = [row[0] for row in got]
+    assert wide[60] == "ok"
+    if fade:
+        assert "vanishing" not in wide
+    else:
+        assert wide[80 + th.frozen_steps - 2] == "ok" and wide[80 + th.frozen_steps - 1:] == ["vanishing"] * (80 - th.frozen_steps + 1)

@@ -245,6 +245,25 @@ def test_an_uphill_held_after_the_gradient_died_says_so_not_sign_flipped():
     assert out["out"].verdict == "uphill" and out["out"].cause == CAUSES["uphill"]
 
 
+def test_units_that_die_mid_run_are_vanishing_and_say_so_not_ok():
+    """A correct SGD run whose hidden units all die at step 40 (ReLU: exact zeros from then on, the update
+    zero too): the layer no longer learns while the loss stays high. It was `ok` for ever before."""
+    from biasmon.core.verdicts import DEAD_UNITS
+    grad, loss_of = quadratic()
+    diag, b, th = Diagnoser(LAYOUT), np.ones(9), Thresholds()
+    seen = []
+    for t in range(80):
+        g = grad(b)
+        if t >= 40:
+            g[:8] = 0.0
+        out = observe(diag, t, loss_of(b), b.copy(), g, -0.05 * g)
+        seen.append(out["hidden"].verdict)
+        b = b - 0.05 * g
+    assert seen[39] == "ok" and seen[40 + th.frozen_steps - 2] == "ok"
+    assert seen[40 + th.frozen_steps - 1:] == ["vanishing"] * (40 - th.frozen_steps + 1)
+    assert out["hidden"].cause == DEAD_UNITS and out["out"].verdict == "ok"
+
+
 @pytest.mark.parametrize("loss", [0.3, 1e-9])
 def test_every_gradient_zero_from_the_start_is_detached_unless_the_loss_has_converged(loss):
     """zero_grad() between backward() and step(): every layer's gradient exactly zero, nothing moves, the
