@@ -56,11 +56,15 @@ class Series:
             self.x, self.lo, self.hi = _merge(self.x, self.lo, self.hi, 2)
             self.width *= 2
 
-    def view(self, points: int) -> tuple[np.ndarray, np.ndarray]:
-        """(x, y) of at most `points` points tracing the min/max envelope, tail included."""
+    def view(self, points: int, upto: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of at most `points` points tracing the min/max envelope, tail included; upto: only the
+        buckets whose last step is at or before it (the steps a plot shows)."""
         x = np.concatenate([self.x, self._tail_x])
         lo = np.concatenate([self.lo, self._tail_y])
         hi = np.concatenate([self.hi, self._tail_y])
+        if upto is not None:
+            keep = int(np.searchsorted(x, upto, side="right"))   # x rises: steps come in order
+            x, lo, hi = x[:keep], lo[:keep], hi[:keep]
         buckets = max(1, points // 2)
         if len(x) > buckets:
             x, lo, hi = _merge(x, lo, hi, math.ceil(len(x) / buckets))
@@ -337,7 +341,12 @@ def shown_rows(run: RunHistory | None, view: str) -> list[tuple[str, str, LayerR
             if name in rows.norms or name in rows.cos or name in rows.diag]
 
 
-def step_range(*runs: RunHistory | None) -> tuple[int, int] | None:
-    """The steps from the first to the last shown of these runs (None: no step yet): the plots share it."""
-    spans = [run.steps for run in runs if run is not None and run.steps is not None]
-    return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
+def step_range(current: RunHistory | None, previous: RunHistory | None = None) -> tuple[int, int] | None:
+    """The steps the plots share: the current run's, from its first to its last step (the previous run,
+    faint behind it, is drawn over the same steps: runs compare at equal steps, and a long previous run
+    does not squeeze a new one into the plots' first columns); before the current run's first step, the
+    previous run's (None: neither has a step)."""
+    for run in (current, previous):
+        if run is not None and run.steps is not None:
+            return run.steps
+    return None

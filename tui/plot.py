@@ -101,6 +101,8 @@ class PlotextPlot(Widget):
         for line in self.lines:
             x, y = np.asarray(line.x, dtype=float), np.asarray(line.y, dtype=float)
             keep = np.isfinite(y) & np.isfinite(x)
+            if self.x_range is not None:   # a previous run's steps outside the shared range are not drawn
+                keep &= (x >= self.x_range[0]) & (x <= self.x_range[1])
             if self.log_y:
                 keep &= y > 0
             if keep.any():

@@ -47,6 +47,26 @@ async def test_r_restarts_from_step_zero_with_a_new_run():
         assert app.previous.run_id == first_run  # kept faint for comparison
 
 
+async def test_after_a_restart_the_plots_span_the_new_run_and_the_old_one_is_drawn_over_its_steps():
+    """A long run, then a new one: the new run fills the plots' width (the old one does not squeeze it into
+    their first columns); the old run's faint loss is drawn over the same steps only."""
+    from biasmon.tui.direction_strip import DirectionStrip
+    from biasmon.tui.loss_panel import LossPanel
+    from biasmon.tui.norm_panel import NormPanel
+    app = create_live_app(pause_at=600)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.current.last_step == 599)
+        await pilot.press("r")
+        app.source.pause_at = 40
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.current.last_step == 39 and app.source.paused)
+        await pilot.pause(0.3)
+        for panel in (LossPanel, NormPanel, DirectionStrip):
+            assert app.query_one(panel).x_range == (0, 39), panel
+        faint = [line for line in app.query_one(LossPanel).lines if line.style == "dim"]
+        assert faint and all(0 < len(line.x) and line.x.max() <= 39 for line in faint)
+
+
 async def test_f_flips_the_sign_and_the_verdict_turns_uphill_then_back():
     app = create_live_app(max_rate=20)  # slow motion, as in README's walkthrough: back long before it diverges
     async with app.run_test(size=SIZE) as pilot:
