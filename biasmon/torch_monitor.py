@@ -20,9 +20,11 @@ model of at most 2^14 entries makes 9 terms an entry for a logged step, at most 
 lets them go: biasmon/torch_sums.py), a the optimizer's own running average of the gradient where it keeps one
 (`momentum_buffer`: SGD and RMSprop with momentum; `exp_avg`: Adam, AdamW, NAdam, RAdam, Adamax), named
 in the header's `averages`. The buffer holds the average of g or of -g (`maximize=True`, or an optimizer written to
-climb) by the optimizer's own convention: each layer's a is taken with the sign of the sum of a.g over
-the logged steps so far, so that it stands for an average of g, as the format says; a sign bug then
-reads uphill against it as against g.
+climb) by the optimizer's own convention: for torch's own optimizers each layer's a is taken as its param
+group's `maximize` says (an average of -g where it is True), for any other optimizer with the sign of the
+sum of a.g over the logged steps so far (a sum that is noise where a layer sits at its minimum: a 1-entry
+bias under Adam), so that it stands for an average of g, as the format says; a sign bug then reads
+uphill against it as against g.
 
 Layers: one per parameter tensor. Biases (biasmon.torch_logger.bias_parameters: the naming rule, or
 `params=`) go to `bias_sums`, every other trainable parameter to `weight_sums`; a layer is named by its
@@ -160,6 +162,8 @@ class TorchMonitor:
         self._posts_since_call = 0
         self._averages: str | None = None    # the state key of the optimizer's running average, once known
         self._orient = np.zeros(len(self.params))   # per layer: the sum of a.g over the logged steps
+        # torch's own optimizers say which way their average points (maximize); another's is oriented by a.g
+        self._declares = type(optimizer).__module__.startswith("torch.optim")
         self._float32: bool | None = None   # every gradient of the first logged step was float32
         self._header_written = False
         self.closed = False
@@ -263,12 +267,22 @@ class TorchMonitor:
         self.close()
         return False
 
+    def _declared(self) -> np.ndarray | None:
+        """Per layer, the way torch's own optimizer says its average points: +1 (an average of g), -1 (of
+        -g: the layer's param group has maximize=True), 0 (its group says nothing); None for an optimizer
+        from elsewhere (its average is oriented by the logged a.g)."""
+        if not self._declares:
+            return None
+        maximize = {id(p): group.get("maximize") for group in self.optimizer.param_groups for p in group["params"]}
+        signs = {True: -1.0, False: 1.0}
+        return np.array([signs.get(maximize.get(id(p)), 0.0) for p in self.params])
+
     # --- writing -----------------------------------------------------------------------------------
     def _write(self, step: int, loss: float, val_loss: float | None, rows: np.ndarray, unreached: tuple) -> None:
         """The step's line (torch_sums.step_line), after the header (which the first line's sizes complete)."""
         self._ensure_header(rows)
         line = step_line(step, loss, val_loss, rows, unreached, self.bias_layout, self.weight_layout, self._orient,
-                         bool(self._averages))
+                         bool(self._averages), self._declared())
         self._writer.write_json(line, allow_nan=True)   # a non-finite sum is the literal NaN / Infinity
         self.lines += 1
 

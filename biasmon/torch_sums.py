@@ -205,16 +205,22 @@ def _stack(torch: Any, scalars: list) -> Any:
 
 
 def step_line(step: int, loss: float, val_loss: float | None, rows: np.ndarray, unreached: tuple,
-              biases: Layout, weights: Layout, orient: np.ndarray, averages: bool) -> dict:
+              biases: Layout, weights: Layout, orient: np.ndarray, averages: bool,
+              declared: np.ndarray | None = None) -> dict:
     """A logged step's line from StepSums' rows ((L, 10) float64, the biases' rows first), read back (docs/
     stream-format.md: a layer whose gradient was None is one no gradient reached; a sum that is not finite,
     divergence, goes out as NaN or Infinity). orient (L,): the sum of a.g over the logged steps, this
     one's added here; where it is negative a is an average of -g (Keras's SGD velocity), and a.u is
-    written with its sign changed, as for an average of g. averages: whether the rows carry |a|^2, a.u."""
+    written with its sign changed, as for an average of g. declared (L,): +1 where the optimizer says its
+    average is of g, -1 where of -g (torch's `maximize=True`), 0 where it says nothing (orient decides
+    there; None: nowhere): a sum of a.g is noise where a layer sits at its minimum (a 1-entry bias under
+    Adam), and a sum gone negative by chance would write a correct step's a.u reversed, as uphill.
+    averages: whether the rows carry |a|^2, a.u."""
     has_a = ~np.isnan(rows[:, 7])
     if has_a.any():
         orient += np.where(has_a & ~np.isnan(rows[:, 9]), rows[:, 9], 0.0)
-        rows[:, 8] *= np.where(orient < 0, -1.0, 1.0)
+        sign = np.where(orient < 0, -1.0, 1.0)
+        rows[:, 8] *= sign if declared is None else np.where(declared != 0, declared, sign)
     line: dict[str, Any] = {"step": step, "loss": json_number(loss)}
     if val_loss is not None:
         line["val_loss"] = json_number(val_loss)
