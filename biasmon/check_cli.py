@@ -3,7 +3,7 @@
 Per layer it prints the verdict at the end of the stream, its cause and the step it was first seen, plus
 every problem verdict seen earlier (first step, longest stretch). Exit status: 0 every layer ok, 1 a
 problem found, 2 unreadable input. Malformed lines are skipped, counted and listed with their line numbers
-(--strict makes them exit 2).
+(--strict makes them exit 2; a line whose values are not finite is a divergence, not malformed).
 """
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a problem verdict seen earlier fails the check if it lasted this many step lines "
                              "(a step each, unless the stream is logged sparsely; the window counts lines too) "
                              f"(default {DEFAULT_SUSTAIN}); a layer's final verdict always counts")
-    parser.add_argument("--strict", action="store_true", help="malformed lines make the input unreadable (exit 2)")
+    parser.add_argument("--strict", action="store_true",
+                        help="malformed lines make the input unreadable (exit 2); a non-finite value is a divergence, "
+                             "judged as ever")
     group = parser.add_argument_group("thresholds (docs/stream-format.md says why each default)")
     defaults = Thresholds()
     for f in fields(Thresholds):
@@ -188,8 +190,8 @@ def _check(args: argparse.Namespace) -> int:
     if bad.problems > len(bad.messages):
         print(printable(f"biasmon: warning: {result.source}: {bad.problems - len(bad.messages)} more warning(s) "
                         f"like these, {bad.count:,} line(s) in all"), file=sys.stderr)
-    if args.strict and bad.count:
-        raise StreamError(f"{result.source}: {bad.count} malformed line(s) (--strict); first: {bad.messages[0]}")
+    if args.strict and bad.unreadable:   # a non-finite value is a divergence, judged: not malformed
+        raise StreamError(f"{result.source}: {bad.unreadable} malformed line(s) (--strict); first: {bad.first_unreadable}")
     if args.json:
         print(json.dumps(result.to_json(), indent=1, allow_nan=False))
     else:

@@ -177,10 +177,12 @@ class Check:
         failing = [f"{run.where()}: {f}" for run in earlier for f in run.failing] + failing
         problems = reader.problems
         lines = sorted({p.line for p in problems})
+        unreadable = [p for p in problems if not p.divergence]
         return CheckResult(
             self.source, s.steps, self.first_step, s.last_step, s.final_loss, s.best_loss, s.final_val,
             bool(reader.has_grads), reader.max_span, diverged, layers,
-            Malformed(len(lines), lines, [str(p) for p in problems[:MAX_LISTED]], len(problems)),
+            Malformed(len(lines), lines, [str(p) for p in problems[:MAX_LISTED]], len(problems),
+                      len({p.line for p in unreadable}), str(unreadable[0]) if unreadable else None),
             self._notes(len(earlier)), self.sustain, failing, "problem" if failing else "ok", 1 if failing else 0,
             earlier, label if earlier else None, weights)
 

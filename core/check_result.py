@@ -41,6 +41,8 @@ class Malformed:
     lines: list[int]      # their numbers, rising
     messages: list[str]   # the first MAX_LISTED problems
     problems: int = 0     # problems in all (a line may have several)
+    unreadable: int = 0   # the lines with a problem other than a non-finite value (valid: read as divergence)
+    first_unreadable: str | None = None   # the first such problem (what --strict names)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ MAX_MESSAGE = 300  # characters of a skipped line's message
 class LineProblem:
     line: int
     message: str
+    divergence: bool = False   # a non-finite value, read as divergence (valid in the format: not malformed)
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
@@ -372,7 +373,7 @@ class StreamReader:
         if nonfinite:
             self._flush_pending(None, None, None)
             where = ", ".join(f"'{k}'" for k in nonfinite)
-            self.problems.append(LineProblem(self.line_no, f"non-finite value in {where}: read as divergence"))
+            self.problems.append(LineProblem(self.line_no, f"non-finite value in {where}: read as divergence", True))
             return self._diverge(line.step, bad_layer, f"{' and '.join(nonfinite)} not finite")
         out = []
         if self._first_loss is None:

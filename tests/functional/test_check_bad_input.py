@@ -105,6 +105,24 @@ def test_the_table_lists_malformed_lines_compactly_and_strict_makes_them_fatal(t
     assert "4 malformed line(s) (--strict); first: line 10: not JSON" in strict.stderr.splitlines()[-1]
 
 
+def test_strict_judges_a_divergence_written_as_non_finite_values_and_refuses_only_malformed_lines(tmp_path, biasmon_cli):
+    """NaN and Infinity after a blow-up are valid in the format (a trainer's divergence): --strict reports
+    the run, exit 1 for the divergence; only a malformed line makes it unreadable (exit 2), named first."""
+    lines = good_lines()
+    for i in range(50, 60):
+        lines[i] = step_line(i, loss=float("nan"), bias_grads={"hidden": [float("inf")] * 3, "out": [float("nan")]})
+    path = write(tmp_path, lines)
+    proc = biasmon_cli("check", "--strict", path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "DIVERGED at step 50" in proc.stdout and "malformed or non-finite lines: 10 (line 51-60)" in proc.stdout
+    as_json = biasmon_cli("check", "--strict", "--json", path)
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["malformed"]["unreadable"] == 0
+    lines[5] = "{broken"
+    strict = biasmon_cli("check", "--strict", write(tmp_path, lines))
+    assert strict.returncode == 2
+    assert "1 malformed line(s) (--strict); first: line 6: not JSON" in strict.stderr.splitlines()[-1]
+
+
 def test_many_malformed_lines_are_listed_ten_then_counted(tmp_path, biasmon_cli):
     lines = good_lines(80)
     for i in range(20, 45):
