@@ -9,7 +9,9 @@ At the start of fit it attaches a TorchBiasLogger (biasmon/torch_logger.py) to t
 its optimizer (`trainer.optimizers`; with several, the one at `optimizer_index`, logging the biases it
 holds); after each optimizer step it logs the training step's loss (training_step's return value, or
 its "loss"); at the end of fit (or on an exception) it closes the stream. Under DDP only global rank 0
-logs. With accumulate_grad_batches=k there is one line per optimizer step; a step a GradScaler skips
+logs. With accumulate_grad_batches=k there is one line per optimizer step, its loss the mean of its k
+batches' (Lightning hands each on divided by k: multiplied back) and its gradient check on the k batches
+joined (tuples of tensors: (inputs, targets)); a step a GradScaler skips
 (precision="16-mixed") is a `step_skipped` event. `loss_fn` (and batches of (inputs, targets)) turns
 on the gradient check: loss_fn(module(*inputs), *targets) must be the loss training_step computes.
 
@@ -61,6 +63,8 @@ class BiasmonLogic:
         self.options = dict(loss_fn=loss_fn, check_every=check_every, every=every, params=params, **writer_options)
         self.logger: TorchBiasLogger | None = None
         self._stepped = False   # on_before_optimizer_step ran since the last logged batch
+        self._losses: list = []    # the losses of the batches since the last optimizer step (accumulation)
+        self._batches: list = []   # and the batches, for the gradient check (only with loss_fn)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.is_global_zero:
@@ -80,14 +84,23 @@ class BiasmonLogic:
         self._stepped = self._stepped or (self.logger is not None and optimizer is self.logger.optimizer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.logger is None or not self._stepped:
-            return   # accumulating gradients: no optimizer step on this batch
-        self._stepped = False
+        if self.logger is None:
+            return
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if loss is None:
             raise BiasmonError("BiasmonCallback: training_step returned no loss: return it (or a dict with "
                                "'loss') so that the step can be logged")
-        self.logger.step(loss, batch=batch if self.options["loss_fn"] is not None else None)
+        if getattr(pl_module, "automatic_optimization", True):   # Lightning hands on loss / accumulate_grad_batches
+            loss = loss * getattr(trainer, "accumulate_grad_batches", 1)
+        self._losses.append(loss.detach() if hasattr(loss, "detach") else loss)
+        if self.options["loss_fn"] is not None:
+            self._batches.append(batch)
+        if not self._stepped:
+            return   # accumulating gradients: no optimizer step on this batch
+        self._stepped = False
+        losses, batches, self._losses, self._batches = self._losses, self._batches, [], []
+        mean = losses[0] if len(losses) == 1 else sum(float(x) for x in losses) / len(losses)
+        self.logger.step(mean, batch=_joined(batches) if batches else None)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self.close()
@@ -100,6 +113,21 @@ class BiasmonLogic:
         if self.logger is not None:
             self.logger.close()
             self.logger = None
+
+
+def _joined(batches: list) -> Any:
+    """The batches of one optimizer step as one batch, for the gradient check: each (inputs, targets, ...)
+    tuple's tensors joined along their first dimension (a mean loss over it is the mean of equal-sized
+    batches' losses, its gradient the step's); the last batch if they are not all tuples of tensors alike
+    (the check then says the loss at that batch is not the logged one)."""
+    if len(batches) == 1:
+        return batches[0]
+    import torch
+    first = batches[-1]
+    if isinstance(first, (tuple, list)) and all(isinstance(b, type(first)) and len(b) == len(first) and
+                                                 all(isinstance(t, torch.Tensor) for t in b) for b in batches):
+        return type(first)(torch.cat(parts) for parts in zip(*batches))
+    return first
 
 
 _classes: dict[str, type] = {}

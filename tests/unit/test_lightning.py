@@ -81,9 +81,28 @@ def test_a_sign_bug_in_a_lightning_run_is_uphill_on_every_layer(tmp_path):
     assert {name: d.verdict for name, d in result.layers.items()} == {"net.0": "uphill", "net.2": "uphill"}
 
 
-def test_accumulated_batches_give_one_line_per_optimizer_step(tmp_path):
-    lines = fit(tmp_path / "run.jsonl", Regressor(), steps=40, accumulate_grad_batches=4)
-    assert len(step_lines(lines)) == 40 and not [e for e in lines if e.get("event") == "step_skipped"]
+class Recording(Regressor):
+    """The Regressor, keeping every training_step's loss."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.seen.append(loss.item())
+        return loss
+
+
+def test_accumulated_batches_give_one_line_per_optimizer_step_with_their_mean_loss(tmp_path):
+    """Lightning hands the callback each batch's loss divided by accumulate_grad_batches: the line has the
+    mean of the step's batches' losses as training_step returned them, and the gradient check at step 0
+    compares the logged gradient on the four batches joined (no note: the loss there is the logged one)."""
+    module = Recording()
+    module.seen = []
+    lines = fit(tmp_path / "run.jsonl", module, steps=40, accumulate_grad_batches=4)
+    steps = step_lines(lines)
+    assert len(steps) == 40 and not [e for e in lines if e.get("event") == "step_skipped"]
+    want = [sum(module.seen[4 * i:4 * i + 4]) / 4 for i in range(40)]
+    assert [s["loss"] for s in steps] == pytest.approx(want, rel=1e-6)
+    checks = [e for e in lines if e.get("event") == "gradient_check"]
+    assert len(checks) == 1 and "note" not in checks[0] and max(checks[0]["errors"].values()) < 1e-5
     assert check_stream(tmp_path / "run.jsonl").exit == 0
 
 
