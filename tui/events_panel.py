@@ -30,9 +30,10 @@ def describe(event: Event) -> Text:
         errors = _numbers(d.get("errors"))
         weight_errors = _numbers(d.get("weight_errors"))
         worst = max([*errors.values(), *weight_errors.values()], default=0.0)
-        body = ", ".join(f"{shown(k)} {v:.1e}" for k, v in errors.items())
+        parts = [", ".join(f"{shown(k)} {v:.1e}" for k, v in errors.items())] if errors else []
         if weight_errors:
-            body += "; weights: " + ", ".join(f"{shown(k)} {v:.1e}" for k, v in weight_errors.items())
+            parts.append("weights: " + ", ".join(f"{shown(k)} {v:.1e}" for k, v in weight_errors.items()))
+        body = "; ".join(parts)
         note = f"  ({shown(d['note'])})" if isinstance(d.get("note"), str) else ""
         return Text.assemble(step, ("gradient check ", "bold"), f"max rel. error {worst:.1e}: {body}{note}")
     if event.kind == "flip_sign":

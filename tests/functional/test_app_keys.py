@@ -297,3 +297,18 @@ async def test_the_keys_panel_takes_the_preset_lists_place_and_the_list_comes_ba
         await wait_for(pilot, lambda: len(app.screen.query(HelpPanel)) == 0)
         await pilot.pause()
         assert side.display and app.screen.focused is side
+
+
+async def test_bias_keys_on_a_network_without_biases_say_so_and_change_nothing():
+    app = create_live_app("none", pause_at=30)
+    said, notify = [], app.notify
+    app.notify = lambda message, **kw: (said.append(message), notify(message, **kw))[1]
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: (app.current.last_step or 0) >= 29)
+        for key in ("f", "]"):
+            await pilot.press(key)
+        await pilot.pause(0.1)
+        trainer = app.source.trainer
+        assert not trainer.flip_sign and trainer.bias_lr_scale == 1.0
+        assert any("this network has no biases" in m for m in said), said
+        assert "flip_sign ON" not in event_lines(app)

@@ -177,6 +177,15 @@ def test_the_events_log_shows_what_a_gradient_check_could_not_decide():
     assert note in describe(Event("gradient_check", 5, {"nondeterministic": True, "note": note})).plain
 
 
+def test_a_gradient_check_of_weights_alone_reads_without_an_empty_bias_list():
+    from biasmon.core import Event
+    from biasmon.tui.events_panel import describe
+    line = describe(Event("gradient_check", 5, {"errors": {}, "weight_errors": {"h": 1e-7, "out": 2e-8}})).plain
+    assert line.endswith("gradient check max rel. error 1.0e-07: weights: h 1.0e-07, out 2.0e-08")
+    both = describe(Event("gradient_check", 5, {"errors": {"h": 3e-9}, "weight_errors": {"h": 1e-7}})).plain
+    assert both.endswith("max rel. error 1.0e-07: h 3.0e-09; weights: h 1.0e-07")
+
+
 def detached_stream(null_from: int, steps: int = 60) -> str:
     """SGD on two layers; from step null_from on, the 'frozen_head' layer's gradient is logged null."""
     lines, b = [], np.array([0.5, -0.4, 0.2])
