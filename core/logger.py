@@ -111,6 +111,8 @@ class StreamWriter:
         if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
             raise BiasmonError(f"StreamWriter: step must be a whole number >= 0, got {step!r}")
         step = int(step)
+        loss = _number(step, "loss", loss)
+        val_loss = None if val_loss is None else _number(step, "val_loss", val_loss)
         if self._last_step is not None and step <= self._last_step:
             raise BiasmonError(f"StreamWriter: step {step} does not follow step {self._last_step}")
         first = self._last_step is None
@@ -306,3 +308,15 @@ class StreamWriter:
 
 NONDETERMINISTIC = ("loss_at is not deterministic: two calls at the same biases gave {:.10g} and {:.10g} "
                     "(dropout? a different batch each call?): no gradient check")
+
+
+def _number(step: int, key: str, value: Any) -> float:
+    """value as a float (a Python or NumPy number, a 0-d array or tensor; NaN and infinities are a
+    divergence, written as null), or a one-line BiasmonError naming the step and the key."""
+    if not isinstance(value, (str, bytes, bool)):
+        try:
+            return float(value)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    raise BiasmonError(f"StreamWriter: step {step}: {key} must be a number, got {type(value).__name__} "
+                       f"{repr(value)[:40]}")

@@ -87,6 +87,11 @@ def test_the_writer_rejects_what_the_reader_would_skip(tmp_path):
         log.step(2, 1.0, biases={"a": [1.0, 2.0]}, bias_grads={"b": [0.0, 0.0]})
     with pytest.raises(BiasmonError, match="biases\\['a'\\] must be a vector of numbers"):
         log.step(3, 1.0, biases={"a": ["x", "y"]})
+    with pytest.raises(BiasmonError, match="step 4: loss must be a number, got str 'abc'"):
+        log.step(4, "abc", biases={"a": [1.0, 2.0]})
+    with pytest.raises(BiasmonError, match="step 5: val_loss must be a number, got list"):
+        log.step(5, 1.0, biases={"a": [1.0, 2.0]}, val_loss=[0.5])
+    log.step(6, np.float32(0.5), biases={"a": [1.0, 2.0]}, val_loss=np.array(0.25))   # NumPy numbers, 0-d arrays
 
 
 def test_non_finite_values_are_written_as_null_and_read_as_divergence():
