@@ -177,6 +177,9 @@ def _check(args: argparse.Namespace) -> int:
     thresholds = thresholds_from(args)
     if not 1 <= args.sustain <= MAX_STEPS_OPTION:
         raise BiasmonError(f"--sustain must be a whole number from 1 to {MAX_STEPS_OPTION:,}, got {args.sustain}")
+    if args.file == "-" and sys.stdin.isatty():   # it would wait for a stream that a terminal never ends
+        raise BiasmonError("check -: standard input is a terminal; pipe a stream into it "
+                           "(./my_trainer | biasmon check -, or biasmon check - < run.jsonl)")
     try:
         result = check_stream(args.file, thresholds, args.sustain)
     except StreamError as exc:

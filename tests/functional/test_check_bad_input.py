@@ -277,3 +277,19 @@ def test_with_json_an_error_is_also_one_json_object_on_stdout(tmp_path, biasmon_
     assert proc.returncode == 2 and "cannot read" in one_error_line(proc)
     out = json.loads(proc.stdout)
     assert out["exit"] == 2 and "missing.jsonl" in out["error"] and "cannot read" in out["error"]
+
+
+def test_check_dash_with_a_terminal_for_standard_input_says_so_instead_of_waiting():
+    import os
+    import pty
+    import subprocess
+    import sys
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "biasmon", "check", "-"], stdin=secondary, capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "check -: standard input is a terminal; pipe a stream into it" in proc.stderr
