@@ -106,7 +106,8 @@ def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
         final_problem = next((p for p in layer.problems if p.final), None)
         rows.append((name, layer.verdict, str(layer.first_seen),
                      f"{final_problem.longest_steps}" if final_problem else "-",
-                     "yes" if final_problem else ("-" if layer.verdict not in PROBLEMS else "yes"), layer.cause))
+                     ("yes" if final_problem.counts else "no (learned before)") if final_problem
+                     else ("-" if layer.verdict not in PROBLEMS else "yes"), layer.cause))
         for p in layer.problems:
             if not p.final:
                 rows.append(("", f"earlier: {p.verdict}", str(p.first_step), str(p.longest_steps),

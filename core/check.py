@@ -29,7 +29,8 @@ MAX_LISTED = 10
 CAUSE_FIRST = ("uphill", "gradient mismatch", "frozen", "detached", "unrelated", "vanishing", "exploding")
 PARALLEL_MIN_BYTES = 4_000_000   # below this a second process costs more than it saves
 CHUNK_LINES = 2000
-ONLY_FINAL = ("detached",)   # problems that fail the check only as a layer's final verdict
+ONLY_FINAL = ("detached",)   # problems that fail the check only as a layer's final verdict ...
+LEARNS = ("ok", "uphill", "gradient mismatch", "frozen", "vanishing", "unrelated", "redundant")   # (had a gradient)
 
 
 class LayerHistory:
@@ -40,11 +41,16 @@ class LayerHistory:
         self.current: tuple[str, int] | None = None   # (verdict, the line it began at)
         self.first: dict[str, int] = {}                # verdict -> first step seen
         self.longest: dict[str, int] = {}              # verdict -> longest stretch, in lines
+        self.learned = False            # a verdict seen so far was judged on a gradient (LEARNS)
+        self.detached_late = False      # the last detached stretch began after such a verdict
 
     def change(self, verdict: str, step: int, line: int) -> None:
         self._close(line)
         self.current = (verdict, line)
         self.first.setdefault(verdict, step)
+        if verdict == "detached":
+            self.detached_late = self.learned
+        self.learned = self.learned or verdict in LEARNS
 
     def finish(self, lines: int) -> None:
         self._close(lines)
@@ -58,14 +64,15 @@ class LayerHistory:
     def problems(self, final_verdict: str, sustain: int, param: str = "bias") -> list[ProblemSeen]:
         """Each problem verdict seen, and whether it fails the check: as the final verdict, or having lasted
         `sustain` lines; `detached` only as the final verdict (a layer that gets a gradient later, a head
-        first used at some step, learns then)."""
+        first used at some step, learns then), and not after the layer had learned (frozen mid-run, as
+        fine-tuning does: listed, not failing)."""
         out = []
         for verdict, first in sorted(self.first.items(), key=lambda kv: kv[1]):
             if verdict in PROBLEMS:
                 final = verdict == final_verdict
                 longest = self.longest.get(verdict, 0)
-                out.append(ProblemSeen(verdict, causes(param).get(verdict, ""), first, longest, final,
-                                       final or (longest >= sustain and verdict not in ONLY_FINAL)))
+                counts = (final and not self.detached_late) if verdict in ONLY_FINAL else (final or longest >= sustain)
+                out.append(ProblemSeen(verdict, causes(param).get(verdict, ""), first, longest, final, counts))
         return out
 
 

@@ -16,7 +16,7 @@ from .layout import Layout
 from .history import BlockSteps, History, oldest_in_window
 from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerSums, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
-from .verdicts import DEAD_UNITS, HELD_UPHILL, PENDING, UPHILL, VANISHING, VERDICTS, Thresholds, causes as causes_of, verdict_codes
+from .verdicts import DEAD_UNITS, DETACHED, HELD_UPHILL, NO_LONGER_REACHED, PENDING, UPHILL, VANISHING, VERDICTS, Thresholds, causes as causes_of, verdict_codes
 
 
 CHUNK_ENTRIES = 1 << 16   # vectors' entries (steps x n) diagnosed at a time: 512 KB an array
@@ -137,6 +137,7 @@ class Diagnoser:
         self.prev_pred = None
         self.sizes = np.asarray(layout.sizes, dtype=np.float64)
         self._work: _Work | None = None   # arrays _vector_sums reuses
+        self._had_gradient = np.zeros((0, len(layout.names)), dtype=bool)   # the last block's, per step and layer
 
     def record_gradient_check(self, errors: dict) -> None:
         """Largest relative finite-difference error per layer name, from a gradient check."""
@@ -243,6 +244,7 @@ class Diagnoser:
         finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)
         judged = (trained & has_u & has_g)[:, None] & finite & ~unreached
         window = self.history.advance(block, judged)
+        self._had_gradient = window.max_g_rms > 0   # (m, L): for the cause of a layer detached after it learned
         return verdict_codes(window, judged, trained, has_u, has_g, self.verdict, th)
 
     def _diagnoses(self, steps: list[Observation], facts: "_Facts", m: BlockMeasures, codes: np.ndarray,
@@ -251,6 +253,7 @@ class Diagnoser:
         verdict changes become events. With every_step False, only the block's last step gets its layers'
         diagnoses and loss change (the others None): what a reader that wants verdicts only needs."""
         said = causes_of(self.param)
+        no_longer = NO_LONGER_REACHED[self.param == "weight"]
         names, causes = self.layout.names, [self.off_cause if v == "off" else said.get(v, "") for v in VERDICTS]
         n, eps = len(steps), self.thresholds.grad_eps
         step_no = facts.step   # Python ints: a stream's step may be past 64 bits
@@ -283,7 +286,8 @@ class Diagnoser:
             reached = [bool(has_g[i]) and not (o.unreached is not None and o.unreached[j]) for j in range(len(names))]
             began = since(i)
             cause = [HELD_UPHILL if code == UPHILL and reached[j] and row.g_rms[j] <= eps
-                     else DEAD_UNITS if code == VANISHING and reached[j] and row.g_rms[j] == 0 else causes[code]
+                     else DEAD_UNITS if code == VANISHING and reached[j] and row.g_rms[j] == 0
+                     else no_longer if code == DETACHED and self._had_gradient[i, j] else causes[code]
                      for j, code in enumerate(code_rows[i])]
             layers = {name: _layer(row, j, reached[j], bool(has_u[i]), fd_errors[i][j], VERDICTS[code_rows[i][j]],
                                    cause[j], began[j]) for j, name in enumerate(names)}

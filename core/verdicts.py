@@ -31,6 +31,11 @@ CAUSES = {
 HELD_UPHILL = "went up the gradient, then its gradient vanished (dead units?): it does not move now"
 # vanishing by a gradient of exact zeros after it had one: the units died (the cause a layer shows then)
 DEAD_UNITS = "gradient became exactly zero while the loss is still high (dead or saturated units?): no longer learning"
+# detached after the layer had a gradient: it stopped reaching it (frozen mid-run?), for biases and weights
+NO_LONGER_REACHED = ("no gradient reaches this bias any more (frozen mid-run: requires_grad=False, .grad set to "
+                     "None?, or detached): it learned before, not now",
+                     "no gradient reaches these weights any more (frozen mid-run: requires_grad=False, .grad set "
+                     "to None?, or detached): they learned before, not now")
 WEIGHT_CAUSES = {**CAUSES,   # the same verdicts of a layer's weights, in their words
                  "frozen": "gradient is non-zero but the weights do not move",
                  "exploding": "weight norm is blowing up",

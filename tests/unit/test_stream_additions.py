@@ -213,6 +213,20 @@ def test_a_gradient_missing_for_a_few_steps_is_not_detached_but_ten_in_a_row_are
     assert result.layers["frozen_head"].verdict == "detached"
 
 
+def test_a_layer_that_learned_then_gets_no_gradient_is_detached_as_frozen_mid_run_and_does_not_fail():
+    """Freezing a layer mid-run (fine-tuning: requires_grad=False, or .grad set to None) leaves it without a
+    gradient after it learned: detached, said so (not 'it never learns'), listed, and the check passes.
+    From the start it never learns: that fails."""
+    from biasmon.core.verdicts import CAUSES, NO_LONGER_REACHED
+    late = check_text(detached_stream(null_from=30))
+    head = late.layers["frozen_head"]
+    assert head.verdict == "detached" and head.cause == NO_LONGER_REACHED[0]
+    assert [(p.verdict, p.final, p.counts) for p in head.problems] == [("detached", True, False)]
+    assert late.exit == 0 and late.failing == []
+    early = check_text(detached_stream(null_from=0))
+    assert early.layers["frozen_head"].cause == CAUSES["detached"] and early.exit == 1
+
+
 def rounding_noise_stream(steps: int = 60) -> str:
     """A float32 trainer: 'hidden' learns; 'pre_norm' has a gradient of rounding noise (a bias a
     normalisation layer cancels), so its Adam-like steps go nowhere in particular."""
