@@ -87,20 +87,24 @@ class BiasmonLogic:
         if self.logger is None:
             return
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if loss is None:
+        if loss is None and not self._stepped:
+            return   # training_step returned None: Lightning skips the batch
+        if loss is None and not self._losses:
             raise BiasmonError("BiasmonCallback: training_step returned no loss: return it (or a dict with "
                                "'loss') so that the step can be logged")
-        if getattr(pl_module, "automatic_optimization", True):   # Lightning hands on loss / accumulate_grad_batches
-            loss = loss * getattr(trainer, "accumulate_grad_batches", 1)
-        self._losses.append(loss.detach() if hasattr(loss, "detach") else loss)
-        if self.options["loss_fn"] is not None:
-            self._batches.append(batch)
+        if loss is not None:
+            if getattr(pl_module, "automatic_optimization", True):   # Lightning hands on loss / accumulate_grad_batches
+                loss = loss * getattr(trainer, "accumulate_grad_batches", 1)
+            self._losses.append(loss.detach() if hasattr(loss, "detach") else loss)
+            if self.options["loss_fn"] is not None:
+                self._batches.append(batch)
         if not self._stepped:
             return   # accumulating gradients: no optimizer step on this batch
         self._stepped = False
         losses, batches, self._losses, self._batches = self._losses, self._batches, [], []
-        mean = losses[0] if len(losses) == 1 else sum(float(x) for x in losses) / len(losses)
-        self.logger.step(mean, batch=_joined(batches) if batches else None)
+        mean = losses[0] if len(losses) == 1 else _mean(losses)
+        due = batches and self.logger.writer.check_due(self.logger.step_index)
+        self.logger.step(mean, batch=_joined(batches) if due else batches[-1] if batches else None)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self.close()
@@ -115,19 +119,34 @@ class BiasmonLogic:
             self.logger = None
 
 
-def _joined(batches: list) -> Any:
-    """The batches of one optimizer step as one batch, for the gradient check: each (inputs, targets, ...)
-    tuple's tensors joined along their first dimension (a mean loss over it is the mean of equal-sized
-    batches' losses, its gradient the step's); the last batch if they are not all tuples of tensors alike
-    (the check then says the loss at that batch is not the logged one)."""
-    if len(batches) == 1:
-        return batches[0]
+def _mean(losses: list) -> Any:
+    """The mean of a step's batch losses (tensors: one stacked mean, no read per batch; or numbers)."""
     import torch
-    first = batches[-1]
-    if isinstance(first, (tuple, list)) and all(isinstance(b, type(first)) and len(b) == len(first) and
-                                                 all(isinstance(t, torch.Tensor) for t in b) for b in batches):
-        return type(first)(torch.cat(parts) for parts in zip(*batches))
-    return first
+    if all(isinstance(x, torch.Tensor) and x.dim() == 0 for x in losses):
+        return torch.stack([x.to(losses[0].dtype) for x in losses]).mean()
+    return sum(float(x) for x in losses) / len(losses)
+
+
+def _joined(batches: list) -> Any:
+    """The batches of one optimizer step as one batch, for a gradient check due at it: each (inputs,
+    targets, ...) tuple's tensors joined along their first dimension (a mean loss over it is the mean of
+    equal-sized batches' losses, its gradient the step's); the last batch where they cannot be joined
+    (not tuples of tensors of one structure, shapes that differ past the first dimension: the check then
+    says the loss at that batch is not the logged one)."""
+    last = batches[-1]
+    if len(batches) == 1 or not isinstance(last, (tuple, list)):
+        return last
+    import torch
+    if not all(type(b) is type(last) and len(b) == len(last) and
+               all(isinstance(t, torch.Tensor) and t.dim() > 0 for t in b) for b in batches):
+        return last
+    try:
+        parts = [torch.cat(column) for column in zip(*batches)]
+    except (RuntimeError, TypeError, ValueError):   # shapes that differ past the first dimension, devices, dtypes
+        return last
+    if hasattr(last, "_make"):   # a namedtuple
+        return type(last)._make(parts)
+    return type(last)(parts)
 
 
 _classes: dict[str, type] = {}

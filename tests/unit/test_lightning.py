@@ -151,3 +151,25 @@ def test_manual_optimization_with_two_optimizers_logs_the_chosen_ones_biases(tmp
     assert list(step_lines(lines)[0]["biases"]) == ["net.0", "net.2"]
     assert len(step_lines(lines)) == 80   # max_steps counts both optimizers' steps
     assert check_stream(tmp_path / "run.jsonl").exit == 0
+
+
+def test_a_batch_training_step_skips_is_left_out_of_an_accumulated_step(tmp_path):
+    class Skipping(Regressor):
+        def training_step(self, batch, batch_idx):
+            return None if batch_idx == 2 else super().training_step(batch, batch_idx)   # Lightning skips it
+
+    lines = fit(tmp_path / "run.jsonl", Skipping(), steps=12, accumulate_grad_batches=2)
+    assert len(step_lines(lines)) == 12
+
+
+def test_batches_are_joined_for_the_check_where_they_can_be_and_the_last_is_given_otherwise():
+    from collections import namedtuple
+
+    from biasmon.lightning import _joined
+    Pair = namedtuple("Pair", "x y")
+    a, b = Pair(torch.ones(2, 3), torch.ones(2, 1)), Pair(torch.zeros(4, 3), torch.zeros(4, 1))
+    joined = _joined([a, b])
+    assert type(joined) is Pair and joined.x.shape == (6, 3) and joined.y.shape == (6, 1)
+    assert _joined([(torch.ones(2, 3),), (torch.ones(2, 5),)])[0].shape == (2, 5)    # widths differ: the last
+    assert _joined([(torch.tensor(1.0),), (torch.tensor(2.0),)])[0].item() == 2.0   # 0-d: the last
+    assert _joined([{"x": 1}, {"x": 2}]) == {"x": 2}                                  # not a tuple: the last
