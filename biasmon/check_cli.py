@@ -14,7 +14,7 @@ import sys
 from dataclasses import fields
 from typing import TextIO
 
-from .core.check import DEFAULT_SUSTAIN, check_stream
+from .core.check import DEFAULT_SUSTAIN, ONLY_FINAL, check_stream
 from .core.check_result import CheckResult
 from .core.errors import BiasmonError, StreamError
 from .core.verdicts import PROBLEMS, Thresholds
@@ -111,7 +111,8 @@ def _layer_rows(result: CheckResult) -> list[tuple[str, ...]]:
         for p in layer.problems:
             if not p.final:
                 rows.append(("", f"earlier: {p.verdict}", str(p.first_step), str(p.longest_steps),
-                             "yes" if p.counts else f"no (< {result.sustain} lines)", p.cause))
+                             "yes" if p.counts else "no (not final)" if p.verdict in ONLY_FINAL
+                             else f"no (< {result.sustain} lines)", p.cause))
     return rows
 
 

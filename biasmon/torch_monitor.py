@@ -31,7 +31,8 @@ Layers: one per parameter tensor. Biases (biasmon.torch_logger.bias_parameters: 
 module path for `*.bias` and `*.weight` (`0`, `encoder.fc1`), by the parameter's full name otherwise.
 Parameters with requires_grad=False are left out (frozen biases are named in a UserWarning and in the
 header's meta.left_out_biases, which `check` notes); a trainable one the optimizer does not hold shows as
-frozen. A parameter whose `.grad` is None at the step (no gradient reached it) gets null gradient sums.
+frozen. A parameter whose `.grad` is None at the step (no gradient reached it), or that was frozen since
+(requires_grad=False, whatever its `.grad` holds), gets null gradient sums.
 
 Steps: `step` in a line counts the optimizer's steps (0 first). `every=k` logs one optimizer step in k,
 that step's own g and u (exact, no span): the snapshot and the sums are made only for a logged step, so
@@ -176,7 +177,9 @@ class TorchMonitor:
             return
         with self.torch.no_grad():
             self._sums.snapshot()
-        self._grads = [p.grad for p in self.params]
+        # a parameter frozen since (requires_grad=False) gets no gradient from the loss, whatever .grad holds
+        # (zeros, after zero_grad(set_to_none=False)): as one no gradient reached
+        self._grads = [p.grad if p.requires_grad else None for p in self.params]
         self._armed = True
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:

@@ -41,16 +41,15 @@ class LayerHistory:
         self.current: tuple[str, int] | None = None   # (verdict, the line it began at)
         self.first: dict[str, int] = {}                # verdict -> first step seen
         self.longest: dict[str, int] = {}              # verdict -> longest stretch, in lines
-        self.learned = False            # a verdict seen so far was judged on a gradient (LEARNS)
-        self.detached_late = False      # the last detached stretch began after such a verdict
+        self.learned_lines = 0          # lines so far with a verdict judged on a gradient (LEARNS)
+        self.learned_before = 0         # those before the last detached stretch began
 
     def change(self, verdict: str, step: int, line: int) -> None:
         self._close(line)
         self.current = (verdict, line)
         self.first.setdefault(verdict, step)
         if verdict == "detached":
-            self.detached_late = self.learned
-        self.learned = self.learned or verdict in LEARNS
+            self.learned_before = self.learned_lines
 
     def finish(self, lines: int) -> None:
         self._close(lines)
@@ -60,18 +59,23 @@ class LayerHistory:
             return
         verdict, start = self.current
         self.longest[verdict] = max(self.longest.get(verdict, 0), end_line - start)
+        if verdict in LEARNS:
+            self.learned_lines += end_line - start
 
     def problems(self, final_verdict: str, sustain: int, param: str = "bias") -> list[ProblemSeen]:
         """Each problem verdict seen, and whether it fails the check: as the final verdict, or having lasted
         `sustain` lines; `detached` only as the final verdict (a layer that gets a gradient later, a head
-        first used at some step, learns then), and not after the layer had learned (frozen mid-run, as
-        fine-tuning does: listed, not failing)."""
+        first used at some step, learns then), and not after the layer had learned for `sustain` lines or
+        more (frozen mid-run, as fine-tuning does: listed, not failing; a layer cut off a few steps in fails)."""
         out = []
         for verdict, first in sorted(self.first.items(), key=lambda kv: kv[1]):
             if verdict in PROBLEMS:
                 final = verdict == final_verdict
                 longest = self.longest.get(verdict, 0)
-                counts = (final and not self.detached_late) if verdict in ONLY_FINAL else (final or longest >= sustain)
+                if verdict in ONLY_FINAL:
+                    counts = final and self.learned_before < sustain
+                else:
+                    counts = final or longest >= sustain
                 out.append(ProblemSeen(verdict, causes(param).get(verdict, ""), first, longest, final, counts))
         return out
 

@@ -30,7 +30,8 @@ CAUSES = {
 # an uphill held while no gradient reaches the layer any more (its units died: ReLU), not a live sign bug
 HELD_UPHILL = "went up the gradient, then its gradient vanished (dead units?): it does not move now"
 # vanishing by a gradient of exact zeros after it had one: the units died (the cause a layer shows then)
-DEAD_UNITS = "gradient became exactly zero while the loss is still high (dead or saturated units?): no longer learning"
+DEAD_UNITS = ("gradient became exactly zero while the loss is still high (dead or saturated units? its loss term "
+              "weighted 0?): no longer learning")
 # detached after the layer had a gradient: it stopped reaching it (frozen mid-run?), for biases and weights
 NO_LONGER_REACHED = ("no gradient reaches this bias any more (frozen mid-run: requires_grad=False, .grad set to "
                      "None?, or detached): it learned before, not now",
@@ -120,7 +121,7 @@ class LayerWindow:
                                # above converged_loss)
     dead_run: np.ndarray       # judged steps in a row with the layer's gradient exactly zero in every entry,
                                # its last non-zero one on (not quiet, not rounding noise), while the loss is
-                               # above converged_loss
+                               # above converged_loss, and no gradient has come back after such a stretch
 
 
 # --- the rules, in the order they are tried ------------------------------------------------------------
@@ -187,7 +188,9 @@ def vanishing(w: LayerWindow, th: Thresholds) -> np.ndarray:
     gradient exactly zero in every entry for th.frozen_steps steps in a row straight after a gradient that
     was on (not quiet, not rounding noise), the loss above th.converged_loss: its units (or those around it)
     died, as a ReLU layer whose every unit is inactive passes no gradient. A layer whose gradient faded out
-    through quiet values to an exact zero converged exactly; it is not called."""
+    through quiet values to an exact zero converged exactly; it is not called. Nor, from then on, is a
+    layer whose gradient came back after such a stretch: dead units do not come back (a head masked out of
+    some batches, an expert no token reached for a while)."""
     g = w.g_rms
     faint = (0 < g) & (g < th.vanish_grad) & (w.max_g_rms < th.vanish_ratio * w.g_rms_max) & (w.loss > th.converged_loss)
     return faint | (w.dead_run >= th.frozen_steps)

@@ -60,7 +60,7 @@ class LayerState:
 
     __slots__ = ("b_norm", "g_rms", "g_rms_max", "u_norm", "cosines",
                  "cos", "norms", "first_norm", "max_g_rms", "frozen_run", "gradient_on", "best_window",
-                 "fd_error", "verdict", "since", "unreached_run", "rounding_run", "zero_run", "dead_run", "last_on")
+                 "fd_error", "verdict", "since", "unreached_run", "rounding_run", "zero_run", "dead_run", "last_on", "recovered")
 
     def __init__(self, th: Thresholds) -> None:
         self.b_norm = self.g_rms = self.g_rms_max = self.u_norm = math.nan
@@ -75,6 +75,7 @@ class LayerState:
         self.zero_run = 0
         self.dead_run = 0
         self.last_on = False   # the last step with rms(g) > 0 had its gradient on
+        self.recovered = False  # a gradient came back after frozen_steps of exact zeros: not dead units
         self.gradient_on = False
         self.best_window = math.nan
         self.fd_error = None
@@ -98,7 +99,9 @@ class LayerState:
         self.zero_run = self.zero_run + 1 if zero else 0
         noise = self.max_g_rms < th.redundant_ulps * f.rounding * f.top and not zero
         self.rounding_run = self.rounding_run + 1 if noise else 0
-        dead = g_rms == 0 and self.last_on and not noise and f.loss > th.converged_loss   # zero straight after on
+        if g_rms > 0 and self.dead_run >= th.frozen_steps:
+            self.recovered = True
+        dead = g_rms == 0 and self.last_on and not noise and f.loss > th.converged_loss and not self.recovered
         self.dead_run = self.dead_run + 1 if dead else 0
         if g_rms > 0:
             self.last_on = on

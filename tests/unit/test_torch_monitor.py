@@ -241,6 +241,29 @@ def test_no_gradient_is_null_and_a_frozen_parameter_is_left_out(tmp_path):
     assert steps[-1]["weight_sums"]["2"][2] > 0
 
 
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_a_layer_frozen_mid_run_has_no_gradient_whatever_its_grad_holds(tmp_path, set_to_none):
+    """requires_grad=False from step 2 on: no gradient reaches the layer, written as such (null) whether
+    zero_grad left .grad None or a tensor of zeros; the same as freezing with .grad set to None."""
+    x, y = data()
+    net = mlp()
+    optim = torch.optim.SGD(net.parameters(), lr=0.05)
+    path = tmp_path / "run.jsonl"
+    with TorchMonitor(net, path, optim, every=1) as monitor:
+        for i in range(4):
+            if i == 2:
+                net[0].requires_grad_(False)
+            optim.zero_grad(set_to_none=set_to_none)
+            loss = torch.nn.functional.mse_loss(net(x), y)
+            loss.backward()
+            optim.step()
+            monitor.step(loss)
+    _, *steps = lines(path)
+    assert [s["bias_sums"]["0"][2] is None for s in steps] == [False, False, True, True]
+    assert [s["weight_sums"]["0"][2] is None for s in steps] == [False, False, True, True]
+    assert all(s["bias_sums"]["2"][2] > 0 for s in steps)
+
+
 def test_a_gradient_gone_nan_is_written_as_nan_and_read_as_divergence(tmp_path):
     x, y = data()
     net = mlp()

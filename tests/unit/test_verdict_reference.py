@@ -126,9 +126,10 @@ def test_a_gradient_wiped_from_the_start_is_detached_one_that_reaches_zero_later
     assert "detached" not in [row[2] for row in block_verdicts(random_run(3), th, 64)]
 
 
-def dying_run(steps: int = 160, die_at: int = 80, fade: bool = False) -> list[Observation]:
+def dying_run(steps: int = 160, die_at: int = 80, fade: bool = False, back: tuple = ()) -> list[Observation]:
     """SGD on a quadratic; from die_at 'wide''s gradient is exact zeros (its ReLU units died), straight after
-    a gradient that was on; fade: it first fades through quiet values (a layer converging exactly)."""
+    a gradient that was on; fade: it first fades through quiet values (a layer converging exactly); back:
+    steps at which its gradient is there again all the same (a head masked out of some batches)."""
     rng = np.random.default_rng(7)
     n = sum(LAYOUT.sizes)
     b, out = rng.normal(size=n), []
@@ -136,7 +137,7 @@ def dying_run(steps: int = 160, die_at: int = 80, fade: bool = False) -> list[Ob
         g = b - 1.0 + 0.3 * rng.normal(size=n)
         if fade and t >= die_at - 20:
             g[:6] *= 1e-6 ** ((t - die_at + 20) / 20)   # quiet (below 1e-3 of its largest) before it is zero
-        if t >= die_at:
+        if t >= die_at and t not in back:
             g[:6] = 0.0
         out.append(Observation(t, float(np.sum(g * g)) + 0.5, None, b.copy(), g.copy(), -0.1 * g))
         b = b - 0.1 * g
@@ -157,3 +158,16 @@ def test_a_gradient_that_drops_to_exact_zeros_is_vanishing_one_that_fades_out_fi
         assert "vanishing" not in wide
     else:
         assert wide[80 + th.frozen_steps - 2] == "ok" and wide[80 + th.frozen_steps - 1:] == ["vanishing"] * (80 - th.frozen_steps + 1)
+
+
+def test_a_gradient_that_comes_back_after_a_stretch_of_exact_zeros_is_not_called_dead_again():
+    """Zeros from step 80, the gradient back at steps 100-109, zeros again from 110: vanishing from 89 to 99
+    (as dead units look), then never again: dead units do not come back (a head masked out of some
+    batches). The same in blocks of any size as step by step."""
+    th = Thresholds()
+    run = dying_run(back=tuple(range(100, 110)))
+    expected = plain_verdicts(run, th)
+    for block in (1, 7, 64, 700):
+        assert block_verdicts(run, th, block) == expected, block
+    wide = [row[0] for row in expected]
+    assert wide[89:100] == ["vanishing"] * 11 and "vanishing" not in wide[100:]
