@@ -179,6 +179,8 @@ def _check(args: argparse.Namespace) -> int:
     thresholds = thresholds_from(args)
     if not 1 <= args.sustain <= MAX_STEPS_OPTION:
         raise BiasmonError(f"--sustain must be a whole number from 1 to {MAX_STEPS_OPTION:,}, got {args.sustain}")
+    if args.file == "-" and sys.stdin is None:
+        raise BiasmonError("check -: standard input is closed; pipe a stream into it (./my_trainer | biasmon check -)")
     if args.file == "-" and sys.stdin.isatty():   # it would wait for a stream that a terminal never ends
         raise BiasmonError("check -: standard input is a terminal; pipe a stream into it "
                            "(./my_trainer | biasmon check -, or biasmon check - < run.jsonl)")

@@ -318,5 +318,5 @@ def _number(step: int, key: str, value: Any) -> float:
             return float(value)
         except (TypeError, ValueError, OverflowError):
             pass
-    raise BiasmonError(f"StreamWriter: step {step}: {key} must be a number, got {type(value).__name__} "
-                       f"{repr(value)[:40]}")
+    shown = " ".join(repr(value).split())[:40]   # one line: an array's repr spans several
+    raise BiasmonError(f"StreamWriter: step {step}: {key} must be a number, got {type(value).__name__} {shown}")

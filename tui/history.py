@@ -345,8 +345,9 @@ def step_range(current: RunHistory | None, previous: RunHistory | None = None) -
     """The steps the plots share: the current run's, from its first to its last step (the previous run,
     faint behind it, is drawn over the same steps: runs compare at equal steps, and a long previous run
     does not squeeze a new one into the plots' first columns); before the current run's first step, the
-    previous run's (None: neither has a step)."""
-    for run in (current, previous):
-        if run is not None and run.steps is not None:
-            return run.steps
-    return None
+    previous run's (None: neither has a step). Runs whose steps do not overlap (a stream that goes on
+    counting after a restart) share the steps of both, so that the previous one stays in sight."""
+    spans = [run.steps for run in (current, previous) if run is not None and run.steps is not None]
+    if len(spans) == 2 and (spans[1][0] > spans[0][1] or spans[1][1] < spans[0][0]):
+        return min(spans[0][0], spans[1][0]), max(spans[0][1], spans[1][1])
+    return spans[0] if spans else None

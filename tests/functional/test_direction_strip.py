@@ -236,3 +236,16 @@ def test_rows_that_do_not_fit_are_counted_and_the_rest_keep_one_line_each():
     roomy = strip.picture(30, 40).plain.split("\n")
     assert len(roomy) == 40 and roomy[-1].split()[-1] == "9"        # the step axis at the bottom
     assert sum(l.startswith("layer") for l in roomy) == 10
+
+
+def test_the_plots_span_the_current_run_or_both_runs_where_they_do_not_overlap():
+    from biasmon.tui.history import step_range
+
+    def run(first, last):
+        r = RunHistory("r")
+        r.first_step, r.last_step = first, last
+        return r
+    assert step_range(run(0, 39), run(0, 599)) == (0, 39)         # a new run from step 0: its own steps
+    assert step_range(None, run(0, 599)) == (0, 599)               # before its first step: the previous run's
+    assert step_range(run(1000, 1999), run(0, 999)) == (0, 1999)   # counting on after a restart: both in sight
+    assert step_range(None, None) is None
