@@ -43,6 +43,15 @@ def lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def one_step(net, optim, monitor, x, y, set_to_none=True):
+    """One optimizer step of MSE regression on (x, y), given to the monitor."""
+    optim.zero_grad(set_to_none=set_to_none)
+    loss = torch.nn.functional.mse_loss(net(x), y)
+    loss.backward()
+    optim.step()
+    monitor.step(loss)
+
+
 class Recorder:
     """The tensors of every optimizer step, from hooks registered after the monitor's: p and g before the
     step, p after it and the optimizer's running average (None where it keeps none)."""
@@ -94,11 +103,7 @@ def test_its_rows_are_layer_sums_of_the_same_tensors(tmp_path, monkeypatch, opt,
         params = monitor.params
         rec = Recorder(optim, params)
         for i in range(7):
-            optim.zero_grad()
-            loss = torch.nn.functional.mse_loss(net(x[i * 32:(i + 1) * 32]), y[i * 32:(i + 1) * 32])
-            loss.backward()
-            optim.step()
-            monitor.step(loss)
+            one_step(net, optim, monitor, x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32])
     head, *steps = lines(path)
     assert head["version"] == 2 and head["form"] == "sums" and "grad_dtype" not in head
     assert head["averages"] == ([] if opt == "sgd" else [{"momentum": "momentum_buffer"}.get(opt, "exp_avg")])
@@ -133,11 +138,7 @@ def test_a_torch_optimizers_average_is_taken_as_it_declares_not_by_a_noisy_sum(t
     with TorchMonitor(net, path, optim, every=1) as monitor:
         for i in range(6):
             monitor._orient[:] = 1e9 if maximize else -1e9   # a sum of a.g pointing the other way
-            optim.zero_grad()
-            loss = torch.nn.functional.mse_loss(net(x[i * 32:(i + 1) * 32]), y[i * 32:(i + 1) * 32])
-            loss.backward()
-            optim.step()
-            monitor.step(loss)
+            one_step(net, optim, monitor, x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32])
     _, *steps = lines(path)
     au = [row[8] for line in steps for kind in ("bias_sums", "weight_sums") for row in line[kind].values()]
     assert len(au) == 36 and all((a > 0) if maximize else (a < 0) for a in au)
@@ -253,11 +254,7 @@ def test_a_layer_frozen_mid_run_has_no_gradient_whatever_its_grad_holds(tmp_path
         for i in range(4):
             if i == 2:
                 net[0].requires_grad_(False)
-            optim.zero_grad(set_to_none=set_to_none)
-            loss = torch.nn.functional.mse_loss(net(x), y)
-            loss.backward()
-            optim.step()
-            monitor.step(loss)
+            one_step(net, optim, monitor, x, y, set_to_none)
     _, *steps = lines(path)
     assert [s["bias_sums"]["0"][2] is None for s in steps] == [False, False, True, True]
     assert [s["weight_sums"]["0"][2] is None for s in steps] == [False, False, True, True]
