@@ -62,18 +62,20 @@ class LayerHistory:
         if verdict in LEARNS:
             self.learned_lines += end_line - start
 
-    def problems(self, final_verdict: str, sustain: int, param: str = "bias") -> list[ProblemSeen]:
+    def problems(self, final_verdict: str, sustain: int, param: str = "bias",
+                 nothing_learns: bool = False) -> list[ProblemSeen]:
         """Each problem verdict seen, and whether it fails the check: as the final verdict, or having lasted
         `sustain` lines; `detached` only as the final verdict (a layer that gets a gradient later, a head
         first used at some step, learns then), and not after the layer had learned for `sustain` lines or
-        more (frozen mid-run, as fine-tuning does: listed, not failing; a layer cut off a few steps in fails)."""
+        more (frozen mid-run, as fine-tuning does: listed, not failing; a layer cut off a few steps in fails),
+        unless every layer ends detached (nothing_learns: no part of the model learns any more)."""
         out = []
         for verdict, first in sorted(self.first.items(), key=lambda kv: kv[1]):
             if verdict in PROBLEMS:
                 final = verdict == final_verdict
                 longest = self.longest.get(verdict, 0)
                 if verdict in ONLY_FINAL:
-                    counts = final and self.learned_before < sustain
+                    counts = final and (self.learned_before < sustain or nothing_learns)
                 else:
                     counts = final or longest >= sustain
                 out.append(ProblemSeen(verdict, causes(param).get(verdict, ""), first, longest, final, counts))
@@ -154,12 +156,14 @@ class Check:
         last."""
         failing: list[tuple[int, str]] = []
         out = []
+        finals = [d.verdict for d in (*self.run.verdicts.values(), *self.run.weight_verdicts.values())]
+        nothing_learns = bool(finals) and all(v == "detached" for v in finals)   # not a part frozen: all of it
         for param, verdicts, suffix in (("bias", self.run.verdicts, ""), ("weight", self.run.weight_verdicts, " weights")):
             layers = {}
             for name, d in verdicts.items():
                 hist = self.history.get((param, name), LayerHistory())
                 hist.finish(self.run.steps)
-                problems = hist.problems(d.verdict, self.sustain, param)
+                problems = hist.problems(d.verdict, self.sustain, param, nothing_learns)
                 failing += [(CAUSE_FIRST.index(p.verdict), f"{name}{suffix} {p.verdict}") for p in problems if p.counts]
                 layers[name] = LayerResult(d.verdict, d.cause, d.since, hist.first.get(d.verdict, d.since), problems)
             out.append(layers)

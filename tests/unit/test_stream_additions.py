@@ -228,6 +228,13 @@ def test_a_layer_that_learned_then_gets_no_gradient_is_detached_as_frozen_mid_ru
     assert late.exit == 0 and late.failing == []
     early = check_text(detached_stream(null_from=0))
     assert early.layers["frozen_head"].cause == CAUSES["detached"] and early.exit == 1
+    lines, b = [], 0.5   # the only layer learns for 70 lines, then gets no gradient: nothing learns any more
+    for t in range(100):
+        g = b - 0.1
+        lines.append(json.dumps({"step": t, "loss": g * g + 0.01, "biases": {"a": [b]}, "bias_grads": {"a": [g] if t < 70 else None}}))
+        b -= 0.05 * g if t < 70 else 0.0
+    alone = check_text("\n".join(lines))
+    assert alone.layers["a"].verdict == "detached" and alone.exit == 1
 
 
 def rounding_noise_stream(steps: int = 60) -> str:
