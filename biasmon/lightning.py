@@ -102,9 +102,10 @@ class BiasmonLogic:
             return   # accumulating gradients: no optimizer step on this batch
         self._stepped = False
         losses, batches, self._losses, self._batches = self._losses, self._batches, [], []
-        mean = losses[0] if len(losses) == 1 else _mean(losses)
-        due = batches and self.logger.writer.check_due(self.logger.step_index)
-        self.logger.step(mean, batch=_joined(batches) if due else batches[-1] if batches else None)
+        batch = None
+        if batches:   # joined only for a check due at this step
+            batch = _joined(batches) if self.logger.writer.check_due(self.logger.step_index) else batches[-1]
+        self.logger.step(_mean(losses), batch=batch)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self.close()
@@ -121,6 +122,8 @@ class BiasmonLogic:
 
 def _mean(losses: list) -> Any:
     """The mean of a step's batch losses (tensors: one stacked mean, no read per batch; or numbers)."""
+    if len(losses) == 1:
+        return losses[0]
     import torch
     if all(isinstance(x, torch.Tensor) and x.dim() == 0 for x in losses):
         return torch.stack([x.to(losses[0].dtype) for x in losses]).mean()

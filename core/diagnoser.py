@@ -16,7 +16,8 @@ from .layout import Layout
 from .history import BlockSteps, History, oldest_in_window
 from .measures import BlockMeasures, GradientAverages, StepMeasures, block_sums, measures
 from .records import Event, LayerDiagnosis, LayerSums, LayerVectors, LossChange, StepRecord, new_tuple as _new_tuple
-from .verdicts import DEAD_UNITS, DETACHED, HELD_UPHILL, NO_LONGER_REACHED, PENDING, UPHILL, VANISHING, VERDICTS, Thresholds, causes as causes_of, verdict_codes
+from .verdicts import (DEAD_UNITS, DETACHED, HELD_UPHILL, NO_LONGER_REACHED, PENDING, UPHILL, VANISHING, VERDICTS,
+                       Thresholds, causes as causes_of, verdict_codes)
 
 
 CHUNK_ENTRIES = 1 << 16   # vectors' entries (steps x n) diagnosed at a time: 512 KB an array
@@ -137,7 +138,6 @@ class Diagnoser:
         self.prev_pred = None
         self.sizes = np.asarray(layout.sizes, dtype=np.float64)
         self._work: _Work | None = None   # arrays _vector_sums reuses
-        self._had_gradient = np.zeros((0, len(layout.names)), dtype=bool)   # the last block's, per step and layer
 
     def record_gradient_check(self, errors: dict) -> None:
         """Largest relative finite-difference error per layer name, from a gradient check."""
@@ -162,9 +162,9 @@ class Diagnoser:
                 sums, with_avg, rounding = self._vector_sums(steps, facts.has_g, facts.trained)
             m = measures(sums, self.sizes, with_avg)
             fd_errors = self._fd_errors(steps)
-            codes = self._verdicts(facts, m, fd_errors, rounding)
+            codes, had_gradient = self._verdicts(facts, m, fd_errors, rounding)
         table = np.concatenate((np.broadcast_to(self.sizes, (1,) + sums.shape[1:]), sums)).transpose(1, 2, 0)
-        return self._diagnoses(steps, facts, m, codes, fd_errors, table)
+        return self._diagnoses(steps, facts, m, codes, fd_errors, table, had_gradient)
 
     def _vector_sums(self, steps: list[Observation], has_g: list[bool], trained: list[bool]):
         """A block's sums from its vectors: (6 + 2k, m, L), which steps have running averages, and each
@@ -224,8 +224,10 @@ class Diagnoser:
             out.append(current)
         return out
 
-    def _verdicts(self, facts: "_Facts", m: BlockMeasures, fd_errors: list, rounding: np.ndarray) -> np.ndarray:
-        """(m, L) each layer's verdict code at each step; rounding: (m,) each step's unit of rounding."""
+    def _verdicts(self, facts: "_Facts", m: BlockMeasures, fd_errors: list,
+                  rounding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(m, L) each layer's verdict code at each step, and (m, L) whether the layer has had a gradient by
+        then (for the cause of one detached after it learned); rounding: (m,) each step's unit of rounding."""
         th = self.thresholds
         loss = np.array(facts.loss, dtype=np.float64)
         oldest, _, self.losses = oldest_in_window(self.losses, loss, th.window)
@@ -244,12 +246,12 @@ class Diagnoser:
         finite = (b < math.inf) & (g_rms < math.inf) & (u < math.inf)
         judged = (trained & has_u & has_g)[:, None] & finite & ~unreached
         window = self.history.advance(block, judged)
-        self._had_gradient = window.max_g_rms > 0   # (m, L): for the cause of a layer detached after it learned
-        return verdict_codes(window, judged, trained, has_u, has_g, self.verdict, th)
+        return verdict_codes(window, judged, trained, has_u, has_g, self.verdict, th), window.max_g_rms > 0
 
     def _diagnoses(self, steps: list[Observation], facts: "_Facts", m: BlockMeasures, codes: np.ndarray,
-                   fd_errors: list, sums: np.ndarray) -> list[Diagnosis]:
-        """Each step's Diagnosis, from its measures, verdict codes ((m, L)) and sums ((m, L, 7 + 2k));
+                   fd_errors: list, sums: np.ndarray, had_gradient: np.ndarray) -> list[Diagnosis]:
+        """Each step's Diagnosis, from its measures, verdict codes ((m, L)), sums ((m, L, 7 + 2k)) and whether
+        each layer had a gradient by then ((m, L));
         verdict changes become events. With every_step False, only the block's last step gets its layers'
         diagnoses and loss change (the others None): what a reader that wants verdicts only needs."""
         said = causes_of(self.param)
@@ -287,7 +289,7 @@ class Diagnoser:
             began = since(i)
             cause = [HELD_UPHILL if code == UPHILL and reached[j] and row.g_rms[j] <= eps
                      else DEAD_UNITS if code == VANISHING and reached[j] and row.g_rms[j] == 0
-                     else no_longer if code == DETACHED and self._had_gradient[i, j] else causes[code]
+                     else no_longer if code == DETACHED and had_gradient[i, j] else causes[code]
                      for j, code in enumerate(code_rows[i])]
             layers = {name: _layer(row, j, reached[j], bool(has_u[i]), fd_errors[i][j], VERDICTS[code_rows[i][j]],
                                    cause[j], began[j]) for j, name in enumerate(names)}

@@ -122,15 +122,13 @@ class History:
         hits = np.stack((judged & on & ~moving, step.unreached & ~off, judged & noise, judged & zero, judged & dead))
         resets = np.stack((judged & (moving | ~on), ~step.unreached, judged & ~noise, judged & ~zero,
                            judged & ~dead)) | off
-        runs = self._runs(hits, resets)
+        runs = _runs(hits, resets, self.runs)
         # a gradient back after frozen_steps of exact zeros: the units were not dead (a head masked out of some
         # batches, an expert no token reached): the layer's exact zeros are not called dead from then on
         back = judged & (g_rms > 0) & (np.concatenate((self.runs[4][None], runs[4, :-1])) >= th.frozen_steps)
         if back.any() or self.recovered.any():
             recovered = self.recovered | np.logical_or.accumulate(back, axis=0)
-            hits[4] &= ~recovered
-            resets[4] |= recovered
-            runs = self._runs(hits, resets)
+            runs[4] = _runs(hits[4:] & ~recovered, resets[4:] | recovered, self.runs[4:])[0]
             self.recovered = recovered[-1]
         self.runs = runs[:, -1]
         cosines = np.where(judged[:, :, None], step.cosines, np.nan)
@@ -143,12 +141,6 @@ class History:
                            best_window=np.where(n_cos >= th.min_steps, best_window, np.nan), best_long=best_long,
                            gradient_on=on, max_g_rms=max_g, frozen_run=frozen_run, unreached_run=unreached_run,
                            rounding_run=rounding_run, zero_run=zero_run, dead_run=dead_run)
-
-    def _runs(self, hits: np.ndarray, resets: np.ndarray) -> np.ndarray:
-        """(k, m, L) each run's length after each step, from the runs before the block: +1 at a hit, 0 at a
-        reset, else as it was."""
-        counts = np.cumsum(hits, axis=1)
-        return counts - np.maximum.accumulate(np.where(resets, counts, -self.runs[:, None]), axis=1)
 
     def _cosines(self, cosines: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(m, L) count of cos(u, -g), and (2, m, L, S) the means over the window and over unrelated_steps,
@@ -168,6 +160,13 @@ class History:
                 self.cosines.clear()
             start = stop + 1
         return counts.reshape(shape)[..., 0], means.reshape((2,) + shape)
+
+
+def _runs(hits: np.ndarray, resets: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """(k, m, L) each of k runs' length after each step of a block, from its length before the block
+    (before: (k, L)): +1 at a hit, 0 at a reset, else as it was."""
+    counts = np.cumsum(hits, axis=1)
+    return counts - np.maximum.accumulate(np.where(resets, counts, -before[:, None]), axis=1)
 
 
 def oldest_in_window(kept: np.ndarray, new: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -152,10 +152,9 @@ class LiveSource(Source):
         return {name: p.description for name, p in self.all_presets.items()}
 
     def flip(self) -> None:
-        if self.trainer is not None and self._no_biases("flip_sign", "F flips the weights' sign"):
+        if self.trainer is None or self._no_biases("flip_sign", "F flips the weights' sign"):
             return
-        if self.trainer is not None:  # the status line shows it now; the events log at the next step
-            self.trainer.flip_sign = not self.trainer.flip_sign
+        self.trainer.flip_sign = not self.trainer.flip_sign   # the status line shows it now; the events log next step
 
     def flip_weights(self) -> None:
         if self.trainer is not None:
@@ -170,10 +169,9 @@ class LiveSource(Source):
                             (" (press n)" if self.paused else ""), title="gradient check", timeout=3)
 
     def bias_lr(self, factor: float) -> None:
-        if self.trainer is not None and self._no_biases("bias lr", "[ and ] scale the biases' learning rate"):
+        if self.trainer is None or self._no_biases("bias lr", "[ and ] scale the biases' learning rate"):
             return
-        if self.trainer is not None:
-            self.trainer.bias_lr_scale = min(1024.0, max(1 / 1024, self.trainer.bias_lr_scale * factor))
+        self.trainer.bias_lr_scale = min(1024.0, max(1 / 1024, self.trainer.bias_lr_scale * factor))
 
     def _no_biases(self, title: str, what: str) -> bool:
         """Whether the network has no biases (a key acting on them then says so, and does nothing)."""
