@@ -17,8 +17,10 @@ it runs, u = the variables after minus p, weight decay and constraints included)
 gradient was None gets null gradient sums), and `scale_loss` (called by fit's train_step with the step's
 loss, at p, before the backward pass: read with `.item()` only at a logged step). a is the optimizer's own
 running average of the gradient where it keeps one per variable (`momentums`: SGD with momentum, Adam,
-AdamW, Adamax, Nadam...), named in the header's `averages`; taken with the sign of the sum of a.g over the
-logged steps (Keras's SGD velocity holds an average of -g), as TorchMonitor does.
+AdamW, Adamax, Nadam...), named in the header's `averages`, taken as an average of g: with the sign Keras's
+update rule gives it (SGD's velocity averages -lr g: DESCENT_SIGN), or, for an optimizer not listed there,
+the sign of the sum of a.g over the logged steps, as TorchMonitor does for optimizers not torch's own (a
+sum that is noise where a layer sits at its minimum).
 
 Layers: a variable whose name matches biasmon.torch_params.BIAS_NAME (`bias`; BatchNormalization's `beta`
 and `gamma` do not) goes to `bias_sums`, every other trainable variable to
@@ -58,6 +60,11 @@ DEFAULT_EVERY = 32   # as TorchMonitor's
 AVERAGE_ATTRS = ("momentums", "_momentums")   # optimizer attributes holding a running average of g per variable
 OWN_NAMES = re.compile(r"(?i)bias|kernel|embeddings|weight")   # variables named by their layer's path
 NAME = "biasmon.keras_monitor"
+# Keras's optimizers whose running average (`momentums`) is declared by their update rule: +1 an average of g
+# (adam.py, lion.py, rmsprop.py...: m = b m + (1 - b) g, or its increments), -1 of -g (sgd.py: m = mu m - lr g);
+# a subclass keeps its base's sign unless listed itself
+DESCENT_SIGN = {"SGD": -1.0, "Adam": 1.0, "AdamW": 1.0, "Adamax": 1.0, "Nadam": 1.0, "Lion": 1.0, "RMSprop": 1.0,
+                "Lamb": 1.0}
 HOOKED = ("apply", "_backend_update_step", "scale_loss")
 
 
@@ -132,6 +139,7 @@ class KerasMonitor:
         self._averages: str | None = None   # the header's name of the running average
         self._average_attr: str | None = None   # the optimizer's attribute it is read from
         self._orient: np.ndarray | None = None
+        self._declared: np.ndarray | None = None   # per variable: the sign its average is taken with (0: by a.g)
         self._float32: bool | None = None
         self._header_written = False
         self._sums: Any = None
@@ -174,6 +182,7 @@ class KerasMonitor:
         self.weight_layout = Layout(tuple(weights), tuple(int(np.prod(v.shape)) for v in weights.values()))
         self._sums = StepSums(self._values(), [0] * len(biases) + [1] * len(weights))
         self._orient = np.zeros(len(self.variables))
+        self._declared = np.full(len(self.variables), declared_sign(optimizer))
         for name in HOOKED:
             original = getattr(optimizer, name)
             object.__setattr__(optimizer, name, getattr(self, f"_hooked_{name}")(original))
@@ -262,7 +271,7 @@ class KerasMonitor:
     def _write(self, step: int, loss: float, rows: np.ndarray, unreached: tuple) -> None:
         self._ensure_header()
         line = step_line(step, loss, None, rows, unreached, self.bias_layout, self.weight_layout, self._orient,
-                         bool(self._averages))
+                         bool(self._averages), self._declared)
         self._writer.write_json(line, allow_nan=True)   # a non-finite sum is the literal NaN / Infinity
         self.lines += 1
 
@@ -299,6 +308,15 @@ def _callback_class(keras: Any) -> type:
                                                                                "__module__": __name__})
         _classes["cls"] = cls
     return _classes["cls"]
+
+
+def declared_sign(optimizer: Any) -> float:
+    """+1 if the optimizer's running average is one of g, -1 if of -g (DESCENT_SIGN, by its class or the
+    nearest Keras base class listed there), 0 if not known (the sum of a.g orients it)."""
+    for cls in type(optimizer).__mro__:
+        if cls.__module__.startswith("keras") and cls.__name__ in DESCENT_SIGN:
+            return DESCENT_SIGN[cls.__name__]
+    return 0.0
 
 
 def _as_float(value: Any) -> float:
