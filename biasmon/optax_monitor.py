@@ -21,9 +21,10 @@ under jax.jit too: g is the incoming updates (the gradient given to tx.update), 
 transformation's output (what optax.apply_updates adds to the parameters), p the params given, a the
 wrapped transformation's running average of the gradient where its state holds one whose tree is the
 params' tree (the first field named `mu`, as ScaleByAdamState has: adam, adamw, nadam, lion, ...; or
-`trace`, TraceState's: sgd with momentum), named in the header's `averages`. Its sign is the state's own
-convention: each layer's a is taken with the sign of the sum of a.g over the logged steps, so that it
-stands for an average of g (as biasmon.torch_monitor does). Biases go to `bias_sums`, other leaves to
+`trace`, TraceState's: sgd with momentum), named in the header's `averages`, taken as an average of g:
+optax's own states hold one of g (its optimizers scale by -lr last), so a state class of optax's is taken
+as it is; another's with the sign of the sum of a.g over the logged steps (as biasmon.torch_monitor does
+for optimizers not torch's own: a sum that is noise where a layer sits at its minimum). Biases go to `bias_sums`, other leaves to
 `weight_sums`, named from the pytree paths (biasmon/jax_sums.py: `Dense_0` for `params/Dense_0/kernel`
 and `.../bias`).
 
@@ -128,6 +129,7 @@ class OptaxMonitor:
         self.weight_layout: Layout | None = None
         self._order: list[int] = []          # rows of the device table in stream order: biases, then weights
         self._averages: str | None = None    # the state field the running average is read from
+        self._declared = False               # it is an optax state's: an average of g (else a.g orients it)
         self._float32: bool = False
         self._orient: np.ndarray | None = None   # per layer: the sum of a.g over the logged steps
         self._header_written = False
@@ -248,6 +250,8 @@ class OptaxMonitor:
                         value = getattr(node, field)
                         if tree_util.tree_structure(value) == target and \
                                 [np.shape(x) for x in tree_util.tree_leaves(value)] == shapes:
+                            if self._averages is None:   # optax's own state: an average of g, as it is
+                                self._declared = type(node).__module__.split(".")[0] == "optax"
                             return field, value
                 children = list(node)
             elif isinstance(node, (tuple, list)):
@@ -302,7 +306,8 @@ class OptaxMonitor:
             if field:
                 self._orient += np.where(np.isnan(floats[:, 6]), 0.0, floats[:, 6])
                 rows[:, 7] = floats[:, 4]
-                rows[:, 8] = floats[:, 5] * np.where(self._orient < 0, -1.0, 1.0)   # a taken as an average of g
+                rows[:, 8] = floats[:, 5] if self._declared else \
+                    floats[:, 5] * np.where(self._orient < 0, -1.0, 1.0)   # a taken as an average of g
             rows = rows[self._order]
             nb = len(self.bias_layout.names)
             line: dict[str, Any] = {"step": step, "loss": json_number(loss)}

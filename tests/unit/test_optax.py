@@ -122,6 +122,29 @@ def test_its_lines_are_layer_sums_of_the_recorded_steps(tmp_path, jit):
             np.testing.assert_allclose(got, want[kind], rtol=2e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("make", [lambda: optax.sgd(0.1, momentum=0.9), lambda: optax.adam(0.01)],
+                         ids=["sgd-momentum", "adam"])
+def test_an_optax_states_average_is_taken_as_it_is_not_by_a_noisy_sum(tmp_path, make):
+    """Where a layer sits at its minimum its a.g is noise, and the sum over the logged steps can turn
+    negative by chance (TorchMonitor's 1-entry head bias under AdamW read uphill on 45 of 63 lines).
+    optax's own states average g (its optimizers scale by -lr last): a correct step opposes the average,
+    a.u < 0, however the sum stands (forced negative here before every step)."""
+    rng = np.random.default_rng(5)
+    p, _, _, _ = random_step(rng, "float64")
+    path = tmp_path / "run.jsonl"
+    with monitor(make(), path, every=1) as tx:
+        state = tx.init(p)
+        for _ in range(4):
+            if tx.monitor._orient is not None:
+                tx.monitor._orient[:] = -1e9
+            g = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype), p)
+            u, state = tx.update(g, state, p, value=1.0)
+            p = optax.apply_updates(p, u)
+    _, *steps = lines(path)
+    au = [row[8] for line in steps[1:] for key in ("bias_sums", "weight_sums") for row in line[key].values()]
+    assert len(au) == 3 * 8 and all(a < 0 for a in au)
+
+
 def test_the_layers_are_named_from_the_pytree_paths():
     params = {"params": {"Dense_0": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)},
                          "LayerNorm_0": {"scale": jnp.ones(3), "bias": jnp.ones(3)},
