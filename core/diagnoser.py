@@ -267,10 +267,24 @@ class Diagnoser:
         ug, gu = m.column("ug"), has_g & has_u
         for j in range(len(names)):   # layer by layer, as a running sum adds them
             pred = np.where(gu, pred + ug[:, j], pred)
+        g_rms = m.column("g_rms").tolist()
+
+        def reached(i: int, j: int) -> bool:   # a gradient reached layer j at step i
+            return bool(has_g[i]) and not (steps[i].unreached is not None and steps[i].unreached[j])
+
+        def cause(i: int, j: int, code: int) -> str:   # what a verdict says at step i: its own cause, or a
+            if code == UPHILL and reached(i, j) and g_rms[i][j] <= eps:   # closer one where the step shows it
+                return HELD_UPHILL
+            if code == VANISHING and reached(i, j) and g_rms[i][j] == 0:
+                return DEAD_UNITS
+            if code == DETACHED and had_gradient[i, j]:
+                return no_longer
+            return causes[code]
+
         events: list[list[Event]] = [[] for _ in range(n)]
         for i, j in zip(*np.nonzero(changed)):
             code = int(codes[i, j])
-            events[i].append(Event.verdict(step_no[i], names[j], VERDICTS[code], causes[code], self.param))
+            events[i].append(Event.verdict(step_no[i], names[j], VERDICTS[code], cause(i, j, code), self.param))
         prev_pred = [self.prev_pred] + [p if u else None for p, u in zip(pred[:-1].tolist(), has_u[:-1].tolist())]
         prev_loss = [self.prev_loss] + facts.loss[:-1]
         detailed = range(n) if self.every_step else range(n - 1, n)
@@ -285,14 +299,9 @@ class Diagnoser:
             loss_change = None
             if prev_pred[i] is not None and prev_loss[i] is not None:
                 loss_change = _new_tuple(LossChange, (prev_pred[i], o.loss - prev_loss[i]))
-            reached = [bool(has_g[i]) and not (o.unreached is not None and o.unreached[j]) for j in range(len(names))]
             began = since(i)
-            cause = [HELD_UPHILL if code == UPHILL and reached[j] and row.g_rms[j] <= eps
-                     else DEAD_UNITS if code == VANISHING and reached[j] and row.g_rms[j] == 0
-                     else no_longer if code == DETACHED and had_gradient[i, j] else causes[code]
-                     for j, code in enumerate(code_rows[i])]
-            layers = {name: _layer(row, j, reached[j], bool(has_u[i]), fd_errors[i][j], VERDICTS[code_rows[i][j]],
-                                   cause[j], began[j]) for j, name in enumerate(names)}
+            layers = {name: _layer(row, j, reached(i, j), bool(has_u[i]), fd_errors[i][j], VERDICTS[code],
+                                   cause(i, j, code), began[j]) for j, (name, code) in enumerate(zip(names, code_rows[i]))}
             out[i] = _new_tuple(Diagnosis, (layers, loss_change, events[i], sums[i]))
         self.verdict, self.since = code_rows[-1], since(n - 1)
         self.prev_loss = facts.loss[-1]

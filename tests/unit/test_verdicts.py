@@ -251,17 +251,22 @@ def test_units_that_die_mid_run_are_vanishing_and_say_so_not_ok():
     from biasmon.core.verdicts import DEAD_UNITS
     grad, loss_of = quadratic()
     diag, b, th = Diagnoser(LAYOUT), np.ones(9), Thresholds()
-    seen = []
+    seen, events = [], []
     for t in range(80):
         g = grad(b)
         if t >= 40:
             g[:8] = 0.0
-        out = observe(diag, t, loss_of(b), b.copy(), g, -0.05 * g)
+        diagnosis = diag.observe([Observation(t, loss_of(b), None, b.copy(), g, -0.05 * g)])[0]
+        out = diagnosis.layers
         seen.append(out["hidden"].verdict)
+        events += diagnosis.events
         b = b - 0.05 * g
     assert seen[39] == "ok" and seen[40 + th.frozen_steps - 2] == "ok"
     assert seen[40 + th.frozen_steps - 1:] == ["vanishing"] * (40 - th.frozen_steps + 1)
     assert out["hidden"].cause == DEAD_UNITS and out["out"].verdict == "ok"
+    # the verdict event says what the layer's row says (the events panel, a recording's verdict lines)
+    [died] = [e for e in events if e.data["verdict"] == "vanishing"]
+    assert died.step == 40 + th.frozen_steps - 1 and died.data["layer"] == "hidden" and died.data["cause"] == DEAD_UNITS
 
 
 @pytest.mark.parametrize("loss", [0.3, 1e-9])
