@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from pathlib import Path
 
@@ -182,6 +183,16 @@ def main(argv=None) -> int:
         return 0
 
 
+def _wants_json(args: list[str]) -> bool:
+    """Whether check's arguments ask for --json (or a prefix of it argparse takes), before any `--`."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if len(arg) >= 3 and "--json".startswith(arg):
+            return True
+    return False
+
+
 def _dispatch(argv) -> int:
     from . import commands
 
@@ -192,7 +203,12 @@ def _dispatch(argv) -> int:
         # compare takes presets before and after its options (`compare a --steps 3 b`); after a `--`, as
         # before (Python 3.11's intermixed parsing mistakes a name after it for an option)
         intermixed = argv[0] == "compare" and "--" not in argv[1:]
-        name, args = argv[0], (parser.parse_intermixed_args if intermixed else parser.parse_args)(argv[1:])
+        try:
+            name, args = argv[0], (parser.parse_intermixed_args if intermixed else parser.parse_args)(argv[1:])
+        except BiasmonError as exc:   # check --json: a bad option is one JSON object on stdout too
+            if argv[0] == "check" and _wants_json(argv[1:]):
+                print(json.dumps({"exit": 2, "error": str(exc)}))
+            raise
         if name == "presets":
             return commands.list_presets(args.presets)
         if name == "record":

@@ -279,6 +279,21 @@ def test_with_json_an_error_is_also_one_json_object_on_stdout(tmp_path, biasmon_
     assert out["exit"] == 2 and "missing.jsonl" in out["error"] and "cannot read" in out["error"]
 
 
+@pytest.mark.parametrize("args,says", [(("--json", "--sustain", "x", "run.jsonl"), "invalid int value: 'x'"),
+                                       (("--jso", "--bogus", "run.jsonl"), "unknown option '--bogus'"),
+                                       (("--json",), "required: file")])
+def test_with_json_a_bad_option_is_also_one_json_object_on_stdout(tmp_path, biasmon_cli, args, says):
+    proc = biasmon_cli("check", *args)
+    assert proc.returncode == 2 and says in one_error_line(proc)
+    out = json.loads(proc.stdout)
+    assert out["exit"] == 2 and says in out["error"]
+
+
+def test_without_json_a_bad_option_prints_nothing_on_stdout(biasmon_cli):
+    proc = biasmon_cli("check", "--sustain", "x", "run.jsonl")
+    assert proc.returncode == 2 and proc.stdout == "" and "invalid int value" in one_error_line(proc)
+
+
 def test_check_dash_with_a_terminal_for_standard_input_says_so_instead_of_waiting():
     import os
     import pty
