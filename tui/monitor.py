@@ -8,7 +8,7 @@ import time
 from functools import partial
 from typing import Iterable
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -116,6 +116,15 @@ class BiasmonApp(App):
 
     def on_unmount(self) -> None:
         self.source.stop()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Below 80 columns the footer's keys need its whole row: the command palette's key gives way
+        (ctrl+p still opens it; the keys panel, ?, lists it)."""
+        footer = self.query_one(Footer)
+        wide = event.size.width >= 80
+        if footer.show_command_palette != wide:
+            footer.show_command_palette = wide
+            footer.refresh(recompose=True)
 
     # --- what the source sends -------------------------------------------------------------------
     def on_progress(self, message: Progress) -> None:

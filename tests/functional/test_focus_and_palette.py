@@ -58,3 +58,18 @@ async def test_the_preset_list_takes_the_focus_when_the_terminal_grows_wide_enou
         await pilot.pause()
         await pilot.press("down", "enter")
         assert app.source.preset_name == "none"
+
+
+async def test_below_80_columns_the_footer_keeps_its_keys_and_drops_the_palette_key():
+    """At 70 columns the palette's key (docked right) covered `-+ speed` and `q quit`; it gives way
+    there (ctrl+p still opens the palette) and comes back at 80 columns."""
+    app = create_live_app(pause_at=5)
+    async with app.run_test(size=(70, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        await pilot.pause()
+        keys = lambda: [key.description for key in app.query("Footer FooterKey")]  # noqa: E731
+        assert "quit" in keys() and "palette" not in keys()
+        await pilot.resize_terminal(100, 30)
+        await wait_for(pilot, lambda: "palette" in keys())
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette")
