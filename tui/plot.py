@@ -47,11 +47,20 @@ def step_ticks(lo: float, hi: float, width: int) -> list[int]:
     return list(ticks)
 
 
-def _log_ticks(lo: float, hi: float):
-    """Tick positions (log10 units) and labels for a log axis spanning 10**lo .. 10**hi."""
+def _log_ticks(lo: float, hi: float, rows: int = 40):
+    """Tick positions (log10 units) and labels for a log axis spanning 10**lo .. 10**hi, drawn on `rows`
+    rows: at most one tick every other row (two labels on one row overwrite each other: `1e1` over `1e-1`
+    read `11e-1`), whole decades where two of them fit."""
     first, last = math.floor(lo), math.ceil(hi)
+    most = max(2, (rows + 1) // 2)
     stride = max(1, (last - first) // 5)
     ticks = [p for p in range(first, last + 1, stride) if lo - 1e-9 <= p <= hi + 1e-9]
+    if len(ticks) > most:   # a short plot: fewer decades, multiples of a wider stride
+        stride = max(1, math.ceil((hi - lo) / (most - 1)))
+        start = math.ceil(lo / stride - 1e-9) * stride
+        ticks = list(range(start, math.floor(hi + 1e-9) + 1, stride))
+        if len(ticks) < 2:   # the lowest and highest whole decades
+            ticks = [math.ceil(lo - 1e-9), math.floor(hi + 1e-9)]
     if len(ticks) < 2:
         ticks = list(np.linspace(lo, hi, 3))
     return ticks, [f"{10 ** t:.2g}" if abs(t - round(t)) > 1e-9 else f"1e{int(round(t))}" for t in ticks]
@@ -136,7 +145,7 @@ class PlotextPlot(Widget):
         fig.ruler("y").lim(lo, hi)
         self._step_axis(fig, lines, width)
         if self.log_y:
-            fig.ruler("y").ticks(*_log_ticks(lo, hi))
+            fig.ruler("y").ticks(*_log_ticks(lo, hi, height - 3))   # (the frame and the x axis take three rows)
         for line, x, y in lines:
             if len(x) == 1:  # plotext needs two points for a line
                 x, y = np.repeat(x, 2), np.repeat(y, 2)

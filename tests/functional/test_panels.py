@@ -130,3 +130,35 @@ def test_the_sign_panels_cause_line_names_a_live_problem_before_a_held_one():
             "output": SimpleNamespace(verdict="uphill", cause=CAUSES["uphill"])}
     assert _notes(diag, None, 1) == [f"cause: {CAUSES['uphill']}"]
     assert _notes({"hidden1": diag["hidden1"]}, None, 1) == [f"cause: {HELD_UPHILL}"]
+
+
+class OnePlot(App):
+    def __init__(self, plot):
+        super().__init__()
+        self.plot = plot
+
+    def compose(self):
+        yield self.plot
+
+
+async def test_a_short_log_plot_labels_whole_decades_each_on_a_row_of_its_own():
+    """At 50x16 the loss plot had a few rows for six decade labels: two on one row overwrote each other
+    (`1e1` over `1e-1` read `11e-1`, a value that looks real). A label now comes every other row at most."""
+    import re
+
+    import numpy as np
+
+    from biasmon.tui.plot import Line, PlotextPlot
+
+    steps = np.arange(1000.0)
+    for rows in (7, 8, 9, 12, 20):
+        plot = PlotextPlot(log_y=True)
+        app = OnePlot(plot)
+        async with app.run_test(size=(40, rows)) as pilot:
+            plot.set_lines([Line("loss", steps, 10.0 ** np.linspace(4.3, -4.2, 1000), "green")])
+            await pilot.pause()
+            drawn = str(plot.render()).splitlines()
+        labelled = [(i, row.split("┤")[0].strip()) for i, row in enumerate(drawn) if "┤" in row]
+        assert len(labelled) >= 2, drawn
+        assert all(re.fullmatch(r"1e-?\d", label) for _, label in labelled), drawn
+        assert all(b - a >= 2 for (a, _), (b, _) in zip(labelled, labelled[1:])), drawn
