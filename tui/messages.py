@@ -27,6 +27,7 @@ class Progress(Message):
     reset: bool = False
     rate: float | None = None  # steps per second since the source's last Progress
     done: bool = False         # the run or the stream has ended
+    stopped: bool = False      # ... on an error (a SourceFailed follows with it)
     panels: bool = True
 
 

@@ -7,7 +7,8 @@ from enum import StrEnum
 
 class RunState(StrEnum):
     """Where the shown run is. Live: running/paused/finished; replay: reading (its file)/playing/paused/end
-    of recording; watch: waiting for the file/following/paused/end of stream; any of them: diverged. Pause
+    of recording; watch: waiting for the file/following/paused/end of stream/stopped (on an error); any of
+    them: diverged. Pause
     reads "paused" in every mode (watch then holds the view still): "frozen" is a verdict's name."""
 
     READY = "ready"
@@ -21,6 +22,7 @@ class RunState(StrEnum):
     WAITING = "waiting for the file"
     FOLLOWING = "following"
     END_OF_STREAM = "end of stream"
+    STOPPED = "stopped: see the events log"   # watch: reading ended on an error (what was read stays shown)
 
 
 @dataclass(frozen=True)

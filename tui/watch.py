@@ -167,6 +167,7 @@ class Read:
     ended: bool
     notes: list[str] = field(default_factory=list)
     new_reader: StreamReader | None = None
+    error: str | None = None   # reading stopped on this (the stream's lines cannot be read on): the last Read
 
 
 def fresh_reader(reader: StreamReader) -> StreamReader:
@@ -180,32 +181,20 @@ def follow(stream: FollowedFile | PipeStream, reader: StreamReader) -> Iterator[
     the file changes), None between them. A line is fed only once complete, so a trainer that dies
     mid-line costs that line; a line past MAX_LINE_CHARS is skipped (and counted) as it grows, never held
     whole. A file truncated or replaced (FollowedFile.changed) ends the stream read so far: its last step
-    comes out, and what follows is read from the file's start with a fresh reader (Read.new_reader)."""
+    comes out, and what follows is read from the file's start with a fresh reader (Read.new_reader). A line
+    that stops the reading (StreamError: the layers changed, an unknown format version) ends it: the steps
+    read before it come out in a last Read that carries the error."""
     pending, partial, reported, steps, skipping = [], "", 0, 0, False
     last_post = time.monotonic()
     while True:
-        text, ended, change = stream.readline(MAX_LINE_CHARS + 1 - len(partial)), False, None
-        if text and skipping:
-            skipping = not text.endswith("\n")
-        elif text:
-            partial += text
-            if partial.endswith("\n") or len(partial) > MAX_LINE_CHARS:
-                skipping = not partial.endswith("\n")
-                records, partial = reader.feed(OVERLONG_LINE if skipping else partial), ""
-                pending.extend(records)
-                steps += sum(1 for r in records if not isinstance(r, Event))
-        elif getattr(stream, "is_pipe", False):
-            pending.extend(reader.feed(partial) if partial else [])
-            pending.extend(reader.finish())
-            ended = True
-        else:
-            change = stream.changed() if hasattr(stream, "changed") else None
-            if change is None:
-                time.sleep(POLL_SECONDS)
-            elif change.new_run:  # the old file's torn last line is skipped; its last step comes out
-                pending.extend(reader.feed(partial) if partial else [])
-                pending.extend(reader.finish())
-                partial, skipping = "", False
+        try:
+            read = _read_more(stream, reader, partial, skipping)
+        except StreamError as exc:   # what was read before the line stays: its steps come out first
+            yield Read(pending + reader.finish(), reader.problems[reported:], 0.0, True, error=str(exc))
+            return
+        ended, change, partial, skipping, records = read
+        pending.extend(records)
+        steps += sum(1 for r in records if not isinstance(r, Event))
         now = time.monotonic()
         if not (ended or change or now - last_post >= BATCH_SECONDS):
             yield None
@@ -222,6 +211,30 @@ def follow(stream: FollowedFile | PipeStream, reader: StreamReader) -> Iterator[
         pending, steps, last_post = [], 0, now
         if ended:
             return
+
+
+def _read_more(stream: FollowedFile | PipeStream, reader: StreamReader, partial: str, skipping: bool) -> tuple:
+    """One read of `follow`: (ended, the file's change or None, the partial line after it, whether a line
+    past MAX_LINE_CHARS is being skipped, the records it gave). StreamError: a line stops the reading."""
+    text, ended, change, records = stream.readline(MAX_LINE_CHARS + 1 - len(partial)), False, None, []
+    if text and skipping:
+        skipping = not text.endswith("\n")
+    elif text:
+        partial += text
+        if partial.endswith("\n") or len(partial) > MAX_LINE_CHARS:
+            skipping = not partial.endswith("\n")
+            records, partial = reader.feed(OVERLONG_LINE if skipping else partial), ""
+    elif getattr(stream, "is_pipe", False):
+        records = (reader.feed(partial) if partial else []) + reader.finish()
+        ended = True
+    else:
+        change = stream.changed() if hasattr(stream, "changed") else None
+        if change is None:
+            time.sleep(POLL_SECONDS)
+        elif change.new_run:  # the old file's torn last line is skipped; its last step comes out
+            records = (reader.feed(partial) if partial else []) + reader.finish()
+            partial, skipping = "", False
+    return ended, change, partial, skipping, records
 
 
 class WatchSource(Source):
@@ -258,15 +271,23 @@ class WatchSource(Source):
                     continue
                 notes = [Note(f"{self.name}: skipped {p}", "yellow") for p in read.problems]
                 self.post(Progress(splitter.split(read.records), notes, rate=read.rate, done=read.ended))
+                if read.error is not None:
+                    self._stop(read.error)
+                    return
                 if read.new_reader is not None:  # its run begins with the next Read (its header read by then)
                     files += 1
                     splitter = RunSplitter(read.new_reader, run_id=f"stream-{files}", reason=read.notes[-1])
                 elif read.notes:
                     self.post(Progress(notes=[Note(text, "bold yellow") for text in read.notes], panels=False))
         except StreamError as exc:
-            self.post(SourceFailed(str(exc)))
+            self._stop(str(exc))
         except Exception as exc:  # never a traceback: say what stopped, keep what was shown
-            self.post(SourceFailed(f"{self.name}: reading stopped: {type(exc).__name__}: {exc}"))
+            self._stop(f"{self.name}: reading stopped: {type(exc).__name__}: {exc}")
+
+    def _stop(self, error: str) -> None:
+        """Reading ended on an error: the status line says stopped, the events log and a toast say why."""
+        self.post(Progress(done=True, stopped=True, panels=False))
+        self.post(SourceFailed(error))
 
     def receive(self, progress: Progress) -> Progress | None:
         """Paused: hold the runs read (log what was skipped); else show them with all held before. A run
@@ -285,5 +306,5 @@ class WatchSource(Source):
                     any(segment.start is not None for segment in segments):
                 self.state, self.diverged_at = self.going, None
         if progress.done:
-            self.state = RunState.END_OF_STREAM
+            self.state = RunState.STOPPED if progress.stopped else RunState.END_OF_STREAM
         return dataclasses.replace(progress, segments=segments)

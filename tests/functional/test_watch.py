@@ -93,3 +93,25 @@ async def test_space_in_watch_says_paused_like_the_live_monitor_not_frozen_a_ver
         assert app.state == "paused" and "paused" in status_text(app) and "frozen" not in status_text(app)
         await pilot.press("space")
         assert app.state == "following" and "following" in status_text(app)
+
+
+async def test_a_line_that_stops_the_reading_keeps_the_steps_before_it_and_says_stopped(tmp_path):
+    """A stream whose layers change at line 11 cannot be read on (check: exit 2). watch drew nothing of
+    the ten steps before it and still said "following"; they are drawn now, and the status says stopped."""
+    import json
+    lines, b = [], [0.0, 0.0]
+    for step in range(20):
+        size = 2 if step < 10 else 3
+        b = (b + [0.0])[:size]
+        g = [x - 1.0 for x in b]
+        lines.append(json.dumps({"step": step, "loss": sum(v * v for v in g) / 2, "biases": {"out": b},
+                                 "bias_grads": {"out": g}}))
+        b = [x - 0.1 * gx for x, gx in zip(b, g)]
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    app = create_watch_app(str(path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "stopped: see the events log")
+        assert app.current is not None and app.current.loss.count == 10 and app.current.last_step == 9
+        assert "line 11: the layers changed within a run" in event_text(app)
+        assert "stopped" in status_text(app)
