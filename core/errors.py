@@ -14,4 +14,9 @@ class DataError(BiasmonError):
 
 
 class StreamError(BiasmonError):
-    """A record stream cannot be read (unknown format version, unreadable file)."""
+    """A record stream cannot be read (unknown format version, unreadable file). records: what the lines
+    read before the one that stopped it gave, where the reader had not returned it yet (feed_lines)."""
+
+    def __init__(self, message: str, records: list | None = None) -> None:
+        super().__init__(message)
+        self.records = records or []

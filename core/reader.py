@@ -134,7 +134,14 @@ class StreamReader:
         """Lines in order: the records feeding them one by one gives. Once a run's first step line is read,
         its regular lines are read in blocks (core/fastlines.py), much faster; `scanned`: the lines' blocks
         as core/prescan.py scanned them ahead (each used where it still fits the reader's state)."""
-        out, i, k = [], 0, 0
+        out: list = []
+        try:
+            return self._feed_lines(texts, scanned, out)
+        except StreamError as exc:   # a line that stops the reading: what the lines before it gave goes with it
+            raise StreamError(str(exc), out) from None
+
+    def _feed_lines(self, texts: list[str], scanned: "Scanned | None", out: list) -> list:
+        i, k = 0, 0
         ahead = scanned.segments if scanned is not None and self._fits(scanned, texts) else []
         while i < len(texts):
             shape = self._shape

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-from ..core import BiasmonError, Event, StepRecord, StreamReader, line_chunks, stream_lines
+from ..core import BiasmonError, Event, StepRecord, StreamError, StreamReader, line_chunks, stream_lines
 
 CHUNK_LINES = 256       # lines fed to the reader at once (its block)
 LEAN = dict.fromkeys(("biases", "bias_grads", "bias_updates", "weights", "weight_grads", "weight_updates",
@@ -116,7 +116,11 @@ def read_recording(path: str | Path, reader: StreamReader, records: RecordBlocks
         for chunk in line_chunks(lines, CHUNK_LINES):
             if cancelled():
                 return False
-            records.append(reader.feed_lines(chunk))
+            try:
+                records.append(reader.feed_lines(chunk))
+            except StreamError as exc:   # the lines before the one that stopped the reading are kept
+                records.append(exc.records + reader.finish())
+                raise
             read += len(chunk)
             chars += sum(map(len, chunk))
             progress(read, chars, size)

@@ -95,3 +95,37 @@ def test_record_blocks_read_as_the_list_they_hold():
     assert blocks[-1] == 999 and blocks[0] == 0
     with pytest.raises(IndexError):
         blocks[1000]
+
+
+def stream_whose_layers_change_at_line_11(path):
+    import json
+    lines, b = [], [0.0, 0.0]
+    for step in range(20):
+        b = (b + [0.0])[:2 if step < 10 else 3]
+        g = [x - 1.0 for x in b]
+        lines.append(json.dumps({"step": step, "loss": sum(v * v for v in g) / 2, "biases": {"out": b},
+                                 "bias_grads": {"out": g}}))
+        b = [x - 0.1 * gx for x, gx in zip(b, g)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def test_a_line_that_stops_the_reading_keeps_the_steps_before_it(tmp_path):
+    """The layers change at line 11: the stream cannot be read on. replay read '0 records' and showed
+    nothing; the ten steps before it are replayed now, and the error is in the events log."""
+    app = create_replay_app(stream_whose_layers_change_at_line_11(tmp_path / "run.jsonl"))
+    async with app.run_test(size=SIZE) as pilot:
+        await replay_read(pilot)
+        await wait_for(pilot, lambda: app.current is not None and app.current.last_step == 9)
+        assert app.current.loss.count == 10
+        assert "line 11: the layers changed within a run" in event_text(app)
+
+
+def test_the_reader_hands_on_what_the_lines_before_a_stopping_line_gave(tmp_path):
+    from biasmon.core import StreamError, StreamReader
+    lines = stream_whose_layers_change_at_line_11(tmp_path / "run.jsonl").read_text().splitlines()
+    reader = StreamReader(block=4)
+    with pytest.raises(StreamError, match="line 11: the layers changed") as caught:
+        reader.feed_lines(lines)
+    steps = [r for r in caught.value.records + reader.finish() if isinstance(r, StepRecord)]
+    assert [r.step for r in steps] == list(range(10))
