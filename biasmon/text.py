@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+import unicodedata
 from pathlib import Path
 from typing import TextIO
 
@@ -20,17 +21,27 @@ def fmt(value: float | None, spec: str = ".4g") -> str:
 
 def table(rows: list[tuple[str, ...]], open_last: bool = False) -> list[str]:
     """Rows of cells as aligned lines, with a rule under the first (the header). open_last: the last
-    column is free text, not padded (its rule is five dashes)."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - (1 if open_last else 0))]
+    column is free text, not padded (its rule is five dashes). Cells are escaped first (printable), so
+    that a name with a control character lines up as it is printed."""
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
+    widths = [max(_columns(r[i]) for r in rows) for i in range(len(rows[0]) - (1 if open_last else 0))]
+    pad = lambda c, w: c + " " * (w - _columns(c))  # noqa: E731
     lines = []
     for i, row in enumerate(rows):
         if open_last:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+            lines.append("  ".join(pad(c, w) for c, w in zip(row, widths)) + "  " + row[-1])
         else:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            lines.append("  ".join(pad(c, w) for c, w in zip(row, widths)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths) + ("  " + "-" * 5 if open_last else ""))
     return lines
+
+
+def _columns(text: str) -> int:
+    """The terminal columns text takes: two for a wide (East Asian) character, one for any other."""
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def print_lines(lines: list[str], out: TextIO) -> None:

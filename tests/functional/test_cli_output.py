@@ -79,3 +79,13 @@ def test_compare_puts_layers_in_network_order_and_says_where_a_network_has_no_su
     # biases off is not a missing layer: the weights still have their verdict
     assert cell(header, rows["none"], "hidden2 b / w") == "no bias / ok @4", text
     assert "no such layer: the preset's network has no layer of that name" in text
+
+
+def test_a_table_lines_up_names_with_control_and_wide_characters_as_printed():
+    """A layer named with a zero-width space and an escape sequence is printed escaped (\\u200b, \\x1b):
+    its column was as wide as the raw name, one cell short; a wide character takes two columns."""
+    from biasmon.text import table
+    lines = table([("layer", "verdict"), ("层\u200b/\x1b[31mred", "ok"), ("o", "ok")])
+    assert lines[2] == "层\\u200b/\\x1b[31mred  ok"
+    assert lines[3] == "o" + " " * 19 + "  ok"
+    assert lines[1] == "-" * 20 + "  " + "-" * 7
