@@ -70,6 +70,8 @@ class BiasmonApp(App):
         Binding("question_mark", "toggle_keys", "keys", show=False),   # also in the palette (its "Keys")
         Binding("escape", "hide_help_panel", "close keys", show=False),
         Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False),   # as a terminal program's users expect (Textual's own
+        # binding only says to press ctrl+q); a focused text input (the palette's) still copies with it
         *[Binding(str(i), f"preset({i})", f"preset {i}", show=False) for i in range(1, 10)],
     ]
     status: var[Status | None] = var(None, init=False)

@@ -312,3 +312,18 @@ async def test_bias_keys_on_a_network_without_biases_say_so_and_change_nothing()
         assert not trainer.flip_sign and trainer.bias_lr_scale == 1.0
         assert any("this network has no biases" in m for m in said), said
         assert "flip_sign ON" not in event_lines(app)
+
+
+async def test_ctrl_c_quits_as_a_terminal_programs_users_expect():
+    app = create_live_app(pause_at=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "paused")
+        await pilot.press("ctrl+p")   # in the palette's search field ctrl+c is the field's (copy)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette")
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.is_running and app.screen.__class__.__name__ == "CommandPalette"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ != "CommandPalette")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.is_running)
