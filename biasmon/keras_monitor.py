@@ -19,8 +19,8 @@ loss, at p, before the backward pass: read with `.item()` only at a logged step)
 running average of the gradient where it keeps one per variable (`momentums`: SGD with momentum, Adam,
 AdamW, Adamax, Nadam...), named in the header's `averages`, taken as an average of g: with the sign Keras's
 update rule gives it (SGD's velocity averages -lr g: DESCENT_SIGN), or, for an optimizer not listed there,
-the sign of the sum of a.g over the logged steps, as TorchMonitor does for optimizers not torch's own (a
-sum that is noise where a layer sits at its minimum).
+the sign of the sum of cos(a, g) over the logged steps and every variable, as TorchMonitor does for optimizers
+not torch's own (one variable's sum alone is noise where it sits at its minimum, or early on).
 
 Layers: a variable whose name matches biasmon.torch_params.BIAS_NAME (`bias`; BatchNormalization's `beta`
 and `gamma` do not) goes to `bias_sums`, every other trainable variable to
@@ -312,7 +312,7 @@ def _callback_class(keras: Any) -> type:
 
 def declared_sign(optimizer: Any) -> float:
     """+1 if the optimizer's running average is one of g, -1 if of -g (DESCENT_SIGN, by its class or the
-    nearest Keras base class listed there), 0 if not known (the sum of a.g orients it)."""
+    nearest Keras base class listed there), 0 if not known (the sum of cos(a, g) orients it)."""
     for cls in type(optimizer).__mro__:
         if cls.__module__.startswith("keras") and cls.__name__ in DESCENT_SIGN:
             return DESCENT_SIGN[cls.__name__]

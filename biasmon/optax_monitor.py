@@ -23,10 +23,10 @@ wrapped transformation's running average of the gradient where its state holds o
 params' tree (the first field named `mu`, as ScaleByAdamState has: adam, adamw, nadam, lion, ...; or
 `trace`, TraceState's: sgd with momentum), named in the header's `averages`, taken as an average of g:
 optax's own states hold one of g (its optimizers scale by -lr last), so a state class of optax's is taken
-as it is; another's with the sign of the sum of a.g over the logged steps (as biasmon.torch_monitor does
-for optimizers not torch's own: a sum that is noise where a layer sits at its minimum). Biases go to `bias_sums`, other leaves to
-`weight_sums`, named from the pytree paths (biasmon/jax_sums.py: `Dense_0` for `params/Dense_0/kernel`
-and `.../bias`).
+as it is; another's with the sign of the sum of cos(a, g) over the logged steps and every leaf (as
+biasmon.torch_monitor does for optimizers not torch's own: one leaf's sum alone is noise where it sits at
+its minimum). Biases go to `bias_sums`, other leaves to `weight_sums`, named from the pytree paths
+(biasmon/jax_sums.py: `Dense_0` for `params/Dense_0/kernel` and `.../bias`).
 
 How a line gets out: only the step number, the loss and the small arrays of the sums leave the device,
 through a host callback that writes the line with biasmon's RecordWriter, flushed at once (a crash loses
@@ -72,6 +72,7 @@ import numpy as np
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.records import json_number, sums_json
+from .core.summary_form import average_cosines
 from .core.stream import RecordWriter, open_target, sums_header
 from .jax_sums import Leaf, check_same_leaves, leaf_layers, step_sums
 
@@ -131,7 +132,7 @@ class OptaxMonitor:
         self._averages: str | None = None    # the state field the running average is read from
         self._declared = False               # it is an optax state's: an average of g (else a.g orients it)
         self._float32: bool = False
-        self._orient: np.ndarray | None = None   # per layer: the sum of a.g over the logged steps
+        self._orient: np.ndarray | None = None   # per layer: the sum of cos(a, g) over the logged steps (their total orients a)
         self._header_written = False
         self._last_step: int | None = None
         self.lines = 0                       # step lines written
@@ -304,10 +305,10 @@ class OptaxMonitor:
             rows[:, 1:5] = floats[:, :4]
             rows[:, 5:7] = counts
             if field:
-                self._orient += np.where(np.isnan(floats[:, 6]), 0.0, floats[:, 6])
+                self._orient += average_cosines(floats[:, 6], floats[:, 4], floats[:, 1])
                 rows[:, 7] = floats[:, 4]
                 rows[:, 8] = floats[:, 5] if self._declared else \
-                    floats[:, 5] * np.where(self._orient < 0, -1.0, 1.0)   # a taken as an average of g
+                    floats[:, 5] * (-1.0 if self._orient.sum() < 0 else 1.0)   # a taken as an average of g
             rows = rows[self._order]
             nb = len(self.bias_layout.names)
             line: dict[str, Any] = {"step": step, "loss": json_number(loss)}

@@ -22,9 +22,9 @@ lets them go: biasmon/torch_sums.py), a the optimizer's own running average of t
 in the header's `averages`. The buffer holds the average of g or of -g (`maximize=True`, or an optimizer written to
 climb) by the optimizer's own convention: for torch's own optimizers each layer's a is taken as its param
 group's `maximize` says (an average of -g where it is True), for any other optimizer with the sign of the
-sum of a.g over the logged steps so far (a sum that is noise where a layer sits at its minimum: a 1-entry
-bias under Adam), so that it stands for an average of g, as the format says; a sign bug then reads
-uphill against it as against g.
+sum of cos(a, g) over the logged steps so far and every layer (one rule for all its parameters; one layer's sum
+alone is noise where it sits at its minimum: a 1-entry bias under Adam), so that it stands for an average
+of g, as the format says; a sign bug then reads uphill against it as against g.
 
 Layers: one per parameter tensor. Biases (biasmon.torch_logger.bias_parameters: the naming rule, or
 `params=`) go to `bias_sums`, every other trainable parameter to `weight_sums`; a layer is named by its
@@ -162,7 +162,7 @@ class TorchMonitor:
         self._held: tuple = (0.0, 0)   # the sum and count of the losses given before the logged step ran
         self._posts_since_call = 0
         self._averages: str | None = None    # the state key of the optimizer's running average, once known
-        self._orient = np.zeros(len(self.params))   # per layer: the sum of a.g over the logged steps
+        self._orient = np.zeros(len(self.params))   # per layer: the sum of cos(a, g) over the logged steps (their total orients a)
         # torch's own optimizers say which way their average points (maximize); another's is oriented by a.g
         self._declares = type(optimizer).__module__.startswith("torch.optim")
         self._float32: bool | None = None   # every gradient of the first logged step was float32

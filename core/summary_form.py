@@ -41,6 +41,17 @@ def layer_sums(layout: Layout, p: np.ndarray, g: np.ndarray | None, u: np.ndarra
     return table
 
 
+def average_cosines(ag: np.ndarray, aa: np.ndarray, gg: np.ndarray) -> np.ndarray:
+    """(L,) cos(a, g) of each layer's running average a and gradient g from their sums a.g, |a|^2, |g|^2
+    (0 where one is not known, not finite or zero): a writer that cannot tell which way an optimizer's
+    average points adds these up over the logged steps and every layer, and takes a as an average of -g
+    where the total is negative. Cosines, not a.g itself: an early overshoot (the gradient reversed, the
+    average not yet) gives a few large negative a.g that would outweigh a whole run of positive ones."""
+    with np.errstate(all="ignore"):
+        cos = ag / (np.sqrt(aa) * np.sqrt(gg))
+    return np.where(np.isfinite(cos), np.clip(cos, -1.0, 1.0), 0.0)
+
+
 def average_names(betas: tuple[float, ...]) -> list[str]:
     """The header's `averages` for running averages a <- beta a + (1 - beta) g: ["ema0.9", ...]."""
     return [f"ema{b:g}" for b in betas]

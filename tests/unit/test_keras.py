@@ -158,6 +158,44 @@ def test_the_average_is_taken_as_the_update_rule_declares_not_by_a_noisy_sum(tmp
     assert len(au) == 30 and all(a < 0 for a in au)
 
 
+class HandAdam(keras.optimizers.Optimizer):
+    """Adam written out by hand, keeping its average in `momentums`: not in keras_monitor.DESCENT_SIGN."""
+
+    def build(self, variables):
+        super().build(variables)
+        self.momentums = [self.add_variable_from_reference(v, "m") for v in variables]
+        self.squares = [self.add_variable_from_reference(v, "v") for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        i = self._get_variable_index(variable)
+        m, v = self.momentums[i], self.squares[i]
+        t = keras.ops.cast(self.iterations + 1, variable.dtype)
+        self.assign(m, 0.9 * m + 0.1 * gradient)
+        self.assign(v, 0.999 * v + 0.001 * gradient * gradient)
+        step = (m / (1 - 0.9 ** t)) / (keras.ops.sqrt(v / (1 - 0.999 ** t)) + 1e-7)
+        self.assign_sub(variable, keras.ops.cast(learning_rate, variable.dtype) * step)
+
+
+def test_an_undeclared_average_is_oriented_by_every_variables_a_g_not_one_variables(tmp_path):
+    """A hand-written Adam's first layer's own sum of a.g went negative at step 32 of a correct run, and its
+    a.u read reversed, uphill, from then on. The total over every variable decides (one rule for all of an
+    optimizer's parameters): with one variable's own sum negative before each step and the total positive,
+    every a.u keeps the sign of a correct step (< 0)."""
+    model = mlp(HandAdam(learning_rate=0.01))
+    monitor = KerasMonitor(tmp_path / "run.jsonl", every=1)
+    x, y = data()
+
+    class PushOrient(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            monitor._orient[:] = 1.0
+            monitor._orient[0] = -3.0
+
+    model.fit(x[:192], y[:192], batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=[monitor, PushOrient()])
+    _, *steps = lines(tmp_path / "run.jsonl")
+    au = [row[8] for line in steps[1:] for kind in ("bias_sums", "weight_sums") for row in line[kind].values()]
+    assert len(au) == 30 and all(a < 0 for a in au)
+
+
 def test_the_loss_is_the_steps_own_loss_before_the_update(tmp_path):
     model = mlp(keras.optimizers.SGD(0.05))
     x, y = data()

@@ -4,6 +4,7 @@ wrapped chain reads uphill on the biases only; every=k logs one update in k; a c
 Skipped where JAX or optax is not installed (the jax extra: pip install -e '.[jax]')."""
 import json
 import sys
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -141,6 +142,45 @@ def test_an_optax_states_average_is_taken_as_it_is_not_by_a_noisy_sum(tmp_path, 
             u, state = tx.update(g, state, p, value=1.0)
             p = optax.apply_updates(p, u)
     _, *steps = lines(path)
+    au = [row[8] for line in steps[1:] for key in ("bias_sums", "weight_sums") for row in line[key].values()]
+    assert len(au) == 3 * 8 and all(a < 0 for a in au)
+
+
+class HandMomentumState(NamedTuple):
+    mu: Any
+
+
+def hand_momentum(lr=0.1, beta=0.9):
+    """Heavy-ball momentum written out by hand, its state a class of its own (not optax's: nothing declares
+    which way its mu points)."""
+    def init(params):
+        return HandMomentumState(jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None):
+        mu = jax.tree_util.tree_map(lambda m, g: beta * m + g, state.mu, updates)
+        return jax.tree_util.tree_map(lambda m: -lr * m, mu), HandMomentumState(mu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def test_an_undeclared_average_is_oriented_by_every_leafs_a_g_not_one_leafs(tmp_path):
+    """A state from elsewhere does not say which way its mu points; a.g says, but one leaf's sum alone is
+    noise at its minimum or early on. The total over every leaf decides: with one leaf's own sum negative
+    before each step and the total positive, every a.u keeps the sign of a correct step (< 0)."""
+    rng = np.random.default_rng(5)
+    p, _, _, _ = random_step(rng, "float64")
+    path = tmp_path / "run.jsonl"
+    with monitor(hand_momentum(), path, every=1) as tx:
+        state = tx.init(p)
+        for _ in range(4):
+            if tx.monitor._orient is not None:
+                tx.monitor._orient[:] = 1.0
+                tx.monitor._orient[0] = -3.0
+            g = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype), p)
+            u, state = tx.update(g, state, p, value=1.0)
+            p = optax.apply_updates(p, u)
+    head, *steps = lines(path)
+    assert head["averages"] == ["mu"]
     au = [row[8] for line in steps[1:] for key in ("bias_sums", "weight_sums") for row in line[key].values()]
     assert len(au) == 3 * 8 and all(a < 0 for a in au)
 

@@ -1,6 +1,7 @@
 """TorchMonitor: the rows it computes in torch are biasmon.core.summary_form.layer_sums of the same tensors;
 torch's optimizers read ok, the same optimizers climbing (maximize=True) read uphill, in the layers that
 climb only. Skipped where torch is not installed."""
+import io
 import json
 
 import numpy as np
@@ -142,6 +143,48 @@ def test_a_torch_optimizers_average_is_taken_as_it_declares_not_by_a_noisy_sum(t
     _, *steps = lines(path)
     au = [row[8] for line in steps for kind in ("bias_sums", "weight_sums") for row in line[kind].values()]
     assert len(au) == 36 and all((a > 0) if maximize else (a < 0) for a in au)
+
+
+class HandAdam(torch.optim.Optimizer):
+    """Adam written out by hand, outside torch.optim: nothing declares which way its exp_avg points."""
+
+    def __init__(self, params, lr=0.005):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state["t"], state["exp_avg"], state["sq"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                state["t"] += 1
+                state["exp_avg"].mul_(0.9).add_(p.grad, alpha=0.1)
+                state["sq"].mul_(0.999).addcmul_(p.grad, p.grad, value=0.001)
+                m = state["exp_avg"] / (1 - 0.9 ** state["t"])
+                v = state["sq"] / (1 - 0.999 ** state["t"])
+                p.sub_(group["lr"] * m / (v.sqrt() + 1e-8))
+
+
+def test_an_undeclared_average_is_oriented_by_every_layers_a_g_not_one_layers():
+    """An optimizer from elsewhere does not say which way its average points; a.g says, but one layer's
+    sum alone is noise at its minimum or early on (a hand-written Keras Adam's first layer went negative at
+    step 32 and read uphill for the rest of a correct run). The way an optimizer keeps its average is one
+    rule for all its parameters: the total over every layer decides. Here one layer's own sum is made
+    negative before each step, the total positive: every a.u keeps the sign of a correct Adam step (< 0)."""
+    x, y = data()
+    net = mlp()
+    optim = HandAdam(net.parameters())
+    path = io.StringIO()
+    with TorchMonitor(net, path, optim, every=1) as monitor:
+        for i in range(6):
+            monitor._orient[:] = 1.0
+            monitor._orient[0] = -3.0   # this layer's own sum points the other way; the total does not
+            one_step(net, optim, monitor, x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32])
+    header, *steps = [json.loads(line) for line in path.getvalue().splitlines()]
+    assert header["averages"] == ["exp_avg"]
+    au = [row[8] for line in steps[1:] for kind in ("bias_sums", "weight_sums") for row in line[kind].values()]
+    assert len(au) == 5 * 6 and all(a < 0 for a in au)
 
 
 def train(path, opt, *, maximize=False, weights_maximize=False, every=2, steps=300, dtype=torch.float64):
@@ -453,3 +496,18 @@ def test_a_sparse_gradient_is_summed_alike_both_ways(tmp_path, monkeypatch):
             for layer in x[key]:
                 np.testing.assert_allclose(np.array(x[key][layer], dtype=float), np.array(y[key][layer], dtype=float),
                                            rtol=1e-5, atol=1e-12)
+
+
+def test_an_early_overshoot_does_not_outweigh_a_run_of_an_undeclared_average():
+    """An optimizer that does not say which way its average points is oriented by cos(a, g) summed over the
+    logged steps and layers. A sum of a.g itself was ruled by one early overshoot (the gradient reversed,
+    the average not yet: a.g large and negative), and a hand-written Adam's correct layers read uphill
+    for the rest of the run. Here: one step at cos -1 with |a| |g| = 100, then four at cos +0.5 with
+    |a| |g| = 1: a is an average of g (a.u of a correct step stays negative)."""
+    from biasmon.core.layout import Layout
+    layout, none = Layout(("h",), (4,)), Layout((), ())
+    orient = np.zeros(1)
+    for ag, norm in [(-100.0, 100.0)] + [(0.5, 1.0)] * 4:
+        rows = np.array([[4, 1.0, norm, 0.01, -0.1 * norm, 4, 4, norm, -0.05, ag]])
+        line = torch_sums.step_line(0, 1.0, None, rows, (False,), layout, none, orient, True)
+    assert line["bias_sums"]["h"][8] == -0.05
