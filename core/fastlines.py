@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .lines import DOT_SLACK, StepLine
+from .lines import StepLine
 from .readlines import MAX_LINE_CHARS
 
 try:
@@ -220,13 +220,7 @@ def _arrays(entries: list, m: int, shape: Shape) -> dict[str, np.ndarray] | None
 
 def bad_rows(sums: np.ndarray) -> np.ndarray:
     """(m,) which lines' sums (m, L, width) parse_step would not take as they are (its n were checked
-    in the scan): a number past 2**1000, a negative |p|^2, |g|^2, |u|^2 or count, agree above sig, or a
-    dot product its squares do not allow (lines.dots_bounded)."""
+    in the scan): a number past 2**1000, a negative |p|^2, |g|^2, |u|^2 or count, or agree above sig."""
     bad = ~(np.abs(sums) < _BIG).all(axis=2)
     bad |= (sums[:, :, [1, 2, 3, 5, 6]] < 0).any(axis=2) | (sums[:, :, 6] > sums[:, :, 5])
-    k = (sums.shape[2] - 7) // 2
-    uu = sums[:, :, 3:4]
-    dots, squares = sums[:, :, [4] + list(range(7 + k, 7 + 2 * k))], sums[:, :, [2] + list(range(7, 7 + k))]
-    with np.errstate(over="ignore", under="ignore"):
-        bad |= (dots * dots > squares * uu * DOT_SLACK + 1e-300).any(axis=2)
     return bad.any(axis=1)

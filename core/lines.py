@@ -259,7 +259,7 @@ def _plain_rows(rows: list) -> bool:
     except TypeError:
         return False
     return min(chain.from_iterable(map(_NON_NEGATIVE, rows))) >= 0 and \
-        not any(map(gt, map(_AGREE, rows), map(_SIG, rows))) and all(map(dots_bounded, rows))
+        not any(map(gt, map(_AGREE, rows), map(_SIG, rows)))
 
 
 def _checked_row(key: str, name: str, row: Any, width: int, strict_types: bool) -> list:
@@ -277,23 +277,7 @@ def _checked_row(key: str, name: str, row: Any, width: int, strict_types: bool) 
     if _negative(pp) or _negative(gg) or _negative(uu) or _negative(sig) or _negative(agree) or \
             (agree is not None and sig is not None and agree > sig):
         raise ValueError(_NEGATIVE.format(key, _short(name)))
-    if not dots_bounded(row):
-        raise ValueError(_UNBOUNDED.format(key, _short(name)))
     return row
-
-
-def dots_bounded(row: list) -> bool:
-    """Whether a row's dot products are within what their squares allow (Cauchy-Schwarz): (u.g)^2 <=
-    |u|^2 |g|^2, and (a.u)^2 <= |a|^2 |u|^2 for each running average, up to DOT_SLACK for rounding (float32
-    sums of long layers). A null or non-finite entry passes (unknown; a divergence is judged as such)."""
-    k = (len(row) - 7) // 2
-    uu = row[3]
-    pairs = [(row[4], row[2])] + [(row[7 + k + j], row[7 + j]) for j in range(k)]
-    for dot, square in pairs:
-        if dot is not None and square is not None and uu is not None and \
-                dot * dot > square * uu * DOT_SLACK + 1e-300:
-            return False
-    return True
 
 
 _WIDTHS = frozenset(range(7, 8 + 2 * MAX_AVERAGES, 2))
@@ -301,8 +285,6 @@ _FIRST, _SIG, _AGREE = itemgetter(0), itemgetter(5), itemgetter(6)
 _NON_NEGATIVE = itemgetter(1, 2, 3, 5, 6)
 _BIG = 2 ** 1000   # an integer past this may overflow a float: read it the careful way
 _NEGATIVE = "'{}.{}': |p|^2, |g|^2, |u|^2 and the counts are >= 0, and agree <= sig"
-_UNBOUNDED = "'{}.{}': |u.g| is at most |u| |g|, and |a.u| at most |a| |u| (these sums cannot come from one layer)"
-DOT_SLACK = 1.002   # dots_bounded: (u.g)^2 may exceed |u|^2 |g|^2 by this factor (rounding), no more
 
 
 def _negative(v: float | None) -> bool:

@@ -171,8 +171,6 @@ def _row(i, value):
 SUMS_IRREGULAR = {
     "negative square": _row(2, -1.0),
     "agree above sig": _row(6, 5),
-    "u.g past |u| |g|": _row(4, 5.0),
-    "a.u past |a| |u|": _row(8, -5.0),
     "n as float": _row(0, 4.0),
     "n zero": _row(0, 0),
     "n past 2**53": _row(0, 2 ** 53 + 1),
