@@ -260,3 +260,14 @@ def test_a_float32_presets_summary_header_says_its_gradients_are_float32():
     preset = replace(preset, network=dict(preset.network, dtype="float32"))
     assert Trainer(preset, steps=5).header("sums")["grad_dtype"] == "float32"
     assert "grad_dtype" not in Trainer(presets.load(PRESETS / "gradient.toml"), steps=5).header("sums")
+
+
+def test_a_row_whose_float32_gradient_squared_to_zero_is_read_not_skipped():
+    """A writer's sums are taken in the parameters' dtype: a float32 gradient near 1e-25 squares to 0
+    while u.g does not (momentum keeps u large), and a bfloat16 1-entry bias rounds u.g past |u| |g|.
+    Such rows are what `vanishing` is judged on: read, never skipped as impossible."""
+    reader = StreamReader()
+    for step in range(3):
+        reader.feed(json.dumps({"step": step, "loss": 1.0, "bias_sums": {
+            "h": [16, 1.0, 0.0, 1e-4, -3e-29, 0, 0], "o": [1, 1.0, 0.01, 1e-4, -1.004e-3, 1, 1]}}))
+    assert reader.problems == []
