@@ -21,11 +21,11 @@ under jax.jit too: g is the incoming updates (the gradient given to tx.update), 
 transformation's output (what optax.apply_updates adds to the parameters), p the params given, a the
 wrapped transformation's running average of the gradient where its state holds one whose tree is the
 params' tree (the first field named `mu`, as ScaleByAdamState has: adam, adamw, nadam, lion, ...; or
-`trace`, TraceState's: sgd with momentum), named in the header's `averages`, taken as an average of g:
-optax's own states hold one of g (its optimizers scale by -lr last), so a state class of optax's is taken
-as it is; another's with the sign of the sum of cos(a, g) over the logged steps and every leaf (as
-biasmon.torch_monitor does for optimizers not torch's own: one leaf's sum alone is noise where it sits at
-its minimum). Biases go to `bias_sums`, other leaves to `weight_sums`, named from the pytree paths
+`trace`, TraceState's: sgd with momentum), named in the header's `averages`, taken as an average of g
+with the sign of the sum of cos(a, g) over the logged steps and every leaf (as biasmon.torch_monitor does
+for optimizers not torch's own): a state's sign depends on where it sits in the chain (optax.sgd's trace
+averages g; chain(scale(-lr), trace(b)), the same optimizer, averages -lr g), and one leaf's sum alone is
+noise where it sits at its minimum. Biases go to `bias_sums`, other leaves to `weight_sums`, named from the pytree paths
 (biasmon/jax_sums.py: `Dense_0` for `params/Dense_0/kernel` and `.../bias`).
 
 How a line gets out: only the step number, the loss and the small arrays of the sums leave the device,
@@ -130,7 +130,6 @@ class OptaxMonitor:
         self.weight_layout: Layout | None = None
         self._order: list[int] = []          # rows of the device table in stream order: biases, then weights
         self._averages: str | None = None    # the state field the running average is read from
-        self._declared = False               # it is an optax state's: an average of g (else a.g orients it)
         self._float32: bool = False
         self._orient: np.ndarray | None = None   # per layer: the sum of cos(a, g) over the logged steps (their total orients a)
         self._header_written = False
@@ -251,8 +250,6 @@ class OptaxMonitor:
                         value = getattr(node, field)
                         if tree_util.tree_structure(value) == target and \
                                 [np.shape(x) for x in tree_util.tree_leaves(value)] == shapes:
-                            if self._averages is None:   # optax's own state: an average of g, as it is
-                                self._declared = type(node).__module__.split(".")[0] == "optax"
                             return field, value
                 children = list(node)
             elif isinstance(node, (tuple, list)):
@@ -307,8 +304,7 @@ class OptaxMonitor:
             if field:
                 self._orient += average_cosines(floats[:, 6], floats[:, 4], floats[:, 1])
                 rows[:, 7] = floats[:, 4]
-                rows[:, 8] = floats[:, 5] if self._declared else \
-                    floats[:, 5] * (-1.0 if self._orient.sum() < 0 else 1.0)   # a taken as an average of g
+                rows[:, 8] = floats[:, 5] * (-1.0 if self._orient.sum() < 0 else 1.0)   # a taken as an average of g
             rows = rows[self._order]
             nb = len(self.bias_layout.names)
             line: dict[str, Any] = {"step": step, "loss": json_number(loss)}
