@@ -62,7 +62,7 @@ OWN_NAMES = re.compile(r"(?i)bias|kernel|embeddings|weight")   # variables named
 NAME = "biasmon.keras_monitor"
 # Keras's optimizers whose running average (`momentums`) is declared by their update rule: +1 an average of g
 # (adam.py, lion.py, rmsprop.py...: m = b m + (1 - b) g, or its increments), -1 of -g (sgd.py: m = mu m - lr g);
-# a subclass keeps its base's sign unless listed itself
+# the classes themselves only (declared_sign), not a user's subclass
 DESCENT_SIGN = {"SGD": -1.0, "Adam": 1.0, "AdamW": 1.0, "Adamax": 1.0, "Nadam": 1.0, "Lion": 1.0, "RMSprop": 1.0,
                 "Lamb": 1.0}
 HOOKED = ("apply", "_backend_update_step", "scale_loss")
@@ -311,11 +311,12 @@ def _callback_class(keras: Any) -> type:
 
 
 def declared_sign(optimizer: Any) -> float:
-    """+1 if the optimizer's running average is one of g, -1 if of -g (DESCENT_SIGN, by its class or the
-    nearest Keras base class listed there), 0 if not known (the sum of cos(a, g) orients it)."""
-    for cls in type(optimizer).__mro__:
-        if cls.__module__.startswith("keras") and cls.__name__ in DESCENT_SIGN:
-            return DESCENT_SIGN[cls.__name__]
+    """+1 if the optimizer's running average is one of g, -1 if of -g (DESCENT_SIGN: a Keras optimizer class
+    itself, or the torch backend's own version of it), 0 if not known (the sum of cos(a, g) orients it):
+    a user's subclass may keep its average another way (a torch-style SGD velocity, m = mu m + g)."""
+    cls = type(optimizer)
+    if cls.__module__.split(".")[0] == "keras" and cls.__name__ in DESCENT_SIGN:
+        return DESCENT_SIGN[cls.__name__]
     return 0.0
 
 

@@ -196,6 +196,24 @@ def test_an_undeclared_average_is_oriented_by_every_variables_a_g_not_one_variab
     assert len(au) == 30 and all(a < 0 for a in au)
 
 
+class TorchStyleSGD(keras.optimizers.SGD):
+    """A user's SGD whose velocity is torch's, m = mu m + g (Keras's keeps m = mu m - lr g): a correct optimizer
+    whose average has the other sign from its base class's."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        m = self.momentums[self._get_variable_index(variable)]
+        self.assign(m, self.momentum * m + gradient)
+        self.assign_sub(variable, keras.ops.cast(learning_rate, variable.dtype) * m)
+
+
+def test_a_subclass_of_a_keras_optimizer_is_oriented_by_its_steps_not_its_base_class(tmp_path):
+    fit(mlp(TorchStyleSGD(0.02, momentum=0.9)), tmp_path / "run.jsonl", epochs=3)
+    _, *steps = lines(tmp_path / "run.jsonl")
+    au = [row[8] for line in steps[1:] for kind in ("bias_sums", "weight_sums") for row in line[kind].values()]
+    assert len(au) == 6 * (len(steps) - 1) and all(a < 0 for a in au)
+    assert check_stream(tmp_path / "run.jsonl").exit == 0
+
+
 def test_the_loss_is_the_steps_own_loss_before_the_update(tmp_path):
     model = mlp(keras.optimizers.SGD(0.05))
     x, y = data()
