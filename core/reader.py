@@ -117,7 +117,11 @@ class StreamReader:
         if not isinstance(obj, dict):
             return self._problem("not a JSON object")
         if "format" in obj:
-            return self.drain() + self._read_header(obj)
+            out = self.drain()
+            try:
+                return out + self._read_header(obj)
+            except StreamError as exc:   # a version it cannot read: the steps drained before it go with it
+                raise StreamError(str(exc), out + exc.records) from None
         if "event" in obj:
             return self.drain() + self._read_event(obj)
         try:
@@ -138,7 +142,7 @@ class StreamReader:
         try:
             return self._feed_lines(texts, scanned, out)
         except StreamError as exc:   # a line that stops the reading: what the lines before it gave goes with it
-            raise StreamError(str(exc), out) from None
+            raise StreamError(str(exc), out + exc.records) from None
 
     def _feed_lines(self, texts: list[str], scanned: "Scanned | None", out: list) -> list:
         i, k = 0, 0

@@ -190,7 +190,7 @@ def follow(stream: FollowedFile | PipeStream, reader: StreamReader) -> Iterator[
         try:
             read = _read_more(stream, reader, partial, skipping)
         except StreamError as exc:   # what was read before the line stays: its steps come out first
-            yield Read(pending + reader.finish(), reader.problems[reported:], 0.0, True, error=str(exc))
+            yield Read(pending + exc.records + reader.finish(), reader.problems[reported:], 0.0, False, error=str(exc))
             return
         ended, change, partial, skipping, records = read
         pending.extend(records)

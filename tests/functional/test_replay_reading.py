@@ -110,22 +110,39 @@ def stream_whose_layers_change_at_line_11(path):
     return path
 
 
-async def test_a_line_that_stops_the_reading_keeps_the_steps_before_it(tmp_path):
-    """The layers change at line 11: the stream cannot be read on. replay read '0 records' and showed
-    nothing; the ten steps before it are replayed now, and the error is in the events log."""
-    app = create_replay_app(stream_whose_layers_change_at_line_11(tmp_path / "run.jsonl"))
+@pytest.mark.parametrize("case", ["layers change", "unknown version"])
+async def test_a_line_that_stops_the_reading_keeps_the_steps_before_it(tmp_path, case):
+    """Line 11 cannot be read on (the layers change; a header of an unknown version). replay read '0
+    records' and showed nothing; the ten steps before it are replayed now, and the error is in the log."""
+    write, says = STOPPING[case]
+    app = create_replay_app(write(tmp_path / "run.jsonl"))
     async with app.run_test(size=SIZE) as pilot:
         await replay_read(pilot)
         await wait_for(pilot, lambda: app.current is not None and app.current.last_step == 9)
         assert app.current.loss.count == 10
-        assert "line 11: the layers changed within a run" in event_text(app)
+        assert says in event_text(app)
 
 
-def test_the_reader_hands_on_what_the_lines_before_a_stopping_line_gave(tmp_path):
+def stream_with_an_unknown_version_at_line_11(path):
+    import json
+    lines = stream_whose_layers_change_at_line_11(path).read_text().splitlines()[:10]
+    path.write_text("\n".join(lines + [json.dumps({"format": "biasmon-stream", "version": 99})]) + "\n")
+    return path
+
+
+STOPPING = {"layers change": (stream_whose_layers_change_at_line_11, "line 11: the layers changed"),
+            "unknown version": (stream_with_an_unknown_version_at_line_11, "line 11: stream format version 99")}
+
+
+@pytest.mark.parametrize("block", [1, 4, 256])
+@pytest.mark.parametrize("case", sorted(STOPPING))
+def test_the_reader_hands_on_what_the_lines_before_a_stopping_line_gave(tmp_path, case, block):
+    """(A header of a version it cannot read drained the steps queued before it, then raised: they were lost.)"""
     from biasmon.core import StreamError, StreamReader
-    lines = stream_whose_layers_change_at_line_11(tmp_path / "run.jsonl").read_text().splitlines()
-    reader = StreamReader(block=4)
-    with pytest.raises(StreamError, match="line 11: the layers changed") as caught:
+    write, says = STOPPING[case]
+    lines = write(tmp_path / "run.jsonl").read_text().splitlines()
+    reader = StreamReader(block=block)
+    with pytest.raises(StreamError, match=says) as caught:
         reader.feed_lines(lines)
     steps = [r for r in caught.value.records + reader.finish() if isinstance(r, StepRecord)]
     assert [r.step for r in steps] == list(range(10))

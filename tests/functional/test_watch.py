@@ -3,6 +3,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from biasmon.tui.app import BiasmonApp, create_watch_app
 from biasmon.tui.watch import PipeStream, WatchSource
 from pilot_helpers import SIZE, event_text, status_text, wait_for
@@ -95,9 +97,11 @@ async def test_space_in_watch_says_paused_like_the_live_monitor_not_frozen_a_ver
         assert app.state == "following" and "following" in status_text(app)
 
 
-async def test_a_line_that_stops_the_reading_keeps_the_steps_before_it_and_says_stopped(tmp_path):
-    """A stream whose layers change at line 11 cannot be read on (check: exit 2). watch drew nothing of
-    the ten steps before it and still said "following"; they are drawn now, and the status says stopped."""
+@pytest.mark.parametrize("last", ["layers change", "unknown version"])
+async def test_a_line_that_stops_the_reading_keeps_the_steps_before_it_and_says_stopped(tmp_path, last):
+    """A stream whose line 11 cannot be read on (the layers change; a header of an unknown version: check
+    exits 2). watch drew nothing of the ten steps before it and still said "following"; they are drawn
+    now, and the status says stopped."""
     import json
     lines, b = [], [0.0, 0.0]
     for step in range(20):
@@ -107,11 +111,14 @@ async def test_a_line_that_stops_the_reading_keeps_the_steps_before_it_and_says_
         lines.append(json.dumps({"step": step, "loss": sum(v * v for v in g) / 2, "biases": {"out": b},
                                  "bias_grads": {"out": g}}))
         b = [x - 0.1 * gx for x, gx in zip(b, g)]
+    if last == "unknown version":
+        lines[10:] = [json.dumps({"format": "biasmon-stream", "version": 99})]
     path = tmp_path / "run.jsonl"
     path.write_text("\n".join(lines) + "\n")
     app = create_watch_app(str(path))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state == "stopped: see the events log")
         assert app.current is not None and app.current.loss.count == 10 and app.current.last_step == 9
-        assert "line 11: the layers changed within a run" in event_text(app)
+        assert ("line 11: the layers changed within a run" if last == "layers change"
+                else "line 11: stream format version 99") in event_text(app)
         assert "stopped" in status_text(app)
