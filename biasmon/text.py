@@ -38,10 +38,11 @@ def table(rows: list[tuple[str, ...]], open_last: bool = False) -> list[str]:
 
 
 def _columns(text: str) -> int:
-    """The terminal columns text takes: two for a wide (East Asian) character, one for any other."""
+    """The terminal columns text takes: two for a wide (East Asian) character, none for a combining mark,
+    one for any other."""
     if text.isascii():
         return len(text)
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def print_lines(lines: list[str], out: TextIO) -> None:

@@ -89,3 +89,4 @@ def test_a_table_lines_up_names_with_control_and_wide_characters_as_printed():
     assert lines[2] == "层\\u200b/\\x1b[31mred  ok"
     assert lines[3] == "o" + " " * 19 + "  ok"
     assert lines[1] == "-" * 20 + "  " + "-" * 7
+    assert table([("layer", "v"), ("cafe\u0301", "ok")])[2] == "cafe\u0301" + " " * 3 + "ok"   # the mark: no column
