@@ -21,6 +21,7 @@ from .verdicts import (DEAD_UNITS, DETACHED, HELD_UPHILL, NO_LONGER_REACHED, PEN
 
 
 CHUNK_ENTRIES = 1 << 16   # vectors' entries (steps x n) diagnosed at a time: 512 KB an array
+CLOSER_CAUSE = frozenset((UPHILL, VANISHING, DETACHED))   # verdicts whose cause a step may make closer
 
 
 @dataclass(slots=True)
@@ -299,9 +300,11 @@ class Diagnoser:
             loss_change = None
             if prev_pred[i] is not None and prev_loss[i] is not None:
                 loss_change = _new_tuple(LossChange, (prev_pred[i], o.loss - prev_loss[i]))
-            began = since(i)
-            layers = {name: _layer(row, j, reached(i, j), bool(has_u[i]), fd_errors[i][j], VERDICTS[code],
-                                   cause(i, j, code), began[j]) for j, (name, code) in enumerate(zip(names, code_rows[i]))}
+            began, got_g, unreached, got_u = since(i), bool(has_g[i]), o.unreached, bool(has_u[i])
+            layers = {name: _layer(row, j, got_g and not (unreached is not None and unreached[j]), got_u,
+                                   fd_errors[i][j], VERDICTS[code],
+                                   cause(i, j, code) if code in CLOSER_CAUSE else causes[code], began[j])
+                      for j, (name, code) in enumerate(zip(names, code_rows[i]))}
             out[i] = _new_tuple(Diagnosis, (layers, loss_change, events[i], sums[i]))
         self.verdict, self.since = code_rows[-1], since(n - 1)
         self.prev_loss = facts.loss[-1]
