@@ -47,9 +47,10 @@ def average_cosines(ag: np.ndarray, aa: np.ndarray, gg: np.ndarray) -> np.ndarra
     average points adds these up over the logged steps and every layer, and takes a as an average of -g
     where the total is negative. Cosines, not a.g itself: an early overshoot (the gradient reversed, the
     average not yet) gives a few large negative a.g that would outweigh a whole run of positive ones."""
-    with np.errstate(all="ignore"):
-        cos = ag / (np.sqrt(aa) * np.sqrt(gg))
-    return np.where(np.isfinite(cos), np.clip(cos, -1.0, 1.0), 0.0)
+    norms = np.sqrt(np.where(aa > 0, aa, 0.0)) * np.sqrt(np.where(gg > 0, gg, 0.0))   # (NaN > 0 is False)
+    usable = (norms > 0) & (norms < np.inf) & (np.abs(ag) < np.inf)
+    cos = np.divide(ag, norms, out=np.zeros(len(ag)), where=usable)   # no warning to silence: nothing else divides
+    return np.clip(cos, -1.0, 1.0, out=cos)
 
 
 def average_names(betas: tuple[float, ...]) -> list[str]:
