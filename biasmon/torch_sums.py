@@ -222,9 +222,12 @@ def step_line(step: int, loss: float, val_loss: float | None, rows: np.ndarray, 
     (the total decides there; None: nowhere). averages: whether the rows carry |a|^2, a.u."""
     has_a = ~np.isnan(rows[:, 7])
     if has_a.any():
-        orient += average_cosines(rows[:, 9], rows[:, 7], rows[:, 2])
-        sign = -1.0 if orient.sum() < 0 else 1.0
-        rows[:, 8] *= sign if declared is None else np.where(declared != 0, declared, sign)
+        if declared is not None and declared.all():   # every layer's way declared: no evidence needed
+            rows[:, 8] *= declared
+        else:
+            orient += average_cosines(rows[:, 9], rows[:, 7], rows[:, 2])
+            sign = -1.0 if orient.sum() < 0 else 1.0
+            rows[:, 8] *= sign if declared is None else np.where(declared != 0, declared, sign)
     line: dict[str, Any] = {"step": step, "loss": json_number(loss)}
     if val_loss is not None:
         line["val_loss"] = json_number(val_loss)
