@@ -98,6 +98,7 @@ class Check:
         self.run_label: str | None = None
         self.earlier: list[RunResult] = []
         self.check_notes: dict[str, list[int]] = {}   # what gradient_check events said: note -> steps
+        self.checked_names: dict[str, int] = {}       # layer names gradient_check events gave errors for -> first step
 
     def feed(self, text: str) -> None:
         self.add(self.reader.feed(text))
@@ -120,8 +121,13 @@ class Check:
                 self.history.setdefault(key, LayerHistory()).change(rec.data.get("verdict"), rec.step, self.run.steps - 1)
             elif rec.kind in RESET_EVENTS:
                 self._close_run(_text(rec.data.get("preset")) or _text(rec.data.get("run_id")))
-            elif rec.kind == "gradient_check" and isinstance(rec.data.get("note"), str):
-                self.check_notes.setdefault(rec.data["note"], []).append(rec.step)
+            elif rec.kind == "gradient_check":
+                if isinstance(rec.data.get("note"), str):
+                    self.check_notes.setdefault(rec.data["note"], []).append(rec.step)
+                for key in ("errors", "weight_errors"):
+                    if isinstance(rec.data.get(key), dict):
+                        for name in rec.data[key]:
+                            self.checked_names.setdefault(name, rec.step)
         self._add_steps(steps)
 
     def _add_steps(self, steps: list[StepRecord]) -> None:
@@ -216,6 +222,12 @@ class Check:
         for note, steps in list(self.check_notes.items())[:MAX_LISTED]:
             more = f" (and {len(steps) - 1} later check{'s' if len(steps) > 2 else ''})" if len(steps) > 1 else ""
             notes.append(f"gradient check at step {steps[0]}{more}: {note}")
+        known = s.verdicts.keys() | s.weight_verdicts.keys()
+        unknown = [(step, name) for name, step in self.checked_names.items() if name not in known]
+        if unknown:   # a writer's typo, or another model's names: those errors judged nothing
+            names = ", ".join(repr(name) for _, name in unknown[:MAX_LISTED])
+            notes.append(f"gradient check from step {min(step for step, _ in unknown)} names layer(s) no step line "
+                         f"has: {names}{' ...' if len(unknown) > MAX_LISTED else ''}: their errors were not judged")
         if any(d.verdict == "pending" for d in (self.run if self.run.steps else self.summary).verdicts.values()):
             notes.append(f"too few steps for a verdict on some layers (uphill needs {self.thresholds.min_steps} "
                          "steps with a defined cosine, unrelated a full --unrelated-steps stretch)")

@@ -142,3 +142,16 @@ def test_a_run_whose_every_step_line_diverged_is_still_judged(tmp_path):
     divergence = json.dumps({"event": "diverged", "step": 3})             # a run of a diverged event alone
     result = check_stream(write(tmp_path, good + [restart, divergence, restart] + good))
     assert result.exit == 1 and [run.diverged and run.diverged.step for run in result.runs] == [None, 3]
+
+
+def test_a_gradient_check_naming_a_layer_no_step_line_has_is_a_note_not_silence(tmp_path):
+    """A writer's typo ('fc3' for 'h'): its error judged nothing, and check said nothing of it."""
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join([
+        '{"format": "biasmon-stream", "version": 2}',
+        '{"event": "gradient_check", "step": 0, "errors": {"fc3": 0.5, "h": 1e-06}}',
+        '{"step": 0, "loss": 1.0, "biases": {"h": [1.0, 2.0]}, "bias_grads": {"h": [0.1, 0.2]}}',
+        '{"step": 1, "loss": 0.9, "biases": {"h": [0.99, 1.98]}, "bias_grads": {"h": [0.1, 0.2]}}']) + "\n")
+    notes = check_stream(path).notes
+    assert any("names layer(s) no step line has: 'fc3'" in note for note in notes), notes
+    assert not any("'h'" in note for note in notes)
