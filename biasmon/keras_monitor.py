@@ -139,7 +139,7 @@ class KerasMonitor:
         self._averages: str | None = None   # the header's name of the running average
         self._average_attr: str | None = None   # the optimizer's attribute it is read from
         self._orient: np.ndarray | None = None
-        self._declared: np.ndarray | None = None   # per variable: the sign its average is taken with (0: by a.g)
+        self._declared: np.ndarray | None = None   # per variable: the sign its average is taken with (0: by cos(a, g))
         self._float32: bool | None = None
         self._header_written = False
         self._sums: Any = None

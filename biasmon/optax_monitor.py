@@ -25,8 +25,8 @@ params' tree (the first field named `mu`, as ScaleByAdamState has: adam, adamw, 
 with the sign of the sum of cos(a, g) over the logged steps and every leaf (as biasmon.torch_monitor does
 for optimizers not torch's own): a state's sign depends on where it sits in the chain (optax.sgd's trace
 averages g; chain(scale(-lr), trace(b)), the same optimizer, averages -lr g), and one leaf's sum alone is
-noise where it sits at its minimum. Biases go to `bias_sums`, other leaves to `weight_sums`, named from the pytree paths
-(biasmon/jax_sums.py: `Dense_0` for `params/Dense_0/kernel` and `.../bias`).
+noise where it sits at its minimum. Biases go to `bias_sums`, other leaves to `weight_sums`, named from
+the pytree paths (biasmon/jax_sums.py: `Dense_0` for `params/Dense_0/kernel` and `.../bias`).
 
 How a line gets out: only the step number, the loss and the small arrays of the sums leave the device,
 through a host callback that writes the line with biasmon's RecordWriter, flushed at once (a crash loses
@@ -72,8 +72,8 @@ import numpy as np
 from .core.errors import BiasmonError
 from .core.layout import Layout
 from .core.records import json_number, sums_json
-from .core.summary_form import average_cosines
 from .core.stream import RecordWriter, open_target, sums_header
+from .core.summary_form import oriented_dots
 from .jax_sums import Leaf, check_same_leaves, leaf_layers, step_sums
 
 DEFAULT_EVERY = 32   # as TorchMonitor's: bench/bench_optax.py
@@ -131,7 +131,7 @@ class OptaxMonitor:
         self._order: list[int] = []          # rows of the device table in stream order: biases, then weights
         self._averages: str | None = None    # the state field the running average is read from
         self._float32: bool = False
-        self._orient: np.ndarray | None = None   # per layer: the sum of cos(a, g) over the logged steps (their total orients a)
+        self._orient: np.ndarray | None = None   # per layer: the sum of cos(a, g) over the logged steps
         self._header_written = False
         self._last_step: int | None = None
         self.lines = 0                       # step lines written
@@ -302,9 +302,9 @@ class OptaxMonitor:
             rows[:, 1:5] = floats[:, :4]
             rows[:, 5:7] = counts
             if field:
-                self._orient += average_cosines(floats[:, 6], floats[:, 4], floats[:, 1])
                 rows[:, 7] = floats[:, 4]
-                rows[:, 8] = floats[:, 5] * (-1.0 if self._orient.sum() < 0 else 1.0)   # a taken as an average of g
+                rows[:, 8] = oriented_dots(floats[:, 5], floats[:, 6], floats[:, 4], floats[:, 1],
+                                           self._orient)   # a taken as an average of g
             rows = rows[self._order]
             nb = len(self.bias_layout.names)
             line: dict[str, Any] = {"step": step, "loss": json_number(loss)}

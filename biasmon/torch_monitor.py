@@ -162,8 +162,8 @@ class TorchMonitor:
         self._held: tuple = (0.0, 0)   # the sum and count of the losses given before the logged step ran
         self._posts_since_call = 0
         self._averages: str | None = None    # the state key of the optimizer's running average, once known
-        self._orient = np.zeros(len(self.params))   # per layer: the sum of cos(a, g) over the logged steps (their total orients a)
-        # torch's own optimizers say which way their average points (maximize); another's is oriented by a.g
+        self._orient = np.zeros(len(self.params))   # per layer: the sum of cos(a, g) over the logged steps
+        # torch's own optimizers say which way their average points (maximize); another's is oriented by cos(a, g)
         self._declares = type(optimizer).__module__.startswith("torch.optim")
         self._float32: bool | None = None   # every gradient of the first logged step was float32
         self._header_written = False
@@ -273,7 +273,7 @@ class TorchMonitor:
     def _declared(self) -> np.ndarray | None:
         """Per layer, the way torch's own optimizer says its average points: +1 (an average of g), -1 (of
         -g: the layer's param group has maximize=True), 0 (its group says nothing); None for an optimizer
-        from elsewhere (its average is oriented by the logged a.g)."""
+        from elsewhere (its average is oriented by the logged cos(a, g))."""
         if not self._declares:
             return None
         maximize = {id(p): group.get("maximize") for group in self.optimizer.param_groups for p in group["params"]}

@@ -31,7 +31,7 @@ import numpy as np
 from .core.layout import Layout
 from .core.measures import SIGNIFICANT
 from .core.records import json_number, sums_json
-from .core.summary_form import average_cosines
+from .core.summary_form import oriented_dots
 from .torch_distributed import local_tensors
 
 CHUNK = 1 << 17            # entries of a chunk (512 KiB in float32: a few of them stay in the cache)
@@ -210,24 +210,16 @@ def step_line(step: int, loss: float, val_loss: float | None, rows: np.ndarray, 
               declared: np.ndarray | None = None) -> dict:
     """A logged step's line from StepSums' rows ((L, 10) float64, the biases' rows first), read back (docs/
     stream-format.md: a layer whose gradient was None is one no gradient reached; a sum that is not finite,
-    divergence, goes out as NaN or Infinity). orient (L,): each layer's sum of cos(a, g) over the logged
-    steps (core.summary_form.average_cosines), this one's added here; where the optimizer does not say which
-    way its average points (declared, below), their total decides for every layer: negative, a is an
-    average of -g (an SGD velocity written by hand), and a.u is written with its sign changed, as for an
-    average of g. The way an optimizer keeps its average is one rule for all its parameters, and one
-    layer's sum is noise where the layer sits at its minimum; a sum of a.g itself is ruled by an early
+    divergence, goes out as NaN or Infinity). a.u is written with a taken as an average of g
+    (core.summary_form.oriented_dots): declared (L,) +1 where the optimizer says its average is of g, -1
+    where of -g (torch's `maximize=True`), 0 where it says nothing (None: nowhere); there the total of
+    orient (L,), each layer's sum of cos(a, g) over the logged steps (this one's added here), decides: one
+    layer's sum alone is noise where it sits at its minimum, and a sum of a.g itself is ruled by an early
     overshoot (a hand-written Adam's a.g at step 32 outweighed the rest of a correct run, which read
-    uphill): cosines over every layer are the evidence. declared (L,): +1 where the
-    optimizer says its average is of g, -1 where of -g (torch's `maximize=True`), 0 where it says nothing
-    (the total decides there; None: nowhere). averages: whether the rows carry |a|^2, a.u."""
+    uphill). averages: whether the rows carry |a|^2, a.u."""
     has_a = ~np.isnan(rows[:, 7])
     if has_a.any():
-        if declared is not None and declared.all():   # every layer's way declared: no evidence needed
-            rows[:, 8] *= declared
-        else:
-            orient += average_cosines(rows[:, 9], rows[:, 7], rows[:, 2])
-            sign = -1.0 if orient.sum() < 0 else 1.0
-            rows[:, 8] *= sign if declared is None else np.where(declared != 0, declared, sign)
+        rows[:, 8] = oriented_dots(rows[:, 8], rows[:, 9], rows[:, 7], rows[:, 2], orient, declared)
     line: dict[str, Any] = {"step": step, "loss": json_number(loss)}
     if val_loss is not None:
         line["val_loss"] = json_number(val_loss)

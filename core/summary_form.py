@@ -53,6 +53,20 @@ def average_cosines(ag: np.ndarray, aa: np.ndarray, gg: np.ndarray) -> np.ndarra
     return np.clip(cos, -1.0, 1.0, out=cos)
 
 
+def oriented_dots(au: np.ndarray, ag: np.ndarray, aa: np.ndarray, gg: np.ndarray, orient: np.ndarray,
+                  declared: np.ndarray | None = None) -> np.ndarray:
+    """(L,) each layer's a.u with its running average a taken as an average of g, as the format says (a
+    writer's rule for an optimizer's own buffer): declared (L,) +1 where the optimizer says a averages g,
+    -1 where -g, 0 where it says nothing (None: nowhere); where it says nothing, the total of orient (L,),
+    each layer's sum of cos(a, g) over the logged steps (average_cosines, this step's added here in place),
+    decides for every layer: the way an optimizer keeps its average is one rule for all its parameters."""
+    if declared is not None and declared.all():   # every layer's way declared: no evidence needed
+        return au * declared
+    orient += average_cosines(ag, aa, gg)
+    sign = -1.0 if orient.sum() < 0 else 1.0
+    return au * (sign if declared is None else np.where(declared != 0, declared, sign))
+
+
 def average_names(betas: tuple[float, ...]) -> list[str]:
     """The header's `averages` for running averages a <- beta a + (1 - beta) g: ["ema0.9", ...]."""
     return [f"ema{b:g}" for b in betas]

@@ -8,8 +8,8 @@ from enum import StrEnum
 class RunState(StrEnum):
     """Where the shown run is. Live: running/paused/finished; replay: reading (its file)/playing/paused/end
     of recording; watch: waiting for the file/following/paused/end of stream/stopped (on an error); any of
-    them: diverged. Pause
-    reads "paused" in every mode (watch then holds the view still): "frozen" is a verdict's name."""
+    them: diverged. Pause reads "paused" in every mode (watch then holds the view still): "frozen" is a
+    verdict's name."""
 
     READY = "ready"
     RUNNING = "running"
